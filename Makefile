@@ -1,0 +1,59 @@
+# gridbot — grid trading bot backend. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv is bootstrapped from PyPI by `make install` when it is missing; `python3 -m uv` works without PATH changes.
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
+
+PYTEST_ARGS ?=
+SRC := libs/common/src services/auth/src services/gateway/src tools/exchange-sim/src tools/launcher/src
+
+.PHONY: help install run dev up down test lint fmt typecheck bench migrate clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+install: ## Install uv (if missing) and every workspace package into .venv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+		python3 -m pip install --quiet --user uv 2>/dev/null || \
+		python3 -m pip install --quiet --user --break-system-packages uv || \
+		python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+run: install ## Run the whole system in one process (SQLite, in-process bus and cache) on :3000
+	$(UV) run --frozen python -m launcher.embedded
+
+dev: install ## Run every service as its own process over local RabbitMQ/PostgreSQL/Redis
+	$(UV) run --frozen python -m launcher.dev
+
+up: ## docker compose up (every service in its own container)
+	docker compose up --build -d
+
+down: ## docker compose down
+	docker compose down
+
+test: install ## Run the whole test suite against real PostgreSQL, Redis and RabbitMQ
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: install ## ruff lint and format check
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+fmt: install ## Format and auto-fix
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+typecheck: install ## mypy (strict) over every package
+	$(UV) run --frozen mypy $(SRC)
+
+bench: install ## Run the benchmarks (they print figures)
+	$(UV) run --frozen python bench/gateway.py
+
+migrate: install ## Apply every service's migrations to DATABASE_URL
+	$(UV) run --frozen python -m launcher.migrate
+
+clean: ## Remove local state (the embedded SQLite file, caches)
+	rm -rf var/*.db var/*.db-* .mypy_cache .ruff_cache

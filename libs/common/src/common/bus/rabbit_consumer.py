@@ -1,0 +1,135 @@
+"""RabbitMQ consumers: ack after the handler, nack for a redelivery, reject to the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+
+from common.bus.port import Handler, QueueKind, Subscription
+from common.bus.support import decode, invoke, log_failure
+from common.contracts.envelope import Envelope
+
+if TYPE_CHECKING:
+    from common.bus.rabbit import RabbitBus
+
+log = logging.getLogger(__name__)
+
+
+class RabbitSubscription(Subscription):
+    """A consumer on its own channel; the message is settled after the handler returns."""
+
+    def __init__(
+        self,
+        bus: RabbitBus,
+        channel: AbstractRobustChannel,
+        queue: AbstractQueue,
+        kind: QueueKind,
+        handler: Handler,
+        max_retries: int,
+    ) -> None:
+        self.queue = queue.name
+        self._bus = bus
+        self._channel = channel
+        self._queue = queue
+        self._kind = kind
+        self._handler = handler
+        self._max_retries = max_retries
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.consumer_tag: str | None = None
+        self._cancelled = False
+
+    async def cancel(self) -> None:
+        if self._cancelled:
+            return
+        self._cancelled = True
+        try:
+            if self.consumer_tag is not None and not self._channel.is_closed:
+                await self._queue.cancel(self.consumer_tag)
+        except (AMQPError, ChannelInvalidStateError, ConnectionError):
+            log.debug("cancel of %s: channel already gone", self.queue, exc_info=True)
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=self._bus.cancel_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        # Closing the channel hands every still-unacked message back to the broker.
+        if not self._channel.is_closed:
+            await self._channel.close()
+        self._bus.forget(self)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """aio-pika consumer callback: one task per delivered message."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._handle(message)
+        except (AMQPError, ChannelInvalidStateError, ConnectionError):
+            # The ack/nack could not reach the broker; it redelivers the message on its own.
+            log.warning("settling a message from %s failed", self.queue, exc_info=True)
+        except Exception:
+            log.exception("consumer of %s failed", self.queue)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        envelope = decode(message.body)
+        if envelope is None:
+            log.warning(
+                "not an envelope on %s (routing_key=%s message_id=%s)",
+                self.queue,
+                message.routing_key,
+                message.message_id,
+            )
+            # Durable queues dead-letter a rejection through their DLX; transient ones drop it.
+            await message.reject(requeue=False)
+            return
+        if self._kind is QueueKind.TRANSIENT:
+            await self._handle_transient(message, envelope)
+            return
+        try:
+            await invoke(self._handler, envelope)
+        except Exception:
+            attempt = _delivery_count(message) + 1
+            log_failure(self.queue, envelope, attempt, self._max_retries)
+            if attempt < self._max_retries:
+                await asyncio.sleep(self._bus.backoff(attempt))
+            # The queue's x-delivery-limit moves it to the DLQ once max_retries deliveries failed.
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    async def _handle_transient(self, message: AbstractIncomingMessage, envelope: Envelope) -> None:
+        # Classic queues count no deliveries, so a transient message is retried in place.
+        for attempt in range(1, self._max_retries + 1):
+            try:
+                await invoke(self._handler, envelope)
+            except Exception:
+                log_failure(self.queue, envelope, attempt, self._max_retries)
+                if attempt < self._max_retries:
+                    await asyncio.sleep(self._bus.backoff(attempt))
+            else:
+                await message.ack()
+                return
+        await message.reject(requeue=False)
+
+
+def _delivery_count(message: AbstractIncomingMessage) -> int:
+    """Failed earlier deliveries, as the quorum queue counts them (absent on the first)."""
+    value = (message.headers or {}).get("x-delivery-count")
+    return value if isinstance(value, int) else 0
+
+
+def original_routing_key(message: AbstractIncomingMessage) -> str:
+    """The routing key a dead-lettered message was first published with."""
+    deaths = (message.headers or {}).get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[-1], dict):
+        keys = deaths[-1].get("routing-keys")
+        if isinstance(keys, list) and keys:
+            return str(keys[0])
+    return message.routing_key or ""

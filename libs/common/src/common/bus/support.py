@@ -1,0 +1,108 @@
+"""Pieces both bus adapters share: topic matching, envelopes in and out, retry backoff."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from common.bus.port import INVALID_BODY_KEY, Handler
+from common.context import request_id_var
+from common.contracts.envelope import Envelope, new_message_id, payload_to_dict
+
+log = logging.getLogger(__name__)
+
+_MAX_INVALID_BODY_CHARS = 64 * 1024
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """AMQP topic matching: `*` is exactly one word, `#` zero or more words."""
+    return _match(tuple(pattern.split(".")), tuple(routing_key.split(".")))
+
+
+@lru_cache(maxsize=4096)
+def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        # `#` swallows zero words, or one word and stays in place to try for more.
+        return _match(rest, words) or (bool(words) and _match(pattern, words[1:]))
+    if not words:
+        return False
+    return (head == "*" or head == words[0]) and _match(rest, words[1:])
+
+
+def make_envelope(
+    routing_key: str,
+    payload: BaseModel | dict[str, Any],
+    message_id: str | None,
+    request_id: str | None,
+) -> Envelope:
+    """The envelope of one publication; the request id defaults to the current request's."""
+    return Envelope(
+        message_id=message_id or new_message_id(),
+        type=routing_key,
+        request_id=request_id if request_id is not None else request_id_var.get(),
+        payload=payload_to_dict(payload),
+    )
+
+
+def decode(body: bytes) -> Envelope | None:
+    """The envelope in a body, or None when the body is not one."""
+    try:
+        return Envelope.from_json(body)
+    except (ValidationError, ValueError):
+        return None
+
+
+def quarantined(body: bytes, routing_key: str, message_id: str | None) -> Envelope:
+    """An envelope standing for a dead-lettered body: the envelope itself, or the raw text."""
+    envelope = decode(body)
+    if envelope is not None:
+        return envelope
+    text = body.decode("utf-8", errors="replace")[:_MAX_INVALID_BODY_CHARS]
+    return Envelope(
+        message_id=message_id or new_message_id(),
+        type=routing_key or "invalid",
+        payload={INVALID_BODY_KEY: text},
+    )
+
+
+async def invoke(handler: Handler, envelope: Envelope) -> None:
+    """Run a handler with the envelope's request id as the current one (so logs carry it)."""
+    token = request_id_var.set(envelope.request_id)
+    try:
+        await handler(envelope)
+    finally:
+        request_id_var.reset(token)
+
+
+def backoff_delay(failures: int, base: float, cap: float) -> float:
+    """Exponential delay before redelivering after the n-th failure (n >= 1)."""
+    return float(min(cap, base * (2 ** max(0, failures - 1))))
+
+
+def check_subscribe_args(prefetch: int, max_retries: int, max_length: int | None) -> None:
+    """Refuse limits the brokers cannot express."""
+    if prefetch < 1:
+        raise ValueError("prefetch must be >= 1")
+    if max_retries < 1:
+        raise ValueError("max_retries must be >= 1 (the number of deliveries before the DLQ)")
+    if max_length is not None and max_length < 1:
+        raise ValueError("max_length must be >= 1")
+
+
+def log_failure(queue: str, envelope: Envelope, attempt: int, max_retries: int) -> None:
+    """One WARNING per failed delivery, with ids but never the payload."""
+    log.warning(
+        "handler failed on %s (type=%s message_id=%s attempt %d/%d)",
+        queue,
+        envelope.type,
+        envelope.message_id,
+        attempt,
+        max_retries,
+        exc_info=True,
+    )

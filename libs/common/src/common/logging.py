@@ -1,0 +1,95 @@
+"""JSON logging with the request id on every line; secrets masked before they reach a handler."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from common.context import request_id_var
+
+_SENSITIVE_KEYS = re.compile(
+    r"(password|secret|token|authorization|api[_-]?key|encryption[_-]?key|cookie)", re.IGNORECASE
+)
+# Bearer tokens and JWT-looking strings in free text.
+_SENSITIVE_TEXT = re.compile(
+    r"(Bearer\s+)[A-Za-z0-9\-_.=]+|eyJ[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]*"
+)
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+def redact_text(text: str) -> str:
+    """Mask bearer tokens and JWTs inside free text."""
+    return _SENSITIVE_TEXT.sub(lambda m: (m.group(1) or "") + "[REDACTED]", text)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Mask values whose key names a secret, recursively."""
+    if key and _SENSITIVE_KEYS.search(key):
+        return "[REDACTED]"
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, extras."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as JSON."""
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": redact_text(record.getMessage()),
+        }
+        rid = request_id_var.get()
+        if rid:
+            entry["request_id"] = rid
+        for k, v in record.__dict__.items():
+            if k not in _RESERVED and not k.startswith("_"):
+                entry[k] = redact(v, k)
+        if record.exc_info:
+            entry["exc"] = redact_text(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines for a terminal, still redacted and with the request id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as text."""
+        rid = request_id_var.get()
+        base = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {redact_text(record.getMessage())}"
+        if rid:
+            base += f" [rid={rid}]"
+        if record.exc_info:
+            base += "\n" + redact_text(self.formatException(record.exc_info))
+        return base
+
+
+def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
+    """Install one stderr handler on the root logger (idempotent)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_gridbot", False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._gridbot = True  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter(service) if json_lines else TextFormatter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Access logs repeat what our middleware already says, and can carry query strings with tokens.
+    logging.getLogger("uvicorn.access").disabled = True

@@ -1,0 +1,65 @@
+"""Alembic glue shared by every service: one env.py body, and a programmatic upgrade to head."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from common.db import is_sqlite, schema_translate_map
+
+
+def version_table(url: str, schema: str) -> tuple[str, str | None]:
+    """Name and schema of a service's Alembic version table (SQLite has one namespace for all)."""
+    if is_sqlite(url):
+        return f"alembic_version_{schema}", None
+    return "alembic_version", schema
+
+
+def run_env(target_metadata: MetaData, schema: str) -> None:
+    """The body of a service's migrations/env.py (online mode, async engine)."""
+    url = context.config.get_main_option("sqlalchemy.url") or os.environ["DATABASE_URL"]
+    table, table_schema = version_table(url, schema)
+
+    def do_run(connection: Connection) -> None:
+        if not is_sqlite(url):
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        else:
+            connection = connection.execution_options(
+                schema_translate_map=schema_translate_map(url, [schema])
+            )
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table=table,
+            version_table_schema=table_schema,
+            include_schemas=not is_sqlite(url),
+            render_as_batch=is_sqlite(url),
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(do_run)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def upgrade_head(script_location: Path, database_url: str) -> None:
+    """Apply every migration of one service (blocking; call via asyncio.to_thread inside a loop)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    command.upgrade(cfg, "head")

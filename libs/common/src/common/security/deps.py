@@ -1,0 +1,48 @@
+"""The FastAPI dependency that authenticates a request: every service checks tokens itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from common.errors import AppError, ErrorCode
+from common.security.revocation import RevocationList
+from common.security.tokens import Principal, TokenService, TokenType
+
+
+@dataclass(frozen=True, slots=True)
+class AuthState:
+    """What a service keeps on `app.state.auth` to verify tokens."""
+
+    tokens: TokenService
+    revocations: RevocationList
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """Verify an Authorization header value: UNAUTHORIZED without a bearer token, INVALID_TOKEN when bad."""
+        token = bearer_token(authorization)
+        principal = self.tokens.verify(token, TokenType.ACCESS)
+        if await self.revocations.is_revoked(principal.jti):
+            raise AppError(ErrorCode.INVALID_TOKEN)
+        return principal
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header, or UNAUTHORIZED."""
+    if not authorization:
+        raise AppError(ErrorCode.UNAUTHORIZED)
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AppError(ErrorCode.UNAUTHORIZED)
+    return token
+
+
+async def current_principal(request: Request) -> Principal:
+    """Authenticate the request with the app's AuthState."""
+    state: AuthState = request.app.state.auth
+    return await state.authenticate(request.headers.get("authorization"))
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,146 @@
+"""Settings base for every service: environment variables, secrets as SecretStr, no placeholders in production."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that ship in the repository for development; refused anywhere else.
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"
+DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktaW5zZWN1cmUtZW5jcnlwdGlvbi1rZXk="
+_PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "placeholder", "dev-only", "insecure")
+_PLACEHOLDER_VALUES = {"", "secret", "password", "jwt_secret", "your-secret", "test", "dev"}
+MIN_SECRET_BYTES = 32
+
+
+class Environment(StrEnum):
+    """Where the process runs; only development and test accept placeholder secrets."""
+
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def is_placeholder(value: str) -> bool:
+    """True for an empty, known-default or too short secret."""
+    lowered = value.strip().lower()
+    if lowered in _PLACEHOLDER_VALUES:
+        return True
+    if any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
+        return True
+    return len(value.encode()) < MIN_SECRET_BYTES
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every service reads; subclasses add their own."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: str = "INFO"
+    log_json: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @property
+    def is_development(self) -> bool:
+        """Development or test: placeholder secrets and loopback defaults allowed."""
+        return self.environment in (Environment.DEVELOPMENT, Environment.TEST)
+
+    def secret_fields(self) -> dict[str, SecretStr]:
+        """Every SecretStr field of this settings object, by name."""
+        found: dict[str, SecretStr] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                found[name] = value
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(item, SecretStr):
+                        found[f"{name}[{key}]"] = item
+        return found
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Self:
+        if self.is_development:
+            return self
+        bad = [
+            name for name, secret in self.secret_fields().items() if is_placeholder(secret.get_secret_value())
+        ]
+        if bad:
+            raise ValueError(
+                f"placeholder or weak secrets are refused outside development: {', '.join(sorted(bad))}"
+            )
+        return self
+
+
+class DatabaseSettings(ServiceSettings):
+    """A service that owns a schema in the database."""
+
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/gridbot")
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    def secret_fields(self) -> dict[str, SecretStr]:
+        """Secrets minus the database URL, whose strength is the database's business."""
+        fields = super().secret_fields()
+        fields.pop("database_url", None)
+        return fields
+
+
+class CacheSettings(ServiceSettings):
+    """A service that talks to Redis (or the in-memory stand-in: REDIS_URL=memory://)."""
+
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # Prefix of every key this deployment writes, so that several deployments can share one Redis.
+    cache_namespace: str = "gridbot"
+
+    def secret_fields(self) -> dict[str, SecretStr]:
+        """Secrets minus the Redis URL."""
+        fields = super().secret_fields()
+        fields.pop("redis_url", None)
+        return fields
+
+
+class BusSettings(ServiceSettings):
+    """A service on the message bus (RABBITMQ_URL=memory:// selects the in-process bus)."""
+
+    rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    bus_namespace: str = ""
+
+    def secret_fields(self) -> dict[str, SecretStr]:
+        """Secrets minus the broker URL."""
+        fields = super().secret_fields()
+        fields.pop("rabbitmq_url", None)
+        return fields
+
+
+class JwtSettings(ServiceSettings):
+    """A service that verifies (or issues) JWTs."""
+
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_kid: str = "k1"
+    # Older keys still accepted for verification during a rotation: {"k0": "..."}.
+    jwt_previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    jwt_issuer: str = "gridbot"
+    access_token_ttl_seconds: int = Field(default=3600, ge=60)
+    refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=300)
+
+    def jwt_keys(self) -> dict[str, SecretStr]:
+        """Every verification key by kid, the active one included."""
+        keys = dict(self.jwt_previous_keys)
+        keys[self.jwt_kid] = self.jwt_secret
+        return keys
+
+
+def redact_settings(settings: ServiceSettings) -> dict[str, Any]:
+    """Settings as a dict with every secret masked, safe to log."""
+    dumped = settings.model_dump(mode="json")
+    return {
+        k: ("**********" if isinstance(getattr(settings, k), SecretStr) else v) for k, v in dumped.items()
+    }

@@ -1,0 +1,50 @@
+"""pytest fixtures giving real infrastructure URLs, isolated per run (loaded from the root conftest)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from common.testing.infra import (
+    DEFAULT_POSTGRES,
+    DEFAULT_RABBITMQ,
+    DEFAULT_REDIS,
+    scratch_database,
+    server_url,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A plain postgresql:// URL of a server we may create databases on."""
+    with server_url("PostgreSQL", "TEST_POSTGRES_URL", DEFAULT_POSTGRES, 5432, "postgres:15") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh database for this test process (postgresql+asyncpg://), dropped at the end."""
+    with scratch_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The real Redis; tests isolate themselves with a key namespace (see `namespace`)."""
+    with server_url("Redis", "TEST_REDIS_URL", DEFAULT_REDIS, 6379, "redis:7") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """The real RabbitMQ; tests isolate themselves with a name namespace (see `namespace`)."""
+    with server_url("RabbitMQ", "TEST_RABBITMQ_URL", DEFAULT_RABBITMQ, 5672, "rabbitmq:3.13") as url:
+        yield url
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A prefix unique to one test, for Redis keys and RabbitMQ exchange/queue names."""
+    return f"t{uuid.uuid4().hex[:12]}"

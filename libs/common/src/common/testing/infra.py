@@ -1,0 +1,109 @@
+"""Locate the real PostgreSQL, Redis and RabbitMQ for tests; fail (CI) or skip (laptop) when absent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import pytest
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def in_ci() -> bool:
+    """CI=true: a missing server is a failure, never a skip."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(url: str, default_port: int, timeout: float = 2.0) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_available() -> bool:
+    return shutil.which("docker") is not None and os.path.exists("/var/run/docker.sock")
+
+
+def missing(what: str, url: str) -> None:
+    """Fail under CI, skip elsewhere."""
+    msg = f"{what} does not answer at {url} (see ../shared/SERVICES.md to start it)"
+    if in_ci():
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
+@contextmanager
+def server_url(what: str, env: str, default: str, port: int, image: str) -> Iterator[str]:
+    """Environment first, loopback default, testcontainers where Docker exists."""
+    url = os.environ.get(env, default)
+    if _reachable(url, port):
+        yield url
+        return
+    if not in_ci() and _docker_available():  # pragma: no cover - only where Docker runs
+        from testcontainers.core.container import DockerContainer
+
+        with DockerContainer(image).with_exposed_ports(port) as c:
+            host, mapped = c.get_container_host_ip(), c.get_exposed_port(port)
+            parts = urlsplit(url)
+            netloc = parts.netloc.rsplit("@", 1)
+            creds = netloc[0] + "@" if len(netloc) == 2 else ""
+            yield parts._replace(netloc=f"{creds}{host}:{mapped}").geturl()
+            return
+    missing(what, url)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_id() -> str:
+    """A short id unique to this test process (xdist worker), used to isolate data."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
+    return f"{worker}_{uuid.uuid4().hex[:10]}"
+
+
+async def _create_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test run, dropped afterwards; yields an asyncpg SQLAlchemy URL."""
+    name = f"gridbot_test_{run_id()}".lower()
+    asyncio.run(_create_database(admin_url, name))
+    try:
+        parts = urlsplit(admin_url)
+        yield parts._replace(scheme="postgresql+asyncpg", path=f"/{name}").geturl()
+    finally:
+        asyncio.run(_drop_database(admin_url, name))

@@ -1,0 +1,280 @@
+"""The HTTP kit every service app is built with: envelope, error handlers, request context, body limit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.context import language_var, request_id_var, sanitize_request_id
+from common.errors import AppError, ErrorCode, error_body, pick_language
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("gridbot.access")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # The wire carries JSON numbers (API.md); Decimals stay exact everywhere before this point.
+        return float(value)
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and a Z, as API.md prescribes."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def dumps(content: Any) -> bytes:
+    """Serialise to JSON bytes (orjson; Decimal as number, datetime as ISO UTC)."""
+    return orjson.dumps(content, default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+class JsonResponse(Response):
+    """A JSON response rendered with orjson."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """Serialise the content."""
+        return dumps(content)
+
+
+def ok(data: Any = None, message: str | None = None, status_code: int = 200) -> JsonResponse:
+    """The success envelope: {"success": true, "data": ..., "message": ...}."""
+    body: dict[str, Any] = {"success": True}
+    if message is not None:
+        body["message"] = message
+    if data is not None:
+        body["data"] = data
+    return JsonResponse(body, status_code=status_code)
+
+
+def error_response(
+    code: ErrorCode,
+    details: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    lang: str | None = None,
+) -> JsonResponse:
+    """The error envelope of API.md with the code's HTTP status."""
+    from common.errors import ERRORS
+
+    return JsonResponse(
+        error_body(code, lang or language_var.get(), details),
+        status_code=ERRORS[code].status,
+        headers=dict(headers or {}),
+    )
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from inside receive() when a body exceeds the limit (an HTTPException so FastAPI re-raises it)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+class RequestContextMiddleware:
+    """Request id and language into context vars, X-Request-ID out, body size capped, one access line."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int = 64 * 1024, access_log: bool = True) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        rid = sanitize_request_id(_header(headers, b"x-request-id"))
+        lang = pick_language(_header(headers, b"accept-language"))
+        rid_token, lang_token = request_id_var.set(rid), language_var.set(lang)
+        scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
+        status_holder = [0]
+        response_started = [False]
+        rid_bytes = rid.encode()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_started[0] = True
+                status_holder[0] = message["status"]
+                raw = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                raw.append((b"x-request-id", rid_bytes))
+                message = {**message, "headers": raw}
+            await send(message)
+
+        try:
+            if scope["type"] == "http":
+                declared = _header(headers, b"content-length")
+                if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+                    await _send_error(send_wrapper, ErrorCode.PAYLOAD_TOO_LARGE, lang)
+                    return
+                await self.app(scope, self._limited(receive), send_wrapper)
+            else:
+                await self.app(scope, receive, send)
+        except BodyTooLarge:
+            if not response_started[0]:
+                await _send_error(send_wrapper, ErrorCode.PAYLOAD_TOO_LARGE, lang)
+        finally:
+            if self.access_log and scope["type"] == "http":
+                access_log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status_holder[0],
+                    extra={"duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+                )
+            request_id_var.reset(rid_token)
+            language_var.reset(lang_token)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge()
+            return message
+
+        return wrapped
+
+
+def _header(headers: Mapping[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None
+
+
+async def _send_error(send: Send, code: ErrorCode, lang: str) -> None:
+    response = error_response(code, lang=lang)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def validation_details(exc: RequestValidationError) -> dict[str, Any]:
+    """`details.fields`: one entry per bad field with a readable reason."""
+    fields = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        kind = err.get("type", "")
+        if kind == "json_invalid":
+            fields.append({"field": "body", "reason": "malformed JSON"})
+            continue
+        reason = "unknown field" if kind == "extra_forbidden" else str(err.get("msg", "invalid"))
+        fields.append({"field": ".".join(loc) or "body", "reason": reason})
+    return {"fields": fields}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error of every route leaves as the contract's envelope; never a bare 500."""
+
+    async def on_app_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        return error_response(exc.code, exc.details, exc.headers)
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(ErrorCode.VALIDATION_ERROR, validation_details(exc))
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {
+            404: ErrorCode.NOT_FOUND,
+            405: ErrorCode.METHOD_NOT_ALLOWED,
+            413: ErrorCode.PAYLOAD_TOO_LARGE,
+            401: ErrorCode.UNAUTHORIZED,
+            403: ErrorCode.FORBIDDEN,
+            429: ErrorCode.RATE_LIMIT_EXCEEDED,
+            503: ErrorCode.SERVICE_UNAVAILABLE,
+        }.get(exc.status_code)
+        if code is None:
+            code = ErrorCode.VALIDATION_ERROR if exc.status_code < 500 else ErrorCode.INTERNAL_SERVER_ERROR
+        return error_response(code, headers=getattr(exc, "headers", None))
+
+    async def on_body_too_large(_: Request, exc: Exception) -> Response:
+        return error_response(ErrorCode.PAYLOAD_TOO_LARGE)
+
+    async def on_unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(ErrorCode.INTERNAL_SERVER_ERROR)
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(BodyTooLarge, on_body_too_large)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+HealthCheck = Callable[[], Awaitable[bool]]
+
+
+def add_health_routes(app: FastAPI, checks: Callable[[], Mapping[str, HealthCheck]]) -> None:
+    """GET /health (alive) and GET /health/ready (every dependency answers; 503 naming the ones that do not)."""
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> Response:
+        return ok({"status": "ok"})
+
+    @app.get("/health/ready", include_in_schema=False)
+    async def ready() -> Response:
+        results: dict[str, str] = {}
+        for name, check in checks().items():
+            try:
+                results[name] = "ok" if await check() else "down"
+            except Exception:  # a failing check is an answer, not a crash
+                results[name] = "down"
+        down = sorted(n for n, v in results.items() if v != "ok")
+        if down:
+            return error_response(ErrorCode.SERVICE_UNAVAILABLE, {"down": down, "checks": results})
+        return ok({"status": "ready", "checks": results})
+
+
+def create_app(
+    *,
+    title: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    max_body_bytes: int = 64 * 1024,
+    access_log: bool = True,
+    openapi_url: str | None = "/openapi.json",
+    version: str = "0.1.0",
+) -> FastAPI:
+    """A FastAPI app with the kit's middleware and error handlers installed."""
+    app = FastAPI(
+        title=title,
+        version=version,
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+        openapi_url=openapi_url,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes, access_log=access_log)
+    return app
