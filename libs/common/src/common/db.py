@@ -46,14 +46,18 @@ def schema_translate_map(url: str, schemas: Sequence[str]) -> dict[str | None, s
 
 
 def create_engine(
-    url: str, *, schemas: Sequence[str] = (), pool_size: int = 10, echo: bool = False
+    url: str, *, schemas: Sequence[str] = (), pool_size: int = 10, pre_ping: bool = False, echo: bool = False
 ) -> AsyncEngine:
-    """An async engine; on SQLite with WAL, foreign keys on and a busy timeout (one writer at a time)."""
+    """An async engine; on SQLite with WAL, foreign keys on and a busy timeout (one writer at a time).
+
+    No pre-ping by default: it costs three round trips per checkout with asyncpg, and a connection that
+    died with the server fails one request (503) and invalidates the pool anyway.
+    """
     kwargs: dict[str, Any] = {"echo": echo}
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_recycle=1800)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
 

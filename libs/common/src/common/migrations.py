@@ -40,6 +40,8 @@ def run_env(target_metadata: MetaData, schema: str) -> None:
             version_table=table,
             version_table_schema=table_schema,
             include_schemas=not is_sqlite(url),
+            # Autogenerate must see only this service's schema, never propose dropping another's tables.
+            include_name=lambda name, type_, _: type_ != "schema" or name == schema,
             render_as_batch=is_sqlite(url),
             compare_type=True,
         )

@@ -13,10 +13,13 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.bus import BusError
+from common.cache import CacheError
 from common.context import language_var, request_id_var, sanitize_request_id
 from common.errors import AppError, ErrorCode, error_body, pick_language
 
@@ -46,10 +49,8 @@ def dumps(content: Any) -> bytes:
     return orjson.dumps(content, default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
 
-class JsonResponse(Response):
-    """A JSON response rendered with orjson."""
-
-    media_type = "application/json"
+class JsonResponse(JSONResponse):
+    """A JSON response rendered with orjson (a JSONResponse, so OpenAPI documents bodies as JSON)."""
 
     def render(self, content: Any) -> bytes:
         """Serialise the content."""
@@ -192,6 +193,19 @@ def validation_details(exc: RequestValidationError) -> dict[str, Any]:
     return {"fields": fields}
 
 
+# A database, cache or broker that cannot be reached is an outage (503), not a bug (500). Requests fail
+# closed: e.g. no token is accepted when its revocation cannot be checked.
+OUTAGES: tuple[type[Exception], ...] = (
+    CacheError,
+    BusError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error of every route leaves as the contract's envelope; never a bare 500."""
 
@@ -214,12 +228,21 @@ def install_error_handlers(app: FastAPI) -> None:
             429: ErrorCode.RATE_LIMIT_EXCEEDED,
             503: ErrorCode.SERVICE_UNAVAILABLE,
         }.get(exc.status_code)
+        details = None
         if code is None:
             code = ErrorCode.VALIDATION_ERROR if exc.status_code < 500 else ErrorCode.INTERNAL_SERVER_ERROR
-        return error_response(code, headers=getattr(exc, "headers", None))
+            if exc.status_code == 400:
+                # FastAPI's answer to a body it could not even decode (e.g. not UTF-8).
+                details = {"fields": [{"field": "body", "reason": "malformed JSON"}]}
+        return error_response(code, details, headers=getattr(exc, "headers", None))
 
     async def on_body_too_large(_: Request, exc: Exception) -> Response:
         return error_response(ErrorCode.PAYLOAD_TOO_LARGE)
+
+    async def on_outage(_: Request, exc: Exception) -> Response:
+        # The class name only: driver messages can quote SQL parameters.
+        log.error("backing service unavailable: %s", type(exc).__name__)
+        return error_response(ErrorCode.SERVICE_UNAVAILABLE)
 
     async def on_unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
@@ -229,6 +252,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(BodyTooLarge, on_body_too_large)
+    for outage in OUTAGES:
+        app.add_exception_handler(outage, on_outage)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -1,0 +1,1 @@
+"""gridbot auth service: users, passwords, access/refresh tokens, logout revocation."""

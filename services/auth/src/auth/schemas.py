@@ -1,0 +1,132 @@
+"""Request and response bodies of the auth routes (camelCase on the wire)."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Generic, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, Field
+
+from auth.models import EMAIL_LENGTH, NAME_LENGTH
+from common.schemas import RequestModel, ResponseModel
+
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128
+# A JWT of ours is ~300 bytes; anything far longer is not one and is refused before parsing.
+TOKEN_MAX = 4096
+
+DataT = TypeVar("DataT")
+
+
+def _encodable(value: str) -> str:
+    # json.loads accepts lone surrogates ("\ud800"); they cannot be UTF-8 encoded, hashed, stored or
+    # serialised, so they are refused here instead of failing deep inside.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains invalid characters") from None
+    return value
+
+
+def normalise_email(value: str) -> str:
+    """Trimmed, syntax-checked (no DNS lookup), lower-cased: the one form stored and looked up."""
+    try:
+        result = validate_email(_encodable(value).strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from None
+    return result.normalized.lower()
+
+
+def _clean_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = _encodable(value).strip()
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        # NUL cannot be stored in PostgreSQL text; other control characters have no place in a name.
+        raise ValueError("contains control characters")
+    return value or None
+
+
+Email = Annotated[str, Field(min_length=3, max_length=EMAIL_LENGTH), AfterValidator(normalise_email)]
+Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX), AfterValidator(_encodable)]
+# Login does not re-apply the password policy: a too-short password is simply a wrong one.
+LoginPassword = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX), AfterValidator(_encodable)]
+Token = Annotated[str, Field(min_length=1, max_length=TOKEN_MAX)]
+
+
+class RegisterRequest(RequestModel):
+    """POST /auth/register."""
+
+    email: Email
+    password: Password
+    name: Annotated[str | None, Field(max_length=NAME_LENGTH), AfterValidator(_clean_name)] = None
+
+
+class LoginRequest(RequestModel):
+    """POST /auth/login."""
+
+    email: Email
+    password: LoginPassword
+
+
+class RefreshRequest(RequestModel):
+    """POST /auth/refresh."""
+
+    refresh_token: Token
+
+
+class LogoutRequest(RequestModel):
+    """POST /auth/logout (optional body): also revoke this refresh token's family."""
+
+    refresh_token: Token | None = None
+
+
+class TokenPairData(ResponseModel):
+    """`data` of POST /auth/refresh."""
+
+    token: str
+    refresh_token: str
+
+
+class RegisterData(ResponseModel):
+    """`data` of POST /auth/register (fields in the contract's order)."""
+
+    user_id: str
+    email: str
+    token: str
+    refresh_token: str
+
+
+class LoginData(ResponseModel):
+    """`data` of POST /auth/login (fields in the contract's order)."""
+
+    user_id: str
+    email: str
+    name: str | None
+    token: str
+    refresh_token: str
+
+
+class MeData(ResponseModel):
+    """`data` of GET /auth/me."""
+
+    user_id: str
+    email: str
+    name: str | None
+    created_at: str = Field(description="ISO 8601 UTC with milliseconds, e.g. 2025-01-23T10:30:00.000Z")
+
+
+class Success(BaseModel, Generic[DataT]):
+    """The success envelope, for the OpenAPI document."""
+
+    success: bool = True
+    message: str | None = None
+    data: DataT
+
+
+class MessageOnly(BaseModel):
+    """A success envelope without data (logout)."""
+
+    success: bool = True
+    message: str
