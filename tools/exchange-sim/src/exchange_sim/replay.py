@@ -1,0 +1,140 @@
+"""The clock driving the price source: seeds history, then replays candles tick by tick."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+from exchange_sim.marketdata import MINUTE_MS
+from exchange_sim.markets import Venue
+from exchange_sim.matching import MatchingEngine
+from exchange_sim.prices import PriceFeed, Tick
+from exchange_sim.settings import ReplaySpeed
+
+log = logging.getLogger(__name__)
+TICKS_PER_CANDLE = 4
+# When the loop falls this far behind (a stalled event loop), it stops trying to catch up.
+_MAX_LAG_SECONDS = 1.0
+
+
+class Replayer:
+    """Feeds every engine the next tick of every market, on a timer or on demand."""
+
+    def __init__(
+        self,
+        feed: PriceFeed,
+        engines: Mapping[Venue, MatchingEngine],
+        history_minutes: int,
+        speed: ReplaySpeed,
+        clock: Callable[[], int],
+    ) -> None:
+        self.feed = feed
+        self.engines = engines
+        self.history_minutes = history_minutes
+        self.candle_index = history_minutes
+        self.tick_in_candle = 0
+        self.speed: ReplaySpeed = speed
+        self.paused = False
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._current: dict[tuple[Venue, str], tuple[Tick, ...]] = {}
+
+    def seed_history(self) -> None:
+        """Give each market history_minutes of 1-minute candles ending at the current minute."""
+        now = self.clock()
+        current_minute = now - now % MINUTE_MS
+        for engine in self.engines.values():
+            for symbol, market in engine.markets.items():
+                data = engine.data[symbol]
+                for index in range(self.history_minutes):
+                    start = current_minute - (self.history_minutes - index) * MINUTE_MS
+                    data.seed(start, self.feed.candle(market, index))
+
+    @property
+    def running(self) -> bool:
+        """True when the timer is advancing prices."""
+        return not self.paused and self.speed != 0
+
+    def status(self) -> dict[str, object]:
+        """Where the replay stands, for the control API."""
+        return {
+            "paused": self.paused,
+            "speed": self.speed,
+            "running": self.running,
+            "candleIndex": self.candle_index,
+            "tickInCandle": self.tick_in_candle,
+            "replaysFile": self.feed.replays_file,
+        }
+
+    def step(self) -> None:
+        """One tick for every market that is not pinned by the control API."""
+        if self.tick_in_candle == 0:
+            self._current = {
+                (venue, symbol): self.feed.ticks(market, self.candle_index)
+                for venue, engine in self.engines.items()
+                for symbol, market in engine.markets.items()
+            }
+        for (venue, symbol), ticks in self._current.items():
+            engine = self.engines[venue]
+            if symbol in engine.pinned:
+                continue
+            tick = ticks[self.tick_in_candle]
+            engine.on_tick(symbol, tick.price, tick.qty)
+        self.tick_in_candle += 1
+        if self.tick_in_candle == TICKS_PER_CANDLE:
+            self.tick_in_candle = 0
+            self.candle_index += 1
+
+    def advance(self, candles: int) -> None:
+        """Replay whole candles at once (finishing the current one first)."""
+        for _ in range(candles):
+            self.step()
+            while self.tick_in_candle != 0:
+                self.step()
+
+    def pause(self) -> None:
+        """Stop the timer."""
+        self.paused = True
+        self._wake.set()
+
+    def resume(self, speed: ReplaySpeed | None = None) -> None:
+        """Restart the timer, optionally at a new speed."""
+        if speed is not None:
+            self.speed = speed
+        self.paused = False
+        self._wake.set()
+
+    def set_speed(self, speed: ReplaySpeed) -> None:
+        """Change the speed (0 stops the timer)."""
+        self.speed = speed
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The timer loop; cancel the task to stop it."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            if not self.running:
+                self._wake.clear()
+                await self._wake.wait()
+                due = loop.time()
+                continue
+            try:
+                self.step()
+            except Exception:
+                log.exception("replay step failed")
+            if self.speed == "max":
+                await asyncio.sleep(0)
+                continue
+            due += 1.0 / (TICKS_PER_CANDLE * float(self.speed))
+            now = loop.time()
+            if now - due > _MAX_LAG_SECONDS:
+                due = now
+            # Wait for the next tick, but wake at once when the speed or pause state changes.
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, due - now))
+            except TimeoutError:
+                continue
+            due = loop.time()

@@ -1,0 +1,73 @@
+"""Settings of the exchange simulator (environment variables with the SIM_ prefix)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CANDLE_FILE_NAME = "binance_BTCUSDT_1m_2024-12.csv"
+# src/exchange_sim/settings.py -> parents[4] is the repository root (tools/exchange-sim/src/...).
+_REPO_ROOT = Path(__file__).resolve().parents[4]
+_DEFAULT_CANDLE_CANDIDATES = (
+    _REPO_ROOT / ".." / "shared" / "data" / CANDLE_FILE_NAME,
+    Path("..") / "shared" / "data" / CANDLE_FILE_NAME,
+    Path("shared") / "data" / CANDLE_FILE_NAME,
+)
+
+ReplaySpeed = float | Literal["max"]
+
+
+class SimSettings(BaseSettings):
+    """Everything the simulator can be told; every field is SIM_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SIM_", extra="ignore", case_sensitive=False)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8900, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    # None means: look for the shared candle file next to the repository, else random walk only.
+    candle_file: Path | None = None
+    # Candles replayed per second (each candle is 4 ticks); 0 = paused; "max" = as fast as possible.
+    replay_speed: ReplaySpeed = 1.0
+    # Candles of the file (or walk) shown as history before the replay starts (24h stats, klines).
+    history_minutes: int = Field(default=1440, ge=1, le=20_000)
+    seed: int = 42
+    # KRW per USDT: KRW markets follow the USDT ones through this rate, rounded to Upbit's KRW tick.
+    krw_rate: Decimal = Field(default=Decimal("1400"), gt=0)
+
+    upbit_fee: Decimal = Field(default=Decimal("0.0005"), ge=0, lt=1)
+    upbit_min_total: Decimal = Field(default=Decimal("5000"), ge=0)
+    binance_maker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)
+    binance_taker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)
+
+    # With partial fills on, each crossing tick fills this share of what an order has left.
+    partial_fills: bool = False
+    partial_fill_ratio: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
+
+    # Binance pushes <symbol>@miniTicker / @ticker once a second; 0 pushes on every trade.
+    ticker_interval_ms: int = Field(default=1000, ge=0)
+    ws_ping_interval: float = Field(default=20.0, gt=0)
+    ws_ping_timeout: float = Field(default=60.0, gt=0)
+    # How long a request hit by a "timeout" fault is held before the server gives up on it.
+    fault_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("replay_speed")
+    @classmethod
+    def _non_negative_speed(cls, value: ReplaySpeed) -> ReplaySpeed:
+        if value != "max" and value < 0:
+            raise ValueError("replay_speed must be >= 0 or 'max'")
+        return value
+
+    def resolved_candle_file(self) -> Path | None:
+        """The candle file to replay, or None when there is none (random walk only)."""
+        if self.candle_file is not None:
+            return self.candle_file if self.candle_file.is_file() else None
+        for candidate in _DEFAULT_CANDLE_CANDIDATES:
+            if candidate.is_file():
+                return candidate.resolve()
+        return None

@@ -1,0 +1,112 @@
+"""A simulator on a free loopback port, shared by the session, plus ccxt clients pointed at it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import ccxt.async_support as ccxt
+import httpx
+import pytest
+
+from exchange_sim import SimServer, SimSettings, ccxt_overrides
+
+Keys = dict[str, str]
+# tools/exchange-sim/tests/conftest.py -> parents[3] is the repository root; the samples live beside it.
+WIRE_DIR = (Path(__file__).resolve().parents[3] / ".." / "shared" / "wire").resolve()
+
+
+class Wire:
+    """The real exchange messages in shared/wire; a missing sample fails the test, never skips it."""
+
+    def path(self, name: str) -> Path:
+        """A sample file."""
+        assert WIRE_DIR.is_dir(), f"wire samples not found at {WIRE_DIR} (../shared/wire next to the repo)"
+        path = WIRE_DIR / name
+        assert path.is_file(), f"wire sample {path} is missing"
+        return path
+
+    def json(self, name: str) -> Any:
+        """A parsed JSON sample."""
+        return json.loads(self.path(name).read_text(encoding="utf-8"))
+
+    def ndjson(self, name: str) -> list[Any]:
+        """Every object of an ndjson sample (leading spaces allowed, as published)."""
+        lines = self.path(name).read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def wire() -> Wire:
+    """Access to the shared wire samples."""
+    return Wire()
+
+
+@pytest.fixture(scope="session")
+async def sim() -> AsyncIterator[SimServer]:
+    """The simulator, paused (prices move only when a test moves them)."""
+    settings = SimSettings(
+        port=0,
+        replay_speed=0,
+        ticker_interval_ms=0,
+        log_level="WARNING",
+        fault_timeout_seconds=30,
+    )
+    server = SimServer(settings)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client on the simulator."""
+    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def new_account(http: httpx.AsyncClient) -> Callable[..., Awaitable[Keys]]:
+    """Create an account with the given balances (both venues)."""
+
+    async def create(**balances: str | int) -> Keys:
+        response = await http.post(
+            "/_sim/accounts", json={"balances": {k: str(v) for k, v in balances.items()}}
+        )
+        assert response.status_code == 201, response.text
+        keys: Keys = response.json()
+        return keys
+
+    return create
+
+
+@pytest.fixture
+def set_price(http: httpx.AsyncClient) -> Callable[[str, str, str], Awaitable[None]]:
+    """Pin a market's price through the control API (a trade there; resting orders match)."""
+
+    async def move(exchange: str, symbol: str, price: str) -> None:
+        response = await http.put(f"/_sim/prices/{exchange}/{symbol}", json={"price": price})
+        assert response.status_code == 200, response.text
+
+    return move
+
+
+@pytest.fixture
+async def clients(sim: SimServer) -> AsyncIterator[Callable[[str, Keys | None], Any]]:
+    """Make ccxt async clients for the simulator exactly as our services will; all are closed after."""
+    made: list[Any] = []
+
+    def make(exchange_id: str, keys: Keys | None = None, **extra: Any) -> Any:
+        # timeout_on_exit: ccxt otherwise sleeps 250 ms in close(); nothing else differs from production use.
+        config: dict[str, Any] = {**ccxt_overrides(exchange_id, sim.url), "timeout_on_exit": 0, **extra}
+        if keys is not None:
+            config.update({"apiKey": keys["apiKey"], "secret": keys["secretKey"]})
+        client = getattr(ccxt, exchange_id)(config)
+        made.append(client)
+        return client
+
+    yield make
+    await asyncio.gather(*(client.close() for client in made))

@@ -1,0 +1,173 @@
+"""The /_sim control API: accounts, orders, replay control, fault injection, and the standalone process."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+
+import ccxt.async_support as ccxt
+import httpx
+import pytest
+import websockets
+
+from exchange_sim.testing import eventually, recv_json, wait_for_topic
+
+
+async def test_orders_listing_shows_client_ids_status_and_fills(
+    http, clients, new_account, set_price
+) -> None:
+    await set_price("binance", "SOLUSDT", "200")
+    keys = await new_account(USDT=1000)
+    exchange = clients("binance", keys)
+    await exchange.create_order("SOL/USDT", "limit", "buy", 1, 190, {"clientOrderId": "ctl-open"})
+    await exchange.create_order("SOL/USDT", "limit", "buy", 1, 199, {"clientOrderId": "ctl-fill"})
+    await set_price("binance", "SOLUSDT", "198")
+    rows = (await http.get("/_sim/orders", params={"apiKey": keys["apiKey"]})).json()
+    by_id = {row["clientOrderId"]: row for row in rows}
+    assert set(by_id) == {"ctl-open", "ctl-fill"}
+    assert by_id["ctl-open"]["status"] == "NEW" and by_id["ctl-open"]["fills"] == []
+    assert by_id["ctl-fill"]["status"] == "FILLED"
+    assert [(f["price"], f["quantity"], f["feeAsset"]) for f in by_id["ctl-fill"]["fills"]] == [
+        ("199", "1", "SOL")
+    ]
+    other = (await http.get("/_sim/orders", params={"apiKey": "someone-else"})).json()
+    assert other == []
+
+
+async def test_accounts_validation_and_balances_view(http) -> None:
+    bad = await http.post("/_sim/accounts", json={"balances": {"KRW": "lots"}})
+    assert bad.status_code == 400
+    made = await http.post("/_sim/accounts", json={"balances": {"krw": 5000, "BTC": "0.1"}})
+    api_key = made.json()["apiKey"]
+    view = (await http.get(f"/_sim/accounts/{api_key}")).json()
+    assert view["balances"]["upbit"]["KRW"] == {"free": "5000", "locked": "0"}
+    assert view["balances"]["binance"]["BTC"] == {"free": "0.1", "locked": "0"}
+    assert (await http.get("/_sim/accounts/nobody")).status_code == 404
+
+
+async def test_step_pause_resume_and_unpin(http) -> None:
+    before = (await http.get("/_sim/replay")).json()
+    assert before["running"] is False  # the test simulator starts paused
+    stepped = (await http.post("/_sim/step", json={"candles": 2})).json()
+    assert stepped["candleIndex"] == before["candleIndex"] + 2 and stepped["tickInCandle"] == 0
+    resumed = (await http.post("/_sim/resume", json={"speed": 1000})).json()
+    assert resumed["running"] is True
+
+    async def advanced() -> bool:
+        return (await http.get("/_sim/replay")).json()["candleIndex"] > stepped["candleIndex"]
+
+    await eventually(advanced)
+    paused = (await http.post("/_sim/pause")).json()
+    assert paused["running"] is False
+    await http.put("/_sim/replay", json={"speed": 0})
+    await http.post("/_sim/resume")
+    assert (await http.get("/_sim/replay")).json()["running"] is False  # speed 0 keeps it still
+
+    pinned = await http.put("/_sim/prices/binance/XRPUSDT", json={"price": "2.12345"})
+    assert pinned.json()["price"] == "2.1235"  # rounded to the 0.0001 tick
+    await http.post("/_sim/step", json={"candles": 1})
+    prices = (await http.get("/_sim/prices")).json()
+    assert prices["binance"]["XRPUSDT"] == {"price": "2.1235", "pinned": True}
+    await http.delete("/_sim/prices/binance/XRPUSDT")
+    await http.post("/_sim/step", json={"candles": 1})
+    assert (await http.get("/_sim/prices")).json()["binance"]["XRPUSDT"]["pinned"] is False
+    assert (await http.put("/_sim/prices/kraken/XBTUSD", json={"price": "1"})).status_code == 404
+
+
+async def test_http_500_fault_hits_only_the_chosen_requests(http, clients) -> None:
+    binance, upbit = clients("binance"), clients("upbit")
+    await binance.load_markets()
+    response = await http.post(
+        "/_sim/faults",
+        json={"kind": "http_500", "count": 2, "exchange": "binance", "path_prefix": "/api/v3/ticker"},
+    )
+    assert response.status_code == 201
+    await upbit.fetch_ticker("BTC/KRW")  # another exchange: untouched
+    for _ in range(2):
+        with pytest.raises(ccxt.ExchangeNotAvailable):
+            await binance.fetch_ticker("BTC/USDT")
+    assert (await binance.fetch_ticker("BTC/USDT"))["last"] > 0
+    assert (await http.get("/_sim/faults")).json() == []
+
+
+async def test_http_429_fault_is_a_rate_limit_on_both_exchanges(http, clients) -> None:
+    binance, upbit = clients("binance"), clients("upbit")
+    await binance.load_markets()
+    await upbit.load_markets()
+    await http.post("/_sim/faults", json={"kind": "http_429", "count": 1, "exchange": "binance"})
+    await http.post("/_sim/faults", json={"kind": "http_429", "count": 1, "exchange": "upbit"})
+    with pytest.raises(ccxt.DDoSProtection):
+        await binance.fetch_ticker("BTC/USDT")
+    with pytest.raises(ccxt.RateLimitExceeded):
+        await upbit.fetch_ticker("BTC/KRW")
+
+
+async def test_timeout_fault_makes_the_client_time_out(http, clients) -> None:
+    upbit = clients("upbit", timeout=500)
+    await upbit.load_markets()
+    await http.post("/_sim/faults", json={"kind": "timeout", "count": 1, "exchange": "upbit"})
+    with pytest.raises(ccxt.RequestTimeout):
+        await upbit.fetch_ticker("BTC/KRW")
+    assert (await upbit.fetch_ticker("BTC/KRW"))["last"] > 0
+
+
+async def test_fault_requests_are_validated(http) -> None:
+    assert (await http.post("/_sim/faults", json={"kind": "meteor"})).status_code == 400
+    assert (await http.post("/_sim/faults", json={"kind": "http_500", "count": 0})).status_code == 400
+    await http.post("/_sim/faults", json={"kind": "http_500", "count": 3, "path_prefix": "/nowhere"})
+    assert len((await http.get("/_sim/faults")).json()) == 1
+    await http.delete("/_sim/faults")
+    assert (await http.get("/_sim/faults")).json() == []
+
+
+async def test_drop_websockets_closes_every_connection(sim, http) -> None:
+    async with (
+        websockets.connect(f"{sim.ws_url}/binance/ws/xrpusdt@trade") as binance_ws,
+        websockets.connect(f"{sim.ws_url}/upbit/websocket/v1") as upbit_ws,
+    ):
+        await upbit_ws.send('[{"ticket":"d"},{"type":"trade","codes":["KRW-XRP"]}]')
+        await recv_json(upbit_ws)
+        await wait_for_topic(http, "binance:xrpusdt@trade")
+        dropped = (await http.post("/_sim/faults", json={"kind": "drop_websockets"})).json()
+        assert dropped["dropped"] >= 2
+        await asyncio.wait_for(binance_ws.wait_closed(), 5)
+        await asyncio.wait_for(upbit_ws.wait_closed(), 5)
+        assert binance_ws.close_code == upbit_ws.close_code == 1012
+
+    async def none_left() -> bool:
+        return (await http.get("/_sim/health")).json()["websockets"] == 0
+
+    await eventually(none_left)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_runs_as_its_own_process() -> None:
+    port = _free_port()
+    process = subprocess.Popen(  # noqa: ASYNC220 - a child process the test waits on via HTTP
+        [sys.executable, "-m", "exchange_sim", "--port", str(port), "--speed", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+
+            async def healthy() -> bool:
+                try:
+                    return (await client.get("/_sim/health")).json()["status"] == "ok"
+                except httpx.TransportError:
+                    return False
+
+            await eventually(healthy, within=20)
+            times = (await client.get("/binance/api/v3/time")).json()
+            assert isinstance(times["serverTime"], int)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert process.returncode is not None
