@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -260,7 +261,9 @@ def install_error_handlers(app: FastAPI) -> None:
 HealthCheck = Callable[[], Awaitable[bool]]
 
 
-def add_health_routes(app: FastAPI, checks: Callable[[], Mapping[str, HealthCheck]]) -> None:
+def add_health_routes(
+    app: FastAPI, checks: Callable[[], Mapping[str, HealthCheck]], timeout: float = 2.0
+) -> None:
     """GET /health (alive) and GET /health/ready (every dependency answers; 503 naming the ones that do not)."""
 
     @app.get("/health", include_in_schema=False)
@@ -269,16 +272,20 @@ def add_health_routes(app: FastAPI, checks: Callable[[], Mapping[str, HealthChec
 
     @app.get("/health/ready", include_in_schema=False)
     async def ready() -> Response:
-        results: dict[str, str] = {}
-        for name, check in checks().items():
-            try:
-                results[name] = "ok" if await check() else "down"
-            except Exception:  # a failing check is an answer, not a crash
-                results[name] = "down"
+        named = dict(checks())
+        outcomes = await asyncio.gather(*(_bounded(check, timeout) for check in named.values()))
+        results = dict(zip(named, outcomes, strict=True))
         down = sorted(n for n, v in results.items() if v != "ok")
         if down:
             return error_response(ErrorCode.SERVICE_UNAVAILABLE, {"down": down, "checks": results})
         return ok({"status": "ready", "checks": results})
+
+
+async def _bounded(check: HealthCheck, seconds: float) -> str:
+    try:
+        return "ok" if await asyncio.wait_for(check(), seconds) else "down"
+    except Exception:  # a failing or slow check is an answer, not a crash
+        return "down"
 
 
 def create_app(

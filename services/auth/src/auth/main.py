@@ -25,6 +25,7 @@ from common.web import create_app as create_base_app
 SERVICE_NAME = "auth"
 log = logging.getLogger(__name__)
 
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The auth app; resources are opened by its lifespan and closed when it ends."""
     settings = settings or Settings()

@@ -6,7 +6,9 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
@@ -46,20 +48,25 @@ class RedisCache(Cache):
         url: str,
         namespace: str = "",
         *,
-        max_connections: int = 50,
+        max_connections: int = 200,
         socket_timeout: float = 5.0,
         socket_connect_timeout: float = 2.0,
     ) -> None:
         super().__init__(namespace)
         self._owns_client = True
-        self._client: Redis = Redis.from_url(
+        # A blocking pool makes a burst wait for a free connection instead of failing with "Too many
+        # connections"; one attempt and no backoff so a dead Redis is reported in bounded time.
+        pool = BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
             max_connections=max_connections,
+            timeout=socket_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
             health_check_interval=30,
+            retry=Retry(NoBackoff(), 1),
         )
+        self._client: Redis = Redis(connection_pool=pool)
 
     def with_namespace(self, namespace: str) -> RedisCache:
         """A view sharing this cache's connection pool under another namespace."""

@@ -18,6 +18,10 @@ class RevocationList:
         self._cache = cache
         self._clock = clock
 
+    def key(self, jti: str) -> str:
+        """The full cache key of a revoked jti (for callers that batch their own reads)."""
+        return self._cache.full_key(_PREFIX + jti)
+
     async def revoke(self, jti: str, expires_at: datetime) -> None:
         """Revoke a token on every replica at once."""
         remaining = expires_at.timestamp() - self._clock()

@@ -1,0 +1,5 @@
+"""`python -m gateway`: serve the gateway."""
+
+from gateway.main import run
+
+run()

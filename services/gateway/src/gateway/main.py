@@ -1,0 +1,144 @@
+"""The gateway app: edge headers, request context, the /api hot path, its own health/docs routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from common.cache import Cache, RedisCache
+from common.logging import configure_logging
+from common.runtime import acquire_cache, release_cache
+from common.security import TokenService
+from common.web import JsonResponse, RequestContextMiddleware, install_error_handlers
+from gateway.checks import RequestChecks
+from gateway.clientip import TrustedProxies
+from gateway.cors import EdgeMiddleware
+from gateway.dispatch import Components, GatewayMiddleware, Runtime
+from gateway.health import Check, router, upstream_check
+from gateway.openapi import MergedOpenApi
+from gateway.proxy import Forwarder, Upstreams
+from gateway.ratelimit import RateLimiter, Rules, create_rate_limiter
+from gateway.routing import PublicPaths, RouteTable
+from gateway.settings import Settings
+from gateway.tokens import VerifiedTokens
+
+SERVICE_NAME = "gateway"
+
+
+def create_app(
+    settings: Settings | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    """The gateway; `transports` routes services to in-process ASGI apps (httpx.ASGITransport)."""
+    settings = settings or Settings()
+    runtime = Runtime()
+    proxies = TrustedProxies(settings.trusted_networks())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis_url = settings.redis_url.get_secret_value()
+        cache = await _open_cache(settings)
+        limiter: RateLimiter | None = None
+        upstreams: Upstreams | None = None
+        try:
+            redis = cache.client if isinstance(cache, RedisCache) else None
+            if settings.rate_limit_enabled:
+                limiter = create_rate_limiter(settings, redis)
+            upstreams = Upstreams(settings, transports)
+            routes = RouteTable(settings.routes, upstreams.names)
+            public = PublicPaths(settings.public_paths)
+            runtime.components = Components(
+                routes=routes,
+                public=public,
+                tokens=VerifiedTokens(TokenService.from_settings(settings)),
+                checks=RequestChecks(limiter, cache, redis, settings.redis_timeout_seconds),
+                rules=Rules(settings),
+                proxies=proxies,
+                forwarder=Forwarder(upstreams),
+            )
+            app.state.settings = settings
+            app.state.upstreams = upstreams
+            app.state.openapi = MergedOpenApi(
+                upstreams,
+                routes,
+                public,
+                ttl_seconds=settings.openapi_cache_seconds,
+                timeout_seconds=settings.health_timeout_seconds,
+            )
+
+            def readiness_checks() -> dict[str, Check]:
+                checks: dict[str, Check] = {
+                    "cache" if redis_url.startswith("memory://") else "redis": cache.ping
+                }
+                for upstream in app.state.upstreams:
+                    checks[upstream.name] = upstream_check(upstream)
+                return checks
+
+            app.state.readiness_checks = readiness_checks
+            yield
+        finally:
+            runtime.components = None
+            if upstreams is not None:
+                await upstreams.aclose()
+            if limiter is not None:
+                await limiter.close()
+            await release_cache(cache)
+
+    app = FastAPI(
+        title="gridbot gateway",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    # Added innermost first: Edge(RequestContext(Gateway(FastAPI routes))).
+    app.add_middleware(GatewayMiddleware, runtime=runtime)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+    )
+    app.add_middleware(EdgeMiddleware, frontend_origin=settings.frontend_url, proxies=proxies)
+    return app
+
+
+async def _open_cache(settings: Settings) -> Cache:
+    """The revocation list's cache: shared in-process for memory://, else our own Redis pool."""
+    url = settings.redis_url.get_secret_value()
+    if url.startswith("memory://"):
+        return await acquire_cache(url, settings.cache_namespace)
+    # The kit's default pool (50 connections, raising beyond) would turn a burst of more than 50
+    # concurrent authenticated requests into 503s, since revocation checks fail closed.
+    return RedisCache(
+        url,
+        settings.cache_namespace,
+        max_connections=settings.redis_max_connections,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
+
+
+def run() -> None:
+    """Serve the gateway with uvicorn (uvloop, httptools) on settings.host:settings.port."""
+    import uvicorn
+
+    settings = Settings()
+    configure_logging(SERVICE_NAME, settings.log_level, settings.log_json)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        # The gateway applies TRUSTED_PROXIES itself; uvicorn's would trust loopback blindly.
+        proxy_headers=False,
+        server_header=False,
+    )

@@ -1,0 +1,152 @@
+"""Gateway settings: routing table, upstream URLs, rate limits, trusted proxies, CORS origin."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from limits import parse
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from common.settings import CacheSettings, JwtSettings
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_ROUTES: dict[str, str] = {
+    "/api/auth": "auth",
+    "/api/credentials": "credentials",
+    "/api/exchange/validate-credentials": "credentials",
+    "/api/exchange": "market-data",
+    "/api/bots": "bots",
+}
+DEFAULT_PUBLIC_PATHS: list[str] = [
+    "POST /api/auth/register",
+    "POST /api/auth/login",
+    "POST /api/auth/refresh",
+]
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def _split_list(value: Any) -> Any:
+    # Lists come from the environment either as JSON or comma separated ("10.0.0.0/8, 127.0.0.1").
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _clean_path(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"a path must start with '/': {path!r}")
+    return path.rstrip("/") or "/"
+
+
+class Settings(CacheSettings, JwtSettings):
+    """Everything the gateway reads from the environment (env names: field names upper-cased)."""
+
+    port: int = Field(default=3000, ge=0, le=65535)
+
+    # Path prefix -> service name; longest prefix wins, matched on path-segment boundaries.
+    routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
+    # Service name -> base URL; a route whose service has no URL answers 404 (not deployed).
+    services: dict[str, str] = Field(default_factory=lambda: {"auth": "http://127.0.0.1:3001"})
+    # "METHOD /path" (or "/path" for any method): reachable without a token.
+    public_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_PUBLIC_PATHS))
+
+    upstream_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+    upstream_max_connections: int = Field(default=100, ge=1, le=10_000)
+    upstream_max_keepalive: int = Field(default=50, ge=0, le=10_000)
+    # Below the services' keep-alive timeout (uvicorn: 5 s): never reuse a socket they closed.
+    upstream_keepalive_seconds: float = Field(default=4.0, ge=0)
+
+    rate_limit_enabled: bool = True
+    rate_limit_auth: str = "5/minute"
+    rate_limit_bot_create: str = "10/hour"
+    rate_limit_default: str = "100/minute"
+    # Bound on one Redis round trip of the request path (rate limit + revocation check).
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    # Per pool (rate limits, revocations): every in-flight request holds a connection of each.
+    redis_max_connections: int = Field(default=1000, ge=1, le=100_000)
+
+    # IPs/CIDRs of proxies in front of the gateway whose X-Forwarded-* headers are believed.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    frontend_url: str = "http://localhost:3009"
+
+    health_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    openapi_cache_seconds: float = Field(default=10.0, ge=0)
+    access_log: bool = True
+
+    @field_validator("routes")
+    @classmethod
+    def _check_routes(cls, value: dict[str, str]) -> dict[str, str]:
+        cleaned: dict[str, str] = {}
+        for prefix, service in value.items():
+            if not service.strip():
+                raise ValueError(f"route {prefix!r} names no service")
+            cleaned[_clean_path(prefix.strip())] = service.strip()
+        return cleaned
+
+    @field_validator("services")
+    @classmethod
+    def _check_services(cls, value: dict[str, str]) -> dict[str, str]:
+        cleaned: dict[str, str] = {}
+        for name, url in value.items():
+            parts = urlsplit(url.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+                raise ValueError(f"service {name!r}: base URL must be http(s)://host[:port][/path]")
+            cleaned[name] = url.strip().rstrip("/")
+        return cleaned
+
+    @field_validator("public_paths", mode="before")
+    @classmethod
+    def _split_public(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("public_paths")
+    @classmethod
+    def _check_public(cls, value: list[str]) -> list[str]:
+        cleaned = []
+        for entry in value:
+            method, _, path = entry.strip().rpartition(" ")
+            method = method.strip().upper()
+            if method and method not in _METHODS:
+                raise ValueError(f"public path {entry!r}: unknown method")
+            cleaned.append(f"{method} {_clean_path(path)}".strip())
+        return cleaned
+
+    @field_validator("rate_limit_auth", "rate_limit_bot_create", "rate_limit_default")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        parse(value)  # raises ValueError on "5 per fortnight"
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)
+        return value
+
+    @field_validator("frontend_url")
+    @classmethod
+    def _check_origin(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("FRONTEND_URL must be an origin such as http://localhost:3009")
+        # Browsers send the bare origin (scheme://host[:port]), never a path or a trailing slash.
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    def trusted_networks(self) -> list[IPNetwork]:
+        """TRUSTED_PROXIES as parsed networks."""
+        return [ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies]

@@ -1,0 +1,110 @@
+"""Whole-system fixtures: the real processes (as `make dev` and `make run` start them), HTTP only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from common.testing.infra import free_port
+from launcher.dev import Stack
+from launcher.topology import SERVICES
+
+ROOT = Path(__file__).resolve().parents[2]
+# The e2e client sits behind a "load balancer" on loopback so each test can be its own client IP.
+TRUSTED = json.dumps(["127.0.0.1"])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not healthy in {timeout}s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def dev_stack(
+    postgres_url: str, redis_url: str, rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Every service its own process over the real PostgreSQL, Redis and RabbitMQ."""
+    stack = Stack(
+        database_url=postgres_url,
+        redis_url=redis_url,
+        rabbitmq_url=rabbitmq_url,
+        ports={s.name: free_port() for s in SERVICES},
+        log_dir=tmp_path_factory.mktemp("dev-logs"),
+        cache_namespace=f"e2e{uuid.uuid4().hex[:8]}",
+        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}},
+    )
+    try:
+        stack.migrate()
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def dev_gateway(dev_stack: Stack) -> str:
+    """Base URL of the dev topology's gateway."""
+    return f"http://127.0.0.1:{dev_stack.ports['gateway']}"
+
+
+@pytest.fixture(scope="session")
+def embedded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`make run`'s one process on a scratch SQLite file; yields the gateway base URL."""
+    tmp = tmp_path_factory.mktemp("embedded")
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "SERVICES")
+    }
+    env.update(PORT=str(port), GRIDBOT_DB_PATH=str(tmp / "gridbot.db"), TRUSTED_PROXIES=TRUSTED)
+    log = tmp / "embedded.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "launcher.embedded"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/health", proc, log)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(params=["embedded", "dev"])
+def gateway_url(request: pytest.FixtureRequest) -> str:
+    """The same tests against `make run` and `make dev`."""
+    name = "embedded_gateway" if request.param == "embedded" else "dev_gateway"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def client_ip() -> str:
+    """A client address of its own per test (sent as X-Forwarded-For through the trusted proxy)."""
+    n = uuid.uuid4().int
+    return f"10.{n % 250}.{(n >> 8) % 250}.{(n >> 16) % 250 + 1}"

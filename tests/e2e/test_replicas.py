@@ -1,0 +1,37 @@
+"""Two gateway processes over one Redis: a logout and a rate limit seen by one are seen by the other."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from common.testing.infra import free_port
+from launcher.dev import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_logout_and_limits_are_shared_by_replicas(dev_stack: Stack, client_ip: str) -> None:
+    port_b = free_port()
+    dev_stack.start_replica("gateway", port_b)
+    a = f"http://127.0.0.1:{dev_stack.ports['gateway']}/api"
+    b = f"http://127.0.0.1:{port_b}/api"
+    xff = {"x-forwarded-for": client_ip}
+    async with httpx.AsyncClient(timeout=10, headers=xff) as c:
+        address = f"rep-{uuid.uuid4().hex[:8]}@example.com"
+        r = await c.post(f"{a}/auth/register", json={"email": address, "password": "securePassword123"})
+        token = r.json()["data"]["token"]
+        auth = {"authorization": f"Bearer {token}"}
+        assert (await c.get(f"{b}/auth/me", headers=auth)).status_code == 200
+        assert (await c.post(f"{a}/auth/logout", headers=auth)).status_code == 200
+        r = await c.get(f"{b}/auth/me", headers=auth)
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "INVALID_TOKEN")
+
+        # One register above; four more logins on A, then B sees the sixth call of this client.
+        for _ in range(4):
+            r = await c.post(f"{a}/auth/login", json={"email": address, "password": "securePassword123"})
+            assert r.status_code == 200
+        r = await c.post(f"{b}/auth/login", json={"email": address, "password": "securePassword123"})
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "RATE_LIMIT_EXCEEDED")

@@ -1,0 +1,78 @@
+"""The process topology shared by `make dev`, the e2e tests and docker-compose.yml (checked by a test)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+DEV_DATABASE = "gridbot"
+DEV_POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One deployable service: how it is started, migrated and configured."""
+
+    name: str
+    module: str
+    port: int
+    settings: str  # "package.settings:Settings", the class whose fields are the env vars it reads
+    migrate_module: str | None = None
+    upstream: bool = True  # reached by the gateway
+    uses_bus: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def command(self) -> list[str]:
+        """The command that runs it (the same in `make dev` and in compose)."""
+        return ["python", "-m", self.module]
+
+    @property
+    def migrate_command(self) -> list[str] | None:
+        """The prestart command that migrates its schema, if it owns one."""
+        return ["python", "-m", self.migrate_module] if self.migrate_module else None
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("auth", "auth", 3001, "auth.settings:Settings", migrate_module="auth.migrate"),
+    ServiceSpec("gateway", "gateway", 3000, "gateway.settings:Settings", upstream=False),
+)
+
+
+def service(name: str) -> ServiceSpec:
+    """Look a service up by name."""
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def service_env(
+    spec: ServiceSpec,
+    *,
+    database_url: str,
+    redis_url: str,
+    rabbitmq_url: str,
+    ports: dict[str, int],
+    host: str = "127.0.0.1",
+    environment: str = "development",
+    cache_namespace: str = "gridbot",
+) -> dict[str, str]:
+    """The environment one service process gets in the dev topology."""
+    env = {
+        "ENVIRONMENT": environment,
+        "HOST": host,
+        "PORT": str(ports[spec.name]),
+        "REDIS_URL": redis_url,
+        "CACHE_NAMESPACE": cache_namespace,
+    }
+    if spec.migrate_module:
+        env["DATABASE_URL"] = database_url
+    if spec.name == "gateway":
+        env["SERVICES"] = json.dumps(
+            {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.upstream}
+        )
+    if spec.uses_bus:
+        env["RABBITMQ_URL"] = rabbitmq_url
+    env.update(spec.extra_env)
+    return env
