@@ -6,35 +6,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from common.testing.infra import free_port
-from launcher.dev import Stack
+from launcher.dev import Stack, wait_healthy
 from launcher.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 # The e2e client sits behind a "load balancer" on loopback so each test can be its own client IP.
 TRUSTED = json.dumps(["127.0.0.1"])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not healthy in {timeout}s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +70,11 @@ def embedded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_healthy(f"http://127.0.0.1:{port}/health", proc, log)
+            wait_healthy(
+                f"http://127.0.0.1:{port}/health",
+                proc,
+                describe=lambda: log.read_text(errors="replace")[-4000:],
+            )
             yield f"http://127.0.0.1:{port}"
         finally:
             proc.terminate()

@@ -18,7 +18,12 @@ _SENSITIVE_KEYS = re.compile(
 _SENSITIVE_TEXT = re.compile(
     r"(Bearer\s+)[A-Za-z0-9\-_.=]+|eyJ[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]*"
 )
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# uvicorn adds an ANSI-coloured copy of its message; JSON lines want the plain one only.
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def redact_text(text: str) -> str:

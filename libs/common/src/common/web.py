@@ -23,6 +23,8 @@ from common.bus import BusError
 from common.cache import CacheError
 from common.context import language_var, request_id_var, sanitize_request_id
 from common.errors import AppError, ErrorCode, error_body, pick_language
+from common.logging import configure_logging
+from common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gridbot.access")
@@ -310,3 +312,22 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes, access_log=access_log)
     return app
+
+
+def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service: str) -> None:
+    """Run one service in the foreground: JSON logs, uvicorn on uvloop/httptools at settings.host:port."""
+    import uvicorn
+
+    configure_logging(service, settings.log_level, settings.log_json)
+    uvicorn.run(
+        factory(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,  # our middleware writes one access line per request, with the request id
+        # Services never trust X-Forwarded-* blindly; the gateway applies TRUSTED_PROXIES itself.
+        proxy_headers=False,
+        server_header=False,
+    )

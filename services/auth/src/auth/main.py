@@ -16,10 +16,9 @@ from auth.passwords import PasswordHasher
 from auth.service import AuthService
 from auth.settings import Settings
 from common.db import create_engine, create_session_factory
-from common.logging import configure_logging
 from common.runtime import acquire_cache, release_cache
 from common.security import AuthState, RevocationList, TokenService
-from common.web import HealthCheck, add_health_routes
+from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
 
 SERVICE_NAME = "auth"
@@ -79,15 +78,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def run() -> None:
     """Start the service with uvicorn on settings.host:settings.port."""
-    import uvicorn
-
-    settings = Settings()
-    configure_logging(SERVICE_NAME, settings.log_level, settings.log_json)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=True,
-        server_header=False,
-    )
+    serve(create_app, Settings(), SERVICE_NAME)

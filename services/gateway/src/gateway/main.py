@@ -9,10 +9,9 @@ import httpx
 from fastapi import FastAPI
 
 from common.cache import Cache, RedisCache
-from common.logging import configure_logging
 from common.runtime import acquire_cache, release_cache
 from common.security import TokenService
-from common.web import JsonResponse, RequestContextMiddleware, install_error_handlers
+from common.web import JsonResponse, RequestContextMiddleware, install_error_handlers, serve
 from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
 from gateway.cors import EdgeMiddleware
@@ -125,20 +124,5 @@ async def _open_cache(settings: Settings) -> Cache:
 
 
 def run() -> None:
-    """Serve the gateway with uvicorn (uvloop, httptools) on settings.host:settings.port."""
-    import uvicorn
-
-    settings = Settings()
-    configure_logging(SERVICE_NAME, settings.log_level, settings.log_json)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        # The gateway applies TRUSTED_PROXIES itself; uvicorn's would trust loopback blindly.
-        proxy_headers=False,
-        server_header=False,
-    )
+    """Start the service with uvicorn on settings.host:settings.port."""
+    serve(create_app, Settings(), SERVICE_NAME)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -106,18 +106,7 @@ class Stack:
     ) -> None:
         key = key or spec.name
         url = f"http://127.0.0.1:{port or self.ports[spec.name]}/health"
-        deadline = time.monotonic() + timeout
-        proc = self.processes[key]
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise StackError(f"{key} exited with {proc.returncode} while starting{self._tail(key)}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise StackError(f"{key} not ready at {url} within {timeout}s{self._tail(key)}")
+        wait_healthy(url, self.processes[key], timeout, describe=lambda: key + self._tail(key))
 
     def _tail(self, key: str) -> str:
         if self.log_dir is None:
@@ -144,6 +133,23 @@ class Stack:
                 proc.wait()
         for log in self._logs:
             log.close()
+
+
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0, describe: Callable[[], str] = str
+) -> None:
+    """Poll `url` until it answers 200; fail early if the process exits, with `describe()` in the error."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"exited with {proc.returncode} while starting: {describe()}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise StackError(f"{url} not ready within {timeout}s: {describe()}")
 
 
 def _prefix_lines(name: str, proc: subprocess.Popen[bytes]) -> None:

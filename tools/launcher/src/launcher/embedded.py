@@ -56,7 +56,9 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     async with AsyncExitStack() as stack:
         # ASGITransport does not run lifespans: the composition root runs each service's.
         await stack.enter_async_context(auth_app.router.lifespan_context(auth_app))
-        config = uvicorn.Config(gateway_app, host=host, port=port, log_config=None, access_log=False)
+        config = uvicorn.Config(
+            gateway_app, host=host, port=port, log_config=None, access_log=False, server_header=False
+        )
         server = uvicorn.Server(config)
         log.info("gridbot (embedded) on http://localhost:%s/api — database %s", port, db_path)
         await server.serve()
@@ -68,6 +70,7 @@ def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     db_path = Path(os.environ.get("GRIDBOT_DB_PATH", "var/gridbot.db")).resolve()
     configure_logging("embedded", os.environ.get("LOG_LEVEL", "INFO"), json_lines=False)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     asyncio.run(serve(host, port, db_path))
 
 
