@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Uuid
-from sqlalchemy.engine import Dialect
+from sqlalchemy import ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from common.db import make_base
+from common.dbtypes import UtcDateTime, utc_now
 
 SCHEMA = "auth"
 
@@ -29,37 +28,6 @@ else:
 JTI_LENGTH = 64
 EMAIL_LENGTH = 320
 NAME_LENGTH = 100
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """`DateTime(timezone=True)` that always hands back aware UTC datetimes.
-
-    SQLite stores no offset and returns naive values; PostgreSQL returns aware ones. Normalising
-    here means no naive datetime ever reaches `.timestamp()` (which reads it as local time).
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Store UTC (SQLite drops the offset, so it must already be UTC)."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        """Return aware UTC."""
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class User(Base):

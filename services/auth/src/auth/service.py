@@ -10,9 +10,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.models import RefreshToken, User, utc_now
+from auth.models import RefreshToken, User
 from auth.passwords import PasswordHasher
 from auth.repository import EmailTakenError, RefreshTokenRepository, UserRepository, UserView
+from common.dbtypes import utc_now
 from common.errors import AppError, ErrorCode
 from common.security import IssuedToken, Principal, RevocationList, TokenService, TokenType
 

@@ -1,0 +1,222 @@
+"""Schema `bots`: one definition of bots, grid levels, orders, trades and engine state for both writers.
+
+The bots service writes a bot's configuration and builds its grid; while a bot runs, the engine is the only
+writer of its trading state (orders, level status, trades, profit counters, core state). Migrations live with
+the owning service (`services/bots/migrations`). The unique constraints are what make double counting
+impossible: one row per client order id, per exchange order id, and per fill.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.db import NAMING_CONVENTION
+from common.dbtypes import Money, UtcDateTime, utc_now
+
+SCHEMA = "bots"
+ZERO = Decimal(0)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the `bots` schema."""
+
+    metadata = MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+
+
+class BotStatus(StrEnum):
+    """What API.md shows: running, stopped or error."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class BotMode(StrEnum):
+    """Paper bots fill on ticks; live bots trade on the exchange with the user's keys."""
+
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class GridType(StrEnum):
+    """Geometric: equal percentage steps (default); arithmetic: equal price steps."""
+
+    GEOMETRIC = "geometric"
+    ARITHMETIC = "arithmetic"
+
+
+class OrderSide(StrEnum):
+    """Buy or sell."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderStatus(StrEnum):
+    """An order's life: recorded before the exchange call (`new`), then open, filled, canceled or rejected."""
+
+    NEW = "new"
+    OPEN = "open"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+
+
+class LevelStatus(StrEnum):
+    """A grid level as API.md shows it."""
+
+    AVAILABLE = "available"
+    PENDING = "pending"
+    FILLED = "filled"
+
+
+class Bot(Base):
+    """A user's grid bot: configuration (bots service) and counters (engine)."""
+
+    __tablename__ = "bots"
+    __table_args__ = (
+        Index("ix_bots_user_id_status", "user_id", "status"),
+        Index("ix_bots_exchange_ticker_status", "exchange", "ticker", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    exchange: Mapped[str] = mapped_column(String(16))
+    ticker: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(8), default=BotMode.PAPER.value)
+    grid_type: Mapped[str] = mapped_column(String(12), default=GridType.GEOMETRIC.value)
+    lower_price: Mapped[Decimal] = mapped_column(Money)
+    upper_price: Mapped[Decimal] = mapped_column(Money)
+    price_change_percent: Mapped[Decimal] = mapped_column(Money)
+    grid_count: Mapped[int] = mapped_column(Integer)
+    order_amount: Mapped[Decimal] = mapped_column(Money)
+    investment_amount: Mapped[Decimal] = mapped_column(Money)
+    stop_at_max: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(12), default=BotStatus.STOPPED.value)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Exchange rules the grid was built with (tick, lot step, minimums, fees), so the engine rounds alike.
+    market_rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Bumped on every configuration change; commands carry it so a stale one is recognised.
+    config_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Counters the engine keeps current for lists; performance figures are computed from `trades`.
+    current_profit: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    total_trades: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+    first_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_executed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Soft delete: the trade history stays for audit, every route answers 404.
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class GridLevel(Base):
+    """Level i of a bot's grid (read model of the slots: the buy of slot i, the sell of slot i-1)."""
+
+    __tablename__ = "grid_levels"
+    __table_args__ = (UniqueConstraint("bot_id", "level_index"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    bot_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("bots.id", ondelete="CASCADE"))
+    level_index: Mapped[int] = mapped_column(Integer)
+    price: Mapped[Decimal] = mapped_column(Money)
+    type: Mapped[str] = mapped_column(String(4), default=OrderSide.BUY.value)
+    status: Mapped[str] = mapped_column(String(12), default=LevelStatus.AVAILABLE.value)
+    order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    filled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+
+
+class Order(Base):
+    """Every order a bot sends; written (status `new`) BEFORE the exchange is called."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("client_order_id"),
+        UniqueConstraint("exchange", "exchange_order_id"),
+        Index("ix_orders_bot_id_status", "bot_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    bot_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("bots.id", ondelete="CASCADE"))
+    exchange: Mapped[str] = mapped_column(String(16))
+    client_order_id: Mapped[str] = mapped_column(String(64))
+    exchange_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    side: Mapped[str] = mapped_column(String(4))
+    price: Mapped[Decimal] = mapped_column(Money)
+    quantity: Mapped[Decimal] = mapped_column(Money)
+    filled_quantity: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    status: Mapped[str] = mapped_column(String(12), default=OrderStatus.NEW.value)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+
+
+class Trade(Base):
+    """One fill of one order: the unique (order, fill) pair is what makes counting a fill twice impossible."""
+
+    __tablename__ = "trades"
+    __table_args__ = (
+        UniqueConstraint("order_id", "fill_id"),
+        Index("ix_trades_bot_id_executed_at", "bot_id", "executed_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    bot_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("bots.id", ondelete="CASCADE"))
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("orders.id", ondelete="CASCADE"))
+    fill_id: Mapped[str] = mapped_column(String(64))
+    side: Mapped[str] = mapped_column(String(4))
+    price: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    total: Mapped[Decimal] = mapped_column(Money)
+    fee: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    fee_currency: Mapped[str] = mapped_column(String(16))
+    # Sells only: the round trip's realised profit net of both fees.
+    profit: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    executed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class EngineState(Base):
+    """The engine core's serialised state per bot, written in the same transaction as its effects."""
+
+    __tablename__ = "engine_states"
+
+    bot_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("bots.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Optimistic concurrency: two engine replicas can never both advance one bot.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+
+
+class InboxMessage(Base):
+    """A consumed message id: written in the handler's transaction, so a redelivery changes nothing."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("consumer", "message_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64))
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
