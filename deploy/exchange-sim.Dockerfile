@@ -22,9 +22,9 @@ FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /app app
 WORKDIR /app
 COPY --from=build --chown=app:app /app/.venv /app/.venv
-ENV PATH="/app/.venv/bin:$PATH" PYTHONUNBUFFERED=1 HOST=0.0.0.0 PORT=8900
+ENV PATH="/app/.venv/bin:$PATH" PYTHONUNBUFFERED=1 SIM_HOST=0.0.0.0 SIM_PORT=8900
 USER app
 EXPOSE 8900
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=5 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=2)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"SIM_PORT\"]}/_sim/health', timeout=2)"]
 CMD ["python", "-m", "exchange_sim"]

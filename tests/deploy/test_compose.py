@@ -25,7 +25,8 @@ def compose() -> dict[str, Any]:
 def settings_fields(spec: ServiceSpec) -> set[str]:
     module, cls = spec.settings.split(":")
     settings = getattr(importlib.import_module(module), cls)
-    return {name.upper() for name in settings.model_fields}
+    prefix = str(settings.model_config.get("env_prefix", "")).upper()
+    return {prefix + name.upper() for name in settings.model_fields}
 
 
 def owner(name: str) -> tuple[ServiceSpec, bool]:

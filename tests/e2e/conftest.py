@@ -59,7 +59,12 @@ def embedded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "SERVICES")
     }
-    env.update(PORT=str(port), GRIDBOT_DB_PATH=str(tmp / "gridbot.db"), TRUSTED_PROXIES=TRUSTED)
+    env.update(
+        PORT=str(port),
+        SIM_PORT=str(free_port()),
+        GRIDBOT_DB_PATH=str(tmp / "gridbot.db"),
+        TRUSTED_PROXIES=TRUSTED,
+    )
     log = tmp / "embedded.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

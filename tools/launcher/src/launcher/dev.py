@@ -43,7 +43,8 @@ class Stack:
 
     def env_for(self, spec: ServiceSpec, port: int | None = None) -> dict[str, str]:
         """The full environment of one service process."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SERVICES"))}
+        # Our own settings come from the topology, not from whatever the caller's shell exported.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SERVICES", "SIM_"))}
         env.update(
             service_env(
                 spec,
@@ -57,7 +58,7 @@ class Stack:
         )
         env.update(self.extra_env.get(spec.name, {}))
         if port is not None:
-            env["PORT"] = str(port)
+            env[f"{spec.env_prefix}PORT"] = str(port)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
@@ -105,7 +106,7 @@ class Stack:
         self, spec: ServiceSpec, timeout: float, key: str | None = None, port: int | None = None
     ) -> None:
         key = key or spec.name
-        url = f"http://127.0.0.1:{port or self.ports[spec.name]}/health"
+        url = f"http://127.0.0.1:{port or self.ports[spec.name]}{spec.health_path}"
         wait_healthy(url, self.processes[key], timeout, describe=lambda: key + self._tail(key))
 
     def _tail(self, key: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from common.exchanges.settings import sim_exchange_env
 from common.logging import configure_logging
 from launcher.migrate import migrate_all
 
@@ -28,9 +29,9 @@ EMBEDDED_DEFAULTS = {
 }
 
 
-def apply_defaults(db_path: Path) -> None:
+def apply_defaults(db_path: Path, sim_url: str) -> None:
     """Fill the embedded defaults into the environment without overriding what the user set."""
-    for key, value in EMBEDDED_DEFAULTS.items():
+    for key, value in {**EMBEDDED_DEFAULTS, **sim_exchange_env(sim_url)}.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{db_path}")
     # The gateway routes by service name; in-process transports stand in for these URLs.
@@ -41,11 +42,14 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     """Migrate, start every service in-process, and serve the gateway until stopped."""
     from auth.main import create_app as create_auth
     from auth.settings import Settings as AuthSettings
+    from exchange_sim.server import serve_in_background
+    from exchange_sim.settings import SimSettings
     from gateway.main import create_app as create_gateway
     from gateway.settings import Settings as GatewaySettings
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    apply_defaults(db_path)
+    sim_settings = SimSettings()
+    apply_defaults(db_path, f"http://127.0.0.1:{sim_settings.port}")
     await asyncio.to_thread(migrate_all, os.environ["DATABASE_URL"])
 
     auth_app = create_auth(AuthSettings())
@@ -54,13 +58,21 @@ async def serve(host: str, port: int, db_path: Path) -> None:
         transports={"auth": httpx.ASGITransport(app=auth_app)},
     )
     async with AsyncExitStack() as stack:
+        # The exchanges of this mode: the simulator, a server inside this process on SIM_PORT (8900).
+        sim = await serve_in_background(sim_settings)
+        stack.push_async_callback(sim.stop)
         # ASGITransport does not run lifespans: the composition root runs each service's.
         await stack.enter_async_context(auth_app.router.lifespan_context(auth_app))
         config = uvicorn.Config(
             gateway_app, host=host, port=port, log_config=None, access_log=False, server_header=False
         )
         server = uvicorn.Server(config)
-        log.info("gridbot (embedded) on http://localhost:%s/api — database %s", port, db_path)
+        log.info(
+            "gridbot (embedded) on http://localhost:%s/api — database %s, exchange simulator %s",
+            port,
+            db_path,
+            sim.url,
+        )
         await server.serve()
 
 

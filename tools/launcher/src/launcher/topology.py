@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from common.exchanges.settings import sim_exchange_env
+
 DEV_DATABASE = "gridbot"
 DEV_POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """One deployable service: how it is started, migrated and configured."""
+    """One deployable service: how it is started, migrated, configured and checked."""
 
     name: str
     module: str
@@ -19,7 +21,11 @@ class ServiceSpec:
     settings: str  # "package.settings:Settings", the class whose fields are the env vars it reads
     migrate_module: str | None = None
     upstream: bool = True  # reached by the gateway
+    uses_cache: bool = True
     uses_bus: bool = False
+    uses_exchanges: bool = False
+    env_prefix: str = ""
+    health_path: str = "/health"
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -34,6 +40,16 @@ class ServiceSpec:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        "exchange-sim",
+        "exchange_sim",
+        8900,
+        "exchange_sim.settings:SimSettings",
+        upstream=False,
+        uses_cache=False,
+        env_prefix="SIM_",
+        health_path="/_sim/health",
+    ),
     ServiceSpec("auth", "auth", 3001, "auth.settings:Settings", migrate_module="auth.migrate"),
     ServiceSpec("gateway", "gateway", 3000, "gateway.settings:Settings", upstream=False),
 )
@@ -59,20 +75,20 @@ def service_env(
     cache_namespace: str = "gridbot",
 ) -> dict[str, str]:
     """The environment one service process gets in the dev topology."""
-    env = {
-        "ENVIRONMENT": environment,
-        "HOST": host,
-        "PORT": str(ports[spec.name]),
-        "REDIS_URL": redis_url,
-        "CACHE_NAMESPACE": cache_namespace,
-    }
+    env = {f"{spec.env_prefix}HOST": host, f"{spec.env_prefix}PORT": str(ports[spec.name])}
+    if not spec.env_prefix:
+        env["ENVIRONMENT"] = environment
+    if spec.uses_cache:
+        env.update(REDIS_URL=redis_url, CACHE_NAMESPACE=cache_namespace)
     if spec.migrate_module:
         env["DATABASE_URL"] = database_url
+    if spec.uses_bus:
+        env["RABBITMQ_URL"] = rabbitmq_url
+    if spec.uses_exchanges and "exchange-sim" in ports:
+        env.update(sim_exchange_env(f"http://127.0.0.1:{ports['exchange-sim']}"))
     if spec.name == "gateway":
         env["SERVICES"] = json.dumps(
             {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.upstream}
         )
-    if spec.uses_bus:
-        env["RABBITMQ_URL"] = rabbitmq_url
     env.update(spec.extra_env)
     return env
