@@ -55,10 +55,11 @@ def test_krw_markets_follow_the_usdt_path_on_upbits_price_units() -> None:
 
 def test_upbit_price_unit_table() -> None:
     assert upbit_krw_unit(Decimal(140_000_000)) == 1000
-    assert upbit_krw_unit(Decimal(1_500_000)) == 500
-    assert upbit_krw_unit(Decimal(320_000)) == 50
+    assert upbit_krw_unit(Decimal(1_500_000)) == 1000
+    assert upbit_krw_unit(Decimal(320_000)) == 100
+    assert upbit_krw_unit(Decimal(7_000)) == 5
     assert upbit_krw_unit(Decimal(3_000)) == 1
-    assert upbit_krw_unit(Decimal("55.5")) == Decimal("0.01")
+    assert upbit_krw_unit(Decimal("55.5")) == Decimal("0.1")
     market = MARKETS["upbit"]["KRW-BTC"]
     assert market.round_price(Decimal("1999999.6")) == 2_000_000
     assert market.price_is_valid(Decimal(139_000_000)) and not market.price_is_valid(Decimal(139_000_500))

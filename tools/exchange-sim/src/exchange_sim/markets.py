@@ -6,25 +6,13 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
+from common.grid.rules import UPBIT_KRW_PRICE_UNITS
+
 Venue = Literal["upbit", "binance"]
 VENUES: tuple[Venue, ...] = ("upbit", "binance")
 
-# Upbit KRW price units (호가 단위) since 2024-10: (lower bound inclusive, unit), highest first.
-_UPBIT_KRW_UNITS: tuple[tuple[Decimal, Decimal], ...] = (
-    (Decimal(2_000_000), Decimal(1000)),
-    (Decimal(1_000_000), Decimal(500)),
-    (Decimal(500_000), Decimal(100)),
-    (Decimal(100_000), Decimal(50)),
-    (Decimal(10_000), Decimal(10)),
-    (Decimal(1_000), Decimal(1)),
-    (Decimal(100), Decimal(1)),
-    (Decimal(10), Decimal("0.01")),
-    (Decimal(1), Decimal("0.001")),
-    (Decimal("0.1"), Decimal("0.0001")),
-    (Decimal("0.01"), Decimal("0.00001")),
-    (Decimal("0.001"), Decimal("0.000001")),
-    (Decimal("0.0001"), Decimal("0.0000001")),
-)
+# Upbit KRW price units (호가 단위): one table for the simulator and for our own rounding (common.grid).
+_UPBIT_KRW_UNITS = UPBIT_KRW_PRICE_UNITS
 _UPBIT_SMALLEST_UNIT = Decimal("0.00000001")
 UPBIT_VOLUME_STEP = Decimal("0.00000001")
 UPBIT_MAX_TOTAL = Decimal(1_000_000_000)

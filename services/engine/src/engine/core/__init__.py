@@ -1,0 +1,64 @@
+"""The pure grid engine core: a deterministic state machine (events in, commands out, no I/O).
+
+The live engine, the paper broker and the backtester all drive `GridBot.handle`; `paper` is the fill
+model the latter two share. State is plain data (`GridBot.snapshot()` / `GridBot.restore()`).
+"""
+
+from engine.core.codec import command_from_dict, command_to_dict, event_from_dict, event_to_dict
+from engine.core.commands import CancelOrder, Command, PlaceOrder, RecordTrade, SetStatus, SlotChanged
+from engine.core.events import (
+    ConfigChanged,
+    Event,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    Start,
+    Stop,
+    Tick,
+)
+from engine.core.ids import bot_prefix, client_order_id, parse_client_order_id
+from engine.core.invariants import violations
+from engine.core.machine import MONEY_QUANTUM, GridBot, Watch
+from engine.core.paper import PaperStep, apply, paper_fill, simulate_tick, tick_path
+from engine.core.state import GridConfig, GridState, OpenOrder, Phase, Side, Slot, SlotState, Status
+
+__all__ = [
+    "MONEY_QUANTUM",
+    "CancelOrder",
+    "Command",
+    "ConfigChanged",
+    "Event",
+    "GridBot",
+    "GridConfig",
+    "GridState",
+    "OpenOrder",
+    "OrderCanceled",
+    "OrderFilled",
+    "OrderRejected",
+    "PaperStep",
+    "Phase",
+    "PlaceOrder",
+    "RecordTrade",
+    "SetStatus",
+    "Side",
+    "Slot",
+    "SlotChanged",
+    "SlotState",
+    "Start",
+    "Status",
+    "Stop",
+    "Tick",
+    "Watch",
+    "apply",
+    "bot_prefix",
+    "client_order_id",
+    "command_from_dict",
+    "command_to_dict",
+    "event_from_dict",
+    "event_to_dict",
+    "paper_fill",
+    "parse_client_order_id",
+    "simulate_tick",
+    "tick_path",
+    "violations",
+]

@@ -1,0 +1,99 @@
+"""Events into the core: what happened (a start, a price tick, an order's fate, a stop, a config change)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+def _positive(name: str, value: Decimal) -> None:
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"{name} must be a positive number, not {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Start (or resume) the bot at the current market price."""
+
+    price: Decimal
+
+    def __post_init__(self) -> None:
+        _positive("price", self.price)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A price update: the last price and the high/low traded since the previous tick (no crossing is lost).
+
+    `closed_up` says whether the price rose over the tick (the paper model's path order); None = unknown.
+    """
+
+    last: Decimal
+    high: Decimal
+    low: Decimal
+    closed_up: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("last", self.last), ("high", self.high), ("low", self.low)):
+            _positive(name, value)
+        if not self.low <= self.last <= self.high:
+            raise ValueError(f"tick needs low <= last <= high, got {self.low} / {self.last} / {self.high}")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled:
+    """One fill (partial or final) of an order: quantity, price, fee and the exchange's fill id."""
+
+    client_order_id: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_currency: str
+    fill_id: str
+    is_final: bool
+
+    def __post_init__(self) -> None:
+        if not self.qty.is_finite() or self.qty < 0:
+            raise ValueError(f"fill qty must be >= 0, not {self.qty}")
+        _positive("price", self.price)
+        if not self.fee.is_finite() or self.fee < 0:
+            raise ValueError(f"fee must be >= 0, not {self.fee}")
+        if not self.fill_id:
+            raise ValueError("fill_id is required")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCanceled:
+    """The exchange confirmed an order canceled (whatever it filled before stays filled)."""
+
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    """The exchange refused an order for good (transient errors are retried before this)."""
+
+    client_order_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Cancel every open order and stop; with `error_message`, end in status error (a stop-with-error)."""
+
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChanged:
+    """A running bot's settings changed: a new order amount (applies to orders placed from now), stopAtMax."""
+
+    order_amount: Decimal | None = None
+    stop_at_max: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.order_amount is not None:
+            _positive("order_amount", self.order_amount)
+
+
+Event = Start | Tick | OrderFilled | OrderCanceled | OrderRejected | Stop | ConfigChanged

@@ -1,0 +1,110 @@
+"""Paper fill model (pure): which open orders a tick fills, in which order, at what price and fee.
+
+Path: a tick's prices between two updates are unknown. The model walks open → low → high → last when the
+tick closed up and open → high → low → last when it closed down (ARCHITECTURE.md; the simulator replays
+candles the same way); with direction unknown (`closed_up` None) the price rising over the tick counts as
+up and anything else as down, because high-first is the cautious guess: sells come before buys, so no buy
+can be followed by its own sell in that tick.
+
+Fills: on a falling leg every open buy priced at or above the leg's end fills (highest first), on a rising
+leg every open sell priced at or below its end (lowest first); a touch fills. Each fill is whole, at the
+order's own price, with the maker fee, in the currency the exchange charges (Binance: a buy's fee in base).
+Orders a fill creates join in from the next leg on, never the leg that created them, so a buy filled on
+the way down to the low may see its sell filled on the way up to the high only when the low came first.
+Idle slots arm from the Tick event, which is applied after the path: an order armed in a tick cannot fill
+in that same tick. With stopAtMax and a high at upperPrice the walk ends at the high and the Tick stops
+the bot: what the path would have filled after the high is not filled.
+
+Caveats (optimistic): a touch at exactly the order's price fills it whatever its place in the queue, and
+a marketable order fills at its limit price with the maker fee (a real one would fill as taker at a price
+at least as good).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Context, Decimal, localcontext
+
+from engine.core.commands import CancelOrder, Command
+from engine.core.events import Event, OrderCanceled, OrderFilled, Tick
+from engine.core.machine import GridBot
+from engine.core.state import Phase, Side
+
+_CTX = Context(prec=40)
+
+
+@dataclass(frozen=True, slots=True)
+class PaperStep:
+    """One event applied to the bot and the commands it returned."""
+
+    event: Event
+    commands: tuple[Command, ...]
+
+
+def tick_path(open_price: Decimal, tick: Tick) -> tuple[Decimal, Decimal, Decimal]:
+    """The waypoints the model assumes after `open_price`: (low, high, last) up, (high, low, last) down."""
+    closed_up = tick.closed_up if tick.closed_up is not None else tick.last > open_price
+    return (tick.low, tick.high, tick.last) if closed_up else (tick.high, tick.low, tick.last)
+
+
+def paper_fill(bot: GridBot, slot: int) -> OrderFilled:
+    """The whole remaining quantity of the slot's open order filled at its price with the maker fee."""
+    order = bot.state.slots[slot].order
+    if order is None:
+        raise ValueError(f"slot {slot} has no open order")
+    rules = bot.state.config.rules
+    qty = order.remaining_qty
+    with localcontext(_CTX):
+        if order.side is Side.BUY and rules.buy_fee_in_base:
+            fee, currency = qty * rules.maker_fee, rules.base
+        else:
+            fee, currency = qty * order.price * rules.maker_fee, rules.quote
+    return OrderFilled(
+        client_order_id=order.client_order_id,
+        qty=qty,
+        price=order.price,
+        fee=fee,
+        fee_currency=currency,
+        fill_id=f"{order.client_order_id}:p{len(order.fill_ids) + 1}",
+        is_final=True,
+    )
+
+
+def apply(bot: GridBot, event: Event) -> list[PaperStep]:
+    """Apply an event; a paper exchange confirms every cancel it asks for at once."""
+    commands = bot.handle(event)
+    steps = [PaperStep(event, tuple(commands))]
+    for command in commands:
+        if isinstance(command, CancelOrder):
+            steps.extend(apply(bot, OrderCanceled(command.client_order_id)))
+    return steps
+
+
+def simulate_tick(bot: GridBot, tick: Tick, open_price: Decimal | None = None) -> list[PaperStep]:
+    """Fill what the tick's assumed path crosses, in path order, then apply the Tick itself."""
+    state = bot.state
+    previous = open_price or state.last_price or tick.last
+    stops_at_high = (
+        state.phase is Phase.RUNNING and state.stop_at_max and tick.high >= state.config.upper_price
+    )
+    steps: list[PaperStep] = []
+    for point in tick_path(previous, tick):
+        if point < previous:
+            for slot in bot.buys_at_or_above(point):
+                steps.extend(_fill_if_open(bot, slot, Side.BUY))
+        elif point > previous:
+            for slot in bot.sells_at_or_below(point):
+                steps.extend(_fill_if_open(bot, slot, Side.SELL))
+        previous = point
+        if stops_at_high and point == tick.high:
+            break
+    steps.extend(apply(bot, tick))
+    return steps
+
+
+def _fill_if_open(bot: GridBot, slot: int, side: Side) -> list[PaperStep]:
+    # An earlier fill of this leg may have failed the bot and had every order canceled.
+    order = bot.state.slots[slot].order
+    if order is None or order.side is not side:
+        return []
+    return apply(bot, paper_fill(bot, slot))

@@ -1,0 +1,382 @@
+"""Property-based tests of the core: random price paths, a random exchange, and the real December 2024 candles.
+
+Invariants checked after every event: at most one open order per slot, never more base offered or sold than
+bought, open buys commit at most the investment, realised profit equals the round trips recomputed here
+from the RecordTrade commands alone, client order ids unique over a whole run, no open order once a stop
+has been confirmed, and the same events always give the same commands (also after a snapshot/restore, and
+when the recorded events are replayed into a fresh bot without the paper model).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from common.grid import MarketRules, Rounding, plan_grid
+from engine.core import (
+    CancelOrder,
+    Command,
+    ConfigChanged,
+    Event,
+    GridBot,
+    GridConfig,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    PaperStep,
+    Phase,
+    PlaceOrder,
+    RecordTrade,
+    Side,
+    Start,
+    Status,
+    Stop,
+    Tick,
+    apply,
+    paper_fill,
+    simulate_tick,
+    violations,
+)
+
+D = Decimal
+CANDLES = Path("/work/shared/data/binance_BTCUSDT_1m_2024-12.csv")
+SETTINGS = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@dataclass
+class Ledger:
+    """Books the RecordTrade commands on its own and checks the core's figures against them."""
+
+    base: str
+    quote: str
+    holdings: dict[int, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    profit: Decimal = Decimal(0)
+    round_trips: int = 0
+    placed: set[str] = field(default_factory=set)
+
+    def feed(self, commands: list[Command] | tuple[Command, ...]) -> None:
+        for command in commands:
+            if isinstance(command, PlaceOrder):
+                assert command.client_order_id not in self.placed, "a client order id was used twice"
+                assert len(command.client_order_id) <= 36
+                self.placed.add(command.client_order_id)
+            elif isinstance(command, RecordTrade):
+                self._book(command)
+
+    def _book(self, trade: RecordTrade) -> None:
+        qty, cost = self.holdings.get(trade.slot, (D(0), D(0)))
+        base_fee = trade.fee if trade.fee_currency == self.base else D(0)
+        quote_fee = trade.fee if trade.fee_currency == self.quote else D(0)
+        with localcontext(prec=40):
+            if trade.side is Side.BUY:
+                assert trade.profit is None
+                self.holdings[trade.slot] = (
+                    qty + trade.qty - base_fee,
+                    cost + trade.qty * trade.price + quote_fee,
+                )
+                return
+            sold = trade.qty + base_fee
+            assert sold <= qty, f"slot {trade.slot} sold {sold}, holding {qty}"
+            share = cost if sold == qty else cost * sold / qty
+            if share.as_tuple().exponent < -18:  # type: ignore[operator]
+                share = share.quantize(D("1e-18"))
+            expected = trade.qty * trade.price - quote_fee - share
+        assert trade.profit == expected
+        self.holdings[trade.slot] = (qty - sold, cost - share)
+        self.profit += expected
+        self.round_trips += 1
+
+    def check(self, bot: GridBot, investment: Decimal) -> None:
+        assert violations(bot, investment) == []
+        assert bot.state.realized_profit == self.profit
+        for slot in bot.state.slots:
+            assert (slot.holding_qty, slot.holding_cost) == self.holdings.get(slot.index, (D(0), D(0)))
+
+
+def run_steps(bot: GridBot, ledger: Ledger, steps: list[PaperStep], investment: Decimal) -> None:
+    for step in steps:
+        ledger.feed(step.commands)
+    ledger.check(bot, investment)
+
+
+def replay(bot: GridBot, steps: list[PaperStep]) -> None:
+    """Feed the recorded events straight into a fresh bot: it must answer with the very same commands."""
+    for step in steps:
+        assert tuple(bot.handle(step.event)) == step.commands
+
+
+# --- random price paths through the paper model -------------------------------------------------------
+
+
+def _round(rules: MarketRules, price: Decimal, direction: Rounding) -> Decimal:
+    return rules.round_price(max(price, D("0.01")), direction)
+
+
+@st.composite
+def paths(draw: st.DrawFn) -> tuple[int, list[tuple[int, int, int, bool | None]], list[tuple[int, str]]]:
+    start = draw(st.integers(min_value=-15, max_value=115))  # % of the way from lowerPrice to upperPrice
+    moves = draw(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=-300, max_value=300),  # last vs previous, basis points
+                st.integers(min_value=0, max_value=150),  # wick above
+                st.integers(min_value=0, max_value=150),  # wick below
+                st.sampled_from([True, False, None]),
+            ),
+            min_size=1,
+            max_size=60,
+        )
+    )
+    interrupts = draw(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=0, max_value=60), st.sampled_from(["restart", "more", "less", "tiny"])
+            ),
+            max_size=3,
+        )
+    )
+    return start, moves, interrupts
+
+
+AMOUNTS = {"upbit": {"base": D(10_000), "more": D(20_000), "less": D(6_000), "tiny": D(4_000)},
+           "binance": {"base": D(20), "more": D(40), "less": D(10), "tiny": D(5)}}  # fmt: skip
+
+
+def run_path(
+    config: GridConfig,
+    venue: str,
+    stop_at_max: bool,
+    path: tuple[int, list[tuple[int, int, int, bool | None]], list[tuple[int, str]]],
+    restore_at: int | None = None,
+) -> tuple[list[PaperStep], GridBot, Ledger]:
+    rules, levels = config.rules, config.levels
+    amounts = AMOUNTS[venue]
+    start_pct, moves, interrupts = path
+    price = _round(rules, levels[0] + (levels[-1] - levels[0]) * start_pct / 100, "nearest")
+    bot = GridBot.new(config, amounts["base"], stop_at_max)
+    ledger = Ledger(rules.base, rules.quote)
+    investment = max(amounts.values()) * config.slot_count
+    steps = apply(bot, Start(price))
+    run_steps(bot, ledger, steps, investment)
+    for n, (bps, wick_up, wick_down, closed_up) in enumerate(moves):
+        if n == restore_at:
+            bot = GridBot.restore(bot.snapshot())
+        for at, what in interrupts:
+            if at != n:
+                continue
+            if what == "restart":
+                more = apply(bot, Stop()) + apply(bot, Start(price))
+            else:
+                more = apply(bot, ConfigChanged(order_amount=amounts[what]))
+            run_steps(bot, ledger, more, investment)
+            steps += more
+        last = _round(rules, price * (1 + D(bps) / 10_000), "nearest")
+        high = _round(rules, max(price, last) * (1 + D(wick_up) / 10_000), "up")
+        low = _round(rules, min(price, last) * (1 - D(wick_down) / 10_000), "down")
+        more = simulate_tick(bot, Tick(last, high, low, closed_up))
+        run_steps(bot, ledger, more, investment)
+        if stop_at_max and high >= config.upper_price:
+            assert bot.state.phase is Phase.HALTED and bot.open_orders() == []
+        steps += more
+        price = last
+    more = apply(bot, Stop())
+    run_steps(bot, ledger, more, investment)
+    steps += more
+    assert bot.open_orders() == []
+    assert bot.state.status is Status.STOPPED
+    return steps, bot, ledger
+
+
+@settings(SETTINGS, max_examples=200)
+@given(path=paths(), venue=st.sampled_from(["upbit", "binance"]), stop_at_max=st.booleans())
+def test_random_paths_keep_every_invariant(
+    upbit_config: GridConfig,
+    binance_config: GridConfig,
+    path: tuple[int, list[tuple[int, int, int, bool | None]], list[tuple[int, str]]],
+    venue: str,
+    stop_at_max: bool,
+) -> None:
+    config = upbit_config if venue == "upbit" else binance_config
+    steps, _, ledger = run_path(config, venue, stop_at_max, path)
+    event(f"round trips: {min(ledger.round_trips, 5)}+")
+    # Same events, same commands: again through the paper model with a snapshot/restore half way, and
+    # replayed event by event into a fresh bot.
+    again, _, _ = run_path(config, venue, stop_at_max, path, restore_at=len(path[1]) // 2)
+    assert again == steps
+    replay(GridBot.new(config, AMOUNTS[venue]["base"], stop_at_max), steps)
+
+
+# --- a random exchange: partial fills, redeliveries, races, outside cancels, rejections -----------------
+
+
+ACTIONS = ["tick", "fill", "fill", "fill", "redeliver", "confirm", "race", "outside_cancel", "reject", "stop",
+           "start", "config"]  # fmt: skip
+
+
+@settings(SETTINGS, max_examples=300)
+@given(data=st.data(), venue=st.sampled_from(["upbit", "binance"]))
+def test_a_random_exchange_keeps_every_invariant(
+    upbit_config: GridConfig, binance_config: GridConfig, data: st.DataObject, venue: str
+) -> None:
+    config = upbit_config if venue == "upbit" else binance_config
+    rules, amounts = config.rules, AMOUNTS[venue]
+    investment = max(amounts.values()) * config.slot_count
+    price = _round(rules, (config.levels[0] + config.levels[-1]) / 2, "nearest")
+    bot = GridBot.new(config, amounts["base"], data.draw(st.booleans(), label="stop_at_max"))
+    ledger = Ledger(rules.base, rules.quote)
+    pending: set[str] = set()
+    fills: list[OrderFilled] = []
+    counter = 0
+
+    def feed(event: Event) -> list[Command]:
+        commands = bot.handle(event)
+        ledger.feed(commands)
+        pending.update(c.client_order_id for c in commands if isinstance(c, CancelOrder))
+        pending.intersection_update(o.client_order_id for _, o in bot.open_orders())
+        ledger.check(bot, investment)
+        return commands
+
+    def pick(cids: list[str]) -> str | None:
+        return data.draw(st.sampled_from(sorted(cids)), label="order") if cids else None
+
+    feed(Start(price))
+    for _ in range(data.draw(st.integers(min_value=5, max_value=50), label="length")):
+        action = data.draw(st.sampled_from(ACTIONS), label="action")
+        open_ids = [o.client_order_id for _, o in bot.open_orders()]
+        if action == "tick":
+            bps = data.draw(st.integers(min_value=-400, max_value=400), label="bps")
+            last = _round(rules, price * (1 + D(bps) / 10_000), "nearest")
+            feed(Tick(last, max(last, price), min(last, price)))
+            price = last
+        elif action in ("fill", "race"):
+            cid = pick(open_ids if action == "fill" else sorted(pending))
+            if cid is None:
+                continue
+            found = bot.open_order(cid)
+            assert found is not None
+            slot, order = found
+            share = data.draw(st.sampled_from([1, 2, 3]), label="share")
+            qty = rules.floor_qty(order.remaining_qty / share) or order.remaining_qty
+            full = paper_fill(bot, slot)
+            counter += 1
+            fee = (full.fee * qty / full.qty).quantize(D("1e-12")) if full.qty else D(0)
+            fill = OrderFilled(
+                cid, qty, order.price, fee, full.fee_currency, f"x{counter}", qty == order.remaining_qty
+            )
+            fills.append(fill)
+            event("race won by a fill" if action == "race" else "fill")
+            feed(fill)
+        elif action == "redeliver":
+            if fills:
+                assert feed(data.draw(st.sampled_from(fills), label="again")) == []
+        elif action == "confirm":
+            cid = pick(sorted(pending))
+            if cid is not None:
+                feed(OrderCanceled(cid))
+        elif action == "outside_cancel":
+            cid = pick([c for c in open_ids if c not in pending])
+            if cid is not None:
+                feed(OrderCanceled(cid))
+        elif action == "reject":
+            cid = pick([c for c in open_ids if c not in pending])
+            if cid is not None:
+                feed(OrderRejected(cid, "insufficient balance"))
+                assert bot.state.status is Status.ERROR or bot.state.phase is not Phase.RUNNING
+        elif action == "stop":
+            feed(Stop())
+        elif action == "start":
+            feed(Start(price))
+        else:
+            amount = data.draw(st.sampled_from(sorted(amounts.values())), label="amount")
+            feed(ConfigChanged(order_amount=amount, stop_at_max=data.draw(st.booleans(), label="sam")))
+    feed(Stop())
+    for cid in sorted(pending):
+        feed(OrderCanceled(cid))
+    assert bot.open_orders() == []
+    assert bot.state.phase is Phase.HALTED and bot.state.status is Status.STOPPED
+    event(f"round trips: {min(ledger.round_trips, 3)}+")
+
+
+# --- the real December 2024 BTC/USDT minutes ------------------------------------------------------------
+
+
+def _candles(start: int, count: int) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
+    if not CANDLES.exists():
+        pytest.skip("the candle file is not available")
+    with CANDLES.open() as handle:
+        rows = list(csv.DictReader(handle))[start : start + count]
+    return [(D(r["open"]), D(r["high"]), D(r["low"]), D(r["close"])) for r in rows]
+
+
+def _run_candles(
+    config: GridConfig,
+    amount: Decimal,
+    candles: list[tuple[Decimal, Decimal, Decimal, Decimal]],
+    stop_at_max: bool,
+) -> tuple[GridBot, Ledger, list[PaperStep]]:
+    bot = GridBot.new(config, amount, stop_at_max)
+    ledger = Ledger(config.rules.base, config.rules.quote)
+    investment = amount * config.slot_count
+    steps = apply(bot, Start(candles[0][0]))
+    run_steps(bot, ledger, steps, investment)
+    for open_, high, low, close in candles:
+        # Tick(closed_up) and open_price follow the simulator's candle path: rising (close >= open) low first.
+        more = simulate_tick(bot, Tick(close, high, low, close >= open_), open_price=open_)
+        run_steps(bot, ledger, more, investment)
+        steps += more
+    more = apply(bot, Stop())
+    run_steps(bot, ledger, more, investment)
+    steps += more
+    assert bot.open_orders() == [] and bot.state.status is Status.STOPPED
+    return bot, ledger, steps
+
+
+def _config(
+    rules: MarketRules, lower: Decimal, upper: Decimal, pct: str, amount: Decimal, top: Decimal
+) -> GridConfig:
+    plan = plan_grid(lower, upper, D(pct), amount, rules)
+    return GridConfig(bot_id="candles", levels=plan.levels, upper_price=top, rules=rules)
+
+
+def test_real_candles_binance(binance: MarketRules) -> None:
+    candles = _candles(0, 8000)
+    lower = min(c[2] for c in candles).to_integral_value(rounding=ROUND_FLOOR) * D("0.99")
+    upper = max(c[1] for c in candles).to_integral_value(rounding=ROUND_CEILING) * D("1.01")
+    config = _config(binance, lower, upper, "0.25", D(25), upper)
+    bot, ledger, steps = _run_candles(config, D(25), candles, stop_at_max=False)
+    assert ledger.round_trips >= 100
+    assert bot.state.realized_profit > 0
+    _, _, again = _run_candles(config, D(25), candles, stop_at_max=False)
+    assert again == steps
+
+
+DIRECTIONS: tuple[Rounding, ...] = ("nearest", "up", "down", "nearest")
+
+
+def test_real_candles_upbit_with_stop_at_max(upbit: MarketRules) -> None:
+    # The simulator's KRW markets follow the USDT ones at 1,400 KRW per USDT, on Upbit's price units.
+    krw = [
+        tuple(upbit.round_price(p * 1400, d) for p, d in zip(c, DIRECTIONS, strict=True))
+        for c in _candles(10_000, 2500)
+    ]
+    candles = [(o, max(h, o, c), min(low, o, c), c) for o, h, low, c in krw]
+    lower = min(c[2] for c in candles) * D("0.99")
+    top = max(c[1] for c in candles)
+    reach = max(c[1] for c in candles[: len(candles) // 2])  # reached in the first half: the bot stops there
+    config = _config(upbit, lower, top * D("1.01"), "0.3", D(10_000), reach)
+    _, ledger, steps = _run_candles(config, D(10_000), candles, stop_at_max=True)
+    stopped_at = next(i for i, s in enumerate(steps) if isinstance(s.event, Tick) and s.event.high >= reach)
+    assert all(not isinstance(c, PlaceOrder) for s in steps[stopped_at + 1 :] for c in s.commands)
+    assert ledger.round_trips > 0
+    replay(GridBot.new(config, D(10_000), True), steps)
