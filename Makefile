@@ -9,9 +9,9 @@ UV := python3 -m uv
 endif
 
 PYTEST_ARGS ?=
-SRC := libs/common/src services/auth/src services/gateway/src tools/exchange-sim/src tools/launcher/src
+SRC := libs/common/src $(wildcard services/*/src) $(wildcard tools/*/src)
 
-.PHONY: help install run dev up down test lint fmt typecheck bench migrate clean
+.PHONY: help install run dev up down test lint fmt typecheck bench migrate rotate-keys clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ install: ## Install uv (if missing) and every workspace package into .venv
 		python3 -m pip install --quiet --user uv 2>/dev/null || \
 		python3 -m pip install --quiet --user --break-system-packages uv || \
 		python3 -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 run: install ## Run the whole system in one process (SQLite, in-process bus and cache) on :3000
 	$(UV) run --frozen python -m launcher.embedded
@@ -51,9 +51,13 @@ typecheck: install ## mypy (strict) over every package
 
 bench: install ## Run the benchmarks (they print figures)
 	$(UV) run --frozen python bench/gateway.py
+	$(UV) run --frozen python bench/market_data.py
 
 migrate: install ## Apply every service's migrations to DATABASE_URL
 	$(UV) run --frozen python -m launcher.migrate
+
+rotate-keys: install ## Re-encrypt every stored credential under ENCRYPTION_KEY_VERSION (resumable)
+	$(UV) run --frozen python -m credentials.rotate
 
 clean: ## Remove local state (the embedded SQLite file, caches)
 	rm -rf var/*.db var/*.db-* .mypy_cache .ruff_cache

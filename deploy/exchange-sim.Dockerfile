@@ -7,7 +7,11 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY libs/common/pyproject.toml libs/common/
 COPY services/auth/pyproject.toml services/auth/
+COPY services/bots/pyproject.toml services/bots/
+COPY services/credentials/pyproject.toml services/credentials/
+COPY services/engine/pyproject.toml services/engine/
 COPY services/gateway/pyproject.toml services/gateway/
+COPY services/market-data/pyproject.toml services/market-data/
 COPY tools/exchange-sim/pyproject.toml tools/exchange-sim/
 COPY tools/launcher/pyproject.toml tools/launcher/
 RUN --mount=type=cache,target=/root/.cache/uv \

@@ -110,3 +110,19 @@ def test_dockerfile_is_two_step_non_root_with_healthcheck(spec: ServiceSpec) -> 
     assert f'CMD ["python", "-m", "{module}"]' in text
     built = {s.get("build", {}).get("dockerfile") for s in ours().values()}
     assert f"deploy/{spec.name}.Dockerfile" in built
+
+
+def workspace_members() -> list[str]:
+    return sorted(
+        str(p.parent.relative_to(ROOT))
+        for pattern in ("libs/*/pyproject.toml", "services/*/pyproject.toml", "tools/*/pyproject.toml")
+        for p in ROOT.glob(pattern)
+    )
+
+
+@pytest.mark.parametrize("dockerfile", sorted((ROOT / "deploy").glob("*.Dockerfile")), ids=lambda p: p.name)
+def test_dockerfile_sees_every_workspace_member(dockerfile: Path) -> None:
+    # `uv sync --frozen` resolves the whole workspace: a member's pyproject missing from the image fails it.
+    text = dockerfile.read_text()
+    for member in workspace_members():
+        assert f"COPY {member}/pyproject.toml {member}/" in text, member

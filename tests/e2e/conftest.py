@@ -14,6 +14,7 @@ import pytest
 
 from common.testing.infra import free_port
 from launcher.dev import Stack, wait_healthy
+from launcher.testing import System
 from launcher.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,24 +45,27 @@ def dev_stack(
 
 
 @pytest.fixture(scope="session")
-def dev_gateway(dev_stack: Stack) -> str:
-    """Base URL of the dev topology's gateway."""
-    return f"http://127.0.0.1:{dev_stack.ports['gateway']}"
+def dev_system(dev_stack: Stack) -> System:
+    """The dev topology's gateway and simulator."""
+    return System(
+        f"http://127.0.0.1:{dev_stack.ports['gateway']}",
+        f"http://127.0.0.1:{dev_stack.ports['exchange-sim']}",
+    )
 
 
 @pytest.fixture(scope="session")
-def embedded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`make run`'s one process on a scratch SQLite file; yields the gateway base URL."""
+def embedded_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """`make run`'s one process on a scratch SQLite file."""
     tmp = tmp_path_factory.mktemp("embedded")
-    port = free_port()
+    port, sim_port = free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "SERVICES")
+        if k not in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "SERVICES", "CREDENTIALS_URL", "BOTS_URL")
     }
     env.update(
         PORT=str(port),
-        SIM_PORT=str(free_port()),
+        SIM_PORT=str(sim_port),
         GRIDBOT_DB_PATH=str(tmp / "gridbot.db"),
         TRUSTED_PROXIES=TRUSTED,
     )
@@ -80,7 +84,7 @@ def embedded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc,
                 describe=lambda: log.read_text(errors="replace")[-4000:],
             )
-            yield f"http://127.0.0.1:{port}"
+            yield System(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}")
         finally:
             proc.terminate()
             try:
@@ -90,10 +94,17 @@ def embedded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(params=["embedded", "dev"])
-def gateway_url(request: pytest.FixtureRequest) -> str:
+def system(request: pytest.FixtureRequest) -> System:
     """The same tests against `make run` and `make dev`."""
-    name = "embedded_gateway" if request.param == "embedded" else "dev_gateway"
-    return str(request.getfixturevalue(name))
+    found = request.getfixturevalue(f"{request.param}_system")
+    assert isinstance(found, System)
+    return found
+
+
+@pytest.fixture
+def gateway_url(system: System) -> str:
+    """The gateway's base URL of the system under test."""
+    return system.gateway
 
 
 @pytest.fixture

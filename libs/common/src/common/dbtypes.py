@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import DateTime, Numeric, String
@@ -69,10 +69,17 @@ class Money(TypeDecorator[Decimal]):
         exact = Decimal(value)
         if not exact.is_finite():
             raise ValueError("money must be finite")
-        return format(exact.normalize(), "f") if dialect.name == "sqlite" else exact
+        return format(_normalize(exact), "f") if dialect.name == "sqlite" else exact
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         """Decimal back, trailing zeros dropped."""
         if value is None:
             return None
-        return Decimal(value).normalize() if not isinstance(value, Decimal) else value.normalize()
+        return _normalize(value if isinstance(value, Decimal) else Decimal(value))
+
+
+def _normalize(value: Decimal) -> Decimal:
+    """Drop trailing zeros without rounding: the default context would cut to 28 significant digits."""
+    with localcontext() as ctx:
+        ctx.prec = MONEY_PRECISION + 2
+        return value.normalize()

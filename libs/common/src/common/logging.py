@@ -98,3 +98,9 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
     root.setLevel(level.upper())
     # Access logs repeat what our middleware already says, and can carry query strings with tokens.
     logging.getLogger("uvicorn.access").disabled = True
+    quiet_ccxt()
+
+
+def quiet_ccxt() -> None:
+    """ccxt logs request headers and bodies (API keys, signed JWTs) at DEBUG: never let it below WARNING."""
+    logging.getLogger("ccxt").setLevel(logging.WARNING)

@@ -37,8 +37,13 @@ def is_placeholder(value: str) -> bool:
 class ServiceSettings(BaseSettings):
     """Fields every service reads; subclasses add their own."""
 
+    # hide_input_in_errors: a rejected value (a secret, say) must never be quoted in an error message.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT

@@ -7,6 +7,7 @@ semantics as the real topology, with no network hop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from contextlib import AsyncExitStack
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from common.exchanges.settings import sim_exchange_env
 from common.logging import configure_logging
@@ -34,35 +36,59 @@ def apply_defaults(db_path: Path, sim_url: str) -> None:
     for key, value in {**EMBEDDED_DEFAULTS, **sim_exchange_env(sim_url)}.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{db_path}")
-    # The gateway routes by service name; in-process transports stand in for these URLs.
-    os.environ.setdefault("SERVICES", '{"auth": "http://auth.internal"}')
+    # Services reach each other by name; in-process ASGI transports stand in for these URLs.
+    os.environ.setdefault("SERVICES", json.dumps({name: internal_url(name) for name in UPSTREAMS}))
+    os.environ.setdefault("CREDENTIALS_URL", internal_url("credentials"))
+    os.environ.setdefault("BOTS_URL", internal_url("bots"))
+
+
+def internal_url(name: str) -> str:
+    """The base URL a service has inside the one process (never resolved: a transport answers it)."""
+    return f"http://{name}.internal"
+
+
+UPSTREAMS = ("auth", "credentials", "bots", "market-data")
 
 
 async def serve(host: str, port: int, db_path: Path) -> None:
     """Migrate, start every service in-process, and serve the gateway until stopped."""
     from auth.main import create_app as create_auth
     from auth.settings import Settings as AuthSettings
+    from bots.main import create_app as create_bots
+    from bots.settings import Settings as BotsSettings
+    from credentials.main import create_app as create_credentials
+    from credentials.settings import Settings as CredentialsSettings
     from exchange_sim.server import serve_in_background
     from exchange_sim.settings import SimSettings
     from gateway.main import create_app as create_gateway
     from gateway.settings import Settings as GatewaySettings
+    from market_data.main import create_app as create_market_data
+    from market_data.settings import Settings as MarketDataSettings
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
     sim_settings = SimSettings()
     apply_defaults(db_path, f"http://127.0.0.1:{sim_settings.port}")
     await asyncio.to_thread(migrate_all, os.environ["DATABASE_URL"])
 
-    auth_app = create_auth(AuthSettings())
+    credentials_app = create_credentials(CredentialsSettings())
+    bots_app = create_bots(BotsSettings(), credentials_transport=_transport(credentials_app))
+    apps: dict[str, FastAPI] = {
+        "auth": create_auth(AuthSettings()),
+        "credentials": credentials_app,
+        "bots": bots_app,
+        "market-data": create_market_data(MarketDataSettings(), bots_transport=_transport(bots_app)),
+    }
     gateway_app = create_gateway(
         GatewaySettings(port=port, host=host),
-        transports={"auth": httpx.ASGITransport(app=auth_app)},
+        transports={name: _transport(app) for name, app in apps.items()},
     )
     async with AsyncExitStack() as stack:
         # The exchanges of this mode: the simulator, a server inside this process on SIM_PORT (8900).
         sim = await serve_in_background(sim_settings)
         stack.push_async_callback(sim.stop)
-        # ASGITransport does not run lifespans: the composition root runs each service's.
-        await stack.enter_async_context(auth_app.router.lifespan_context(auth_app))
+        # ASGITransport does not run lifespans: the composition root runs each service's, in order.
+        for app in apps.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
         config = uvicorn.Config(
             gateway_app, host=host, port=port, log_config=None, access_log=False, server_header=False
         )
@@ -74,6 +100,10 @@ async def serve(host: str, port: int, db_path: Path) -> None:
             sim.url,
         )
         await server.serve()
+
+
+def _transport(app: FastAPI) -> httpx.AsyncBaseTransport:
+    return httpx.ASGITransport(app=app)
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ class ServiceSpec:
     uses_exchanges: bool = False
     env_prefix: str = ""
     health_path: str = "/health"
+    # Env var -> the service whose base URL it carries (service-to-service calls, never via the gateway).
+    links: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -51,6 +53,34 @@ SERVICES: tuple[ServiceSpec, ...] = (
         health_path="/_sim/health",
     ),
     ServiceSpec("auth", "auth", 3001, "auth.settings:Settings", migrate_module="auth.migrate"),
+    ServiceSpec(
+        "credentials",
+        "credentials",
+        3002,
+        "credentials.settings:Settings",
+        migrate_module="credentials.migrate",
+        uses_bus=True,
+        uses_exchanges=True,
+    ),
+    ServiceSpec(
+        "bots",
+        "bots",
+        3003,
+        "bots.settings:Settings",
+        migrate_module="bots.migrate",
+        uses_bus=True,
+        uses_exchanges=True,
+        links={"CREDENTIALS_URL": "credentials"},
+    ),
+    ServiceSpec(
+        "market-data",
+        "market_data",
+        3005,
+        "market_data.settings:Settings",
+        uses_bus=True,
+        uses_exchanges=True,
+        links={"BOTS_URL": "bots"},
+    ),
     ServiceSpec("gateway", "gateway", 3000, "gateway.settings:Settings", upstream=False),
 )
 
@@ -86,6 +116,8 @@ def service_env(
         env["RABBITMQ_URL"] = rabbitmq_url
     if spec.uses_exchanges and "exchange-sim" in ports:
         env.update(sim_exchange_env(f"http://127.0.0.1:{ports['exchange-sim']}"))
+    for var, target in spec.links.items():
+        env[var] = f"http://127.0.0.1:{ports[target]}"
     if spec.name == "gateway":
         env["SERVICES"] = json.dumps(
             {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.upstream}

@@ -1,9 +1,19 @@
 """Schema `bots`: one definition of bots, grid levels, orders, trades and engine state for both writers.
 
 The bots service writes a bot's configuration and builds its grid; while a bot runs, the engine is the only
-writer of its trading state (orders, level status, trades, profit counters, core state). Migrations live with
-the owning service (`services/bots/migrations`). The unique constraints are what make double counting
-impossible: one row per client order id, per exchange order id, and per fill.
+writer of its trading state (orders, level status, trades, core state). Migrations live with the owning
+service (`services/bots/migrations`). The unique constraints are what make double counting impossible: one
+row per client order id, per exchange order id, and per fill.
+
+Every figure the API shows about trading (profit, trade counts, performance) is computed from `trades`;
+there are deliberately no profit/trade counters on `bots` that could drift from it.
+
+The stop handshake with the engine (see `common.trading.commands`): the bots service records a stop by
+setting `stop_command_id` (status unchanged: orders may still rest on the exchange) and enqueueing
+`bot.stop` with that id. The engine cancels every open order of the bot, then in one transaction, only
+where `stop_command_id` still equals the command's id, sets `status` to the command's `status` (`stopped`,
+or `error` when the command says so), clears `error_message`/`error_code` when that status is `stopped`,
+and enqueues `bot.stopped`. `bot.start` clears `stop_command_id`.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -30,6 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import NAMING_CONVENTION
 from common.dbtypes import Money, UtcDateTime, utc_now
+from common.outbox import outbox_table
 
 SCHEMA = "bots"
 ZERO = Decimal(0)
@@ -88,13 +100,22 @@ class LevelStatus(StrEnum):
     FILLED = "filled"
 
 
+def _one_of(column: str, values: type[StrEnum]) -> CheckConstraint:
+    allowed = ", ".join(f"'{v.value}'" for v in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=column)
+
+
 class Bot(Base):
-    """A user's grid bot: configuration (bots service) and counters (engine)."""
+    """A user's grid bot: configuration (bots service) and lifecycle status (both, see the module doc)."""
 
     __tablename__ = "bots"
     __table_args__ = (
         Index("ix_bots_user_id_status", "user_id", "status"),
         Index("ix_bots_exchange_ticker_status", "exchange", "ticker", "status"),
+        _one_of("status", BotStatus),
+        _one_of("mode", BotMode),
+        _one_of("grid_type", GridType),
+        CheckConstraint("grid_count >= 1", name="grid_count"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -112,13 +133,15 @@ class Bot(Base):
     stop_at_max: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(12), default=BotStatus.STOPPED.value)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Set with error_message when the bots service knows the cause, so the API can show it in ko or en.
+    error_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The pending stop (its command id): set when a stop is requested, cleared by a start.
+    stop_command_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stop_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # Exchange rules the grid was built with (tick, lot step, minimums, fees), so the engine rounds alike.
     market_rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Bumped on every configuration change; commands carry it so a stale one is recognised.
     config_version: Mapped[int] = mapped_column(Integer, default=1)
-    # Counters the engine keeps current for lists; performance figures are computed from `trades`.
-    current_profit: Mapped[Decimal] = mapped_column(Money, default=ZERO)
-    total_trades: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
     first_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -131,7 +154,11 @@ class GridLevel(Base):
     """Level i of a bot's grid (read model of the slots: the buy of slot i, the sell of slot i-1)."""
 
     __tablename__ = "grid_levels"
-    __table_args__ = (UniqueConstraint("bot_id", "level_index"),)
+    __table_args__ = (
+        UniqueConstraint("bot_id", "level_index"),
+        _one_of("type", OrderSide),
+        _one_of("status", LevelStatus),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     bot_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("bots.id", ondelete="CASCADE"))
@@ -152,6 +179,8 @@ class Order(Base):
         UniqueConstraint("client_order_id"),
         UniqueConstraint("exchange", "exchange_order_id"),
         Index("ix_orders_bot_id_status", "bot_id", "status"),
+        _one_of("side", OrderSide),
+        _one_of("status", OrderStatus),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -176,6 +205,7 @@ class Trade(Base):
     __table_args__ = (
         UniqueConstraint("order_id", "fill_id"),
         Index("ix_trades_bot_id_executed_at", "bot_id", "executed_at"),
+        _one_of("side", OrderSide),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -213,10 +243,16 @@ class EngineState(Base):
 class InboxMessage(Base):
     """A consumed message id: written in the handler's transaction, so a redelivery changes nothing."""
 
-    __tablename__ = "inbox"
+    # Prefixed: on SQLite (embedded mode) every service's tables share one namespace.
+    __tablename__ = "bots_inbox"
     __table_args__ = (UniqueConstraint("consumer", "message_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     consumer: Mapped[str] = mapped_column(String(64))
-    message_id: Mapped[str] = mapped_column(String(64))
+    # As long as an envelope's message id may be.
+    message_id: Mapped[str] = mapped_column(String(255))
     processed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+OUTBOX = outbox_table(Base.metadata, "bots_outbox")
+"""Messages of the `bots` schema's writers, relayed after commit (see common.outbox)."""

@@ -1,0 +1,42 @@
+"""The exchange adapter shared by market-data, credentials and the engine: ids, settings, ccxt, errors."""
+
+from common.exchanges.ccxt_client import ccxt_config, ccxt_overrides, create_ccxt
+from common.exchanges.errors import (
+    ErrorKind,
+    ExchangeCallError,
+    PermanentExchangeError,
+    TransientExchangeError,
+    call,
+    classify,
+    to_app_error,
+)
+from common.exchanges.ids import (
+    Exchange,
+    has_ticker,
+    native_ticker,
+    parse_exchange,
+    quote_currency,
+    unified_symbol,
+)
+from common.exchanges.settings import ExchangeSettings, sim_exchange_env
+
+__all__ = [
+    "ErrorKind",
+    "Exchange",
+    "ExchangeCallError",
+    "ExchangeSettings",
+    "PermanentExchangeError",
+    "TransientExchangeError",
+    "call",
+    "ccxt_config",
+    "ccxt_overrides",
+    "classify",
+    "create_ccxt",
+    "has_ticker",
+    "native_ticker",
+    "parse_exchange",
+    "quote_currency",
+    "sim_exchange_env",
+    "to_app_error",
+    "unified_symbol",
+]

@@ -1,0 +1,68 @@
+"""Where the exchanges are: one URL per exchange and protocol (the real ones by default, or the simulator)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from common.exchanges.ids import Exchange
+from common.settings import ServiceSettings
+
+DEFAULT_URLS: dict[str, str] = {
+    "upbit_rest_url": "https://api.upbit.com",
+    "upbit_ws_url": "wss://api.upbit.com/websocket/v1",
+    "binance_rest_url": "https://api.binance.com",
+    "binance_ws_url": "wss://stream.binance.com:9443",
+    "binance_ws_api_url": "wss://ws-api.binance.com:443/ws-api/v3",
+}
+
+
+def _ws(base: str) -> str:
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://") :]
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://") :]
+    return base
+
+
+def sim_exchange_env(base: str = "http://127.0.0.1:8900") -> dict[str, str]:
+    """Environment values that point every exchange URL at an exchange simulator at `base`."""
+    root = base.rstrip("/")
+    ws = _ws(root)
+    return {
+        "UPBIT_REST_URL": f"{root}/upbit",
+        "UPBIT_WS_URL": f"{ws}/upbit/websocket/v1",
+        "BINANCE_REST_URL": f"{root}/binance",
+        "BINANCE_WS_URL": f"{ws}/binance",
+        "BINANCE_WS_API_URL": f"{ws}/binance/ws-api/v3",
+    }
+
+
+class ExchangeSettings(ServiceSettings):
+    """Exchange endpoints and the time an exchange call may take."""
+
+    upbit_rest_url: str = DEFAULT_URLS["upbit_rest_url"]
+    upbit_ws_url: str = DEFAULT_URLS["upbit_ws_url"]
+    binance_rest_url: str = DEFAULT_URLS["binance_rest_url"]
+    # Stream paths are appended: /ws, /ws/<stream>, /stream?streams=...
+    binance_ws_url: str = DEFAULT_URLS["binance_ws_url"]
+    binance_ws_api_url: str = DEFAULT_URLS["binance_ws_api_url"]
+    exchange_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+    @staticmethod
+    def simulator(base: str = "http://127.0.0.1:8900") -> dict[str, str]:
+        """Environment values for the exchange simulator at `base` (see sim_exchange_env)."""
+        return sim_exchange_env(base)
+
+    def rest_url(self, exchange: Exchange) -> str:
+        """The REST base URL of an exchange (no trailing slash)."""
+        url = self.upbit_rest_url if exchange is Exchange.UPBIT else self.binance_rest_url
+        return url.rstrip("/")
+
+    def ws_url(self, exchange: Exchange) -> str:
+        """The public market-stream WebSocket URL of an exchange (no trailing slash)."""
+        url = self.upbit_ws_url if exchange is Exchange.UPBIT else self.binance_ws_url
+        return url.rstrip("/")
+
+    def uses_real_exchange(self, exchange: Exchange) -> bool:
+        """True when the REST URL is the real exchange's (no URL overrides needed)."""
+        return self.rest_url(exchange) == DEFAULT_URLS[f"{exchange.value}_rest_url"]

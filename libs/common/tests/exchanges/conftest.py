@@ -1,0 +1,90 @@
+"""A paused exchange simulator and ccxt clients made by the kit's create_ccxt, as services make them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from common.exchanges import Exchange, ExchangeSettings, create_ccxt, sim_exchange_env
+from exchange_sim import SimServer, SimSettings
+
+Keys = dict[str, str]
+
+
+@pytest.fixture(scope="session")
+async def sim() -> AsyncIterator[SimServer]:
+    """The simulator, paused: prices move only when a test moves them."""
+    server = SimServer(SimSettings(port=0, replay_speed=0, log_level="WARNING", fault_timeout_seconds=10))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
+    """The simulator's control API."""
+    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def clean_faults(http: httpx.AsyncClient) -> AsyncIterator[None]:
+    """No fault survives its test."""
+    yield
+    await http.delete("/_sim/faults")
+
+
+@pytest.fixture
+def exchange_settings(sim: SimServer) -> ExchangeSettings:
+    """Exchange URLs pointing at the simulator, with a short timeout."""
+    env: dict[str, Any] = {key.lower(): value for key, value in sim_exchange_env(sim.url).items()}
+    return ExchangeSettings(exchange_timeout_seconds=1.0, **env)
+
+
+@pytest.fixture
+async def ccxt_client(exchange_settings: ExchangeSettings) -> AsyncIterator[Callable[..., Any]]:
+    """Make ccxt clients with create_ccxt; all are closed afterwards."""
+    made: list[Any] = []
+
+    def make(exchange: Exchange, keys: Keys | None = None) -> Any:
+        client = create_ccxt(
+            exchange,
+            exchange_settings,
+            api_key=keys["apiKey"] if keys else None,
+            secret=keys["secretKey"] if keys else None,
+        )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+@pytest.fixture
+def new_account(http: httpx.AsyncClient) -> Callable[..., Awaitable[Keys]]:
+    """An account with the given balances on both venues."""
+
+    async def create(**balances: str | int) -> Keys:
+        response = await http.post(
+            "/_sim/accounts", json={"balances": {k: str(v) for k, v in balances.items()}}
+        )
+        assert response.status_code == 201, response.text
+        keys: Keys = response.json()
+        return keys
+
+    return create
+
+
+@pytest.fixture
+def set_price(http: httpx.AsyncClient) -> Callable[[str, str, str], Awaitable[None]]:
+    """Pin a market's price (a trade there)."""
+
+    async def move(exchange: str, symbol: str, price: str) -> None:
+        response = await http.put(f"/_sim/prices/{exchange}/{symbol}", json={"price": price})
+        assert response.status_code == 200, response.text
+
+    return move

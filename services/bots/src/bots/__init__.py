@@ -1,0 +1,1 @@
+"""The bots service: bot configuration, grid construction and the read models of trading."""

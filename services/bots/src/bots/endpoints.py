@@ -1,0 +1,133 @@
+"""The public bot routes (served at their public paths: the gateway forwards them unchanged)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from bots.deps import Queries, Service
+from bots.schemas import (
+    CreateBotRequest,
+    UpdateBotRequest,
+    is_bare_date,
+    parse_bot_id,
+    parse_choice,
+    parse_date,
+    validation_error,
+)
+from bots.views import created_fields, wire
+from common.exchanges import parse_exchange
+from common.i18n import t
+from common.security import CurrentUser
+from common.web import iso_utc, ok
+
+router = APIRouter(prefix="/api/bots", tags=["bots"])
+
+STATUSES = ("running", "stopped", "error")
+LEVEL_STATUSES = ("available", "pending", "filled")
+
+
+@router.post("", status_code=201)
+async def create_bot(body: CreateBotRequest, principal: CurrentUser, service: Service) -> Response:
+    """Create a bot: the grid is built from the exchange's rules; `autoStart` starts it at once."""
+    bot = await service.create(principal.user_id, body)
+    return ok(created_fields(bot), t("봇이 생성되었습니다", "Bot created"), status_code=201)
+
+
+@router.get("")
+async def list_bots(
+    principal: CurrentUser,
+    queries: Queries,
+    status: Annotated[str | None, Query()] = None,
+    exchange: Annotated[str | None, Query(max_length=32)] = None,
+) -> Response:
+    """The user's bots (filters: status, exchange) and a summary over exactly those bots."""
+    wanted_status = parse_choice("status", status, STATUSES)
+    venue = parse_exchange(exchange) if exchange else None
+    return ok(await queries.list_bots(principal.user_id, wanted_status, venue))
+
+
+@router.get("/{bot_id}")
+async def get_bot(bot_id: str, principal: CurrentUser, queries: Queries) -> Response:
+    """One bot with every field, plus the latest market price."""
+    return ok(await queries.get(principal.user_id, parse_bot_id(bot_id)))
+
+
+@router.put("/{bot_id}")
+async def update_bot(
+    bot_id: str, body: UpdateBotRequest, principal: CurrentUser, service: Service
+) -> Response:
+    """Change settings: orderAmount and stopAtMax any time; the grid's geometry only while stopped."""
+    result = await service.update(principal.user_id, parse_bot_id(bot_id), body)
+    data = {"_id": str(result.bot.id), **wire(result.changed), "updatedAt": iso_utc(result.bot.updated_at)}
+    return ok(data, t("봇 설정이 업데이트되었습니다", "Bot settings updated"))
+
+
+@router.post("/{bot_id}/start")
+async def start_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
+    """Start the bot (idempotent; clears an error)."""
+    bot = await service.start(principal.user_id, parse_bot_id(bot_id))
+    return ok({"botId": str(bot.id), "status": bot.status}, t("봇이 시작되었습니다", "Bot started"))
+
+
+@router.post("/{bot_id}/stop")
+async def stop_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
+    """Stop the bot once the engine confirmed that its open orders are cancelled (idempotent)."""
+    bot = await service.stop(principal.user_id, parse_bot_id(bot_id))
+    return ok({"botId": str(bot.id), "status": bot.status}, t("봇이 중지되었습니다", "Bot stopped"))
+
+
+@router.delete("/{bot_id}")
+async def delete_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
+    """Stop the bot, then delete it (its trades are kept for audit)."""
+    await service.delete(principal.user_id, parse_bot_id(bot_id))
+    return ok(message=t("봇이 삭제되었습니다", "Bot deleted"))
+
+
+@router.get("/{bot_id}/grid-levels")
+async def grid_levels(
+    bot_id: str,
+    principal: CurrentUser,
+    queries: Queries,
+    status: Annotated[str | None, Query()] = None,
+) -> Response:
+    """The grid's levels ascending by price (filter: status)."""
+    wanted = parse_choice("status", status, LEVEL_STATUSES)
+    levels = await queries.grid_levels(principal.user_id, parse_bot_id(bot_id), wanted)
+    return ok({"gridLevels": levels})
+
+
+@router.get("/{bot_id}/trades")
+async def trades(
+    bot_id: str,
+    principal: CurrentUser,
+    queries: Queries,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    start_date: Annotated[str | None, Query(alias="startDate", max_length=64)] = None,
+    end_date: Annotated[str | None, Query(alias="endDate", max_length=64)] = None,
+) -> Response:
+    """The bot's trades, newest first, paginated (dates ISO 8601; a bare endDate includes that day)."""
+    start = parse_date("startDate", start_date, end=False)
+    end = parse_date("endDate", end_date, end=True)
+    end_inclusive = not is_bare_date(end_date)
+    if start is not None and end is not None and (start > end if end_inclusive else start >= end):
+        raise validation_error("startDate", "must not be after endDate")
+    page = await queries.trades(
+        principal.user_id,
+        parse_bot_id(bot_id),
+        limit=limit,
+        offset=offset,
+        start=start,
+        end=end,
+        end_inclusive=end_inclusive,
+    )
+    return ok(page)
+
+
+@router.get("/{bot_id}/performance")
+async def bot_performance(bot_id: str, principal: CurrentUser, queries: Queries) -> Response:
+    """Profit, trade counts and current value, all computed from the bot's trades."""
+    return ok(await queries.performance(principal.user_id, parse_bot_id(bot_id)))

@@ -1,0 +1,145 @@
+"""The bots service's FastAPI app: lifespan (database, cache, bus, relay, consumers), routes, health checks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from bots.confirmations import StopConfirmations
+from bots.consumers import CredentialEventConsumer
+from bots.credentials_client import CredentialsClient
+from bots.endpoints import router
+from bots.internal import router as internal_router
+from bots.markets import MarketCatalog
+from bots.queries import BotQueries
+from bots.service import BotService
+from bots.settings import Settings
+from common.db import create_engine, create_session_factory
+from common.outbox import OutboxRelay
+from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
+from common.security import AuthState, RevocationList, TokenService
+from common.trading.models import OUTBOX, SCHEMA
+from common.web import HealthCheck, add_health_routes, serve
+from common.web import create_app as create_base_app
+
+SERVICE_NAME = "bots"
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, *, credentials_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """The bots app; resources are opened by its lifespan and closed when it ends.
+
+    `credentials_transport` replaces the network under the credentials client (tests serve the
+    credentials contract in-process with it).
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.database_url.get_secret_value()
+        if settings.migrate_on_start:
+            from bots.migrate import upgrade
+
+            # Alembic runs its own event loop: keep it off ours.
+            await asyncio.to_thread(upgrade, url)
+        async with AsyncExitStack() as resources:
+            engine = create_engine(url, schemas=[SCHEMA], pool_size=settings.database_pool_size)
+            resources.push_async_callback(engine.dispose)
+            factory = create_session_factory(engine)
+            cache = await acquire_cache(settings.redis_url.get_secret_value(), settings.cache_namespace)
+            resources.push_async_callback(release_cache, cache)
+            bus = await acquire_bus(settings.rabbitmq_url.get_secret_value(), settings.bus_namespace)
+            resources.push_async_callback(release_bus, bus)
+            catalog = MarketCatalog(settings, settings.market_rules_ttl_seconds)
+            resources.push_async_callback(catalog.close)
+            await catalog.start()
+            credentials = CredentialsClient(
+                settings.credentials_url,
+                settings.internal_api_token.get_secret_value(),
+                settings.credentials_timeout_seconds,
+                transport=credentials_transport,
+            )
+            resources.push_async_callback(credentials.close)
+            relay = OutboxRelay(factory, bus, OUTBOX, poll_interval=settings.outbox_poll_seconds)
+            confirmations = StopConfirmations(bus, factory)
+            await confirmations.start()
+            resources.push_async_callback(confirmations.stop)
+            service = BotService(
+                session_factory=factory,
+                catalog=catalog,
+                cache=cache,
+                credentials=credentials,
+                relay=relay,
+                confirmations=confirmations,
+                default_mode=settings.default_bot_mode,
+                stop_timeout=settings.stop_confirm_timeout_seconds,
+            )
+            consumer = CredentialEventConsumer(factory, service)
+            subscription = await consumer.subscribe(bus)
+            resources.push_async_callback(subscription.cancel)
+            await relay.start()
+            resources.push_async_callback(relay.stop)
+            sweeper = asyncio.create_task(
+                service.run_sweeper(max(5.0, settings.stop_confirm_timeout_seconds)), name="bots-stop-sweeper"
+            )
+            resources.push_async_callback(_cancel, sweeper)
+            app.state.settings = settings
+            app.state.engine = engine
+            app.state.cache = cache
+            app.state.bus = bus
+            app.state.session_factory = factory
+            # Same pool, no BEGIN/COMMIT: the internal route is one SELECT.
+            app.state.read_session_factory = create_session_factory(
+                engine.execution_options(isolation_level="AUTOCOMMIT")
+            )
+            app.state.relay = relay
+            app.state.confirmations = confirmations
+            app.state.catalog = catalog
+            app.state.auth = AuthState(TokenService.from_settings(settings), RevocationList(cache))
+            app.state.bot_service = service
+            app.state.credential_consumer = consumer
+            app.state.bot_queries = BotQueries(session_factory=factory, catalog=catalog, cache=cache)
+            yield
+
+    app = create_base_app(title="gridbot bots", lifespan=lifespan, max_body_bytes=settings.max_body_bytes)
+    app.include_router(router)
+    app.include_router(internal_router)
+
+    def checks() -> Mapping[str, HealthCheck]:
+        async def database() -> bool:
+            async with app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+
+        async def cache() -> bool:
+            alive: bool = await app.state.cache.ping()
+            return alive
+
+        async def bus() -> bool:
+            alive: bool = await app.state.bus.ping()
+            return alive
+
+        return {"database": database, "cache": cache, "bus": bus}
+
+    add_health_routes(app, checks)
+    return app
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def run() -> None:
+    """Start the service with uvicorn on settings.host:settings.port."""
+    serve(create_app, Settings(), SERVICE_NAME)

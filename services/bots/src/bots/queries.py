@@ -1,0 +1,140 @@
+"""Reads: the bot list with its summary, one bot, its grid levels, its trades and its performance."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bots.markets import MarketCatalog, cached_price
+from bots.service import owned_bot, user_uuid
+from bots.stats import TradeStats, performance, trade_stats
+from bots.views import bot_fields, level_fields, number, trade_fields, wire
+from common.cache import Cache
+from common.dbtypes import utc_now
+from common.exchanges import Exchange
+from common.trading.models import Bot, BotStatus, GridLevel, Order, Trade
+
+
+class BotQueries:
+    """Every read of the bot routes, always scoped to the token's user and to bots not deleted."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        catalog: MarketCatalog,
+        cache: Cache,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._factory = session_factory
+        self._catalog = catalog
+        self._cache = cache
+        self._clock = clock
+
+    async def _stats(self, session: AsyncSession, bots: list[Bot]) -> dict[uuid.UUID, TradeStats]:
+        return await trade_stats(session, [(b.id, Exchange(b.exchange), b.ticker) for b in bots])
+
+    async def list_bots(self, user_id: str, status: str | None, exchange: Exchange | None) -> dict[str, Any]:
+        """The user's bots after filters, newest first, with the summary over exactly those bots."""
+        user = user_uuid(user_id)
+        query = select(Bot).where(Bot.user_id == user, Bot.deleted_at.is_(None))
+        if status is not None:
+            query = query.where(Bot.status == status)
+        if exchange is not None:
+            query = query.where(Bot.exchange == exchange.value)
+        async with self._factory() as session:
+            bots = list((await session.execute(query.order_by(Bot.created_at.desc(), Bot.id))).scalars())
+            stats = await self._stats(session, bots)
+        total_profit = sum((stats[b.id].realized_profit for b in bots), Decimal(0))
+        total_investment = sum((b.investment_amount for b in bots), Decimal(0))
+        return {
+            "bots": [bot_fields(b, stats[b.id]) for b in bots],
+            "summary": {
+                "totalBots": len(bots),
+                "activeBots": sum(1 for b in bots if b.status == BotStatus.RUNNING.value),
+                "totalProfit": number(total_profit),
+                "totalInvestment": number(total_investment),
+            },
+        }
+
+    async def get(self, user_id: str, bot_id: uuid.UUID | None) -> dict[str, Any]:
+        """Every field of one bot plus `currentPrice` from the price cache (null when none is cached)."""
+        async with self._factory() as session:
+            bot = await owned_bot(session, user_uuid(user_id), bot_id)
+            stats = await self._stats(session, [bot])
+        price = await cached_price(self._cache, bot.exchange, bot.ticker)
+        fields = bot_fields(bot, stats[bot.id])
+        fields["currentPrice"] = number(price) if price is not None else None
+        return fields
+
+    async def grid_levels(
+        self, user_id: str, bot_id: uuid.UUID | None, status: str | None
+    ) -> list[dict[str, Any]]:
+        """The bot's levels ascending by price (level index order: prices strictly increase with it)."""
+        async with self._factory() as session:
+            bot = await owned_bot(session, user_uuid(user_id), bot_id)
+            query = select(GridLevel).where(GridLevel.bot_id == bot.id)
+            if status is not None:
+                query = query.where(GridLevel.status == status)
+            levels = (await session.execute(query.order_by(GridLevel.level_index))).scalars()
+            return [level_fields(level) for level in levels]
+
+    async def trades(
+        self,
+        user_id: str,
+        bot_id: uuid.UUID | None,
+        *,
+        limit: int,
+        offset: int,
+        start: datetime | None,
+        end: datetime | None,
+        end_inclusive: bool,
+    ) -> dict[str, Any]:
+        """A page of the bot's trades, newest first, and the pagination over the filtered whole."""
+        async with self._factory() as session:
+            bot = await owned_bot(session, user_uuid(user_id), bot_id)
+            conditions = [Trade.bot_id == bot.id]
+            if start is not None:
+                conditions.append(Trade.executed_at >= start)
+            if end is not None:
+                conditions.append(Trade.executed_at <= end if end_inclusive else Trade.executed_at < end)
+            total = int(await session.scalar(select(func.count()).select_from(Trade).where(*conditions)) or 0)
+            rows = await session.execute(
+                select(Trade, Order)
+                .join(Order, Trade.order_id == Order.id)
+                .where(*conditions)
+                # Ties broken by insertion time, then id: pages never overlap or skip.
+                .order_by(Trade.executed_at.desc(), Trade.created_at.desc(), Trade.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            page = [trade_fields(trade, order) for trade, order in rows]
+        return {
+            "trades": page,
+            "pagination": {
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "hasMore": offset + len(page) < total,
+            },
+        }
+
+    async def performance(self, user_id: str, bot_id: uuid.UUID | None) -> dict[str, Any]:
+        """API.md's performance figures, every one from the trades table; held base marked to the market."""
+        async with self._factory() as session:
+            bot = await owned_bot(session, user_uuid(user_id), bot_id)
+            stats = (await self._stats(session, [bot]))[bot.id]
+        price: Decimal | None = None
+        if stats.held_base != 0:
+            exchange = Exchange(bot.exchange)
+            price = await cached_price(self._cache, exchange, bot.ticker)
+            if price is None:
+                price = await self._catalog.last_price(exchange, bot.ticker)
+        figures = performance(stats, bot.investment_amount, price, bot.first_started_at, self._clock())
+        return wire(figures)

@@ -1,0 +1,140 @@
+"""Request bodies and query parameters of the bot routes (camelCase on the wire, strict, no extras)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, PlainValidator, WithJsonSchema, model_validator
+
+from common.errors import AppError, ErrorCode
+from common.schemas import RequestModel
+
+TICKER_MAX = 40
+# Far beyond any price, percent or amount that makes sense, and far inside NUMERIC(38, 18).
+NUMBER_MAX = Decimal("1e18")
+NUMBER_DECIMALS = 18
+
+
+def validation_error(field: str, reason: str) -> AppError:
+    """VALIDATION_ERROR naming one bad field, shaped like the kit's request-validation answer."""
+    return AppError(ErrorCode.VALIDATION_ERROR, {"fields": [{"field": field, "reason": reason}]})
+
+
+def _json_number(value: Any) -> Decimal:
+    """A JSON number as an exact Decimal: ints exactly, floats through their shortest decimal text."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("must be a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        # repr() is the shortest text that reads back as this float: the decimal the client wrote.
+        result = Decimal(repr(value))
+    else:
+        try:
+            result = Decimal(value)
+        except InvalidOperation:
+            raise ValueError("must be a number") from None
+    if not result.is_finite() or abs(result) >= NUMBER_MAX:
+        raise ValueError("number out of range")
+    exponent = result.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -NUMBER_DECIMALS:
+        raise ValueError(f"at most {NUMBER_DECIMALS} decimal places")
+    return result
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may not be null")
+    return value
+
+
+JsonNumber = Annotated[Decimal, PlainValidator(_json_number), WithJsonSchema({"type": "number"})]
+OptionalNumber = Annotated[
+    Decimal | None, PlainValidator(lambda v: _json_number(_not_null(v))), WithJsonSchema({"type": "number"})
+]
+Mode = Literal["live", "paper"]
+GridKind = Literal["geometric", "arithmetic"]
+Status = Literal["running", "stopped", "error"]
+LevelStatusName = Literal["available", "pending", "filled"]
+
+
+class CreateBotRequest(RequestModel):
+    """POST /bots."""
+
+    exchange: Annotated[str, Field(min_length=1, max_length=32)]
+    ticker: Annotated[str, Field(min_length=1, max_length=TICKER_MAX)]
+    lower_price: JsonNumber
+    upper_price: JsonNumber
+    price_change_percent: JsonNumber
+    order_amount: JsonNumber
+    stop_at_max: bool = False
+    auto_start: bool = False
+    mode: Mode | None = None
+    grid_type: GridKind = "geometric"
+
+
+class UpdateBotRequest(RequestModel):
+    """PUT /bots/:id: any of these, at least one; none may be null."""
+
+    order_amount: OptionalNumber = None
+    stop_at_max: Annotated[bool | None, BeforeValidator(_not_null)] = None
+    lower_price: OptionalNumber = None
+    upper_price: OptionalNumber = None
+    price_change_percent: OptionalNumber = None
+    grid_type: Annotated[GridKind | None, BeforeValidator(_not_null)] = None
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdateBotRequest:
+        if not self.model_fields_set:
+            raise ValueError("at least one field is required")
+        return self
+
+    @property
+    def changes_geometry(self) -> bool:
+        """True when the grid must be rebuilt (only allowed while stopped)."""
+        return bool(
+            self.model_fields_set & {"lower_price", "upper_price", "price_change_percent", "grid_type"}
+        )
+
+
+def parse_bot_id(value: str) -> uuid.UUID | None:
+    """The bot id of a path, or None when it cannot be one (answered like any unknown id: 404)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def parse_choice(field: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    """An optional enum query parameter: empty means absent; anything else must be one of `choices`."""
+    if value is None or value == "":
+        return None
+    if value not in choices:
+        raise validation_error(field, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def parse_date(field: str, value: str | None, *, end: bool) -> datetime | None:
+    """An ISO 8601 date or date-time (UTC when no offset); a bare end date covers that whole day."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime.combine(day, time.min, UTC)
+            # The end of a bare date is exclusive midnight of the next day (see `end_exclusive`).
+            return start + timedelta(days=1) if end else start
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise validation_error(field, "must be an ISO 8601 date or date-time") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def is_bare_date(value: str | None) -> bool:
+    """True for a date without a time (its end bound is exclusive)."""
+    return value is not None and len(value.strip()) == 10

@@ -1,0 +1,448 @@
+"""Bot commands: create, change, start, stop, delete — each committed with its outbox message, then relayed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bots import commands
+from bots.confirmations import StopConfirmations
+from bots.credentials_client import CredentialsClient
+from bots.markets import MarketCatalog, cached_price
+from bots.schemas import CreateBotRequest, UpdateBotRequest
+from bots.views import ERROR_MESSAGES
+from common.cache import Cache
+from common.contracts.bots import BotEvent
+from common.contracts.envelope import new_message_id
+from common.dbtypes import utc_now
+from common.errors import AppError, ErrorCode
+from common.exchanges import Exchange, parse_exchange
+from common.grid import GridKind, GridPlan, MarketRules, plan_grid, validate_order_amount
+from common.outbox import OutboxRelay, take_pending
+from common.trading.models import Bot, BotMode, BotStatus, GridLevel, LevelStatus, OrderSide
+
+log = logging.getLogger(__name__)
+
+STOP_UNCONFIRMED = "stop_unconfirmed"
+
+
+def user_uuid(user_id: str) -> uuid.UUID:
+    """The token's user id as stored; our tokens always carry a UUID, anything else is not ours."""
+    try:
+        return uuid.UUID(user_id)
+    except ValueError:
+        raise AppError(ErrorCode.INVALID_TOKEN) from None
+
+
+async def owned_bot(
+    session: AsyncSession, user: uuid.UUID, bot_id: uuid.UUID | None, *, for_update: bool = False
+) -> Bot:
+    """The user's (not deleted) bot, or BOT_NOT_FOUND: another user's bot is indistinguishable from none."""
+    if bot_id is None:
+        raise AppError(ErrorCode.BOT_NOT_FOUND)
+    query = select(Bot).where(Bot.id == bot_id, Bot.user_id == user, Bot.deleted_at.is_(None))
+    if for_update:
+        query = query.with_for_update()
+    bot = (await session.execute(query)).scalar_one_or_none()
+    if bot is None:
+        raise AppError(ErrorCode.BOT_NOT_FOUND)
+    return bot
+
+
+def level_rows(bot_id: uuid.UUID, prices: Sequence[Decimal]) -> list[GridLevel]:
+    """The grid's level rows: level i is the buy level of slot i and the sell level of slot i−1.
+
+    At construction the type is `buy` for every level that starts a slot and `sell` for the top one; the
+    engine changes type, status and order id as the slots trade.
+    """
+    top = len(prices) - 1
+    return [
+        GridLevel(
+            id=uuid.uuid4(),
+            bot_id=bot_id,
+            level_index=i,
+            price=price,
+            type=OrderSide.BUY.value if i < top else OrderSide.SELL.value,
+            status=LevelStatus.AVAILABLE.value,
+        )
+        for i, price in enumerate(prices)
+    ]
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """A changed bot and the fields PUT reports."""
+
+    bot: Bot
+    changed: dict[str, Any]
+
+
+class BotService:
+    """Every state change of a bot; reads live in bots.queries."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        catalog: MarketCatalog,
+        cache: Cache,
+        credentials: CredentialsClient,
+        relay: OutboxRelay,
+        confirmations: StopConfirmations,
+        default_mode: BotMode,
+        stop_timeout: float,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._factory = session_factory
+        self._catalog = catalog
+        self._cache = cache
+        self._credentials = credentials
+        self._relay = relay
+        self._confirmations = confirmations
+        self._default_mode = default_mode
+        self._stop_timeout = stop_timeout
+        self._clock = clock
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    async def _rules(self, exchange: Exchange, ticker: str) -> MarketRules:
+        market = await self._catalog.market(exchange, ticker)
+        try:
+            return MarketRules.from_ccxt_market(market, exchange.value)
+        except ValueError as exc:
+            # A market we cannot trade (e.g. not a KRW market on Upbit) is not one of ours.
+            log.info("no usable rules for %s %s: %s", exchange, ticker, exc)
+            raise AppError(
+                ErrorCode.TICKER_NOT_FOUND, {"exchange": exchange.value, "ticker": ticker}
+            ) from exc
+
+    async def commit(self, session: AsyncSession) -> None:
+        """Commit, then wake the relay if the transaction carried messages."""
+        await session.commit()
+        if take_pending(session):
+            self._relay.nudge()
+
+    async def check_funding(
+        self,
+        user_id: str,
+        exchange: Exchange,
+        ticker: str,
+        rules: MarketRules,
+        prices: Sequence[Decimal],
+        order_amount: Decimal,
+    ) -> None:
+        """A live bot needs a valid credential and the quote for its initial buys (slots below the market)."""
+        balance = await self._credentials.balance(user_id, exchange)
+        if not balance.is_valid:
+            raise AppError(ErrorCode.INVALID_CREDENTIALS, {"exchange": exchange.value})
+        price = await cached_price(self._cache, exchange, ticker)
+        if price is None:
+            price = await self._catalog.last_price(exchange, ticker)
+        need = initial_buy_cost(rules, prices, order_amount, price)
+        if balance.free < need:
+            raise AppError(
+                ErrorCode.INSUFFICIENT_BALANCE,
+                {"required": need, "available": balance.free, "currency": balance.currency},
+            )
+
+    # --- commands ---------------------------------------------------------------------------------------
+
+    async def create(self, user_id: str, body: CreateBotRequest) -> Bot:
+        """Validate, build the grid, check a live bot's funding, store it (and start it when asked)."""
+        user = user_uuid(user_id)
+        exchange = parse_exchange(body.exchange)
+        ticker = body.ticker.strip().upper()
+        mode = BotMode(body.mode) if body.mode else self._default_mode
+        # Cheap checks first: a bad range needs no exchange round trip.
+        plan_precheck(body.lower_price, body.upper_price, body.price_change_percent, body.order_amount)
+        rules = await self._rules(exchange, ticker)
+        plan = plan_grid(
+            body.lower_price,
+            body.upper_price,
+            body.price_change_percent,
+            body.order_amount,
+            rules,
+            body.grid_type,
+        )
+        if mode is BotMode.LIVE:
+            await self.check_funding(user_id, exchange, ticker, rules, plan.levels, body.order_amount)
+        now = self._clock()
+        bot = Bot(
+            id=uuid.uuid4(),
+            user_id=user,
+            exchange=exchange.value,
+            ticker=ticker,
+            mode=mode.value,
+            grid_type=body.grid_type,
+            lower_price=body.lower_price,
+            upper_price=body.upper_price,
+            price_change_percent=body.price_change_percent,
+            grid_count=plan.grid_count,
+            order_amount=body.order_amount,
+            investment_amount=plan.investment_amount,
+            stop_at_max=body.stop_at_max,
+            status=BotStatus.RUNNING.value if body.auto_start else BotStatus.STOPPED.value,
+            market_rules=rules.to_dict(),
+            config_version=1,
+            created_at=now,
+            updated_at=now,
+            first_started_at=now if body.auto_start else None,
+        )
+        async with self._factory() as session:
+            session.add(bot)
+            await session.flush()
+            session.add_all(level_rows(bot.id, plan.levels))
+            if body.auto_start:
+                await commands.enqueue_command(session, bot, BotEvent.START, BotStatus.RUNNING.value)
+            await self.commit(session)
+        return bot
+
+    async def update(self, user_id: str, bot_id: uuid.UUID | None, body: UpdateBotRequest) -> UpdateResult:
+        """Change settings; grid geometry only while stopped (the grid is rebuilt)."""
+        user = user_uuid(user_id)
+        async with self._factory() as session:
+            current = await owned_bot(session, user, bot_id)
+        geometry = body.changes_geometry
+        if geometry and current.status != BotStatus.STOPPED.value:
+            raise AppError(ErrorCode.BOT_RUNNING)
+        lower = body.lower_price if body.lower_price is not None else current.lower_price
+        upper = body.upper_price if body.upper_price is not None else current.upper_price
+        pct = (
+            body.price_change_percent
+            if body.price_change_percent is not None
+            else current.price_change_percent
+        )
+        kind: GridKind = body.grid_type or cast(GridKind, current.grid_type)
+        amount = body.order_amount if body.order_amount is not None else current.order_amount
+        plan: GridPlan | None = None
+        rules: MarketRules | None = None
+        if geometry:
+            plan_precheck(lower, upper, pct, amount)
+            # A rebuilt grid uses the exchange's rules of today, stored with it for the engine.
+            rules = await self._rules(Exchange(current.exchange), current.ticker)
+            plan = plan_grid(lower, upper, pct, amount, rules, kind)
+        elif body.order_amount is not None:
+            plan_precheck(None, None, None, amount)
+            async with self._factory() as session:
+                prices = await level_prices(session, current.id)
+            validate_order_amount(amount, prices, MarketRules.from_dict(current.market_rules))
+        async with self._factory() as session:
+            bot = await owned_bot(session, user, bot_id, for_update=True)
+            if geometry and bot.status != BotStatus.STOPPED.value:
+                raise AppError(ErrorCode.BOT_RUNNING)
+            changed: dict[str, Any] = {}
+            if body.order_amount is not None:
+                bot.order_amount = amount
+                changed["orderAmount"] = amount
+            if body.stop_at_max is not None:
+                bot.stop_at_max = body.stop_at_max
+                changed["stopAtMax"] = body.stop_at_max
+            if plan is not None and rules is not None:
+                bot.lower_price, bot.upper_price, bot.price_change_percent, bot.grid_type = (
+                    lower,
+                    upper,
+                    pct,
+                    kind,
+                )
+                bot.grid_count = plan.grid_count
+                bot.market_rules = rules.to_dict()
+                changed.update(lowerPrice=lower, upperPrice=upper, priceChangePercent=pct, gridType=kind)
+                await session.execute(delete(GridLevel).where(GridLevel.bot_id == bot.id))
+                session.add_all(level_rows(bot.id, plan.levels))
+            if plan is not None or body.order_amount is not None:
+                bot.investment_amount = bot.grid_count * bot.order_amount
+                changed.update(gridCount=bot.grid_count, investmentAmount=bot.investment_amount)
+            bot.config_version += 1
+            bot.updated_at = self._clock()
+            await session.flush()
+            await commands.enqueue_command(session, bot, BotEvent.UPDATED, bot.status)
+            await self.commit(session)
+        return UpdateResult(bot, changed)
+
+    async def start(self, user_id: str, bot_id: uuid.UUID | None) -> Bot:
+        """Start (idempotent); a live bot's credential and funding are checked first."""
+        user = user_uuid(user_id)
+        async with self._factory() as session:
+            bot = await owned_bot(session, user, bot_id)
+            if _is_running(bot):
+                return bot
+            prices = await level_prices(session, bot.id)
+        if bot.mode == BotMode.LIVE.value:
+            rules = MarketRules.from_dict(bot.market_rules)
+            await self.check_funding(
+                user_id, Exchange(bot.exchange), bot.ticker, rules, prices, bot.order_amount
+            )
+        async with self._factory() as session:
+            bot = await owned_bot(session, user, bot_id, for_update=True)
+            if _is_running(bot):
+                return bot
+            now = self._clock()
+            bot.status = BotStatus.RUNNING.value
+            bot.error_message = bot.error_code = None
+            bot.stop_command_id, bot.stop_requested_at = None, None
+            bot.first_started_at = bot.first_started_at or now
+            bot.updated_at = now
+            await session.flush()
+            await commands.enqueue_command(session, bot, BotEvent.START, BotStatus.RUNNING.value)
+            await self.commit(session)
+        return bot
+
+    async def stop(self, user_id: str, bot_id: uuid.UUID | None) -> Bot:
+        """Stop (idempotent): answers once the engine confirmed that no order is open, else error + 503."""
+        user = user_uuid(user_id)
+        async with self._factory() as session:
+            bot = await owned_bot(session, user, bot_id, for_update=True)
+            if bot.status == BotStatus.STOPPED.value:
+                return bot
+            command_id = await self.request_stop(session, bot)
+        return await self.await_stop(user, bot.id, command_id)
+
+    async def request_stop(
+        self, session: AsyncSession, bot: Bot, status: str = BotStatus.STOPPED.value, *, commit: bool = True
+    ) -> str:
+        """Record a stop on a locked bot with its `bot.stop` command (committed unless told not to).
+
+        The command tells the engine which status to commit once every open order is cancelled. The
+        waiter is registered later, by `await_stop`: it looks at the row first, so a confirmation that
+        came before it is seen there.
+        """
+        command_id = new_message_id()
+        bot.stop_command_id = command_id
+        bot.stop_requested_at = bot.updated_at = self._clock()
+        await session.flush()
+        await commands.enqueue_command(session, bot, BotEvent.STOP, status, command_id)
+        if commit:
+            await self.commit(session)
+        return command_id
+
+    async def await_stop(self, user: uuid.UUID, bot_id: uuid.UUID, command_id: str) -> Bot:
+        """Wait for the engine's confirmation; on timeout put the bot in `error` and answer 503."""
+        confirmed = await self._confirmations.wait(
+            bot_id, command_id, BotStatus.STOPPED.value, self._stop_timeout
+        )
+        async with self._factory() as session:
+            if not confirmed:
+                ko, _ = ERROR_MESSAGES[STOP_UNCONFIRMED]
+                result = await session.execute(
+                    update(Bot)
+                    .where(
+                        Bot.id == bot_id,
+                        Bot.stop_command_id == command_id,
+                        Bot.status != BotStatus.STOPPED.value,
+                    )
+                    .values(
+                        status=BotStatus.ERROR.value,
+                        error_code=STOP_UNCONFIRMED,
+                        error_message=ko,
+                        updated_at=self._clock(),
+                    )
+                )
+                await session.commit()
+                if getattr(result, "rowcount", 0):
+                    log.error("engine did not confirm stop %s of bot %s", command_id, bot_id)
+                    raise AppError(ErrorCode.SERVICE_UNAVAILABLE, {"reason": STOP_UNCONFIRMED})
+            bot = (
+                await session.execute(select(Bot).where(Bot.id == bot_id, Bot.user_id == user))
+            ).scalar_one()
+        if bot.status != BotStatus.STOPPED.value:
+            # Confirmed for a command a later start superseded, or started again meanwhile: not stopped now.
+            raise AppError(ErrorCode.SERVICE_UNAVAILABLE, {"reason": STOP_UNCONFIRMED})
+        return bot
+
+    async def sweep_abandoned_stops(self) -> int:
+        """Put in `error` the stops nobody waits for any more (their process died mid-wait); how many.
+
+        A waiter settles its own stop after one timeout; twice that without a confirmation means the
+        process that asked is gone, and the bot must not keep showing `running` as if nothing happened.
+        """
+        cutoff = self._clock() - timedelta(seconds=2 * self._stop_timeout)
+        ko, _ = ERROR_MESSAGES[STOP_UNCONFIRMED]
+        async with self._factory() as session:
+            result = await session.execute(
+                update(Bot)
+                .where(
+                    Bot.status == BotStatus.RUNNING.value,
+                    Bot.stop_command_id.is_not(None),
+                    Bot.stop_requested_at < cutoff,
+                    Bot.deleted_at.is_(None),
+                )
+                .values(
+                    status=BotStatus.ERROR.value,
+                    error_code=STOP_UNCONFIRMED,
+                    error_message=ko,
+                    updated_at=self._clock(),
+                )
+            )
+            await session.commit()
+        swept = int(getattr(result, "rowcount", 0) or 0)
+        if swept:
+            log.error("%d stop(s) were never confirmed by the engine; bots put in error", swept)
+        return swept
+
+    async def run_sweeper(self, every_seconds: float) -> None:
+        """Sweep abandoned stops forever (a background task of the app)."""
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                await self.sweep_abandoned_stops()
+            except Exception as exc:  # the database may be down for a while; try again next round
+                log.warning("sweeping abandoned stops failed: %s", type(exc).__name__)
+
+    async def delete(self, user_id: str, bot_id: uuid.UUID | None) -> None:
+        """Stop (same confirmation wait), then soft-delete: trades stay for audit, every route 404s."""
+        await self.stop(user_id, bot_id)
+        user = user_uuid(user_id)
+        async with self._factory() as session:
+            bot = await owned_bot(session, user, bot_id, for_update=True)
+            if bot.status != BotStatus.STOPPED.value:
+                raise AppError(ErrorCode.BOT_RUNNING)  # started again between the stop and now
+            bot.deleted_at = bot.updated_at = self._clock()
+            await session.flush()
+            await commands.enqueue_command(session, bot, BotEvent.DELETED, BotStatus.STOPPED.value)
+            await self.commit(session)
+
+
+def _is_running(bot: Bot) -> bool:
+    return bot.status == BotStatus.RUNNING.value and bot.stop_command_id is None
+
+
+def plan_precheck(
+    lower: Decimal | None, upper: Decimal | None, pct: Decimal | None, order_amount: Decimal | None
+) -> None:
+    """The checks that need no exchange rules (the same codes common.grid uses)."""
+    if lower is not None and upper is not None and not 0 < lower < upper:
+        raise AppError(ErrorCode.INVALID_PRICE_RANGE, {"reason": "0 < lowerPrice < upperPrice is required"})
+    if pct is not None and not pct > 0:
+        raise AppError(ErrorCode.INVALID_PRICE_RANGE, {"reason": "priceChangePercent must be positive"})
+    if order_amount is not None and not order_amount > 0:
+        raise AppError(ErrorCode.INVALID_ORDER_AMOUNT, {"reason": "orderAmount must be positive"})
+
+
+async def level_prices(session: AsyncSession, bot_id: uuid.UUID) -> list[Decimal]:
+    """The bot's level prices, ascending."""
+    rows = await session.execute(
+        select(GridLevel.price).where(GridLevel.bot_id == bot_id).order_by(GridLevel.level_index)
+    )
+    return list(rows.scalars())
+
+
+def initial_buy_cost(
+    rules: MarketRules, prices: Sequence[Decimal], order_amount: Decimal, market: Decimal
+) -> Decimal:
+    """Quote the initial buys lock: every slot whose buy level is strictly below the market, fees included."""
+    fee = Decimal(0) if rules.buy_fee_in_base else rules.buy_reserve_fee
+    total = Decimal(0)
+    for level in prices[:-1]:
+        if level < market:
+            qty = rules.buy_qty(order_amount, level)
+            total += qty * level * (1 + fee)
+    return total

@@ -1,0 +1,218 @@
+"""Trading figures computed from the trades table only: per-bot totals, and the performance of API.md.
+
+Money is summed as Decimal: on PostgreSQL by SQL over NUMERIC (exact), on SQLite in Python (money is text
+there, so SQL would sum it as floats); both feed the same `TradeStats.add`, so every caller sees one path.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.exchanges import Exchange, quote_currency
+from common.trading.models import OrderSide, Trade
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+# Derived money figures (ratios, marks to market) are given to 8 decimals, the finest quote unit in use.
+MONEY_STEP = Decimal("0.00000001")
+SECONDS_PER_DAY = 86_400
+
+
+def base_asset(exchange: Exchange, ticker: str) -> str:
+    """The base asset of a native ticker: KRW-BTC → BTC (Upbit), BTCUSDT → BTC (Binance)."""
+    if exchange is Exchange.UPBIT:
+        return ticker.split("-", 1)[-1]
+    quote = quote_currency(exchange)
+    return ticker[: -len(quote)] if ticker.endswith(quote) else ticker
+
+
+@dataclass
+class SideTotals:
+    """Sums over one side's fills; fees split by the asset they were charged in."""
+
+    count: int = 0
+    amount: Decimal = ZERO
+    total: Decimal = ZERO
+    fee_quote: Decimal = ZERO
+    fee_base: Decimal = ZERO
+    profit: Decimal = ZERO
+
+
+@dataclass
+class TradeStats:
+    """One bot's trades, summed."""
+
+    buys: SideTotals = field(default_factory=SideTotals)
+    sells: SideTotals = field(default_factory=SideTotals)
+    last_executed_at: datetime | None = None
+
+    @property
+    def count(self) -> int:
+        """Every fill, buys and sells."""
+        return self.buys.count + self.sells.count
+
+    @property
+    def realized_profit(self) -> Decimal:
+        """Σ profit of the sells: completed round trips net of both fees."""
+        return self.sells.profit
+
+    @property
+    def held_base(self) -> Decimal:
+        """Base bought (net of fees taken in base) and not sold yet."""
+        return self.buys.amount - self.buys.fee_base - self.sells.amount - self.sells.fee_base
+
+    @property
+    def held_cost(self) -> Decimal:
+        """What the held base cost: all buys' quote spent minus the cost of what was sold.
+
+        A sell's cost is what it received net of its quote fee minus its profit (profit = net − cost).
+        """
+        spent = self.buys.total + self.buys.fee_quote
+        sold_cost = self.sells.total - self.sells.fee_quote - self.sells.profit
+        return spent - sold_cost
+
+    def add(
+        self,
+        side: str,
+        fee_kind: str,
+        count: int,
+        amount: Decimal,
+        total: Decimal,
+        fee: Decimal,
+        profit: Decimal,
+        last: datetime | None,
+    ) -> None:
+        """Fold one group of fills (one side, one fee asset) in."""
+        target = self.buys if side == OrderSide.BUY.value else self.sells
+        target.count += count
+        target.amount += amount
+        target.total += total
+        if fee_kind == "quote":
+            target.fee_quote += fee
+        elif fee_kind == "base":
+            target.fee_base += fee
+        # A fee in a third asset (e.g. BNB) changes neither the base held nor the quote spent.
+        if side == OrderSide.SELL.value:
+            target.profit += profit
+        if last is not None and (self.last_executed_at is None or last > self.last_executed_at):
+            self.last_executed_at = last
+
+
+def _fee_kind(fee_currency: str, quote: str, base: str) -> str:
+    currency = fee_currency.upper()
+    return "quote" if currency == quote else "base" if currency == base else "other"
+
+
+async def trade_stats(
+    session: AsyncSession, bots: Sequence[tuple[uuid.UUID, Exchange, str]]
+) -> dict[uuid.UUID, TradeStats]:
+    """Totals per bot (id, exchange, ticker) from its trades; bots without trades get empty totals."""
+    stats = {bot_id: TradeStats() for bot_id, _, _ in bots}
+    if not bots:
+        return stats
+    assets = {bot_id: (quote_currency(ex), base_asset(ex, ticker).upper()) for bot_id, ex, ticker in bots}
+    ids = list(stats)
+    if session.get_bind().dialect.name == "postgresql":
+        grouped = await session.execute(
+            select(
+                Trade.bot_id,
+                Trade.side,
+                Trade.fee_currency,
+                func.count(),
+                func.sum(Trade.amount),
+                func.sum(Trade.total),
+                func.sum(Trade.fee),
+                func.sum(Trade.profit),
+                func.max(Trade.executed_at),
+            )
+            .where(Trade.bot_id.in_(ids))
+            .group_by(Trade.bot_id, Trade.side, Trade.fee_currency)
+        )
+        rows: Iterable[Any] = grouped.all()
+    else:
+        plain = await session.execute(
+            select(
+                Trade.bot_id,
+                Trade.side,
+                Trade.fee_currency,
+                Trade.amount,
+                Trade.total,
+                Trade.fee,
+                Trade.profit,
+                Trade.executed_at,
+            ).where(Trade.bot_id.in_(ids))
+        )
+        rows = ((b, s, c, 1, a, t, f, p, e) for b, s, c, a, t, f, p, e in plain.all())
+    for bot_id, side, fee_currency, count, amount, total, fee, profit, last in rows:
+        quote, base = assets[bot_id]
+        stats[bot_id].add(
+            side,
+            _fee_kind(fee_currency, quote, base),
+            int(count),
+            amount or ZERO,
+            total or ZERO,
+            fee or ZERO,
+            profit or ZERO,
+            last,
+        )
+    return stats
+
+
+def percent(part: Decimal, whole: Decimal) -> Decimal:
+    """part / whole × 100 to 2 decimals (0 when whole is 0)."""
+    if whole == 0:
+        return ZERO
+    return (part / whole * 100).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def money(value: Decimal) -> Decimal:
+    """A derived money figure to 8 decimals."""
+    return value.quantize(MONEY_STEP, rounding=ROUND_HALF_UP).normalize()
+
+
+def running_days(first_started_at: datetime | None, now: datetime) -> int:
+    """Whole days since the first start, at least 1."""
+    if first_started_at is None:
+        return 1
+    return max(1, math.floor((now - first_started_at).total_seconds() / SECONDS_PER_DAY))
+
+
+def performance(
+    stats: TradeStats,
+    investment: Decimal,
+    current_price: Decimal | None,
+    first_started_at: datetime | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The figures of GET /bots/:id/performance (API.md), as Decimals and ints."""
+    total_profit = stats.realized_profit
+    sells = stats.sells.count
+    held = stats.held_base
+    if held == 0:
+        unrealized = -stats.held_cost
+    elif current_price is None:
+        raise ValueError("a price is needed to value held base")
+    else:
+        unrealized = held * current_price - stats.held_cost
+    days = running_days(first_started_at, now)
+    return {
+        "totalProfit": total_profit,
+        "profitPercent": percent(total_profit, investment),
+        "totalTrades": stats.count,
+        "buyTrades": stats.buys.count,
+        "sellTrades": sells,
+        "avgProfitPerTrade": money(total_profit / sells) if sells else ZERO,
+        "investmentAmount": investment,
+        "currentValue": money(investment + total_profit + unrealized),
+        "runningDays": days,
+        "dailyAvgProfit": (total_profit / days).quantize(CENT, rounding=ROUND_HALF_UP),
+    }

@@ -1,0 +1,1 @@
+"""gridbot credentials service: exchange API keys encrypted at rest, validated against the exchange."""

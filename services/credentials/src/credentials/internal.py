@@ -1,0 +1,65 @@
+"""Internal routes for trusted services: one user's keys (the engine), one user's quote balance (bots).
+
+Not under /api, so the gateway never routes it; authenticated by INTERNAL_API_TOKEN; left out of the
+OpenAPI document. INTERNAL_API_TOKEN opens both routes (the engine); INTERNAL_BALANCE_TOKEN, when set,
+opens only the balance route (the bots service), so a compromised bots service cannot read keys. Answers
+are never cached and every key disclosure is logged (without the keys).
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from common.exchanges import parse_exchange
+from common.web import ok
+from credentials.deps import BalanceCaller, DbSession, KeysCaller, ReadSession, Service
+
+log = logging.getLogger(__name__)
+
+
+def decimal_text(value: Decimal) -> str:
+    """Plain decimal text without exponent or trailing zeros ("777.00000000" -> "777")."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+router = APIRouter(prefix="/internal", include_in_schema=False)
+
+
+@router.get("/credentials/{user_id}/{exchange}", dependencies=[KeysCaller])
+async def credential_keys(user_id: str, exchange: str, read: ReadSession, service: Service) -> Response:
+    """`{"apiKey", "secretKey"}` of one user's credential for one exchange (404 when there is none)."""
+    venue = parse_exchange(exchange)
+    keys = await service.keys_for(read, user_id, venue)
+    log.info(
+        "credential keys disclosed to an internal caller", extra={"user_id": user_id, "exchange": venue.value}
+    )
+    response = ok({"apiKey": keys.api_key, "secretKey": keys.secret_key})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/credentials/{user_id}/{exchange}/balance", dependencies=[BalanceCaller])
+async def credential_balance(
+    user_id: str, exchange: str, read: ReadSession, db: DbSession, service: Service
+) -> Response:
+    """`{"isValid", "currency", "free", "locked"}` read with the stored keys, which stay in this service."""
+    venue = parse_exchange(exchange)
+    balance = await service.balance(read, db, user_id, venue)
+    response = ok(
+        {
+            "isValid": balance.is_valid,
+            "currency": balance.currency,
+            # Decimal text: the caller compares it with order amounts exactly.
+            "free": decimal_text(balance.free),
+            "locked": decimal_text(balance.locked),
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

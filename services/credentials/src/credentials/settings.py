@@ -1,0 +1,75 @@
+"""Configuration of the credentials service, read from environment variables (field names upper-cased)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from common.crypto import EncryptionSettings
+from common.exchanges import ExchangeSettings
+from common.settings import BusSettings, CacheSettings, DatabaseSettings, JwtSettings
+
+# The development token shared with the engine; refused outside development by the base settings.
+DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-api-token-change-me"
+
+
+class Settings(
+    DatabaseSettings, CacheSettings, BusSettings, JwtSettings, ExchangeSettings, EncryptionSettings
+):
+    """Everything the credentials service reads: database, cache, bus, JWT, exchanges, encryption keys."""
+
+    # Never echo a rejected value (ENCRYPTION_KEY, INTERNAL_API_TOKEN) in a validation error.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
+    port: int = Field(default=3002, ge=0, le=65535)
+    # Bearer token of trusted services (the engine) on GET /internal/credentials/{user_id}/{exchange}.
+    internal_api_token: SecretStr = SecretStr(DEV_INTERNAL_API_TOKEN)
+    # Optional token that opens only the balance route (for the bots service, which never needs the keys).
+    internal_balance_token: SecretStr | None = None
+    # This server's public egress IP, checked against a credential's ipWhitelist (warnings only).
+    egress_ip: str | None = None
+    # Stored keys not validated for this long are re-validated in the background (0 disables).
+    revalidate_interval_seconds: float = Field(default=3600.0, ge=0)
+    revalidate_concurrency: int = Field(default=4, ge=1, le=64)
+    revalidate_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # The outbox relay polls this often besides being nudged after each commit.
+    outbox_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # Apply the Alembic migrations when the app starts (embedded mode; the real topology migrates first).
+    migrate_on_start: bool = False
+
+    @model_validator(mode="after")
+    def _separate_internal_tokens(self) -> Self:
+        balance = self.internal_balance_token
+        if (
+            not self.is_development
+            and balance is not None
+            and balance.get_secret_value() == self.internal_api_token.get_secret_value()
+        ):
+            raise ValueError(
+                "INTERNAL_BALANCE_TOKEN must differ from INTERNAL_API_TOKEN (it must not open the keys)"
+            )
+        return self
+
+    @field_validator("egress_ip")
+    @classmethod
+    def _check_egress_ip(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError("EGRESS_IP must be an IPv4 or IPv6 address") from None
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a configuration error exits with a message that quotes no value."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # hide_input_in_errors: the text names fields and reasons, never the rejected values.
+        raise SystemExit(f"credentials: invalid configuration\n{exc}") from None

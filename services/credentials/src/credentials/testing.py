@@ -1,0 +1,130 @@
+"""Test support for the credentials service (fixtures live in services/credentials/tests/conftest.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from common.bus import Envelope
+from common.exchanges import sim_exchange_env
+from common.logging import JsonFormatter
+from credentials.settings import Settings
+
+JWT_SECRET = "credentials-tests-jwt-secret-0123456789abcdef-0123456789abcdef"
+# Fixed test keys (random bytes, base64): version 1 and the rotation target, version 2.
+ENCRYPTION_KEY_V1 = "Wys6RTs+fDrrqvVOUDoAOqgVxMnVCSUptVjtyPnErnI="
+ENCRYPTION_KEY_V2 = "z7JoXBBxV6du0AdXZleHQDsU1vnRG0IsBjheqG63oUU="
+INTERNAL_TOKEN = "credentials-tests-internal-token-0123456789abcdef-0123456789"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where an app under test keeps its data and sends its messages."""
+
+    name: str
+    database_url: str
+    cache_url: str
+    bus_url: str
+
+
+@dataclass(frozen=True)
+class User:
+    """A user of the app under test (an access token signed with the test JWT secret)."""
+
+    user_id: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header of this user."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True)
+class SimKeys:
+    """Keys minted by the exchange simulator (valid on both venues)."""
+
+    api_key: str
+    secret_key: str
+
+    def body(self, exchange: str, **extra: Any) -> dict[str, Any]:
+        """A POST /credentials (or validate-credentials) body with these keys."""
+        return {"exchange": exchange, "apiKey": self.api_key, "secretKey": self.secret_key, **extra}
+
+
+def make_settings(backend: Backend, sim_url: str, namespace: str, **overrides: Any) -> Settings:
+    """Settings for one app under test: its namespaces, the simulator, quick timings, no background pass."""
+    values: dict[str, Any] = {key.lower(): value for key, value in sim_exchange_env(sim_url).items()}
+    values.update(
+        environment="test",
+        log_json=False,
+        database_url=backend.database_url,
+        database_pool_size=5,
+        redis_url=backend.cache_url,
+        cache_namespace=namespace,
+        rabbitmq_url=backend.bus_url,
+        bus_namespace=namespace,
+        jwt_secret=JWT_SECRET,
+        encryption_key=ENCRYPTION_KEY_V1,
+        encryption_key_version=1,
+        internal_api_token=INTERNAL_TOKEN,
+        # Generous for a loaded CI machine; the tests of timeouts lower it.
+        exchange_timeout_seconds=3.0,
+        # Tests drive re-validation passes themselves (Revalidator.run_once).
+        revalidate_interval_seconds=0,
+        outbox_poll_seconds=0.5,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def error_code(response: httpx.Response) -> str:
+    """The `error.code` of an error envelope (asserting it is one)."""
+    body = response.json()
+    assert body["success"] is False, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    code: str = body["error"]["code"]
+    return code
+
+
+class EventSink:
+    """A bus consumer keeping every credential event it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[Envelope] = []
+
+    async def handle(self, envelope: Envelope) -> None:
+        """Bus handler."""
+        self.received.append(envelope)
+
+    def of_type(self, routing_key: str) -> list[Envelope]:
+        """Received envelopes with this routing key."""
+        return [e for e in self.received if e.type == routing_key]
+
+
+class LogRecorder(logging.Handler):
+    """Every log record rendered as the service would write it (JSON with extras, and raw)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self._json = JsonFormatter("test")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the JSON line, the raw message and its arguments (redaction must not be what saves us)."""
+        try:
+            self.lines.append(self._json.format(record))
+            self.lines.append(record.getMessage())
+            self.lines.append(repr(record.args))
+            self.lines.append(repr({k: v for k, v in record.__dict__.items() if k not in ("args", "msg")}))
+        except Exception as exc:  # a record that cannot be rendered is still inspected by its repr
+            self.lines.append(f"{type(exc).__name__}: {record.msg!r} {record.args!r}")
+
+    def leaks(self, secrets: Iterable[str]) -> list[str]:
+        """Lines that contain any of the secrets (empty when none does)."""
+        wanted = [s for s in secrets if s]
+        return [line for line in self.lines if any(secret in line for secret in wanted)]

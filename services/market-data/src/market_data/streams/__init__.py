@@ -1,0 +1,1 @@
+"""Exchange market-data WebSocket clients (raw `websockets`, one connection per exchange)."""
