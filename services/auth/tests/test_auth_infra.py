@@ -18,14 +18,14 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
+import auth.migrate
 from auth.main import create_app
-from auth.migrate import main as migrate_main
-from auth.migrate import migrations_path
 from auth.models import Base
 from auth.passwords import PasswordHasher, _prehash
 from auth.settings import Settings
 from auth.testing import PASSWORD, Backend, error_code, make_settings
 from common.db import create_engine
+from common.migrations import migrate_main, migrations_path
 
 
 def test_settings_read_upper_cased_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,8 +101,8 @@ async def test_models_match_the_migration_on_postgres(migrated_postgres: str) ->
 def test_migrate_module_applies_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "fresh.db"
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{db}")
-    migrate_main()
-    migrate_main()  # idempotent
+    migrate_main("auth", auth.migrate.__file__)
+    migrate_main("auth", auth.migrate.__file__)  # idempotent
     with sqlite3.connect(db) as conn:
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
         version = conn.execute("select version_num from alembic_version_auth").fetchall()
@@ -111,10 +111,10 @@ def test_migrate_module_applies_migrations(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_migrations_path_override_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert (migrations_path() / "versions" / "0001_initial.py").is_file()
+    assert (migrations_path("auth", auth.migrate.__file__) / "versions" / "0001_initial.py").is_file()
     monkeypatch.setenv("AUTH_MIGRATIONS_PATH", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="AUTH_MIGRATIONS_PATH"):
-        migrations_path()
+        migrations_path("auth", auth.migrate.__file__)
 
 
 async def test_migrate_on_start_serves_a_fresh_database(tmp_path: Path, namespace: str) -> None:

@@ -65,3 +65,28 @@ def upgrade_head(script_location: Path, database_url: str) -> None:
     cfg.set_main_option("script_location", str(script_location))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     command.upgrade(cfg, "head")
+
+
+def migrations_path(service: str, module_file: str) -> Path:
+    """A service's Alembic scripts: $<SERVICE>_MIGRATIONS_PATH, else inside the installed package, else the source tree.
+
+    The wheel force-includes services/<name>/migrations as <package>/migrations (the container image
+    needs it); editable installs and tests find services/<name>/migrations next to src/.
+    """
+    here = Path(module_file).resolve().parent
+    variable = f"{service.upper().replace('-', '_')}_MIGRATIONS_PATH"
+    override = os.environ.get(variable)
+    candidates = (Path(override),) if override else (here / "migrations", here.parents[1] / "migrations")
+    for path in candidates:
+        if (path / "env.py").is_file():
+            return path
+    raise FileNotFoundError(
+        f"{service} migrations not found in {', '.join(map(str, candidates))} (set {variable})"
+    )
+
+
+def migrate_main(service: str, module_file: str) -> None:
+    """`python -m <service>.migrate`: upgrade DATABASE_URL's schema (needs nothing but DATABASE_URL)."""
+    from common.settings import DatabaseSettings
+
+    upgrade_head(migrations_path(service, module_file), DatabaseSettings().database_url.get_secret_value())
