@@ -131,6 +131,24 @@ async def test_a_paper_bot_is_created_with_its_grid(system: System, client_ip: s
         listing = (await c.get("/api/bots", headers=auth)).json()["data"]
         assert listing["summary"]["totalBots"] == 1
 
+        # The engine drives it: start places the grid's buys, stop answers once they are cancelled.
+        r = await c.post(f"/api/bots/{bot_id}/start", headers=auth)
+        assert r.json() == {
+            "success": True,
+            "message": "봇이 시작되었습니다",
+            "data": {"botId": bot_id, "status": "running"},
+        }
+        r = await c.post(f"/api/bots/{bot_id}/stop", headers=auth)
+        assert r.json() == {
+            "success": True,
+            "message": "봇이 중지되었습니다",
+            "data": {"botId": bot_id, "status": "stopped"},
+        }
+        r = await c.delete(f"/api/bots/{bot_id}", headers=auth)
+        assert r.json() == {"success": True, "message": "봇이 삭제되었습니다"}
+        r = await c.get(f"/api/bots/{bot_id}", headers=auth)
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "BOT_NOT_FOUND")
+
 
 async def test_readiness_covers_every_service(system: System) -> None:
     async with httpx.AsyncClient(base_url=system.gateway, timeout=10) as c:

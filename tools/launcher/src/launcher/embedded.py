@@ -58,6 +58,8 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     from bots.settings import Settings as BotsSettings
     from credentials.main import create_app as create_credentials
     from credentials.settings import Settings as CredentialsSettings
+    from engine.main import create_app as create_engine
+    from engine.settings import Settings as EngineSettings
     from exchange_sim.server import serve_in_background
     from exchange_sim.settings import SimSettings
     from gateway.main import create_app as create_gateway
@@ -82,6 +84,8 @@ async def serve(host: str, port: int, db_path: Path) -> None:
         GatewaySettings(port=port, host=host),
         transports={name: _transport(app) for name, app in apps.items()},
     )
+    # Not behind the gateway: the engine has no public routes, only its health.
+    apps["engine"] = create_engine(EngineSettings(), credentials_transport=_transport(credentials_app))
     async with AsyncExitStack() as stack:
         # The exchanges of this mode: the simulator, a server inside this process on SIM_PORT (8900).
         sim = await serve_in_background(sim_settings)

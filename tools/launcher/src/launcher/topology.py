@@ -22,6 +22,7 @@ class ServiceSpec:
     migrate_module: str | None = None
     upstream: bool = True  # reached by the gateway
     uses_cache: bool = True
+    uses_db: bool = False  # reads/writes another service's schema (migrations are that service's)
     uses_bus: bool = False
     uses_exchanges: bool = False
     env_prefix: str = ""
@@ -73,6 +74,17 @@ SERVICES: tuple[ServiceSpec, ...] = (
         links={"CREDENTIALS_URL": "credentials"},
     ),
     ServiceSpec(
+        "engine",
+        "engine",
+        3004,
+        "engine.settings:Settings",
+        upstream=False,
+        uses_db=True,
+        uses_bus=True,
+        uses_exchanges=True,
+        links={"CREDENTIALS_URL": "credentials"},
+    ),
+    ServiceSpec(
         "market-data",
         "market_data",
         3005,
@@ -110,7 +122,7 @@ def service_env(
         env["ENVIRONMENT"] = environment
     if spec.uses_cache:
         env.update(REDIS_URL=redis_url, CACHE_NAMESPACE=cache_namespace)
-    if spec.migrate_module:
+    if spec.migrate_module or spec.uses_db:
         env["DATABASE_URL"] = database_url
     if spec.uses_bus:
         env["RABBITMQ_URL"] = rabbitmq_url

@@ -1,0 +1,93 @@
+"""Durable consumers: lifecycle commands from the bots service (`bots`) and fills (`orders`).
+
+Each message becomes work for its bot's shard, carrying its inbox id; the handler returns (and the bus
+acks) only once the shard committed the message's effects together with that inbox row. A message for a
+bot this process does not know is still recorded (a later start loads the bot from the database).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+
+from pydantic import ValidationError
+
+from common.contracts.bots import BotEvent
+from common.contracts.envelope import Envelope
+from common.exchanges import Exchange
+from common.trading.commands import BotCommand
+from engine.contracts import OrderFilledMessage
+from engine.metrics import Metrics
+from engine.shard import Shard
+from engine.work import CommandWork, FillWork
+
+log = logging.getLogger(__name__)
+
+COMMANDS_QUEUE = "engine.commands"
+FILLS_QUEUE = "engine.fills"
+COMMAND_KEYS = (BotEvent.START.value, BotEvent.STOP.value, BotEvent.UPDATED.value, BotEvent.DELETED.value)
+
+PriceLookup = Callable[[Exchange, str], Awaitable[Decimal | None]]
+
+
+class CommandConsumer:
+    """`bot.start`, `bot.stop`, `bot.updated`, `bot.deleted`."""
+
+    def __init__(self, shard_for: Callable[[uuid.UUID], Shard], price: PriceLookup) -> None:
+        self._shard_for = shard_for
+        self._price = price
+
+    async def handle(self, envelope: Envelope) -> None:
+        """Bus handler."""
+        try:
+            kind = BotEvent(envelope.type)
+            command = envelope.payload_as(BotCommand)
+            bot_id = uuid.UUID(command.bot_id)
+        except (ValueError, ValidationError):
+            log.warning("ignoring bots message %s (%s)", envelope.message_id, envelope.type)
+            return
+        price = None
+        if kind is BotEvent.START:
+            # Looked up before the shard: a slow price source must not hold other bots' batches.
+            price = await self._price(command.exchange, command.ticker)
+        work = CommandWork(
+            bot_id=bot_id,
+            inbox=(COMMANDS_QUEUE, envelope.message_id),
+            kind=kind,
+            command=command,
+            price=price,
+        )
+        await self._shard_for(bot_id).submit(work)
+
+
+class FillConsumer:
+    """`order.filled`, deduplicated by the fill's own id (exchange order id + fill id)."""
+
+    def __init__(self, shard_for: Callable[[uuid.UUID], Shard], metrics: Metrics | None = None) -> None:
+        self._shard_for = shard_for
+        self._metrics = metrics
+        self.in_flight = 0
+
+    async def handle(self, envelope: Envelope) -> None:
+        """Bus handler."""
+        try:
+            message = envelope.payload_as(OrderFilledMessage)
+            bot_id = uuid.UUID(message.bot_id)
+        except (ValueError, ValidationError):
+            log.warning("ignoring orders message %s (%s)", envelope.message_id, envelope.type)
+            return
+        if self._metrics is not None and message.trigger_published_at is not None:
+            self._metrics.tick_to_fill_message.append(time.time() - message.trigger_published_at.timestamp())
+        await self.apply(bot_id, message)
+
+    async def apply(self, bot_id: uuid.UUID, message: OrderFilledMessage) -> None:
+        """Apply one fill (from the bus, or found by a status check): once, whatever its source."""
+        work = FillWork(bot_id=bot_id, inbox=(FILLS_QUEUE, message.message_id), message=message)
+        self.in_flight += 1
+        try:
+            await self._shard_for(bot_id).submit(work)
+        finally:
+            self.in_flight -= 1

@@ -1,0 +1,289 @@
+"""How each kind of work changes a bot, inside its shard's transaction (the Step collects the writes)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.contracts.bots import BotEvent
+from common.contracts.bots import BotStatus as WireStatus
+from engine import events, paper, store
+from engine.core import (
+    ConfigChanged,
+    GridBot,
+    OpenOrder,
+    OrderFilled,
+    Phase,
+    Side,
+    SlotState,
+    Start,
+    Stop,
+    parse_client_order_id,
+)
+from engine.model import BotRow, OrderRef, new_core, same_grid
+from engine.step import FILLED, NEW, OPEN, Step
+from engine.work import AckWork, AdoptWork, CommandWork, FillWork, OrderClosedWork, StartWork, TickWork, Work
+
+log = logging.getLogger(__name__)
+
+STOPPED_WITH_ERROR = "The bot was stopped with an error"
+
+
+async def apply(session: AsyncSession, step: Step, work: Work) -> None:
+    """Apply one unit of work to its bot's step."""
+    if isinstance(work, TickWork):
+        await _tick(session, step, work)
+    elif isinstance(work, FillWork):
+        _fill(step, work)
+    elif isinstance(work, CommandWork):
+        await _command(session, step, work)
+    elif isinstance(work, AckWork):
+        _ack(step, work)
+    elif isinstance(work, OrderClosedWork) and step.handle.core.open_order(work.event.client_order_id):
+        step.feed(work.event)
+    elif isinstance(work, AdoptWork):
+        await _adopt(session, step, work)
+    elif isinstance(work, StartWork):
+        row = await store.load_row(session, step.handle.id, lock=True)
+        if row is not None and row.wants_running and step.handle.halted:
+            step.handle.row = row
+            await start(session, step, row, work.price)
+    while step.halt_done is not None:
+        await complete_halt(session, step)
+
+
+# --- ticks ------------------------------------------------------------------------------------------------
+
+
+async def _tick(session: AsyncSession, step: Step, work: TickWork) -> None:
+    handle, tick = step.handle, work.tick
+    if handle.pending_start and handle.halted:
+        row = await store.load_row(session, handle.id, lock=True)
+        if row is not None:
+            await start(session, step, row, tick.last)
+            if work.published_at is not None:
+                step.triggers.append(work.published_at)
+        return
+    if handle.is_paper:
+        for fill in paper.crossed_fills(handle, tick):
+            ref = handle.orders[fill.client_order_id]
+            message = paper.fill_message(handle, fill, step.now, work.published_at)
+            step.outbox.append(events.fill_row(message, step.now))
+            step.paper_marks.append(
+                {
+                    "b_id": ref.id,
+                    "b_status": FILLED,
+                    "b_filled": ref.qty,
+                    "b_exchange_id": None,
+                    "b_now": step.now,
+                }
+            )
+            ref.status = FILLED
+            handle.paper_filled.add(ref.client_order_id)
+        if step.paper_marks and work.published_at is not None:
+            step.triggers.append(work.published_at)
+    watch = handle.core.watch()
+    arms = watch.next_arm is not None and tick.high > watch.next_arm
+    stops = watch.stop_price is not None and tick.high >= watch.stop_price
+    if arms or stops:
+        step.feed(tick)
+        if work.published_at is not None:
+            step.triggers.append(work.published_at)
+
+
+# --- fills and order fates ----------------------------------------------------------------------------------
+
+
+def _fill(step: Step, work: FillWork) -> None:
+    handle, message = step.handle, work.message
+    cid = message.client_order_id
+    ref = handle.orders.get(cid)
+    if ref is None or handle.core.open_order(cid) is None:
+        log.info("fill %s of %s for an order no longer open; ignored", message.fill_id, cid)
+        return
+    if message.exchange_order_id and ref.exchange_order_id is None:
+        ref.exchange_order_id = message.exchange_order_id
+        if ref.status == NEW:
+            ref.status = OPEN
+        step.order_updates[cid] = ref
+    event = OrderFilled(
+        client_order_id=cid,
+        qty=message.qty,
+        price=message.price,
+        fee=message.fee,
+        fee_currency=message.fee_currency,
+        fill_id=message.fill_id,
+        is_final=message.is_final,
+    )
+    step.feed(event, executed_at=message.executed_at)
+    if message.trigger_published_at is not None:
+        step.triggers.append(message.trigger_published_at)
+
+
+def _ack(step: Step, work: AckWork) -> None:
+    ref = step.handle.orders.get(work.client_order_id)
+    if ref is None or (ref.status != NEW and ref.exchange_order_id == work.exchange_order_id):
+        return
+    ref.exchange_order_id = work.exchange_order_id
+    if ref.status == NEW:
+        ref.status = OPEN
+    step.order_updates[ref.client_order_id] = ref
+
+
+async def _adopt(session: AsyncSession, step: Step, work: AdoptWork) -> None:
+    """Take an unknown open order of ours into its slot when it is exactly the order the slot would rest."""
+    handle, cid = step.handle, work.client_order_id
+    core = handle.core
+    state = core.state
+    parsed = parse_client_order_id(cid)
+    if core.open_order(cid) is not None or parsed is None or parsed.side is not work.side:
+        return
+    if state.phase is not Phase.RUNNING or not 0 <= parsed.slot < len(state.slots):
+        return
+    slot = state.slots[parsed.slot]
+    levels = state.config.levels
+    expected = levels[parsed.slot] if work.side is Side.BUY else levels[parsed.slot + 1]
+    if (
+        slot.order is not None
+        or work.price != expected
+        or (work.side is Side.SELL and work.qty > slot.holding_qty)
+    ):
+        return
+    snapshot = core.snapshot()
+    stored = snapshot["slots"][parsed.slot]
+    stored["order"] = OpenOrder(cid, work.side, work.price, work.qty).to_dict()
+    stored["state"] = (SlotState.BUYING if work.side is Side.BUY else SlotState.SELLING).value
+    stored["seq"] = max(int(stored["seq"]), parsed.seq)
+    stored["blocked"] = None
+    handle.core = GridBot.restore(snapshot)
+    step.state_changed = True
+    step.touch(parsed.slot)
+    existing = (
+        await session.execute(select(store.ORDERS.c.id).where(store.ORDERS.c.client_order_id == cid))
+    ).scalar_one_or_none()
+    ref = OrderRef(
+        existing or uuid.uuid4(),
+        cid,
+        parsed.slot,
+        work.side,
+        work.price,
+        work.qty,
+        OPEN,
+        work.exchange_order_id,
+    )
+    handle.orders[cid] = ref
+    if existing is not None:
+        step.order_updates[cid] = ref
+        return
+    step.order_inserts.append(
+        {
+            "id": ref.id,
+            "bot_id": handle.id,
+            "exchange": handle.row.exchange,
+            "client_order_id": cid,
+            "exchange_order_id": work.exchange_order_id,
+            "slot": ref.slot,
+            "side": ref.side.value,
+            "price": ref.price,
+            "quantity": ref.qty,
+            "filled_quantity": ref.filled_qty,
+            "status": OPEN,
+            "created_at": step.now,
+            "updated_at": step.now,
+        }
+    )
+
+
+# --- commands -----------------------------------------------------------------------------------------------
+
+
+async def _command(session: AsyncSession, step: Step, work: CommandWork) -> None:
+    handle, command = step.handle, work.command
+    row = await store.load_row(session, handle.id, lock=True)
+    if row is None:
+        return
+    handle.row = row
+    if work.kind is BotEvent.START:
+        await start(session, step, row, work.price)
+    elif work.kind is BotEvent.STOP:
+        handle.pending_start = False
+        step.state_changed = True
+        error = (row.error_message or STOPPED_WITH_ERROR) if command.status is WireStatus.ERROR else None
+        step.feed(Stop(error))
+    elif work.kind is BotEvent.UPDATED:
+        if command.config_version > handle.config_version:
+            _configure(step, row)
+    elif work.kind is BotEvent.DELETED:
+        handle.pending_start = False
+        step.state_changed = True
+        if not handle.halted:
+            step.feed(Stop())
+
+
+def _configure(step: Step, row: BotRow) -> None:
+    """Bring the core's order amount and stopAtMax to the row's."""
+    handle = step.handle
+    state = handle.core.state
+    amount = row.order_amount if row.order_amount != state.order_amount else None
+    stop_at_max = row.stop_at_max if row.stop_at_max != state.stop_at_max else None
+    if amount is not None or stop_at_max is not None:
+        step.feed(ConfigChanged(order_amount=amount, stop_at_max=stop_at_max))
+    if handle.config_version != row.config_version:
+        handle.config_version = row.config_version
+        step.state_changed = True
+
+
+async def start(session: AsyncSession, step: Step, row: BotRow, price: Decimal | None) -> None:
+    """Start the bot if its row still says so: now with a price, once halted, or at the next tick."""
+    handle = step.handle
+    step.state_changed = True
+    if not row.wants_running:
+        handle.pending_start = False
+        return
+    phase = handle.core.state.phase
+    if phase is Phase.RUNNING:
+        handle.pending_start = False
+        return
+    if phase is Phase.HALTING:
+        handle.pending_start = True  # the stop in progress ends first; the start follows it
+        return
+    levels = (await store.load_levels(session, [row.id])).get(row.id, [])
+    if not same_grid(handle.core, row, levels):
+        if any(slot.holding_qty for slot in handle.core.state.slots):
+            log.warning("bot %s: grid rebuilt; base held by the old grid's slots is no longer traded", row.id)
+        handle.core = new_core(row, levels, handle.core)
+    handle.levels = levels
+    _configure(step, row)
+    price = price or handle.core.state.last_price
+    if price is None:
+        handle.pending_start = True  # no price known yet: the next tick of the ticker starts it
+        return
+    handle.pending_start = False
+    step.feed(Start(price))
+
+
+async def complete_halt(session: AsyncSession, step: Step) -> None:
+    """A halt ended: settle the pending stop command (confirming it), start again, or record the status."""
+    done, step.halt_done = step.halt_done, None
+    assert done is not None
+    handle, now = step.handle, step.now
+    row = await store.load_row(session, handle.id, lock=True)
+    if row is None:
+        return
+    handle.row = row
+    if row.stop_command_id is not None:
+        await store.write_status(
+            session, row.id, done.status.value, done.error_message, now, stop_command_id=row.stop_command_id
+        )
+        step.outbox.append(events.stopped_row(row.id, row.stop_command_id, row.config_version, now))
+        return
+    if handle.pending_start and row.wants_running:
+        await start(session, step, row, None)
+        return
+    await store.write_status(
+        session, row.id, done.status.value, done.error_message, now, stop_command_id=None
+    )

@@ -1,0 +1,1 @@
+"""Live trading: exchange clients with keys from the credentials service, streams, reconciliation."""

@@ -1,0 +1,452 @@
+"""The live broker: live bots' orders on the exchanges, and what the exchanges say about them.
+
+Every exchange call for one client order id runs under that id's lock, after the order row (`new`) and the
+core state that made it were committed. Placing never blindly retries: after a timeout or any transient
+failure the order is looked up by its client order id first, and placed again only when the exchange has
+never seen it. Fills (from the private stream, or found by a status check) go through the fill consumer,
+deduplicated by exchange order id + fill id; a check always folds an order's fills before telling the
+core the order was canceled, so no fill can be lost behind its cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from common.exchanges import (
+    ErrorKind,
+    Exchange,
+    PermanentExchangeError,
+    TransientExchangeError,
+    call,
+    classify,
+    create_ccxt,
+)
+from engine.consumers import FillConsumer
+from engine.contracts import OrderFilledMessage
+from engine.core import OrderCanceled, OrderRejected, PlaceOrder, Side, Tick, parse_client_order_id
+from engine.live.client import (
+    CANCELED,
+    FILLED,
+    REJECTED,
+    ExchangeClient,
+    ExchangeFill,
+    ExchangeOrder,
+    public_price,
+)
+from engine.live.credentials import CredentialsClient
+from engine.live.reconcile import Reconciler
+from engine.live.streams import PrivateStream
+from engine.metrics import Metrics
+from engine.model import BotHandle
+from engine.registry import Registry
+from engine.settings import Settings
+from engine.shard import Shard
+from engine.work import AckWork, OrderClosedWork, Work
+
+log = logging.getLogger(__name__)
+
+ClientKey = tuple[str, Exchange]
+Publish = Callable[[OrderFilledMessage], Awaitable[None]]
+_CLOSE_POLLS = 6
+
+
+class SimulatedCrash(BaseException):
+    """Raised by a fault point armed in tests: the process 'dies' there (nothing after it runs)."""
+
+
+def rejection_reason(error: PermanentExchangeError) -> str:
+    """A clear, key-free errorMessage cause for a permanent refusal."""
+    if error.kind is ErrorKind.INSUFFICIENT_FUNDS:
+        return "INSUFFICIENT_BALANCE: the account's balance does not cover this order"
+    if error.kind in (ErrorKind.AUTHENTICATION, ErrorKind.PERMISSION):
+        return "INVALID_CREDENTIALS: the exchange rejected the API keys"
+    if error.kind is ErrorKind.BAD_SYMBOL:
+        return "TICKER_NOT_FOUND: the exchange does not list this market"
+    if error.kind is ErrorKind.INVALID_ORDER:
+        return f"ORDER_FAILED: the exchange refused the order ({error.reason or error.source or 'invalid'})"
+    return f"EXCHANGE_API_ERROR: the exchange refused the order ({error.source or 'error'})"
+
+
+class LiveBroker:
+    """Clients, streams, order calls and checks for every live bot of this engine."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        shard_for: Callable[[uuid.UUID], Shard],
+        fills: FillConsumer,
+        metrics: Metrics,
+        *,
+        credentials_transport: httpx.AsyncBaseTransport | None = None,
+        publish: Publish | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._shard_for = shard_for
+        self._fills = fills
+        self._metrics = metrics
+        self.publish = publish
+        self._credentials = CredentialsClient(
+            settings.credentials_url,
+            settings.internal_api_token.get_secret_value(),
+            settings.credentials_timeout_seconds,
+            transport=credentials_transport,
+        )
+        self._clients: dict[ClientKey, ExchangeClient] = {}
+        self._client_locks: dict[ClientKey, asyncio.Lock] = {}
+        self.streams: dict[ClientKey, PrivateStream] = {}
+        self._public: dict[Exchange, Any] = {}
+        self._order_locks: dict[str, asyncio.Lock] = {}
+        self._last_check: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.reconciler = Reconciler(self)
+        # Tests arm fault points by name ("before_place"): a callable that may raise SimulatedCrash.
+        self.fault: Callable[[str, str], None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Nothing to open up front: clients and streams come with the first live bot of each user."""
+
+    async def close(self) -> None:
+        """Stop every call in flight, every stream and client."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for stream in self.streams.values():
+            await stream.close()
+        for client in self._clients.values():
+            await client.close()
+        for public in self._public.values():
+            await public.close()
+        await self._credentials.close()
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Run in the background, tracked so that close() can end it."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except SimulatedCrash:
+                log.info("%s: simulated crash", name)  # tests: the process 'died' here
+            except Exception:
+                log.exception("%s failed", name)
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait until no exchange call is in flight (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- clients --------------------------------------------------------------------------------------------
+
+    async def client(self, handle: BotHandle) -> ExchangeClient:
+        """The user's client for the bot's exchange (keys fetched from the credentials service once)."""
+        key = (str(handle.row.user_id), Exchange(handle.row.exchange))
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        lock = self._client_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            client = self._clients.get(key)
+            if client is None:
+                keys = await self._credentials.keys(key[0], key[1])
+                client = ExchangeClient(key[1], self.settings, keys)
+                self._clients[key] = client
+                if self.settings.private_streams:
+                    stream = PrivateStream(
+                        key[1],
+                        self.settings,
+                        keys,
+                        on_fill=self._stream_fill,
+                        on_closed=self._stream_closed,
+                        on_connected=lambda k=key: self._stream_connected(k),  # type: ignore[misc]
+                    )
+                    self.streams[key] = stream
+                    stream.start()
+        return client
+
+    async def forget_client(self, handle: BotHandle) -> None:
+        """Drop a user's client (its keys were refused): the next call fetches the keys again."""
+        key = (str(handle.row.user_id), Exchange(handle.row.exchange))
+        client = self._clients.pop(key, None)
+        stream = self.streams.pop(key, None)
+        if stream is not None:
+            await stream.close()
+        if client is not None:
+            await client.close()
+
+    def stream_up(self, handle: BotHandle) -> bool:
+        """True when the user's private stream for the bot's exchange is connected."""
+        stream = self.streams.get((str(handle.row.user_id), Exchange(handle.row.exchange)))
+        return stream is not None and stream.connected
+
+    async def public_price(self, exchange: Exchange, ticker: str) -> Decimal | None:
+        """The exchange's last price (public endpoint, no keys)."""
+        client = self._public.get(exchange)
+        if client is None:
+            client = self._public[exchange] = create_ccxt(exchange, self.settings)
+        return await call(public_price, client, exchange, ticker, attempts=2, total_timeout=10)
+
+    def lock(self, cid: str) -> asyncio.Lock:
+        """The lock serialising every exchange call about one order."""
+        return self._order_locks.setdefault(cid, asyncio.Lock())
+
+    async def submit(self, work: Work) -> None:
+        """Hand work to the bot's shard and wait for its commit."""
+        await self._shard_for(work.bot_id).submit(work)
+
+    # --- after a commit --------------------------------------------------------------------------------------
+
+    def after_commit(self, handle: BotHandle, places: list[PlaceOrder], cancels: list[str]) -> None:
+        """Send the committed step's orders and cancels (shard callback)."""
+        for command in places:
+            self.spawn(self.place(handle.id, command.client_order_id), f"place:{command.client_order_id}")
+        for cid in cancels:
+            self.spawn(self.cancel(handle.id, cid), f"cancel:{cid}")
+
+    def on_crossing(self, handle: BotHandle, tick: Tick) -> None:
+        """A tick crossed the bot's order prices: without a live stream, ask the exchange about them now."""
+        if self.stream_up(handle):
+            return
+        core, now = handle.core, time.monotonic()
+        slots = core.buys_at_or_above(tick.low) + core.sells_at_or_below(tick.high)
+        for slot in slots:
+            order = core.state.slots[slot].order
+            if order is None:
+                continue
+            cid = order.client_order_id
+            if now - self._last_check.get(cid, 0.0) < self.settings.order_check_min_interval_seconds:
+                continue
+            self._last_check[cid] = now
+            self.spawn(self.check(handle.id, cid), f"check:{cid}")
+
+    # --- placing ---------------------------------------------------------------------------------------------
+
+    async def place(self, bot_id: uuid.UUID, cid: str) -> None:
+        """Place a committed `new` order (or find that the exchange already has it)."""
+        async with self.lock(cid):
+            await self._place_locked(bot_id, cid)
+
+    async def _place_locked(self, bot_id: uuid.UUID, cid: str) -> None:
+        handle = self.registry.handles.get(bot_id)
+        found = handle.core.open_order(cid) if handle is not None else None
+        ref = handle.orders.get(cid) if handle is not None else None
+        if handle is None or found is None or ref is None or ref.status != "new":
+            return
+        _, order = found
+        if order.cancel_requested:
+            await self._check_locked(bot_id, cid, closing=True)
+            return
+        try:
+            client = await self.client(handle)
+        except PermanentExchangeError as exc:
+            await self._reject(bot_id, cid, exc)
+            return
+        placed = await self._send(handle, client, cid, order.side, order.price, order.qty)
+        if placed is None:
+            return  # still `new`: the next reconciliation looks it up again before any new attempt
+        await self.submit(
+            AckWork(bot_id=bot_id, client_order_id=cid, exchange_order_id=placed.exchange_order_id)
+        )
+        if placed.filled_qty > 0 or not placed.is_open:
+            await self._check_locked(bot_id, cid)
+
+    async def _send(
+        self, handle: BotHandle, client: ExchangeClient, cid: str, side: Side, price: Decimal, qty: Decimal
+    ) -> ExchangeOrder | None:
+        """Place, or find after a failure; None when it is unknown whether the exchange has the order."""
+        rules = handle.rules
+        if not rules.is_valid_price(price) or rules.floor_qty(qty) != qty:
+            await self._reject(
+                handle.id,
+                cid,
+                PermanentExchangeError(
+                    "order off the exchange's grid", ErrorKind.INVALID_ORDER, reason="rounding"
+                ),
+            )
+            return None
+        ticker = handle.row.ticker
+        for attempt in range(1, self.settings.exchange_attempts + 1):
+            if self.fault is not None:
+                self.fault("before_place", cid)
+            try:
+                self._metrics.exchange_calls += 1
+                placed = await client.place(ticker, side, price, qty, cid)
+                if self.fault is not None:
+                    self.fault("after_place", cid)  # tests: the answer is lost on its way back
+                return placed
+            except Exception as exc:
+                error = classify(exc, handle.row.exchange)
+            if isinstance(error, PermanentExchangeError) and error.reason != "duplicate":
+                if error.kind is ErrorKind.AUTHENTICATION and attempt == 1:
+                    await self.forget_client(handle)  # keys may have been rotated: fetch them again once
+                    client = await self.client(handle)
+                    continue
+                await self._reject(handle.id, cid, error)
+                return None
+            # Unknown outcome (timeout, 5xx) or "duplicate": the exchange may have the order. Look first.
+            await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
+            try:
+                existing = await call(client.fetch, ticker, cid, None, attempts=3)
+            except TransientExchangeError:
+                log.info("order %s: outcome unknown after %s; left for reconciliation", cid, error.source)
+                return None
+            if existing is not None:
+                return existing
+        return None
+
+    async def _reject(self, bot_id: uuid.UUID, cid: str, error: PermanentExchangeError) -> None:
+        log.warning("order %s refused for good: %s (%s)", cid, error.kind.value, error.reason or error.source)
+        await self.submit(OrderClosedWork(bot_id=bot_id, event=OrderRejected(cid, rejection_reason(error))))
+
+    # --- canceling and checking --------------------------------------------------------------------------------
+
+    async def cancel(self, bot_id: uuid.UUID, cid: str) -> None:
+        """Cancel an order at the exchange, then fold its fills and close it in the core."""
+        async with self.lock(cid):
+            handle = self.registry.handles.get(bot_id)
+            ref = handle.orders.get(cid) if handle is not None else None
+            if handle is None or ref is None or handle.core.open_order(cid) is None:
+                return
+            if ref.status != "new" or ref.exchange_order_id is not None:
+                client = await self.client(handle)
+                self._metrics.exchange_calls += 1
+                await call(
+                    client.cancel,
+                    handle.row.ticker,
+                    cid,
+                    ref.exchange_order_id,
+                    attempts=self.settings.exchange_attempts,
+                )
+            await self._check_locked(bot_id, cid, closing=True)
+
+    async def check(self, bot_id: uuid.UUID, cid: str) -> None:
+        """Ask the exchange about one order and bring the core in line with it."""
+        async with self.lock(cid):
+            await self._check_locked(bot_id, cid)
+
+    async def _check_locked(self, bot_id: uuid.UUID, cid: str, *, closing: bool = False) -> None:
+        for poll in range(_CLOSE_POLLS if closing else 1):
+            handle = self.registry.handles.get(bot_id)
+            found = handle.core.open_order(cid) if handle is not None else None
+            ref = handle.orders.get(cid) if handle is not None else None
+            if handle is None or found is None or ref is None:
+                return
+            client = await self.client(handle)
+            self._metrics.exchange_calls += 1
+            ex = await call(
+                client.fetch,
+                handle.row.ticker,
+                cid,
+                ref.exchange_order_id,
+                attempts=self.settings.exchange_attempts,
+            )
+            if ex is None:
+                if ref.status == "new" and not found[1].cancel_requested:
+                    await self._place_locked(bot_id, cid)  # the exchange never saw it: place it now
+                    return
+                # Never placed (and now canceled), or gone from the exchange: closed; a running slot re-places.
+                await self.submit(OrderClosedWork(bot_id=bot_id, event=OrderCanceled(cid)))
+                return
+            if ref.exchange_order_id is None:
+                await self.submit(
+                    AckWork(bot_id=bot_id, client_order_id=cid, exchange_order_id=ex.exchange_order_id)
+                )
+            await self.fold(handle, cid, ex, await call(client.fills, handle.row.ticker, ex, attempts=3))
+            if ex.status in (CANCELED, REJECTED):
+                await self.submit(OrderClosedWork(bot_id=bot_id, event=OrderCanceled(cid)))
+                return
+            if ex.status == FILLED:
+                handle = self.registry.handles.get(bot_id)
+                if handle is not None and handle.core.open_order(cid) is not None:
+                    log.error("order %s is filled at the exchange but its fills do not complete it", cid)
+                return
+            if closing:
+                if poll == 0 and ex.is_open and found[1].cancel_requested:
+                    with contextlib.suppress(TransientExchangeError, PermanentExchangeError):
+                        await call(client.cancel, handle.row.ticker, cid, ex.exchange_order_id, attempts=2)
+                await asyncio.sleep(0.2 * (poll + 1))  # the exchange is still closing it
+
+    async def fold(
+        self, handle: BotHandle, cid: str, ex: ExchangeOrder, fills: tuple[ExchangeFill, ...]
+    ) -> None:
+        """Apply the order's fills the core has not seen (each once, whatever else reports it)."""
+        found = handle.core.open_order(cid)
+        if found is None:
+            return
+        seen = set(found[1].fill_ids)
+        for fill in fills:
+            if fill.fill_id in seen:
+                continue
+            await self._fills.apply(handle.id, self.message(handle, cid, ex.exchange_order_id, ex.side, fill))
+
+    def message(
+        self, handle: BotHandle, cid: str, exchange_order_id: str, side: Side, fill: ExchangeFill
+    ) -> OrderFilledMessage:
+        """The `order.filled` message of a live fill."""
+        return OrderFilledMessage(
+            bot_id=str(handle.id),
+            exchange=handle.row.exchange,
+            mode="live",
+            client_order_id=cid,
+            exchange_order_id=exchange_order_id,
+            fill_id=fill.fill_id,
+            side=side.value,
+            price=fill.price,
+            qty=fill.qty,
+            fee=fill.fee,
+            fee_currency=fill.fee_currency,
+            # The core closes an order when its fills add up to its quantity, whatever order they come in.
+            is_final=False,
+            executed_at=fill.executed_at,
+        )
+
+    # --- streams ---------------------------------------------------------------------------------------------
+
+    async def _stream_fill(self, cid: str, exchange_order_id: str, fill: ExchangeFill) -> None:
+        parsed = parse_client_order_id(cid)
+        handle = self.registry.by_prefix(parsed.prefix) if parsed is not None else None
+        if handle is None or parsed is None:
+            return  # not an order of a bot this engine drives
+        message = self.message(handle, cid, exchange_order_id, parsed.side, fill)
+        if self.publish is not None:
+            try:
+                await self.publish(message)
+                return
+            except Exception as exc:  # the bus is down: apply it here rather than wait for a reconciliation
+                log.warning(
+                    "publishing fill %s failed (%s); applying it directly", fill.fill_id, type(exc).__name__
+                )
+        self.spawn(self._fills.apply(handle.id, message), f"fill:{cid}")
+
+    async def _stream_closed(self, cid: str, exchange_order_id: str) -> None:
+        parsed = parse_client_order_id(cid)
+        handle = self.registry.by_prefix(parsed.prefix) if parsed is not None else None
+        if handle is not None and handle.core.open_order(cid) is not None:
+            self.spawn(self.check(handle.id, cid), f"check:{cid}")
+
+    async def _stream_connected(self, key: ClientKey) -> None:
+        # Whatever happened while the stream was down is found by asking the exchange.
+        for handle in list(self.registry.handles.values()):
+            if not handle.is_paper and (str(handle.row.user_id), Exchange(handle.row.exchange)) == key:
+                self.spawn(self.reconciler.reconcile(handle.id), f"reconcile:{handle.id}")
+
+    async def reconcile_all(self) -> None:
+        """Reconcile every live bot with its exchange (startup, then periodically)."""
+        await self.reconciler.reconcile_all()

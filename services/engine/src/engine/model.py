@@ -1,0 +1,161 @@
+"""What the engine keeps in memory per loaded bot: its core, the rows it mirrors, and its counters.
+
+Only the bot's shard mutates a handle, one batch at a time; a batch that fails to commit marks the handles
+it touched stale, and the shard reloads them from the database before using them again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from common.grid import MarketRules
+from engine.core import GridBot, GridConfig, GridState, Phase, Side, Watch
+
+ZERO = Decimal(0)
+STATE_FORMAT = 1
+
+
+@dataclass(slots=True)
+class OrderRef:
+    """An order row the bot may still hear about (open at the exchange or not yet applied as closed)."""
+
+    id: uuid.UUID
+    client_order_id: str
+    slot: int
+    side: Side
+    price: Decimal
+    qty: Decimal
+    status: str
+    exchange_order_id: str | None = None
+    filled_qty: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class LevelView:
+    """One grid_levels row as the engine last wrote it."""
+
+    id: uuid.UUID
+    index: int
+    price: Decimal
+    type: str
+    status: str
+    order_id: str | None
+    filled_at: datetime | None
+
+    def key(self) -> tuple[str, str, str | None, datetime | None]:
+        """What a change of the row is judged by."""
+        return (self.type, self.status, self.order_id, self.filled_at)
+
+
+@dataclass(slots=True)
+class Stats:
+    """The bot's trade figures (every trade of the bot, as the API computes them from `trades`)."""
+
+    profit: Decimal = ZERO
+    trades: int = 0
+    last_executed_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class BotRow:
+    """The columns of a `bots` row the engine reads."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    exchange: str
+    ticker: str
+    mode: str
+    status: str
+    error_message: str | None
+    stop_command_id: str | None
+    config_version: int
+    order_amount: Decimal
+    stop_at_max: bool
+    upper_price: Decimal
+    investment_amount: Decimal
+    market_rules: dict[str, Any]
+    deleted: bool
+
+    @property
+    def wants_running(self) -> bool:
+        """The user's intent as the bots service recorded it: running with no stop pending."""
+        return self.status == "running" and self.stop_command_id is None and not self.deleted
+
+
+@dataclass(eq=False)
+class BotHandle:
+    """One loaded bot."""
+
+    row: BotRow
+    core: GridBot
+    version: int  # engine_states.version as last committed (0: no row yet)
+    config_version: int  # the bot config version the core reflects
+    levels: list[LevelView]
+    orders: dict[str, OrderRef] = field(default_factory=dict)
+    stats: Stats = field(default_factory=Stats)
+    # Paper: orders the paper broker filled whose fill the core has not applied yet.
+    paper_filled: set[str] = field(default_factory=set)
+    # A start waiting for a price (no cached price) or for a stop in progress to end.
+    pending_start: bool = False
+    stale: bool = False
+    watch: Watch | None = None  # what the ticker index holds for this bot
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The bot id."""
+        return self.row.id
+
+    @property
+    def is_paper(self) -> bool:
+        """Paper bots fill on ticks; live ones trade on the exchange."""
+        return self.row.mode == "paper"
+
+    @property
+    def rules(self) -> MarketRules:
+        """The exchange rules the grid was built with."""
+        return self.core.state.config.rules
+
+    @property
+    def halted(self) -> bool:
+        """No order open and none to wait for."""
+        return self.core.state.phase is Phase.HALTED
+
+    def snapshot(self) -> dict[str, Any]:
+        """What engine_states.state holds: the core snapshot and the config version it reflects."""
+        return {
+            "format": STATE_FORMAT,
+            "config_version": self.config_version,
+            "pending_start": self.pending_start,
+            "core": self.core.snapshot(),
+        }
+
+
+def restore_core(state: dict[str, Any]) -> tuple[GridBot, int, bool]:
+    """The core, config version and pending start of a stored engine state."""
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError(f"unsupported engine state format {state.get('format')!r}")
+    return GridBot.restore(state["core"]), int(state["config_version"]), bool(state.get("pending_start"))
+
+
+def new_core(row: BotRow, levels: list[LevelView], previous: GridBot | None) -> GridBot:
+    """A stopped core over the bot's current grid; its epoch continues the previous core's (ids never repeat)."""
+    config = GridConfig(
+        bot_id=str(row.id),
+        levels=tuple(level.price for level in levels),
+        upper_price=row.upper_price,
+        rules=MarketRules.from_dict(row.market_rules),
+    )
+    epoch = previous.state.epoch if previous is not None else 0
+    return GridBot(GridState.initial(config, row.order_amount, row.stop_at_max, epoch))
+
+
+def same_grid(core: GridBot, row: BotRow, levels: list[LevelView]) -> bool:
+    """True when the core was built over exactly this grid (levels and rules)."""
+    config = core.state.config
+    return config.levels == tuple(level.price for level in levels) and config.rules == MarketRules.from_dict(
+        row.market_rules
+    )

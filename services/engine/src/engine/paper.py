@@ -1,0 +1,70 @@
+"""The paper broker: an exchange for paper bots whose book is the bot's open orders.
+
+A tick fills every resting order its path reaches — a buy when the low reaches its price, a sell when the
+high does — whole, at the order's price, with the exchange's maker fee (`engine.core.paper_fill`). Only
+orders resting before the tick fill: orders placed because of its fills rest from the next tick on, as on a
+real exchange. The path is the simulator's (and the backtester's): low before high when the tick closed
+up, high first when it closed down; with stopAtMax and a high at upperPrice, nothing after the high fills.
+
+Each fill leaves as an `order.filled` message through the outbox, and reaches the core through the same
+consumer as a live fill; meanwhile the order is remembered as filled (its row says so, and
+`BotHandle.paper_filled`), so no later tick fills it again and no cancel un-fills it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from engine.contracts import OrderFilledMessage
+from engine.core import OrderFilled, Phase, Side, Tick, paper_fill
+from engine.model import BotHandle
+
+
+def crossed_fills(handle: BotHandle, tick: Tick) -> list[OrderFilled]:
+    """The fills of the bot's resting orders that the tick's path reaches, in path order."""
+    core, state = handle.core, handle.core.state
+    stops_at_high = (
+        state.phase is Phase.RUNNING and state.stop_at_max and tick.high >= state.config.upper_price
+    )
+    closed_up = bool(tick.closed_up)
+    legs: tuple[tuple[Side, Decimal], ...] = (
+        ((Side.BUY, tick.low), (Side.SELL, tick.high))
+        if closed_up
+        else ((Side.SELL, tick.high), (Side.BUY, tick.low))
+    )
+    fills: list[OrderFilled] = []
+    for side, point in legs:
+        slots = core.buys_at_or_above(point) if side is Side.BUY else core.sells_at_or_below(point)
+        for slot in slots:
+            order = state.slots[slot].order
+            if order is None or order.client_order_id in handle.paper_filled:
+                continue
+            fills.append(paper_fill(core, slot))
+        if stops_at_high and side is Side.SELL:
+            break
+    return fills
+
+
+def fill_message(
+    handle: BotHandle, fill: OrderFilled, executed_at: datetime, published_at: datetime | None
+) -> OrderFilledMessage:
+    """The `order.filled` message of a paper fill."""
+    found = handle.core.open_order(fill.client_order_id)
+    assert found is not None
+    return OrderFilledMessage(
+        bot_id=str(handle.id),
+        exchange=handle.row.exchange,
+        mode="paper",
+        client_order_id=fill.client_order_id,
+        exchange_order_id=None,
+        fill_id=fill.fill_id,
+        side=found[1].side.value,
+        price=fill.price,
+        qty=fill.qty,
+        fee=fill.fee,
+        fee_currency=fill.fee_currency,
+        is_final=fill.is_final,
+        executed_at=executed_at,
+        trigger_published_at=published_at,
+    )

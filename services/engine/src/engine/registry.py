@@ -1,0 +1,74 @@
+"""The loaded bots: their handles, the ticker index over them, and the client-order-id prefixes they own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine import store
+from engine.core import Phase, bot_prefix
+from engine.index import TickerIndex, TickerKey
+from engine.model import BotHandle
+
+
+class Registry:
+    """Handles by bot id; the index and the prefix map follow every committed change (`reindex`)."""
+
+    def __init__(self) -> None:
+        self.handles: dict[uuid.UUID, BotHandle] = {}
+        self.index = TickerIndex()
+        self._prefixes: dict[str, uuid.UUID] = {}
+
+    async def get(self, session: AsyncSession, bot_id: uuid.UUID) -> BotHandle | None:
+        """The bot's handle, loaded (again) from the database when absent or stale."""
+        handle = self.handles.get(bot_id)
+        if handle is not None and not handle.stale:
+            return handle
+        loaded = await store.load_handles(session, [bot_id])
+        if not loaded:
+            if handle is not None:
+                self.drop(handle)
+            return None
+        self.add(loaded[0])
+        return loaded[0]
+
+    def add(self, handle: BotHandle) -> None:
+        """Hold a freshly loaded handle (replacing any earlier one) and index it."""
+        self.handles[handle.id] = handle
+        self._prefixes[bot_prefix(str(handle.id))] = handle.id
+        self.reindex(handle)
+
+    def add_all(self, handles: Iterable[BotHandle]) -> None:
+        """Hold many handles."""
+        for handle in handles:
+            self.add(handle)
+
+    def drop(self, handle: BotHandle) -> None:
+        """Forget a bot (deleted, or no longer this engine's)."""
+        self.handles.pop(handle.id, None)
+        self._prefixes.pop(bot_prefix(str(handle.id)), None)
+        self.index.remove(handle.id, ticker_key(handle))
+
+    def reindex(self, handle: BotHandle) -> None:
+        """Put the bot's current watch (or its wait for a start price) into the ticker index."""
+        core = handle.core
+        watching = core.state.phase is not Phase.HALTED or bool(core.open_orders())
+        waiting = handle.pending_start and core.state.phase is Phase.HALTED
+        handle.watch = core.watch() if watching else None
+        self.index.update(handle.id, ticker_key(handle), handle.watch, waiting=waiting)
+
+    def by_prefix(self, prefix: str) -> BotHandle | None:
+        """The loaded bot whose client order ids start with this prefix."""
+        bot_id = self._prefixes.get(prefix)
+        return None if bot_id is None else self.handles.get(bot_id)
+
+    def find(self, key: int) -> BotHandle | None:
+        """The handle of a bot given as its uuid int (what the index returns)."""
+        return self.handles.get(uuid.UUID(int=key))
+
+
+def ticker_key(handle: BotHandle) -> TickerKey:
+    """The index key of the bot's market."""
+    return (handle.row.exchange, handle.row.ticker)

@@ -1,0 +1,49 @@
+"""Configuration of the engine, read from environment variables (field names upper-cased)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from common.exchanges import ExchangeSettings
+from common.settings import BusSettings, CacheSettings, DatabaseSettings
+
+# The development token shared by the services' internal routes; refused outside development by the base
+# settings (it is a placeholder), so production must set INTERNAL_API_TOKEN.
+DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-api-token-change-me"
+
+
+def default_engine_id() -> str:
+    """hostname-pid: unique per process, readable in the engine_states.owner column."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}"
+
+
+class Settings(DatabaseSettings, CacheSettings, BusSettings, ExchangeSettings):
+    """Everything the engine reads: database, cache, bus, exchanges, the credentials service, timings."""
+
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
+    port: int = Field(default=3004, ge=0, le=65535)
+    # The credentials service's internal route hands the engine a user's exchange keys.
+    credentials_url: str = "http://127.0.0.1:3002"
+    credentials_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    internal_api_token: SecretStr = SecretStr(DEV_INTERNAL_API_TOKEN)
+    engine_id: str = Field(default_factory=default_engine_id, min_length=1, max_length=64)
+    # Writers that each commit their bots' events in batches; every bot always goes to the same one.
+    engine_shards: int = Field(default=2, ge=1, le=64)
+    # The most events one transaction carries (a tick crossing many bots is split beyond this).
+    engine_batch_size: int = Field(default=200, ge=1, le=5000)
+    # Live orders are checked against the exchange this often, whatever the streams said.
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    # A tick crossing a live order's price asks the exchange about it at most this often per order.
+    order_check_min_interval_seconds: float = Field(default=1.0, ge=0)
+    # Private exchange streams (Upbit myOrder, Binance executionReport) for fill detection.
+    private_streams: bool = True
+    # How long an engine owns the bots it drives without renewing its lease.
+    lease_seconds: float = Field(default=30.0, gt=1)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # Transient exchange errors of one call are retried this many times (with backoff) before giving up.
+    exchange_attempts: int = Field(default=4, ge=1, le=20)

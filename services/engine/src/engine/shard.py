@@ -1,0 +1,251 @@
+"""A shard: the single writer of its bots, committing their events in batches (group commit).
+
+Every bot belongs to exactly one shard (by id), and a shard applies one batch at a time, so no two events
+of one bot are ever handled at once. A batch is what queued up while the previous one committed (up to
+`batch_size`): its inbox ids are claimed first (a redelivered message is skipped), each event is applied
+to its bot's core in arrival order, and every row, state and outbox message of the batch is written in one
+transaction. Only after the commit are waiters released (their messages acked), orders sent to exchanges
+and the relay nudged. If the transaction fails, the bots it touched are reloaded from the database and
+each event is retried in a transaction of its own, so one bad event cannot hold up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from common.dbtypes import utc_now
+from engine import handlers, store
+from engine.core import PlaceOrder
+from engine.metrics import Metrics
+from engine.model import BotHandle
+from engine.registry import Registry
+from engine.step import Step
+from engine.work import TickWork, Work
+
+log = logging.getLogger(__name__)
+
+_STALE_RETRIES = 3
+
+
+class AfterCommit(Protocol):
+    """What happens once a live bot's step is committed: its orders go to the exchange."""
+
+    def after_commit(self, handle: BotHandle, places: list[PlaceOrder], cancels: list[str]) -> None:
+        """Send the step's new orders and cancels (in the background)."""
+
+
+class Shard:
+    """One writer: a queue of work, applied and committed batch by batch."""
+
+    def __init__(
+        self,
+        number: int,
+        factory: async_sessionmaker[AsyncSession],
+        registry: Registry,
+        metrics: Metrics,
+        *,
+        batch_size: int,
+        owner: str | None,
+        lease: timedelta | None = None,
+        live: AfterCommit | None = None,
+        on_commit: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.number = number
+        self._factory = factory
+        self._registry = registry
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._owner = owner
+        self._lease = lease
+        self.live = live
+        self._on_commit = on_commit
+        self._clock = clock
+        self._queue: asyncio.Queue[Work] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, work: Work) -> asyncio.Future[None]:
+        """Queue work; the future completes once it is committed (or fails with the reason)."""
+        if work.future is None:
+            work.future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(work)
+        return work.future
+
+    @property
+    def backlog(self) -> int:
+        """Work waiting for a batch."""
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        """Run the writer loop."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"engine-shard-{self.number}")
+
+    async def stop(self) -> None:
+        """Stop after the batch in progress (queued work is failed, so its messages are redelivered)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while not self._queue.empty():
+            work = self._queue.get_nowait()
+            _fail(work, RuntimeError("engine shutting down"))
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._process(batch)
+            except asyncio.CancelledError:
+                for work in batch:
+                    _fail(work, RuntimeError("engine shutting down"))
+                raise
+            except Exception as exc:  # never let one batch end the writer
+                log.exception("shard %d: batch failed", self.number)
+                for work in batch:
+                    _fail(work, exc)
+
+    async def _process(self, batch: list[Work]) -> None:
+        try:
+            await self._commit(batch)
+            return
+        except Exception as exc:
+            self._metrics.rolled_back += 1
+            if len(batch) == 1:
+                await self._retry_alone(batch[0], exc)
+                return
+            log.info("shard %d: batch of %d failed (%s); retrying one by one", self.number, len(batch), exc)
+        for work in batch:
+            try:
+                await self._commit([work])
+            except Exception as exc:
+                await self._retry_alone(work, exc)
+
+    async def _retry_alone(self, work: Work, error: Exception) -> None:
+        attempts = 0
+        while isinstance(error, store.StaleStateError) and attempts < _STALE_RETRIES:
+            attempts += 1
+            try:
+                await self._commit([work])
+                return
+            except Exception as exc:
+                error = exc
+        if isinstance(work, TickWork):
+            log.warning("shard %d: tick for bot %s dropped: %r", self.number, work.bot_id, error)
+        else:
+            log.warning(
+                "shard %d: %s for bot %s failed: %r", self.number, type(work).__name__, work.bot_id, error
+            )
+        _fail(work, error)
+
+    async def _commit(self, batch: list[Work]) -> None:
+        began = time.perf_counter()
+        now = self._clock()
+        steps: dict[object, Step] = {}
+        touched: list[BotHandle] = []
+        try:
+            async with self._factory() as session, session.begin():
+                skip = await self._claim(session, batch)
+                for work in batch:
+                    if id(work) in skip:
+                        continue
+                    handle = await self._registry.get(session, work.bot_id)
+                    if handle is None:
+                        continue
+                    step = steps.get(handle.id)
+                    if step is None:
+                        step = steps[handle.id] = Step(handle, now)
+                        touched.append(handle)
+                    await handlers.apply(session, step, work)
+                written = [step for step in steps.values() if _finish(step)]
+                await store.flush(session, written, self._owner, self._lease)
+        except BaseException:
+            for handle in touched:
+                handle.stale = True
+            raise
+        self._metrics.commit_seconds += time.perf_counter() - began
+        self._metrics.work_items += len(batch)
+        self._after(batch, list(steps.values()))
+
+    async def _claim(self, session: AsyncSession, batch: list[Work]) -> set[int]:
+        """Claim the batch's inbox ids; the work to skip (handled before, or a second copy in this batch)."""
+        by_consumer: dict[str, list[str]] = {}
+        for work in batch:
+            if work.inbox is not None:
+                by_consumer.setdefault(work.inbox[0], []).append(work.inbox[1])
+        earlier: set[tuple[str, str]] = set()
+        for consumer, ids in by_consumer.items():
+            earlier.update((consumer, mid) for mid in await store.claim_inbox(session, consumer, ids))
+        skip: set[int] = set()
+        seen: set[tuple[str, str]] = set()
+        for work in batch:
+            if work.inbox is None:
+                continue
+            if work.inbox in earlier or work.inbox in seen:
+                skip.add(id(work))
+            seen.add(work.inbox)
+        return skip
+
+    def _after(self, batch: list[Work], steps: list[Step]) -> None:
+        metrics = self._metrics
+        metrics.transactions += 1
+        committed_at = time.time()
+        outbox = False
+        for step in steps:
+            handle = step.handle
+            if step.new_version is not None:
+                handle.version = step.new_version
+            metrics.orders_placed += len(step.order_inserts)
+            metrics.paper_fills += len(step.paper_marks)
+            metrics.fills += sum(1 for row in step.trade_inserts)
+            if step.triggers:
+                earliest = min(step.triggers).timestamp()
+                if step.order_inserts:
+                    metrics.tick_to_order.append(committed_at - earliest)
+                if step.paper_marks:
+                    metrics.tick_to_paper_fill.append(committed_at - earliest)
+            outbox = outbox or bool(step.outbox)
+            if _at_rest(handle):
+                self._registry.drop(handle)  # loaded again from the database if it is ever needed
+            else:
+                self._registry.reindex(handle)
+            if not handle.is_paper and self.live is not None and (step.places or step.cancels):
+                self.live.after_commit(handle, step.places, step.cancels)
+        if outbox and self._on_commit is not None:
+            self._on_commit()
+        for work in batch:
+            if work.future is not None and not work.future.done():
+                work.future.set_result(None)
+
+
+def _at_rest(handle: BotHandle) -> bool:
+    """Stopped for good as far as this engine knows: nothing open, nothing pending, not wanted running."""
+    return (
+        handle.halted
+        and not handle.orders
+        and not handle.pending_start
+        and (handle.row.deleted or handle.row.stop_command_id is not None or handle.row.status != "running")
+    )
+
+
+def _finish(step: Step) -> bool:
+    step.finish()
+    return step.writes_anything
+
+
+def _fail(work: Work, error: BaseException) -> None:
+    if work.future is not None and not work.future.done():
+        work.future.set_exception(error)
+        # The waiter may be gone (a tick batch that timed out); do not warn about an unread exception.
+        work.future.exception()

@@ -1,0 +1,120 @@
+"""Restart and reconciliation: a crash between the commit and the exchange call, or after it, loses nothing."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from engine_support import BotFactory, BotSpec, CredentialsStub, orders_of, publish_command, trades_of
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from test_live import binance_spec, recorded_fills, set_price, sim_account, sim_fills, sim_orders
+
+from common.bus import RabbitBus
+from common.contracts.bots import BotEvent
+from common.grid import plan_grid
+from common.testing.wait import eventually
+from common.trading.models import EngineState
+from engine.lease import LeaseConflictError
+from engine.live.broker import SimulatedCrash
+from engine.runtime import EngineRuntime
+
+D = Decimal
+
+
+@pytest.mark.parametrize("point", ["before_place", "after_place"])
+async def test_a_crash_around_the_exchange_call_never_places_an_order_twice(
+    point: str,
+    engine_factory: Any,
+    bus: RabbitBus,
+    bots: BotFactory,
+    credentials: CredentialsStub,
+    sim_http: httpx.AsyncClient,
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    await set_price(sim_http, "95000")
+    spec = binance_spec(uuid.uuid4())
+    levels = plan_grid(spec.lower, spec.upper, spec.percent, spec.amount, spec.rules()).levels
+    api_key, secret = await sim_account(sim_http)
+    credentials.set(spec.user_id, "binance", api_key, secret)
+    # No stream on the first engine: its reconnection would reconcile (and so heal) what the crash left.
+    first: EngineRuntime = await engine_factory(private_streams=False)
+    assert first.live is not None
+    crashed: list[str] = []
+
+    def die(where: str, cid: str) -> None:
+        if where == point:
+            crashed.append(cid)
+            raise SimulatedCrash(where)
+
+    first.live.fault = die
+    bot = await bots.create(spec)
+    await publish_command(bus, bot, BotEvent.START)
+    await eventually(lambda: len(crashed) == 6, timeout=15)
+    await first.live.idle()
+    await first.stop()
+    # The orders were committed (`new`) before any call; after_place: the exchange has them all.
+    rows = await orders_of(db, bot.id)
+    assert sorted(r.client_order_id for r in rows) == sorted(crashed)
+    assert {r.status for r in rows} == {"new"}
+    at_sim = await sim_orders(sim_http, api_key)
+    assert len(at_sim) == (6 if point == "after_place" else 0)
+    # While the engine is down the market falls through L5 and L4: what rests there fills.
+    await set_price(sim_http, levels[4] - D("0.01"))
+
+    second: EngineRuntime = await engine_factory()
+    assert second.live is not None
+    # after_place: L5 and L4 filled while down; before_place: placed now, they fill at once (marketable).
+    await eventually(lambda: _sells(db, bot.id, [4, 5]), timeout=15)
+    await eventually(lambda: _all_open(db, bot.id), timeout=15)
+    at_sim = await sim_orders(sim_http, api_key)
+    cids = [o["clientOrderId"] for o in at_sim]
+    assert len(cids) == len(set(cids))  # no client order id placed twice
+    assert set(crashed) <= set(cids)
+    await eventually(lambda: _fills_match(db, bot.id, sim_http, api_key), timeout=15)
+    fills_at_sim = sim_fills(await sim_orders(sim_http, api_key))
+    assert len(await trades_of(db, bot.id)) == len(fills_at_sim)
+    assert len(fills_at_sim) == 2  # recorded once each, whoever reported them (reconciliation, stream)
+
+
+async def _sells(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID, slots: list[int]) -> bool:
+    rows = await orders_of(db, bot_id)
+    return sorted(r.slot for r in rows if r.side == "sell" and r.status == "open") == slots
+
+
+async def _all_open(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID) -> bool:
+    rows = await orders_of(db, bot_id)
+    return not [r for r in rows if r.status == "new"] and any(r.status == "open" for r in rows)
+
+
+async def _fills_match(
+    db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID, http: httpx.AsyncClient, api_key: str
+) -> bool:
+    return await recorded_fills(db, bot_id) == sim_fills(await sim_orders(http, api_key))
+
+
+async def test_a_second_engine_refuses_to_drive_bots_another_engine_holds(
+    engine_factory: Any, bus: RabbitBus, bots: BotFactory, db: async_sessionmaker[AsyncSession]
+) -> None:
+    first: EngineRuntime = await engine_factory()
+    bot = await bots.create(BotSpec())
+    assert first.cache is not None
+    await first.cache.hset("price:upbit:KRW-BTC", {"price": "53500000"})
+    await publish_command(bus, bot, BotEvent.START)
+    await eventually(lambda: _open_count(db, bot.id, 4), timeout=10)
+    with pytest.raises(LeaseConflictError):
+        await engine_factory(engine_id="another-engine")
+    assert first.started  # the refused engine changed nothing
+    await first.stop()  # a clean stop gives the leases up at once
+    second: EngineRuntime = await engine_factory(engine_id="another-engine")
+    assert bot.id in second.registry.handles
+    async with db() as session:
+        owner = await session.scalar(select(EngineState.owner).where(EngineState.bot_id == bot.id))
+    assert owner == "another-engine"
+
+
+async def _open_count(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID, count: int) -> bool:
+    return sum(1 for r in await orders_of(db, bot_id) if r.status == "open") == count
