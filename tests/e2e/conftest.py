@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from common.testing.infra import free_port
+from common.testing.infra import free_port, scratch_database
 from launcher.dev import Stack, wait_healthy
 from launcher.testing import System
 from launcher.topology import SERVICES
@@ -24,11 +24,19 @@ TRUSTED = json.dumps(["127.0.0.1"])
 
 @pytest.fixture(scope="session")
 def dev_stack(
-    postgres_url: str, redis_url: str, rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
+    postgres_admin_url: str, redis_url: str, rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """Every service its own process over the real PostgreSQL, Redis and RabbitMQ."""
+    """Every service its own process over the real PostgreSQL, Redis and RabbitMQ, on a database of its own."""
+    with scratch_database(postgres_admin_url) as database_url:
+        yield from _dev_stack(database_url, redis_url, rabbitmq_url, tmp_path_factory)
+
+
+def _dev_stack(
+    database_url: str, redis_url: str, rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    # Its own database: the stack's engine claims every bot it finds, and must not meet other tests' bots.
     stack = Stack(
-        database_url=postgres_url,
+        database_url=database_url,
         redis_url=redis_url,
         rabbitmq_url=rabbitmq_url,
         ports={s.name: free_port() for s in SERVICES},

@@ -27,7 +27,7 @@ from engine_support import (
     orders_of,
     publish_command,
 )
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_live import binance_spec, recorded_fills, set_price, sim_account, sim_fills, sim_orders
 
@@ -111,6 +111,15 @@ def replayed_profit(trades: list[tuple[int, str, Decimal, Decimal, Decimal, str]
         total += qty * price - fee - share
         holding[slot] = (max(qty_held - qty, D(0)), cost - share)
     return total
+
+
+@pytest.fixture(autouse=True)
+async def _release_the_killed_engines_leases(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
+    """The killed engines died holding leases: free them so later tests on this database may run engines."""
+    yield
+    async with db() as session:
+        await session.execute(update(EngineState).values(owner=None, lease_expires_at=None))
+        await session.commit()
 
 
 @pytest.mark.timeout(150)
