@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bots.migrate import upgrade
 from common.bus import QueueKind, RabbitBus
 from common.db import create_engine, create_session_factory
+from common.testing.infra import scratch_database
 from common.trading.models import SCHEMA
 from engine.contracts import EVENTS_EXCHANGE
 from engine.runtime import EngineRuntime
@@ -30,10 +31,15 @@ EXCHANGES = ("bots", "orders", "events", "market", "dlx")
 
 
 @pytest.fixture(scope="session")
-def migrated_postgres(postgres_url: str) -> str:
-    """This test process's database with the bots schema (the bots service's migrations)."""
-    upgrade(postgres_url)
-    return postgres_url
+def migrated_postgres(postgres_admin_url: str) -> Iterator[str]:
+    """A database of the engine tests' own with the bots schema (the bots service's migrations).
+
+    Not the process-wide test database: an engine drives every running bot it finds, and other packages'
+    tests leave running bots there.
+    """
+    with scratch_database(postgres_admin_url) as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
