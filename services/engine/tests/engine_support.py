@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -299,3 +301,8 @@ class CredentialsStub:
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport serving the route in-process."""
         return httpx.ASGITransport(self.app())
+
+
+async def market_pause(rng: random.Random) -> None:
+    """The simulated market's own pace between two trades (scenario timing, not a wait for the engine)."""
+    await asyncio.sleep(rng.uniform(0.05, 0.3))

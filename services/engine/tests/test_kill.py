@@ -24,6 +24,7 @@ from engine_support import (
     BotFactory,
     CredentialsStub,
     TickPublisher,
+    market_pause,
     orders_of,
     publish_command,
 )
@@ -178,8 +179,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_places_nothing_twice(
                 price = target
                 await set_price(sim_http, price)
                 await ticks.send(ticks.tick(price, high, low))
-                # The market's own pace between trades (scenario timing, not a wait for the engine).
-                await asyncio.sleep(rng.uniform(0.05, 0.3))
+                await market_pause(rng)
 
         deadline = time.monotonic() + RUN_SECONDS
         try:
