@@ -23,6 +23,7 @@ from common.errors import AppError, ErrorCode
 from common.exchanges import Exchange, ExchangeSettings
 from common.grid import MarketRules
 from common.testing.wait import eventually
+from common.web import dumps
 
 D = Decimal
 BODY: dict[str, Any] = {
@@ -80,7 +81,10 @@ def test_dates() -> None:
 
 def test_wire_numbers() -> None:
     assert number(D("160000.000")) == 160000 and isinstance(number(D("160000.0")), int)
-    assert number(D("9.38")) == 9.38 and number(D("1E+3")) == 1000
+    assert number(D("9.38")) == D("9.38") and number(D("1E+3")) == 1000
+    # Written digit for digit: 18 decimals of a profit survive the wire, where a float keeps ~16 digits.
+    assert dumps({"p": number(D("1.123456789012345678"))}) == b'{"p":1.123456789012345678}'
+    assert dumps([number(D("0.00000001")), D("2.50"), D("160000.000")]) == b"[0.00000001,2.5,160000]"
 
 
 def test_base_assets() -> None:

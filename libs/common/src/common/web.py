@@ -32,8 +32,11 @@ access_log = logging.getLogger("gridbot.access")
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        # The wire carries JSON numbers (API.md); Decimals stay exact everywhere before this point.
-        return float(value)
+        # The wire carries JSON numbers (API.md), written digit for digit: a float would round money.
+        if value.is_finite():
+            exact = value.to_integral_value() if value == value.to_integral_value() else value.normalize()
+            return orjson.Fragment(format(exact, "f").encode())
+        raise TypeError(f"not a JSON number: {value}")
     if isinstance(value, datetime):
         return iso_utc(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

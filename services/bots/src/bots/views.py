@@ -27,11 +27,11 @@ ERROR_MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def number(value: Decimal) -> int | float:
-    """A JSON number: integral values without a fraction (160000, not 160000.0)."""
+def number(value: Decimal) -> int | Decimal:
+    """A JSON number, exact (common.web writes Decimals digit for digit): 160000, not 160000.0."""
     if value == value.to_integral_value():
         return int(value)
-    return float(value)
+    return value
 
 
 def error_message(bot: Bot) -> str | None:
