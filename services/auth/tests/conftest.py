@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,31 +14,9 @@ from auth.main import create_app
 from auth.migrate import upgrade
 from auth.settings import Settings
 from auth.testing import PASSWORD, Account, Backend, make_settings
+from common.testing.service import backend_fixtures
 
-
-@pytest.fixture(scope="session")
-def migrated_postgres(postgres_url: str) -> str:
-    """The test process's PostgreSQL database with the auth migrations applied (once)."""
-    upgrade(postgres_url)
-    return postgres_url
-
-
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A SQLite file with the auth migrations applied (once)."""
-    path: Path = tmp_path_factory.mktemp("auth-sqlite") / "auth.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    upgrade(url)
-    return url
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    """Each API test runs on PostgreSQL + Redis and on SQLite + memory://."""
-    if request.param == "postgres":
-        db = request.getfixturevalue("migrated_postgres")
-        return Backend("postgres", db, request.getfixturevalue("redis_url"))
-    return Backend("sqlite", request.getfixturevalue("migrated_sqlite"), "memory://")
+migrated_postgres, migrated_sqlite, backend = backend_fixtures(upgrade, "auth")
 
 
 @pytest.fixture

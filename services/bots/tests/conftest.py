@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -20,7 +19,9 @@ from bots.migrate import upgrade
 from bots.settings import Settings
 from bots.testing import INTERNAL_TOKEN, Backend, CredentialsContract, FakeEngine, User, make_settings
 from common.security import TokenService, TokenType
-from exchange_sim import SimServer, SimSettings
+from common.testing.service import backend_fixtures
+from exchange_sim import SimServer
+from exchange_sim.testing import sim_fixtures
 
 SPEC_BOT: dict[str, Any] = {
     "exchange": "upbit",
@@ -41,53 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "engine(confirm=bool): how the fake engine answers bot.stop")
 
 
-@pytest.fixture(scope="session")
-async def sim() -> AsyncIterator[SimServer]:
-    """The simulator, paused (prices move only by the control API)."""
-    server = SimServer(SimSettings(port=0, replay_speed=0, log_level="WARNING", fault_timeout_seconds=3))
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(scope="session")
-async def sim_http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    """The simulator's control API."""
-    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def migrated_postgres(postgres_url: str) -> str:
-    """The test process's PostgreSQL database with the bots migrations applied (once)."""
-    upgrade(postgres_url)
-    return postgres_url
-
-
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A SQLite file with the bots migrations applied (once)."""
-    path: Path = tmp_path_factory.mktemp("bots-sqlite") / "bots.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    upgrade(url)
-    return url
-
-
-def _postgres(request: pytest.FixtureRequest) -> Backend:
-    return Backend(
-        "postgres",
-        request.getfixturevalue("migrated_postgres"),
-        request.getfixturevalue("redis_url"),
-        request.getfixturevalue("rabbitmq_url"),
-    )
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    """API tests run on PostgreSQL + Redis + RabbitMQ and on SQLite + memory://."""
-    if request.param == "postgres":
-        return _postgres(request)
-    return Backend("sqlite", request.getfixturevalue("migrated_sqlite"), "memory://", "memory://")
+sim, sim_http = sim_fixtures(fault_timeout_seconds=3)
+migrated_postgres, migrated_sqlite, backend = backend_fixtures(upgrade, "bots")
 
 
 @pytest.fixture

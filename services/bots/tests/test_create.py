@@ -62,8 +62,8 @@ async def test_spec_example_gives_16_geometric_slots_and_160000(
     assert [level["type"] for level in levels] == ["buy"] * 16 + ["sell"]
     assert {level["status"] for level in levels} == {"available"}
     # autoStart: the engine is told, with a message id that is the command id.
-    await eventually(lambda: bool(engine.commands.of("bot.start", data["botId"])))
-    (start,) = engine.commands.of("bot.start", data["botId"])
+    await eventually(lambda: bool(engine.commands.of("bot.start", bot_id=data["botId"])))
+    (start,) = engine.commands.of("bot.start", bot_id=data["botId"])
     assert start.message_id == start.payload["command_id"]
     assert start.payload["user_id"] == user.user_id and start.payload["status"] == "running"
     assert start.payload["config_version"] == 1 and start.payload["ticker"] == "KRW-BTC"

@@ -79,9 +79,9 @@ async def test_a_deleted_credential_stops_that_exchanges_running_live_bots_once(
         bots[live_bots["paper"]]["status"] == "running" and bots[live_bots["stopped"]]["status"] == "stopped"
     )
     for name in ("live1", "live2"):
-        assert len(engine.commands.of("bot.stop", live_bots[name])) == 1, name
-    assert not engine.commands.of("bot.stop", live_bots["paper"])
-    assert not engine.commands.of("bot.stop", live_bots["stopped"])
+        assert len(engine.commands.of("bot.stop", bot_id=live_bots[name])) == 1, name
+    assert not engine.commands.of("bot.stop", bot_id=live_bots["paper"])
+    assert not engine.commands.of("bot.stop", bot_id=live_bots["stopped"])
 
 
 async def test_an_invalidated_credential_puts_live_bots_in_error_with_a_message(
@@ -92,14 +92,14 @@ async def test_an_invalidated_credential_puts_live_bots_in_error_with_a_message(
     await _publish(bus, "credential.invalidated", user, "upbit", f"cred-msg-3-{user.user_id}")
 
     async def engine_told() -> bool:
-        return all(engine.commands.of("bot.stop", live_bots[n]) for n in ("live1", "live2"))
+        return all(engine.commands.of("bot.stop", bot_id=live_bots[n]) for n in ("live1", "live2"))
 
     await eventually(engine_told, timeout=10)
     bots = await _statuses(client, user)
     for name in ("live1", "live2"):
         assert bots[live_bots[name]]["status"] == "error"
         assert "인증 정보" in bots[live_bots[name]]["errorMessage"]
-        (stop,) = engine.commands.of("bot.stop", live_bots[name])
+        (stop,) = engine.commands.of("bot.stop", bot_id=live_bots[name])
         assert stop.payload["status"] == "error"  # the engine halts it and keeps it in error
     english = await _statuses(client, user, "en")
     assert "credentials" in english[live_bots["live1"]]["errorMessage"]

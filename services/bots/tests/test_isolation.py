@@ -61,7 +61,7 @@ async def test_another_users_bot_is_indistinguishable_from_none(
     assert (
         await client.put(f"/api/bots/{bot_id}", json={"stopAtMax": True}, headers=user.auth)
     ).status_code == 200
-    await eventually(lambda: bool(engine.commands.of("bot.updated", bot_id)))
+    await eventually(lambda: bool(engine.commands.of("bot.updated", bot_id=bot_id)))
     assert [e.type for e in engine.commands.received if e.payload.get("bot_id") == bot_id] == [
         "bot.start",
         "bot.updated",

@@ -61,11 +61,11 @@ async def test_stop_answers_after_the_engine_confirmed_and_is_idempotent(
             (await session.execute(select(Order.status).where(Order.bot_id == uuid.UUID(bot_id)))).scalars()
         )
     assert statuses == {"canceled"}
-    (stop,) = engine.commands.of("bot.stop", bot_id)
+    (stop,) = engine.commands.of("bot.stop", bot_id=bot_id)
     assert stop.message_id == stop.payload["command_id"] and stop.payload["status"] == "stopped"
     again = await client.post(f"/api/bots/{bot_id}/stop", headers={**user.auth, "Accept-Language": "en"})
     assert again.status_code == 200 and again.json()["message"] == "Bot stopped"
-    assert len(engine.commands.of("bot.stop", bot_id)) == 1  # already stopped: nothing sent
+    assert len(engine.commands.of("bot.stop", bot_id=bot_id)) == 1  # already stopped: nothing sent
 
 
 async def test_start_is_idempotent_and_commands_follow_in_order(
@@ -82,7 +82,7 @@ async def test_start_is_idempotent_and_commands_follow_in_order(
         }
     assert (await client.post(f"/api/bots/{bot_id}/stop", headers=user.auth)).status_code == 200
     assert (await client.post(f"/api/bots/{bot_id}/start", headers=user.auth)).status_code == 200
-    await eventually(lambda: len(engine.commands.of("bot.start", bot_id)) == 2)
+    await eventually(lambda: len(engine.commands.of("bot.start", bot_id=bot_id)) == 2)
     kinds = [e.type for e in engine.commands.received if e.payload.get("bot_id") == bot_id]
     assert kinds == ["bot.start", "bot.stop", "bot.start"]
     ids = [e.message_id for e in engine.commands.received]
@@ -99,7 +99,7 @@ async def test_an_unconfirmed_stop_leaves_the_bot_in_error_and_answers_503(
     response = await client.post(f"/api/bots/{bot_id}/stop", headers=user.auth)
     assert time.monotonic() - started < 3
     assert response.status_code == 503 and error_code(response) == "SERVICE_UNAVAILABLE"
-    assert engine.commands.of("bot.stop", bot_id)  # it was asked, it did not answer
+    assert engine.commands.of("bot.stop", bot_id=bot_id)  # it was asked, it did not answer
     bot = await _bot(client, user, bot_id)
     assert bot["status"] == "error" and "엔진" in bot["errorMessage"]
     assert "did not confirm" in (await _bot(client, user, bot_id, "en"))["errorMessage"]
@@ -144,7 +144,7 @@ async def test_delete_stops_first_keeps_trades_and_then_404s_everywhere(
     response = await client.delete(f"/api/bots/{bot_id}", headers=user.auth)
     assert response.status_code == 200
     assert response.json() == {"success": True, "message": "봇이 삭제되었습니다"}
-    await eventually(lambda: bool(engine.commands.of("bot.deleted", bot_id)))
+    await eventually(lambda: bool(engine.commands.of("bot.deleted", bot_id=bot_id)))
     kinds = [e.type for e in engine.commands.received if e.payload.get("bot_id") == bot_id]
     assert kinds == ["bot.start", "bot.stop", "bot.deleted"]
     for method, path in [
@@ -191,8 +191,8 @@ async def test_a_rolled_back_request_publishes_nothing(
     assert (await _bot(client, user, bot_id))["status"] == "stopped"
     assert (await client.post(f"/api/bots/{bot_id}/start", headers=user.auth)).status_code == 200
     # The relay publishes in commit order: once the good start arrived, nothing else is on its way.
-    await eventually(lambda: bool(engine.commands.of("bot.start", bot_id)))
-    assert len(engine.commands.of("bot.start", bot_id)) == 1
+    await eventually(lambda: bool(engine.commands.of("bot.start", bot_id=bot_id)))
+    assert len(engine.commands.of("bot.start", bot_id=bot_id)) == 1
     async with app.state.session_factory() as session:
         rows = (
             await session.execute(

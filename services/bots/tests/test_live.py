@@ -100,7 +100,7 @@ async def test_start_checks_again(
     assert got["status"] == "stopped"
     credentials.set(user.user_id, "upbit", free="1000000")
     assert (await client.post(f"/api/bots/{bot_id}/start", headers=user.auth)).status_code == 200
-    await eventually(lambda: bool(engine.commands.of("bot.start", bot_id)))
+    await eventually(lambda: bool(engine.commands.of("bot.start", bot_id=bot_id)))
 
 
 async def test_paper_bots_never_ask(

@@ -35,8 +35,8 @@ async def test_order_amount_and_stop_at_max_change_while_running(
         192000,
         "running",
     )
-    await eventually(lambda: bool(engine.commands.of("bot.updated", bot_id)))
-    (updated,) = engine.commands.of("bot.updated", bot_id)
+    await eventually(lambda: bool(engine.commands.of("bot.updated", bot_id=bot_id)))
+    (updated,) = engine.commands.of("bot.updated", bot_id=bot_id)
     assert updated.payload["config_version"] == 2 and updated.payload["status"] == "running"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 
 import aio_pika
 import httpx
@@ -17,6 +16,7 @@ from fastapi import FastAPI
 from common.bus import Bus
 from common.contracts.credentials import CREDENTIALS_EXCHANGE
 from common.security import TokenService, TokenType
+from common.testing.service import backend_fixtures
 from credentials.main import create_app
 from credentials.migrate import upgrade
 from credentials.settings import Settings
@@ -32,7 +32,8 @@ from credentials.testing import (
     User,
     make_settings,
 )
-from exchange_sim import SimServer, SimSettings
+from exchange_sim import SimServer
+from exchange_sim.testing import sim_fixtures
 
 EVENTS_QUEUE = "test.credential-events"
 
@@ -58,20 +59,8 @@ def _no_secret_in_any_log() -> Iterator[LogRecorder]:
     assert not leaks, f"{len(leaks)} log line(s) contain a key or secret, e.g. {leaks[0][:300]!r}"
 
 
-@pytest.fixture(scope="session")
-async def sim() -> AsyncIterator[SimServer]:
-    """The simulator, paused (prices move only by the control API)."""
-    server = SimServer(SimSettings(port=0, replay_speed=0, log_level="WARNING", fault_timeout_seconds=3))
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(scope="session")
-async def sim_http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    """The simulator's control API."""
-    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
-        yield client
+sim, sim_http = sim_fixtures(fault_timeout_seconds=3)
+migrated_postgres, migrated_sqlite, backend = backend_fixtures(upgrade, "credentials")
 
 
 @pytest.fixture(autouse=True)
@@ -94,35 +83,6 @@ def mint(sim_http: httpx.AsyncClient) -> Callable[..., Awaitable[SimKeys]]:
         return SimKeys(body["apiKey"], body["secretKey"])
 
     return _mint
-
-
-@pytest.fixture(scope="session")
-def migrated_postgres(postgres_url: str) -> str:
-    """The test process's PostgreSQL database with the credentials migrations applied (once)."""
-    upgrade(postgres_url)
-    return postgres_url
-
-
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A SQLite file with the credentials migrations applied (once)."""
-    path: Path = tmp_path_factory.mktemp("credentials-sqlite") / "credentials.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    upgrade(url)
-    return url
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    """Each API test runs on PostgreSQL + Redis + RabbitMQ and on SQLite + memory://."""
-    if request.param == "postgres":
-        return Backend(
-            "postgres",
-            request.getfixturevalue("migrated_postgres"),
-            request.getfixturevalue("redis_url"),
-            request.getfixturevalue("rabbitmq_url"),
-        )
-    return Backend("sqlite", request.getfixturevalue("migrated_sqlite"), "memory://", "memory://")
 
 
 @pytest.fixture

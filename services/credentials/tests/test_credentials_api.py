@@ -97,8 +97,8 @@ async def test_full_flow(
     assert deleted.json() == {"success": True, "message": "인증 정보가 삭제되었습니다"}
 
     # The deletion reaches the bus through the outbox (the bots service stops the user's live bots).
-    await eventually(lambda: bool(events.of_type(CredentialEventType.DELETED.value)), timeout=10)
-    [envelope] = events.of_type(CredentialEventType.DELETED.value)
+    await eventually(lambda: bool(events.of(CredentialEventType.DELETED.value)), timeout=10)
+    [envelope] = events.of(CredentialEventType.DELETED.value)
     event = envelope.payload_as(CredentialEvent)
     assert (event.user_id, event.exchange.value, event.credential_id) == (
         user.user_id,

@@ -92,8 +92,8 @@ async def test_the_balance_route_reads_with_stored_keys_without_disclosing_them(
         assert refused.json()["data"] == {"isValid": False, "currency": "USDT", "free": "0", "locked": "0"}
     listed = (await client.get("/api/credentials", headers=user.auth)).json()["data"]["credentials"]
     assert {c["exchange"]: c["isValid"] for c in listed} == {"upbit": True, "binance": False}
-    await eventually(lambda: bool(events.of_type(CredentialEventType.INVALIDATED.value)), timeout=10)
-    [event] = events.of_type(CredentialEventType.INVALIDATED.value)
+    await eventually(lambda: bool(events.of(CredentialEventType.INVALIDATED.value)), timeout=10)
+    [event] = events.of(CredentialEventType.INVALIDATED.value)
     assert event.payload_as(CredentialEvent).exchange.value == "binance"
 
 

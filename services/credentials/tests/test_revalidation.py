@@ -83,8 +83,8 @@ async def test_keys_that_stop_working_are_marked_invalid_and_announced_once(
     for exchange in ("upbit", "binance"):
         assert (await _row(app, user, exchange)).last_validated_at > stale  # type: ignore[operator]
 
-    await eventually(lambda: bool(events.of_type(CredentialEventType.INVALIDATED.value)), timeout=10)
-    [envelope] = events.of_type(CredentialEventType.INVALIDATED.value)
+    await eventually(lambda: bool(events.of(CredentialEventType.INVALIDATED.value)), timeout=10)
+    [envelope] = events.of(CredentialEventType.INVALIDATED.value)
     event = envelope.payload_as(CredentialEvent)
     assert (event.user_id, event.exchange.value, event.reason) == (
         user.user_id,
@@ -97,7 +97,7 @@ async def test_keys_that_stop_working_are_marked_invalid_and_announced_once(
     again = await revalidator.run_once()
     assert (again.checked, again.invalidated) == (2, 0)
     await app.state.relay.drain()
-    assert len(events.of_type(CredentialEventType.INVALIDATED.value)) == 1
+    assert len(events.of(CredentialEventType.INVALIDATED.value)) == 1
 
     # New, working keys through PUT make the credential valid again.
     replacement = await mint()

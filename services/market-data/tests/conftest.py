@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from common.bus import Bus, QueueKind, create_bus
 from common.contracts.market import MARKET_EXCHANGE
 from common.security import TokenService, TokenType
-from exchange_sim import SimServer, SimSettings
+from exchange_sim import SimServer
+from exchange_sim.testing import sim_fixtures
 from market_data.main import Runtime, create_app
 from market_data.settings import Settings
 from market_data.testing import PriceMover, TickSink, Wire, make_settings
@@ -31,23 +32,7 @@ def wire() -> Wire:
     return Wire()
 
 
-@pytest.fixture(scope="session")
-async def sim() -> AsyncIterator[SimServer]:
-    """The simulator, paused (prices move only by the control API), tickers pushed on every trade."""
-    server = SimServer(
-        SimSettings(
-            port=0, replay_speed=0, ticker_interval_ms=0, log_level="WARNING", fault_timeout_seconds=10
-        )
-    )
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(scope="session")
-async def _sim_client(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
-        yield client
+sim, _sim_client = sim_fixtures("_sim_client", ticker_interval_ms=0, fault_timeout_seconds=10)
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import ccxt.async_support as ccxt
 import httpx
 import pytest
 
-from exchange_sim import SimServer, SimSettings, ccxt_overrides
+from exchange_sim import SimServer, ccxt_overrides
+from exchange_sim.testing import sim_fixtures
 
 Keys = dict[str, str]
 # tools/exchange-sim/tests/conftest.py -> parents[3] is the repository root; the samples live beside it.
@@ -45,27 +46,7 @@ def wire() -> Wire:
     return Wire()
 
 
-@pytest.fixture(scope="session")
-async def sim() -> AsyncIterator[SimServer]:
-    """The simulator, paused (prices move only when a test moves them)."""
-    settings = SimSettings(
-        port=0,
-        replay_speed=0,
-        ticker_interval_ms=0,
-        log_level="WARNING",
-        fault_timeout_seconds=30,
-    )
-    server = SimServer(settings)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(scope="session")
-async def http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    """A plain HTTP client on the simulator."""
-    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
-        yield client
+sim, http = sim_fixtures("http", ticker_interval_ms=0, fault_timeout_seconds=30)
 
 
 @pytest.fixture

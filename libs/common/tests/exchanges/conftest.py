@@ -9,25 +9,13 @@ import httpx
 import pytest
 
 from common.exchanges import Exchange, ExchangeSettings, create_ccxt, sim_exchange_env
-from exchange_sim import SimServer, SimSettings
+from exchange_sim import SimServer
+from exchange_sim.testing import sim_fixtures
 
 Keys = dict[str, str]
 
 
-@pytest.fixture(scope="session")
-async def sim() -> AsyncIterator[SimServer]:
-    """The simulator, paused: prices move only when a test moves them."""
-    server = SimServer(SimSettings(port=0, replay_speed=0, log_level="WARNING", fault_timeout_seconds=10))
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(scope="session")
-async def http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    """The simulator's control API."""
-    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
-        yield client
+sim, http = sim_fixtures("http", fault_timeout_seconds=10)
 
 
 @pytest.fixture

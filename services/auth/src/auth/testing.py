@@ -5,21 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from auth.settings import Settings
+from common.testing.service import Backend as Backend
+from common.testing.service import error_code as error_code
 
 JWT_SECRET = "auth-tests-jwt-secret-0123456789abcdef-0123456789abcdef-0123456789"
 PASSWORD = "correct horse battery"
-
-
-@dataclass(frozen=True)
-class Backend:
-    """Where an app under test keeps its data."""
-
-    name: str
-    database_url: str
-    cache_url: str
 
 
 @dataclass(frozen=True)
@@ -40,24 +31,6 @@ class Account:
 
 def make_settings(backend: Backend, namespace: str, **overrides: Any) -> Settings:
     """Test settings: fast bcrypt, a known JWT secret, the backend, a per-test cache namespace."""
-    values: dict[str, Any] = {
-        "environment": "test",
-        "database_url": backend.database_url,
-        "redis_url": backend.cache_url,
-        "cache_namespace": namespace,
-        "jwt_secret": JWT_SECRET,
-        "bcrypt_rounds": 4,
-        "log_json": False,
-        "database_pool_size": 5,
-    }
+    values: dict[str, Any] = {**backend.values(namespace), "jwt_secret": JWT_SECRET, "bcrypt_rounds": 4}
     values.update(overrides)
     return Settings(**values)
-
-
-def error_code(response: httpx.Response) -> str:
-    """The `error.code` of an error envelope (asserting it is one)."""
-    body = response.json()
-    assert body["success"] is False, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    code: str = body["error"]["code"]
-    return code

@@ -25,6 +25,10 @@ from bots.settings import Settings
 from common.bus import Bus, Envelope, QueueKind, Subscription
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent
 from common.exchanges import sim_exchange_env
+from common.testing.service import Backend as Backend
+from common.testing.service import EnvelopeSink
+from common.testing.service import User as User
+from common.testing.service import error_code as error_code
 from common.trading.commands import BOT_STOPPED, BotCommand, BotStopped
 from common.trading.models import Bot, BotStatus, Order, OrderStatus, Trade
 
@@ -32,41 +36,11 @@ JWT_SECRET = "bots-tests-jwt-secret-0123456789abcdef-0123456789abcdef-01234567"
 INTERNAL_TOKEN = "bots-tests-internal-token-0123456789abcdef-0123456789abcdef"
 
 
-@dataclass(frozen=True)
-class Backend:
-    """Where an app under test keeps its data and sends its messages."""
-
-    name: str
-    database_url: str
-    cache_url: str
-    bus_url: str
-
-
-@dataclass(frozen=True)
-class User:
-    """A user of the app under test (an access token signed with the test JWT secret)."""
-
-    user_id: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        """The Authorization header of this user."""
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 def make_settings(backend: Backend, sim_url: str, namespace: str, **overrides: Any) -> Settings:
     """Settings for one app under test: its namespaces, the simulator, quick timings."""
     values: dict[str, Any] = {key.lower(): value for key, value in sim_exchange_env(sim_url).items()}
+    values.update(backend.values(namespace))
     values.update(
-        environment="test",
-        log_json=False,
-        database_url=backend.database_url,
-        database_pool_size=5,
-        redis_url=backend.cache_url,
-        cache_namespace=namespace,
-        rabbitmq_url=backend.bus_url,
-        bus_namespace=namespace,
         jwt_secret=JWT_SECRET,
         internal_api_token=INTERNAL_TOKEN,
         credentials_url="http://credentials.test",
@@ -76,34 +50,6 @@ def make_settings(backend: Backend, sim_url: str, namespace: str, **overrides: A
     )
     values.update(overrides)
     return Settings(**values)
-
-
-def error_code(response: httpx.Response) -> str:
-    """The `error.code` of an error envelope (asserting it is one)."""
-    body = response.json()
-    assert body["success"] is False, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    code: str = body["error"]["code"]
-    return code
-
-
-class CommandSink:
-    """Every message the test saw on the `bots` exchange, in arrival order."""
-
-    def __init__(self) -> None:
-        self.received: list[Envelope] = []
-
-    async def handle(self, envelope: Envelope) -> None:
-        """Bus handler."""
-        self.received.append(envelope)
-
-    def of(self, routing_key: str, bot_id: str | None = None) -> list[Envelope]:
-        """Received envelopes with this routing key (about this bot)."""
-        return [
-            e
-            for e in self.received
-            if e.type == routing_key and (bot_id is None or e.payload.get("bot_id") == bot_id)
-        ]
 
 
 class FakeEngine:
@@ -122,7 +68,7 @@ class FakeEngine:
         self.bus = bus
         self.factory = session_factory
         self.confirm = confirm
-        self.commands = CommandSink()
+        self.commands = EnvelopeSink()
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:

@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from common.bus import Envelope
 from common.exchanges import sim_exchange_env
 from common.logging import JsonFormatter
+from common.testing.service import Backend as Backend
+from common.testing.service import EnvelopeSink
+from common.testing.service import User as User
+from common.testing.service import error_code as error_code
 from credentials.settings import Settings
 
 JWT_SECRET = "credentials-tests-jwt-secret-0123456789abcdef-0123456789abcdef"
@@ -21,27 +22,8 @@ ENCRYPTION_KEY_V2 = "z7JoXBBxV6du0AdXZleHQDsU1vnRG0IsBjheqG63oUU="
 INTERNAL_TOKEN = "credentials-tests-internal-token-0123456789abcdef-0123456789"
 
 
-@dataclass(frozen=True)
-class Backend:
-    """Where an app under test keeps its data and sends its messages."""
-
-    name: str
-    database_url: str
-    cache_url: str
-    bus_url: str
-
-
-@dataclass(frozen=True)
-class User:
-    """A user of the app under test (an access token signed with the test JWT secret)."""
-
-    user_id: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        """The Authorization header of this user."""
-        return {"Authorization": f"Bearer {self.token}"}
+# Credential events (credential.invalidated, credential.deleted) as the tests receive them.
+EventSink = EnvelopeSink
 
 
 @dataclass(frozen=True)
@@ -59,15 +41,8 @@ class SimKeys:
 def make_settings(backend: Backend, sim_url: str, namespace: str, **overrides: Any) -> Settings:
     """Settings for one app under test: its namespaces, the simulator, quick timings, no background pass."""
     values: dict[str, Any] = {key.lower(): value for key, value in sim_exchange_env(sim_url).items()}
+    values.update(backend.values(namespace))
     values.update(
-        environment="test",
-        log_json=False,
-        database_url=backend.database_url,
-        database_pool_size=5,
-        redis_url=backend.cache_url,
-        cache_namespace=namespace,
-        rabbitmq_url=backend.bus_url,
-        bus_namespace=namespace,
         jwt_secret=JWT_SECRET,
         encryption_key=ENCRYPTION_KEY_V1,
         encryption_key_version=1,
@@ -80,30 +55,6 @@ def make_settings(backend: Backend, sim_url: str, namespace: str, **overrides: A
     )
     values.update(overrides)
     return Settings(**values)
-
-
-def error_code(response: httpx.Response) -> str:
-    """The `error.code` of an error envelope (asserting it is one)."""
-    body = response.json()
-    assert body["success"] is False, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    code: str = body["error"]["code"]
-    return code
-
-
-class EventSink:
-    """A bus consumer keeping every credential event it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[Envelope] = []
-
-    async def handle(self, envelope: Envelope) -> None:
-        """Bus handler."""
-        self.received.append(envelope)
-
-    def of_type(self, routing_key: str) -> list[Envelope]:
-        """Received envelopes with this routing key."""
-        return [e for e in self.received if e.type == routing_key]
 
 
 class LogRecorder(logging.Handler):

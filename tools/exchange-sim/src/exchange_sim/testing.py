@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 
 
@@ -88,3 +89,30 @@ async def wait_for_topic(client: httpx.AsyncClient, topic: str, within: float = 
 async def recv_frame(ws: websockets.ClientConnection, within: float = 5.0) -> str | bytes:
     """The next raw frame (str for text, bytes for binary), within a deadline."""
     return await asyncio.wait_for(ws.recv(), within)
+
+
+def sim_fixtures(client: str = "sim_http", **settings: Any) -> tuple[Any, Any]:
+    """The session's `sim` (paused: prices move only through the control API) and its control client.
+
+    In a conftest: `sim, sim_http = sim_fixtures(fault_timeout_seconds=3)`; `settings` override SimSettings.
+    """
+    from exchange_sim.server import SimServer
+    from exchange_sim.settings import SimSettings
+
+    values: dict[str, Any] = {"port": 0, "replay_speed": 0, "log_level": "WARNING", **settings}
+
+    @pytest.fixture(scope="session", name="sim")
+    async def sim() -> AsyncIterator[SimServer]:
+        """The exchange simulator on a free loopback port, paused."""
+        server = SimServer(SimSettings(**values))
+        await server.start()
+        yield server
+        await server.stop()
+
+    @pytest.fixture(scope="session", name=client)
+    async def control(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
+        """The simulator's control API."""
+        async with httpx.AsyncClient(base_url=sim.url, timeout=10) as http:
+            yield http
+
+    return sim, control
