@@ -10,7 +10,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from bots.confirmations import StopConfirmations
 from bots.consumers import CredentialEventConsumer
@@ -21,10 +20,8 @@ from bots.markets import MarketCatalog
 from bots.queries import BotQueries
 from bots.service import BotService
 from bots.settings import Settings
-from common.db import create_engine, create_session_factory
 from common.outbox import OutboxRelay
-from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
-from common.security import AuthState, RevocationList, TokenService
+from common.resources import infrastructure_checks, open_resources
 from common.trading.models import OUTBOX, SCHEMA
 from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
@@ -45,20 +42,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.database_url.get_secret_value()
-        if settings.migrate_on_start:
-            from bots.migrate import upgrade
+        from bots.migrate import upgrade
 
-            # Alembic runs its own event loop: keep it off ours.
-            await asyncio.to_thread(upgrade, url)
         async with AsyncExitStack() as resources:
-            engine = create_engine(url, schemas=[SCHEMA], pool_size=settings.database_pool_size)
-            resources.push_async_callback(engine.dispose)
-            factory = create_session_factory(engine)
-            cache = await acquire_cache(settings.redis_url.get_secret_value(), settings.cache_namespace)
-            resources.push_async_callback(release_cache, cache)
-            bus = await acquire_bus(settings.rabbitmq_url.get_secret_value(), settings.bus_namespace)
-            resources.push_async_callback(release_bus, bus)
+            opened = await open_resources(resources, settings, [SCHEMA], upgrade=upgrade, bus=True)
+            opened.install(app.state)
+            factory, cache, bus = opened.session_factory, opened.cache, opened.bus
+            assert bus is not None
             catalog = MarketCatalog(settings, settings.market_rules_ttl_seconds)
             resources.push_async_callback(catalog.close)
             await catalog.start()
@@ -93,18 +83,9 @@ def create_app(
             )
             resources.push_async_callback(_cancel, sweeper)
             app.state.settings = settings
-            app.state.engine = engine
-            app.state.cache = cache
-            app.state.bus = bus
-            app.state.session_factory = factory
-            # Same pool, no BEGIN/COMMIT: the internal route is one SELECT.
-            app.state.read_session_factory = create_session_factory(
-                engine.execution_options(isolation_level="AUTOCOMMIT")
-            )
             app.state.relay = relay
             app.state.confirmations = confirmations
             app.state.catalog = catalog
-            app.state.auth = AuthState(TokenService.from_settings(settings), RevocationList(cache))
             app.state.bot_service = service
             app.state.credential_consumer = consumer
             app.state.bot_queries = BotQueries(session_factory=factory, catalog=catalog, cache=cache)
@@ -115,20 +96,7 @@ def create_app(
     app.include_router(internal_router)
 
     def checks() -> Mapping[str, HealthCheck]:
-        async def database() -> bool:
-            async with app.state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            return True
-
-        async def cache() -> bool:
-            alive: bool = await app.state.cache.ping()
-            return alive
-
-        async def bus() -> bool:
-            alive: bool = await app.state.bus.ping()
-            return alive
-
-        return {"database": database, "cache": cache, "bus": bus}
+        return infrastructure_checks(app.state.engine, app.state.cache, app.state.bus)
 
     add_health_routes(app, checks)
     return app

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
-from sqlalchemy import text
 from starlette.responses import Response
 
 from common.crypto import DecryptionError
-from common.db import create_engine, create_session_factory
 from common.errors import ErrorCode
 from common.logging import configure_logging
 from common.outbox import OutboxRelay
-from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
-from common.security import AuthState, RevocationList, TokenService
+from common.resources import infrastructure_checks, open_resources
 from common.web import HealthCheck, add_health_routes, error_response
 from common.web import create_app as create_base_app
 from credentials import endpoints, internal
@@ -41,20 +37,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.database_url.get_secret_value()
-        if settings.migrate_on_start:
-            from credentials.migrate import upgrade
+        from credentials.migrate import upgrade
 
-            # Alembic runs its own event loop: keep it off ours.
-            await asyncio.to_thread(upgrade, url)
         async with AsyncExitStack() as resources:
-            engine = create_engine(url, schemas=[SCHEMA], pool_size=settings.database_pool_size)
-            resources.push_async_callback(engine.dispose)
-            cache = await acquire_cache(settings.redis_url.get_secret_value(), settings.cache_namespace)
-            resources.push_async_callback(release_cache, cache)
-            bus = await acquire_bus(settings.rabbitmq_url.get_secret_value(), settings.bus_namespace)
-            resources.push_async_callback(release_bus, bus)
-            session_factory = create_session_factory(engine)
+            opened = await open_resources(resources, settings, [SCHEMA], upgrade=upgrade, bus=True)
+            opened.install(app.state)
+            session_factory, bus = opened.session_factory, opened.bus
+            assert bus is not None
             validator = ExchangeValidator(settings)
             app.state.validator = validator
             # Importing ccxt takes seconds: paid here, not by the first request (on the event loop).
@@ -70,14 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 batch_size=settings.revalidate_batch_size,
             )
             app.state.settings = settings
-            app.state.engine = engine
-            app.state.cache = cache
-            app.state.bus = bus
-            app.state.session_factory = session_factory
-            app.state.read_session_factory = create_session_factory(
-                engine.execution_options(isolation_level="AUTOCOMMIT")
-            )
-            app.state.auth = AuthState(TokenService.from_settings(settings), RevocationList(cache))
             app.state.vault = vault
             app.state.credential_service = CredentialService(vault, validator, settings.egress_ip)
             app.state.relay = relay
@@ -103,20 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DecryptionError, on_undecryptable)
 
     def checks() -> Mapping[str, HealthCheck]:
-        async def database() -> bool:
-            async with app.state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            return True
-
-        async def cache() -> bool:
-            alive: bool = await app.state.cache.ping()
-            return alive
-
-        async def bus() -> bool:
-            alive: bool = await app.state.bus.ping()
-            return alive
-
-        return {"database": database, "cache": cache, "bus": bus}
+        return infrastructure_checks(app.state.engine, app.state.cache, app.state.bus)
 
     add_health_routes(app, checks)
     return app

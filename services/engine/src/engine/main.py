@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import text
 
+from common.resources import infrastructure_checks
 from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
 from engine.runtime import EngineRuntime
@@ -41,22 +41,10 @@ def create_app(
     def checks() -> Mapping[str, HealthCheck]:
         runtime: EngineRuntime = app.state.runtime
 
-        async def database() -> bool:
-            assert runtime.db is not None
-            async with runtime.db.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            return True
-
-        async def cache() -> bool:
-            return runtime.cache is not None and await runtime.cache.ping()
-
-        async def bus() -> bool:
-            return runtime.bus is not None and await runtime.bus.ping()
-
         async def engine() -> bool:
             return runtime.started
 
-        return {"database": database, "cache": cache, "bus": bus, "engine": engine}
+        return {**infrastructure_checks(runtime.db, runtime.cache, runtime.bus), "engine": engine}
 
     add_health_routes(app, checks)
     return app
