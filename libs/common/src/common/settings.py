@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Secrets that ship in the repository for development; refused anywhere else.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktaW5zZWN1cmUtZW5jcnlwdGlvbi1rZXk="
+DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-api-token-change-me"
 _PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "placeholder", "dev-only", "insecure")
 _PLACEHOLDER_VALUES = {"", "secret", "password", "jwt_secret", "your-secret", "test", "dev"}
 MIN_SECRET_BYTES = 32
@@ -123,6 +124,13 @@ class BusSettings(ServiceSettings):
         fields = super().secret_fields()
         fields.pop("rabbitmq_url", None)
         return fields
+
+
+class InternalApiSettings(ServiceSettings):
+    """A service that calls or serves the internal (service-to-service) routes."""
+
+    # Bearer token of service-to-service calls, both ways: presented on calls, required on /internal routes.
+    internal_api_token: SecretStr = SecretStr(DEV_INTERNAL_API_TOKEN)
 
 
 class JwtSettings(ServiceSettings):

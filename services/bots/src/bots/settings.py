@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.exchanges import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, DatabaseSettings, JwtSettings
+from common.settings import BusSettings, CacheSettings, DatabaseSettings, InternalApiSettings, JwtSettings
 from common.trading.models import BotMode
 
-# The development token shared by the services' internal routes; refused outside development by the
-# base settings (it is a placeholder), so production must set INTERNAL_API_TOKEN.
-DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-api-token-change-me"
 
-
-class Settings(DatabaseSettings, CacheSettings, BusSettings, JwtSettings, ExchangeSettings):
+class Settings(
+    InternalApiSettings, DatabaseSettings, CacheSettings, BusSettings, JwtSettings, ExchangeSettings
+):
     """Everything the bots service reads: database, cache, bus, JWT, exchanges, peers and timeouts."""
 
     # Never echo a rejected value (INTERNAL_API_TOKEN) in a validation error.
@@ -26,8 +24,6 @@ class Settings(DatabaseSettings, CacheSettings, BusSettings, JwtSettings, Exchan
     # The credentials service (internal routes: quote balance and validity of a user's keys).
     credentials_url: str = "http://127.0.0.1:3002"
     credentials_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    # Bearer token of service-to-service calls, both ways (we present it, and require it on /internal).
-    internal_api_token: SecretStr = SecretStr(DEV_INTERNAL_API_TOKEN)
     # How long stop/delete wait for the engine to confirm that the bot's open orders are cancelled. Keep it
     # below the gateway's UPSTREAM_TIMEOUT_SECONDS (10 s by default), so the client hears our answer.
     stop_confirm_timeout_seconds: float = Field(default=8.0, gt=0, le=300)

@@ -10,14 +10,17 @@ from pydantic_settings import SettingsConfigDict
 
 from common.crypto import EncryptionSettings
 from common.exchanges import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, DatabaseSettings, JwtSettings
-
-# The development token shared with the engine; refused outside development by the base settings.
-DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-api-token-change-me"
+from common.settings import BusSettings, CacheSettings, DatabaseSettings, InternalApiSettings, JwtSettings
 
 
 class Settings(
-    DatabaseSettings, CacheSettings, BusSettings, JwtSettings, ExchangeSettings, EncryptionSettings
+    InternalApiSettings,
+    DatabaseSettings,
+    CacheSettings,
+    BusSettings,
+    JwtSettings,
+    ExchangeSettings,
+    EncryptionSettings,
 ):
     """Everything the credentials service reads: database, cache, bus, JWT, exchanges, encryption keys."""
 
@@ -25,8 +28,6 @@ class Settings(
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 
     port: int = Field(default=3002, ge=0, le=65535)
-    # Bearer token of trusted services (the engine) on GET /internal/credentials/{user_id}/{exchange}.
-    internal_api_token: SecretStr = SecretStr(DEV_INTERNAL_API_TOKEN)
     # Optional token that opens only the balance route (for the bots service, which never needs the keys).
     internal_balance_token: SecretStr | None = None
     # This server's public egress IP, checked against a credential's ipWhitelist (warnings only).

@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.exchanges import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, DatabaseSettings
-
-# The development token shared by the services' internal routes; refused outside development by the base
-# settings (it is a placeholder), so production must set INTERNAL_API_TOKEN.
-DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-api-token-change-me"
+from common.settings import BusSettings, CacheSettings, DatabaseSettings, InternalApiSettings
 
 
 def default_engine_id() -> str:
@@ -21,7 +17,7 @@ def default_engine_id() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}"
 
 
-class Settings(DatabaseSettings, CacheSettings, BusSettings, ExchangeSettings):
+class Settings(InternalApiSettings, DatabaseSettings, CacheSettings, BusSettings, ExchangeSettings):
     """Everything the engine reads: database, cache, bus, exchanges, the credentials service, timings."""
 
     model_config = SettingsConfigDict(hide_input_in_errors=True)
@@ -30,7 +26,6 @@ class Settings(DatabaseSettings, CacheSettings, BusSettings, ExchangeSettings):
     # The credentials service's internal route hands the engine a user's exchange keys.
     credentials_url: str = "http://127.0.0.1:3002"
     credentials_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    internal_api_token: SecretStr = SecretStr(DEV_INTERNAL_API_TOKEN)
     engine_id: str = Field(default_factory=default_engine_id, min_length=1, max_length=64)
     # Writers that each commit their bots' events in batches; every bot always goes to the same one.
     engine_shards: int = Field(default=2, ge=1, le=64)

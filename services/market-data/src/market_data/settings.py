@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from common.exchanges.settings import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, JwtSettings
+from common.settings import BusSettings, CacheSettings, InternalApiSettings, JwtSettings
 
 DAY_SECONDS = 24 * 3600
-# The same development placeholder as the other services (refused outside development and test).
-DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-api-token-change-me"
 
 
-class Settings(CacheSettings, BusSettings, JwtSettings, ExchangeSettings):
+class Settings(InternalApiSettings, CacheSettings, BusSettings, JwtSettings, ExchangeSettings):
     """Everything market-data reads: cache, bus, JWT keys, exchange URLs, and its own timing."""
 
     port: int = Field(default=3005, ge=0, le=65535)
@@ -27,8 +25,6 @@ class Settings(CacheSettings, BusSettings, JwtSettings, ExchangeSettings):
     # The bots service, asked at start-up (and now and then) which tickers running bots trade.
     bots_url: str | None = None
     bots_sync_seconds: float = Field(default=300.0, gt=0)
-    # Bearer token of the services' internal routes.
-    internal_api_token: SecretStr = SecretStr(DEV_INTERNAL_API_TOKEN)
     # A stream without a frame for this long is probed (ping); no answer within the probe timeout: reconnect.
     stream_silent_seconds: float = Field(default=10.0, gt=0)
     stream_probe_timeout_seconds: float = Field(default=5.0, gt=0)
