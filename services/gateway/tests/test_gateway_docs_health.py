@@ -29,7 +29,7 @@ async def test_ready_when_redis_and_every_upstream_answer(
     async with gateway(make_settings(**redis_overrides), transports) as client:
         response = await client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json()["data"]["checks"] == {"redis": "ok", "auth": "ok", "bots": "ok"}
+    assert response.json()["data"]["checks"] == {"redis": "ok", "bus": "ok", "auth": "ok", "bots": "ok"}
 
 
 async def test_not_ready_names_what_is_down(auth_up: Upstream) -> None:

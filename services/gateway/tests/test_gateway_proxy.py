@@ -207,7 +207,7 @@ async def test_upstream_stalling_mid_body_is_cut_off(tokens: Tokens) -> None:
             assert time.monotonic() - started < 2
 
 
-async def test_websockets_under_api_are_refused(tokens: Tokens) -> None:
+async def test_websockets_under_api_other_than_live_updates_are_refused(tokens: Tokens) -> None:
     app = create_app(make_settings())
     sent: list[dict[str, object]] = []
 
@@ -219,8 +219,8 @@ async def test_websockets_under_api_are_refused(tokens: Tokens) -> None:
 
     scope = {
         "type": "websocket",
-        "path": "/api/ws",
-        "raw_path": b"/api/ws",
+        "path": "/api/bots/ws",
+        "raw_path": b"/api/bots/ws",
         "query_string": f"token={tokens.access()}".encode(),
         "headers": [],
         "client": ("203.0.113.1", 1),

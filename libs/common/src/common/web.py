@@ -317,8 +317,11 @@ def create_app(
     return app
 
 
-def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service: str) -> None:
-    """Run one service in the foreground: JSON logs, uvicorn on uvloop/httptools at settings.host:port."""
+def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service: str, **options: Any) -> None:
+    """Run one service in the foreground: JSON logs, uvicorn on uvloop/httptools at settings.host:port.
+
+    `options` go to uvicorn as they are (the gateway's WebSocket settings).
+    """
     import uvicorn
 
     configure_logging(service, settings.log_level, settings.log_json)
@@ -333,4 +336,5 @@ def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service:
         # Services never trust X-Forwarded-* blindly; the gateway applies TRUSTED_PROXIES itself.
         proxy_headers=False,
         server_header=False,
+        **options,
     )

@@ -12,6 +12,7 @@ from common.security import Principal
 from common.web import error_response
 from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
+from gateway.live.endpoint import LIVE_PATH, LiveEndpoint
 from gateway.proxy import Forwarder
 from gateway.ratelimit import Rules
 from gateway.routing import PublicPaths, RouteTable, has_dot_segment, is_api_path
@@ -29,6 +30,7 @@ class Components:
     rules: Rules
     proxies: TrustedProxies
     forwarder: Forwarder
+    live: LiveEndpoint | None = None
 
 
 @dataclass(slots=True)
@@ -50,7 +52,11 @@ class GatewayMiddleware:
         path: str = scope.get("path", "")
         if scope["type"] != "http" or not is_api_path(path):
             if scope["type"] == "websocket" and is_api_path(path):
-                # Live updates are not served here yet: refuse rather than fall into FastAPI.
+                live = self.runtime.components.live if self.runtime.components is not None else None
+                if live is not None and path.rstrip("/") == LIVE_PATH:
+                    await live(scope, receive, send)
+                    return
+                # No other WebSocket under /api: refuse rather than fall into FastAPI.
                 await send({"type": "websocket.close", "code": 1008})
                 return
             await self.app(scope, receive, send)

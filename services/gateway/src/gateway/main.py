@@ -1,4 +1,4 @@
-"""The gateway app: edge headers, request context, the /api hot path, its own health/docs routes."""
+"""The gateway app: edge headers, request context, the /api hot path, live updates, health/docs routes."""
 
 from __future__ import annotations
 
@@ -8,15 +8,21 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from common.bus import Bus
 from common.cache import Cache, RedisCache
-from common.runtime import acquire_cache, release_cache
-from common.security import TokenService
+from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
+from common.security import RevocationList, TokenService
 from common.web import JsonResponse, RequestContextMiddleware, install_error_handlers, serve
 from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
 from gateway.cors import EdgeMiddleware
 from gateway.dispatch import Components, GatewayMiddleware, Runtime
 from gateway.health import Check, router, upstream_check
+from gateway.live import uvicorn_ws_options
+from gateway.live.directory import BotsDirectory
+from gateway.live.endpoint import LiveEndpoint
+from gateway.live.hub import Caps, LiveHub
+from gateway.live.socket import Limits
 from gateway.openapi import MergedOpenApi
 from gateway.proxy import Forwarder, Upstreams
 from gateway.ratelimit import RateLimiter, Rules, create_rate_limiter
@@ -39,9 +45,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis_url = settings.redis_url.get_secret_value()
+        rabbitmq_url = settings.rabbitmq_url.get_secret_value()
         cache = await _open_cache(settings)
         limiter: RateLimiter | None = None
         upstreams: Upstreams | None = None
+        bus: Bus | None = None
+        hub: LiveHub | None = None
         try:
             redis = cache.client if isinstance(cache, RedisCache) else None
             if settings.rate_limit_enabled:
@@ -49,15 +58,28 @@ def create_app(
             upstreams = Upstreams(settings, transports)
             routes = RouteTable(settings.routes, upstreams.names)
             public = PublicPaths(settings.public_paths)
+            tokens = VerifiedTokens(TokenService.from_settings(settings))
+            checks = RequestChecks(limiter, cache, redis, settings.redis_timeout_seconds)
+            rules = Rules(settings)
+            bus = await acquire_bus(rabbitmq_url, settings.bus_namespace)
+            hub = _live_hub(settings, bus, cache, upstreams)
+            await hub.start()
+            limits = Limits(
+                settings.ws_send_queue_size,
+                settings.ws_send_timeout_seconds,
+                settings.ws_price_interval_seconds,
+            )
             runtime.components = Components(
                 routes=routes,
                 public=public,
-                tokens=VerifiedTokens(TokenService.from_settings(settings)),
-                checks=RequestChecks(limiter, cache, redis, settings.redis_timeout_seconds),
-                rules=Rules(settings),
+                tokens=tokens,
+                checks=checks,
+                rules=rules,
                 proxies=proxies,
                 forwarder=Forwarder(upstreams),
+                live=LiveEndpoint(hub, tokens, checks, rules, limits, settings.frontend_url),
             )
+            app.state.live = hub
             app.state.settings = settings
             app.state.upstreams = upstreams
             app.state.openapi = MergedOpenApi(
@@ -69,8 +91,10 @@ def create_app(
             )
 
             def readiness_checks() -> dict[str, Check]:
+                assert bus is not None
                 checks: dict[str, Check] = {
-                    "cache" if redis_url.startswith("memory://") else "redis": cache.ping
+                    "cache" if redis_url.startswith("memory://") else "redis": cache.ping,
+                    "bus" if rabbitmq_url.startswith("memory://") else "rabbitmq": bus.ping,
                 }
                 for upstream in app.state.upstreams:
                     checks[upstream.name] = upstream_check(upstream)
@@ -80,6 +104,10 @@ def create_app(
             yield
         finally:
             runtime.components = None
+            if hub is not None:
+                await hub.close()
+            if bus is not None:
+                await release_bus(bus)
             if upstreams is not None:
                 await upstreams.aclose()
             if limiter is not None:
@@ -123,6 +151,23 @@ async def _open_cache(settings: Settings) -> Cache:
     )
 
 
+def _live_hub(settings: Settings, bus: Bus, cache: Cache, upstreams: Upstreams) -> LiveHub:
+    """The live-update fan-out of this replica (bots looked up through the `bots` upstream, if any)."""
+    directory = None
+    if "bots" in upstreams.names:
+        bots = upstreams.get("bots")
+        directory = BotsDirectory(bots.client, bots.base_url)
+    return LiveHub(
+        bus,
+        RevocationList(cache),
+        Caps(settings.ws_max_connections, settings.ws_max_connections_per_user),
+        directory=directory,
+        sweep_seconds=settings.ws_revocation_check_seconds,
+        redis_timeout_seconds=settings.redis_timeout_seconds,
+    )
+
+
 def run() -> None:
     """Start the service with uvicorn on settings.host:settings.port."""
-    serve(create_app, Settings(), SERVICE_NAME)
+    settings = Settings()
+    serve(create_app, settings, SERVICE_NAME, **uvicorn_ws_options(settings))

@@ -1,4 +1,4 @@
-"""Gateway settings: routing table, upstream URLs, rate limits, trusted proxies, CORS origin."""
+"""Gateway settings: routing table, upstream URLs, rate limits, trusted proxies, CORS origin, live updates."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from limits import parse
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from common.settings import CacheSettings, JwtSettings
+from common.settings import BusSettings, CacheSettings, JwtSettings
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -46,7 +46,7 @@ def _clean_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-class Settings(CacheSettings, JwtSettings):
+class Settings(CacheSettings, BusSettings, JwtSettings):
     """Everything the gateway reads from the environment (env names: field names upper-cased)."""
 
     port: int = Field(default=3000, ge=0, le=65535)
@@ -81,6 +81,20 @@ class Settings(CacheSettings, JwtSettings):
     health_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     openapi_cache_seconds: float = Field(default=10.0, ge=0)
     access_log: bool = True
+
+    # Live updates (GET /api/ws), per gateway replica.
+    ws_max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
+    ws_max_connections_per_user: int = Field(default=5, ge=1, le=1000)
+    # Events waiting for one socket; a client that lets more pile up is disconnected (1013).
+    ws_send_queue_size: int = Field(default=256, ge=1, le=100_000)
+    ws_send_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # At most one price event per ticker per interval per socket (the latest price wins).
+    ws_price_interval_seconds: float = Field(default=1.0, ge=0, le=60)
+    # How often open sockets' tokens are checked against the revocation list and their expiry.
+    ws_revocation_check_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Protocol-level ping/pong (uvicorn): a client silent for interval + timeout is dropped.
+    ws_ping_interval_seconds: float = Field(default=20.0, gt=0, le=600)
+    ws_ping_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
 
     @field_validator("routes")
     @classmethod

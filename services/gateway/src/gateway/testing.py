@@ -96,6 +96,7 @@ def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
         "redis_url": "memory://",
+        "rabbitmq_url": "memory://",
         "services": {},
         "access_log": False,
         "health_timeout_seconds": 1.0,

@@ -62,6 +62,7 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     from engine.settings import Settings as EngineSettings
     from exchange_sim.server import serve_in_background
     from exchange_sim.settings import SimSettings
+    from gateway.live import uvicorn_ws_options
     from gateway.main import create_app as create_gateway
     from gateway.settings import Settings as GatewaySettings
     from market_data.main import create_app as create_market_data
@@ -80,9 +81,9 @@ async def serve(host: str, port: int, db_path: Path) -> None:
         "bots": bots_app,
         "market-data": create_market_data(MarketDataSettings(), bots_transport=_transport(bots_app)),
     }
+    gateway_settings = GatewaySettings(port=port, host=host)
     gateway_app = create_gateway(
-        GatewaySettings(port=port, host=host),
-        transports={name: _transport(app) for name, app in apps.items()},
+        gateway_settings, transports={name: _transport(app) for name, app in apps.items()}
     )
     # Not behind the gateway: the engine has no public routes, only its health.
     apps["engine"] = create_engine(EngineSettings(), credentials_transport=_transport(credentials_app))
@@ -94,7 +95,13 @@ async def serve(host: str, port: int, db_path: Path) -> None:
         for app in apps.values():
             await stack.enter_async_context(app.router.lifespan_context(app))
         config = uvicorn.Config(
-            gateway_app, host=host, port=port, log_config=None, access_log=False, server_header=False
+            gateway_app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            **uvicorn_ws_options(gateway_settings),  # live updates (GET /api/ws) need a WebSocket server
         )
         server = uvicorn.Server(config)
         log.info(

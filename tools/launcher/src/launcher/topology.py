@@ -93,7 +93,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
         uses_exchanges=True,
         links={"BOTS_URL": "bots"},
     ),
-    ServiceSpec("gateway", "gateway", 3000, "gateway.settings:Settings", upstream=False),
+    # On the bus for live updates (GET /api/ws): user events, bot lifecycle and price ticks.
+    ServiceSpec("gateway", "gateway", 3000, "gateway.settings:Settings", upstream=False, uses_bus=True),
 )
 
 
