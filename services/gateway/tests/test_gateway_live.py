@@ -32,6 +32,7 @@ from common.exchanges.ids import Exchange
 from common.runtime import acquire_bus, release_bus
 from common.security import RevocationList, TokenType
 from common.testing.wait import eventually
+from gateway.live import uvicorn_ws_options
 from gateway.live.hub import LiveHub
 from gateway.main import create_app
 from gateway.testing import Tokens, make_settings, serve
@@ -96,10 +97,14 @@ async def start_live(
         **overrides,
     }
     transports = {"bots": httpx.ASGITransport(bots_stand_in(bots, tokens))}
-    app = create_app(make_settings(**values), transports)
+    settings = make_settings(**values)
+    app = create_app(settings, transports)
     bus = await acquire_bus(bus_url, namespace)
     try:
-        async with LifespanManager(app) as manager, serve(manager.app) as port:
+        async with (
+            LifespanManager(app) as manager,
+            serve(manager.app, **uvicorn_ws_options(settings)) as port,
+        ):
             yield Live(port, bus, app.state.live, manager.app, bots)
     finally:
         if isinstance(bus, RabbitBus):
@@ -172,6 +177,17 @@ async def test_a_foreign_origin_is_refused(live: Live, tokens: Tokens) -> None:
     async with connect(url, origin=Origin("http://localhost:3009")) as ws:
         await ws.send('{"type": "ping"}')
         assert await next_json(ws) == {"type": "pong"}
+
+
+async def test_client_messages_other_than_ping_are_ignored_and_big_ones_refused(
+    live: Live, tokens: Tokens
+) -> None:
+    async with connect(live.url(f"?token={tokens.access()}")) as ws:
+        await ws.send('{"subscribe": [{"exchange": "upbit", "ticker": "KRW-BTC"}]}')
+        await ws.send('{"type": "ping"}')
+        assert await next_json(ws) == {"type": "pong"}
+        await ws.send("x" * 5000)
+        assert (await closed(ws))[0] == 1009
 
 
 async def test_the_token_in_the_protocol_header_is_answered_with_the_bearer_subprotocol(

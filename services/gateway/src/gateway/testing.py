@@ -137,10 +137,10 @@ async def wait_until(
 
 
 @asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[int]:
-    """Serve an ASGI app with uvicorn on a free loopback port, in this event loop."""
+async def serve(app: Any, **options: Any) -> AsyncIterator[int]:
+    """Serve an ASGI app with uvicorn on a free loopback port, in this event loop (`options` to uvicorn)."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
