@@ -19,8 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from common.testing.wait import eventually
-from launcher.testing import System, register
-from tests.e2e.test_trading import POLL, body, clients, move, sim_price
+from launcher.testing import POLL, System, body, clients, move, register, sim_price
 
 pytestmark = pytest.mark.e2e
 

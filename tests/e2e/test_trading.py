@@ -6,9 +6,6 @@ The simulator is the market: `PUT /_sim/prices` moves (and pins) a price, the re
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -16,44 +13,12 @@ import httpx
 import pytest
 
 from common.testing.wait import eventually
-from launcher.testing import System, register, sim_account
+from launcher.testing import POLL, System, body, clients, move, register, sim_account, sim_orders, sim_price
 
 pytestmark = pytest.mark.e2e
 
 D = Decimal
 UPBIT_FEE = D("0.0005")  # the simulator's (and Upbit's) KRW-market fee, charged in KRW both ways
-# Polls go through the gateway and count against the user's 100 requests a minute.
-POLL = 0.25
-
-
-def body(response: httpx.Response) -> Any:
-    """The envelope's data, numbers as exact Decimals (the API writes money digit for digit)."""
-    parsed = json.loads(response.text, parse_float=Decimal)
-    assert response.status_code < 300 and parsed["success"] is True, response.text
-    return parsed["data"]
-
-
-@asynccontextmanager
-async def clients(
-    system: System, client_ip: str
-) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    """A gateway client (its own client IP) and a simulator control client."""
-    async with (
-        httpx.AsyncClient(base_url=system.gateway, headers={"x-forwarded-for": client_ip}, timeout=20) as api,
-        httpx.AsyncClient(base_url=system.sim, timeout=10) as sim,
-    ):
-        yield api, sim
-
-
-async def sim_price(sim: httpx.AsyncClient, exchange: str, symbol: str) -> Decimal:
-    """The simulator's last price of a market."""
-    return D((await sim.get("/_sim/prices")).json()[exchange][symbol]["price"])
-
-
-async def move(sim: httpx.AsyncClient, exchange: str, symbol: str, price: Decimal) -> None:
-    """A trade at this price, and the market pinned there."""
-    r = await sim.put(f"/_sim/prices/{exchange}/{symbol}", json={"price": str(price)})
-    assert r.status_code == 200, r.text
 
 
 async def trades_of(api: httpx.AsyncClient, auth: dict[str, str], bot_id: str) -> list[dict[str, Any]]:
@@ -71,14 +36,6 @@ async def connect_keys(
     r = await api.post("/api/credentials", headers=auth, json={"exchange": exchange, **keys})
     assert r.status_code == 201, r.text
     return keys["apiKey"]
-
-
-async def sim_orders(sim: httpx.AsyncClient, api_key: str, exchange: str) -> list[dict[str, Any]]:
-    """The simulator's record of every order of that account on that exchange."""
-    r = await sim.get("/_sim/orders", params={"apiKey": api_key, "exchange": exchange})
-    assert r.status_code == 200, r.text
-    orders: list[dict[str, Any]] = r.json()
-    return orders
 
 
 def as_fills(trades: list[dict[str, Any]]) -> list[tuple[str, Decimal, Decimal, Decimal]]:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 import httpx
+
+# Polls go through the gateway and count against the user's 100 requests a minute.
+POLL = 0.25
 
 
 @dataclass(frozen=True)
@@ -31,3 +39,41 @@ async def sim_account(sim: str, **balances: str) -> dict[str, str]:
         assert r.status_code in (200, 201), r.text
         keys = r.json()
         return {"apiKey": keys["apiKey"], "secretKey": keys["secretKey"]}
+
+
+def body(response: httpx.Response) -> Any:
+    """The envelope's data, numbers as exact Decimals (the API writes money digit for digit)."""
+    parsed = json.loads(response.text, parse_float=Decimal)
+    assert response.status_code < 300 and parsed["success"] is True, response.text
+    return parsed["data"]
+
+
+@asynccontextmanager
+async def clients(
+    system: System, client_ip: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """A gateway client (its own client IP) and a simulator control client."""
+    async with (
+        httpx.AsyncClient(base_url=system.gateway, headers={"x-forwarded-for": client_ip}, timeout=20) as api,
+        httpx.AsyncClient(base_url=system.sim, timeout=10) as sim,
+    ):
+        yield api, sim
+
+
+async def sim_price(sim: httpx.AsyncClient, exchange: str, symbol: str) -> Decimal:
+    """The simulator's last price of a market."""
+    return Decimal((await sim.get("/_sim/prices")).json()[exchange][symbol]["price"])
+
+
+async def move(sim: httpx.AsyncClient, exchange: str, symbol: str, price: Decimal) -> None:
+    """A trade at this price, and the market pinned there."""
+    r = await sim.put(f"/_sim/prices/{exchange}/{symbol}", json={"price": str(price)})
+    assert r.status_code == 200, r.text
+
+
+async def sim_orders(sim: httpx.AsyncClient, api_key: str, exchange: str) -> list[dict[str, Any]]:
+    """The simulator's record of every order of that account on that exchange."""
+    r = await sim.get("/_sim/orders", params={"apiKey": api_key, "exchange": exchange})
+    assert r.status_code == 200, r.text
+    orders: list[dict[str, Any]] = r.json()
+    return orders
