@@ -8,9 +8,10 @@ runtime starts in this process and starts them (placing their first orders); the
   engine must keep up with at any bot count (ticks/s published and consumed; dropped = not consumed);
 * fills: ticks sweeping each price down and up through many levels: committed fills/s (each fill is
   a trade row committed together with the core state, levels, the next order and the outbox);
-* latency: ticks at market-data's pace (one per ticker per 100 ms) that cross levels: tick publication →
-  commit of the order it caused (an idle level armed, or the next order after a paper fill, whose fill
-  travelled the outbox → `orders` → fill consumer path): p50 / p99.
+* latency: ticks at market-data's pace (one per ticker per 100 ms) that cross levels: tick publication
+  (the publisher's clock when it built the tick; the earliest of the ticks a ticker's worker folded
+  together) → commit of the order it caused (an idle level armed, or the next order after a paper fill,
+  which the paper broker applies in the very transaction that detected it): p50 / p99.
 
     uv run python bench/engine.py [--bots 1000,10000] [--seconds 10] [--rate 2500] [--profile out.prof]
 """
@@ -362,7 +363,7 @@ async def phase_latency(
         "latency_phase_shard_busy": round(m.commit_seconds / elapsed / max(1, len(runtime.shards)), 2),
         "latency_samples": len(m.tick_to_order),
     }
-    for stage in ("tick_to_order", "tick_to_paper_fill", "tick_to_fill_message"):
+    for stage in ("tick_to_order", "tick_to_paper_fill"):
         values = [v * 1000 for v in getattr(m, stage)]
         figures[f"{stage}_p50_ms"] = round(percentile(values, 50), 1)
         figures[f"{stage}_p99_ms"] = round(percentile(values, 99), 1)

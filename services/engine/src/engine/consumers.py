@@ -19,7 +19,7 @@ from common.contracts.bots import BotEvent
 from common.contracts.envelope import Envelope
 from common.exchanges import Exchange
 from common.trading.commands import BotCommand
-from engine.contracts import OrderFilledMessage
+from engine.contracts import FILLS_QUEUE, OrderFilledMessage
 from engine.metrics import Metrics
 from engine.shard import Shard
 from engine.work import CommandWork, FillWork
@@ -27,7 +27,6 @@ from engine.work import CommandWork, FillWork
 log = logging.getLogger(__name__)
 
 COMMANDS_QUEUE = "engine.commands"
-FILLS_QUEUE = "engine.fills"
 COMMAND_KEYS = (BotEvent.START.value, BotEvent.STOP.value, BotEvent.UPDATED.value, BotEvent.DELETED.value)
 
 PriceLookup = Callable[[Exchange, str], Awaitable[Decimal | None]]

@@ -1,9 +1,10 @@
 """The engine's bus contracts: fills on `orders`, user events on `events` (to move into common.contracts).
 
-* `order.filled` on the durable topic exchange `orders`: one fill of one order, from the paper broker (via
-  the outbox) or from a live exchange's private stream. Its envelope `message_id` is derived from the
-  exchange order id (paper: the client order id) and the fill id, so the same fill detected twice (stream
-  and status check, or a redelivery) is one message id, and the consumer's inbox drops the second.
+* `order.filled` on the durable topic exchange `orders`: one fill of one order, from a live exchange's
+  private stream. Its envelope `message_id` is derived from the exchange order id (paper: the client order
+  id) and the fill id, so the same fill detected twice (stream and status check, or a redelivery) is one
+  message id, and the consumer's inbox drops the second. A paper fill is the same message, applied by the
+  shard in the transaction that detected it and recorded in the inbox under that id (engine.paper).
 * `user.<userId>.events` on the durable topic exchange `events`, for the gateway's WebSocket: one message
   per bot per committed engine transaction, `{"userId", "botId", "events": [...]}`, each element one
   WebSocket event in order: `{"type": "trade", "botId", "trade": {...}}`, `{"type": "grid_level", "botId",
@@ -24,6 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 ORDERS_EXCHANGE = "orders"
 ORDER_FILLED = "order.filled"
+# The queue of `order.filled` and the inbox consumer its fills are recorded under (a paper fill applied in
+# the batch that detected it is recorded there too, so any copy of it is dropped the same way).
+FILLS_QUEUE = "engine.fills"
 EVENTS_EXCHANGE = "events"
 
 EventKind = Literal["trade", "grid_level", "bot_status", "bot_stats"]

@@ -1,4 +1,4 @@
-"""Outgoing messages as outbox rows: user events (`events`), fills (`orders`), stop confirmations (`bots`)."""
+"""Outgoing messages as outbox rows: user events (`events`) and stop confirmations (`bots`)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,7 @@ from common.trading.commands import BOT_STOPPED, BotStopped
 from common.web import iso_utc
 from engine.contracts import (
     EVENTS_EXCHANGE,
-    ORDER_FILLED,
-    ORDERS_EXCHANGE,
     EventKind,
-    OrderFilledMessage,
     user_event_key,
 )
 from engine.model import BotHandle, LevelView
@@ -118,13 +115,6 @@ def stats_body(handle: BotHandle) -> dict[str, Any]:
         "totalTrades": stats.trades,
         "lastExecutedAt": iso_utc(stats.last_executed_at) if stats.last_executed_at else None,
     }
-
-
-def fill_row(message: OrderFilledMessage, now: datetime) -> dict[str, Any]:
-    """An `order.filled` message as an outbox row (its message id is the fill's)."""
-    return outbox_row(
-        ORDERS_EXCHANGE, ORDER_FILLED, message.model_dump(mode="json"), now, message_id=message.message_id
-    )
 
 
 def stopped_row(bot_id: uuid.UUID, command_id: str, config_version: int, now: datetime) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.contracts.bots import BotEvent
 from common.contracts.bots import BotStatus as WireStatus
 from engine import events, paper, store
+from engine.contracts import FILLS_QUEUE, OrderFilledMessage
 from engine.core import (
     ConfigChanged,
     GridBot,
@@ -25,7 +26,7 @@ from engine.core import (
     parse_client_order_id,
 )
 from engine.model import BotRow, OrderRef, new_core, same_grid
-from engine.step import FILLED, NEW, OPEN, Step
+from engine.step import NEW, OPEN, Step
 from engine.work import AckWork, AdoptWork, CommandWork, FillWork, OrderClosedWork, StartWork, TickWork, Work
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ async def apply(session: AsyncSession, step: Step, work: Work) -> None:
     if isinstance(work, TickWork):
         await _tick(session, step, work)
     elif isinstance(work, FillWork):
-        _fill(step, work)
+        apply_fill(step, work.message)
     elif isinstance(work, CommandWork):
         await _command(session, step, work)
     elif isinstance(work, AckWork):
@@ -69,23 +70,7 @@ async def _tick(session: AsyncSession, step: Step, work: TickWork) -> None:
                 step.triggers.append(work.published_at)
         return
     if handle.is_paper:
-        for fill in paper.crossed_fills(handle, tick):
-            ref = handle.orders[fill.client_order_id]
-            message = paper.fill_message(handle, fill, step.now, work.published_at)
-            step.outbox.append(events.fill_row(message, step.now))
-            step.paper_marks.append(
-                {
-                    "b_id": ref.id,
-                    "b_status": FILLED,
-                    "b_filled": ref.qty,
-                    "b_exchange_id": None,
-                    "b_now": step.now,
-                }
-            )
-            ref.status = FILLED
-            handle.paper_filled.add(ref.client_order_id)
-        if step.paper_marks and work.published_at is not None:
-            step.triggers.append(work.published_at)
+        _paper_fills(step, work)
     watch = handle.core.watch()
     arms = watch.next_arm is not None and tick.high > watch.next_arm
     stops = watch.stop_price is not None and tick.high >= watch.stop_price
@@ -98,8 +83,35 @@ async def _tick(session: AsyncSession, step: Step, work: TickWork) -> None:
 # --- fills and order fates ----------------------------------------------------------------------------------
 
 
-def _fill(step: Step, work: FillWork) -> None:
-    handle, message = step.handle, work.message
+def _paper_fills(step: Step, work: TickWork) -> None:
+    """The paper broker's fills of the tick, applied at once: the same `order.filled` a live fill is.
+
+    The paper exchange is this process and the fills are known here and now, so a message round trip
+    (outbox → `orders` → fill consumer → another batch) would only add a second commit before the next
+    order rests. Each fill is the `OrderFilledMessage` a live fill would be, applied by `apply_fill` (the
+    fill consumer's path) and recorded under the inbox id a delivery of it would carry, in this batch's
+    transaction: a copy of it ever arriving is dropped as a redelivery.
+    """
+    handle = step.handle
+    fills = paper.crossed_fills(handle, work.tick)
+    if not fills:
+        return
+    # All of the tick's fills are taken before any is applied (orders placed by one rest from the next
+    # tick on), and each stays `paper_filled` until its own fill closes it: a cancel that an earlier fill
+    # causes (a failure stopping the bot) leaves it to its fill, as on an exchange that filled it first.
+    messages = [paper.fill_message(handle, fill, step.now, work.published_at) for fill in fills]
+    handle.paper_filled.update(message.client_order_id for message in messages)
+    for message in messages:
+        step.inbox_claims.append((FILLS_QUEUE, message.message_id))
+        apply_fill(step, message)
+    step.paper_fills += len(messages)
+    if work.published_at is not None:
+        step.triggers.append(work.published_at)
+
+
+def apply_fill(step: Step, message: OrderFilledMessage) -> None:
+    """Apply one fill of one of the bot's orders (live or paper: every fill takes this path)."""
+    handle = step.handle
     cid = message.client_order_id
     ref = handle.orders.get(cid)
     if ref is None or handle.core.open_order(cid) is None:

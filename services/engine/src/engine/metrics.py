@@ -19,10 +19,12 @@ class Metrics:
     orders_placed: int = 0  # order rows written
     exchange_calls: int = 0
     work_items: int = 0  # units of work committed (over `transactions` batches)
+    duplicates: int = 0  # units of work skipped as already handled (their inbox id was recorded)
     commit_seconds: float = 0.0  # time spent in batch transactions
     # Seconds from a price tick's publication to the commit of the orders it caused.
     tick_to_order: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
-    # Stages of that path, for diagnosis: the paper fill committed, its message back from the bus.
+    # Stages of such paths, for diagnosis: a paper fill committed (with the orders it caused, in one
+    # transaction); a live fill's message received from the bus.
     tick_to_paper_fill: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
     tick_to_fill_message: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
 

@@ -6,9 +6,12 @@ orders resting before the tick fill: orders placed because of its fills rest fro
 real exchange. The path is the simulator's (and the backtester's): low before high when the tick closed
 up, high first when it closed down; with stopAtMax and a high at upperPrice, nothing after the high fills.
 
-Each fill leaves as an `order.filled` message through the outbox, and reaches the core through the same
-consumer as a live fill; meanwhile the order is remembered as filled (its row says so, and
-`BotHandle.paper_filled`), so no later tick fills it again and no cancel un-fills it.
+Each fill is the `order.filled` message a live fill is, and the shard applies it through the same code as
+the fill consumer (`handlers.apply_fill`), in the transaction of the batch that detected it, recorded under
+that message's inbox id. An order is remembered as filled (`BotHandle.paper_filled`) from its detection
+until its fill closes it, so no cancel un-fills it; after a restart, an order whose row says filled while
+the core still holds it open (a fill message written by an earlier version of the engine, still on its
+way) is remembered the same way, so no tick fills it again.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from common.outbox import OutboxRelay
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.trading.models import OUTBOX, SCHEMA, InboxMessage
 from engine import store
-from engine.consumers import COMMAND_KEYS, COMMANDS_QUEUE, FILLS_QUEUE, CommandConsumer, FillConsumer
-from engine.contracts import ORDER_FILLED, ORDERS_EXCHANGE, OrderFilledMessage
+from engine.consumers import COMMAND_KEYS, COMMANDS_QUEUE, CommandConsumer, FillConsumer
+from engine.contracts import FILLS_QUEUE, ORDER_FILLED, ORDERS_EXCHANGE, OrderFilledMessage
 from engine.lease import Lease
 from engine.live.broker import LiveBroker
 from engine.metrics import Metrics

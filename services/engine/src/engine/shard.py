@@ -176,6 +176,7 @@ class Shard:
             raise
         self._metrics.commit_seconds += time.perf_counter() - began
         self._metrics.work_items += len(batch)
+        self._metrics.duplicates += len(skip)
         self._after(batch, list(steps.values()))
 
     async def _claim(self, session: AsyncSession, batch: list[Work]) -> set[int]:
@@ -207,13 +208,13 @@ class Shard:
             if step.new_version is not None:
                 handle.version = step.new_version
             metrics.orders_placed += len(step.order_inserts)
-            metrics.paper_fills += len(step.paper_marks)
-            metrics.fills += sum(1 for row in step.trade_inserts)
+            metrics.paper_fills += step.paper_fills
+            metrics.fills += len(step.trade_inserts)
             if step.triggers:
                 earliest = min(step.triggers).timestamp()
                 if step.order_inserts:
                     metrics.tick_to_order.append(committed_at - earliest)
-                if step.paper_marks:
+                if step.paper_fills:
                     metrics.tick_to_paper_fill.append(committed_at - earliest)
             outbox = outbox or bool(step.outbox)
             if _at_rest(handle):

@@ -3,7 +3,8 @@
 `Step.feed` drives the core and turns each command into what must be written in the batch's transaction
 (orders, trades, level rows, bot status, the new core state, outbox messages) and what must be done after
 it commits (live orders to place or cancel). A paper exchange confirms a cancel at once, so paper cancels
-are fed back into the core inside the same step (unless the paper broker already filled that order).
+are fed back into the core inside the same step (unless the paper broker already filled that order: its
+fill closes it).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ class Step:
     now: datetime
     order_inserts: list[dict[str, Any]] = field(default_factory=list)
     order_updates: dict[str, OrderRef] = field(default_factory=dict)
-    paper_marks: list[dict[str, Any]] = field(default_factory=list)  # rows the paper broker filled
+    # Inbox ids of fills applied in this step without a message of their own (paper fills), claimed with
+    # the step's writes: a copy of such a fill arriving later is dropped like any redelivery.
+    inbox_claims: list[tuple[str, str]] = field(default_factory=list)
+    paper_fills: int = 0  # fills the paper broker made in this step
     trade_inserts: list[dict[str, Any]] = field(default_factory=list)
     level_updates: dict[int, None] = field(default_factory=dict)  # insertion-ordered set
     outbox: list[dict[str, Any]] = field(default_factory=list)
