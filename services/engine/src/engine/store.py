@@ -7,7 +7,6 @@ writer holding a stale state fail (and reload) instead of overwriting a newer on
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -15,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -568,7 +568,8 @@ def _bind(value: Any, kind: str) -> Any:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    """JSON text of a snapshot or payload (JSON types only: a Decimal or anything else fails loudly)."""
+    return orjson.dumps(value).decode()
 
 
 async def _flush_postgresql(
