@@ -24,6 +24,8 @@ from common.trading.models import EngineState
 
 log = logging.getLogger(__name__)
 
+_CLAIM_CHUNK = 500
+
 
 class LeaseConflictError(RuntimeError):
     """Another engine holds a live lease on bots: two engines must not drive the same bots."""
@@ -56,22 +58,40 @@ class Lease:
         return await self._claim()
 
     async def _claim(self) -> int:
+        """Claim (or renew) in chunks of a few hundred states, each in a short transaction of its own and in
+        bot id order, as the shards lock states: one statement over every state would hold all of their
+        rows locked while it runs, stalling (or deadlocking with) the batches that write them."""
         now = utc_now()
-        async with self._factory() as session, session.begin():
-            result = await session.execute(
-                update(EngineState)
-                .where(
-                    or_(
-                        EngineState.owner.is_(None),
-                        EngineState.owner == self.owner,
-                        EngineState.lease_expires_at.is_(None),
-                        EngineState.lease_expires_at < now,
-                    )
-                )
-                .values(owner=self.owner, lease_expires_at=now + timedelta(seconds=self.seconds))
-                .execution_options(synchronize_session=False)
+        claimable = or_(
+            EngineState.owner.is_(None),
+            EngineState.owner == self.owner,
+            EngineState.lease_expires_at.is_(None),
+            EngineState.lease_expires_at < now,
+        )
+        claimed, after = 0, None
+        while True:
+            chunk = (
+                select(EngineState.bot_id)
+                .where(claimable)
+                .order_by(EngineState.bot_id)
+                .limit(_CLAIM_CHUNK)
+                .with_for_update()
             )
-        return int(getattr(result, "rowcount", 0) or 0)
+            if after is not None:
+                chunk = chunk.where(EngineState.bot_id > after)
+            async with self._factory() as session, session.begin():
+                result = await session.execute(
+                    update(EngineState)
+                    .where(EngineState.bot_id.in_(chunk.scalar_subquery()))
+                    .values(owner=self.owner, lease_expires_at=now + timedelta(seconds=self.seconds))
+                    .returning(EngineState.bot_id)
+                    .execution_options(synchronize_session=False)
+                )
+                ids = list(result.scalars())
+            claimed += len(ids)
+            if len(ids) < _CLAIM_CHUNK:
+                return claimed
+            after = max(ids)
 
     async def lost(self) -> int:
         """States this engine leased that another engine holds now."""

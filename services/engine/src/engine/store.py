@@ -627,6 +627,7 @@ async def _flush_postgresql(
         rows["i"].extend({"consumer": c, "message_id": m} for c, m in step.inbox_claims)
     if not any(rows.values()):
         return
+    rows["s"].sort(key=lambda row: row["bot_id"])  # states are locked in bot id order, as the lease does
     params: dict[str, Any] = {}
     for part, columns in _PARTS.items():
         for name, kind in columns:
