@@ -33,6 +33,7 @@ from engine.work import TickWork, Work
 log = logging.getLogger(__name__)
 
 _STALE_RETRIES = 3
+_YIELD_EVERY = 16  # work items applied between two turns given to the event loop
 
 
 class AfterCommit(Protocol):
@@ -157,7 +158,11 @@ class Shard:
         try:
             async with self._factory() as session, session.begin():
                 skip = await self._claim(session, batch)
-                for work in batch:
+                for position, work in enumerate(batch, 1):
+                    if position % _YIELD_EVERY == 0:
+                        # A long batch is CPU bound: let the tick consumer and the other shards run meanwhile,
+                        # or ticks pile up at the broker (and are dropped past its queue's length).
+                        await asyncio.sleep(0)
                     if id(work) in skip:
                         continue
                     handle = await self._registry.get(session, work.bot_id)
