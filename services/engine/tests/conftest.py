@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.migrate import upgrade
 from common.bus import QueueKind, RabbitBus
+from common.contracts.events import EVENTS_EXCHANGE
 from common.db import create_engine, create_session_factory
 from common.testing.infra import scratch_database
 from common.trading.models import SCHEMA
-from engine.contracts import EVENTS_EXCHANGE
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 from exchange_sim import SimServer, SimSettings

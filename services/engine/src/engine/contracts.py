@@ -1,17 +1,12 @@
-"""The engine's bus contracts: fills on `orders`, user events on `events` (to move into common.contracts).
+"""The engine's own bus contract: fills on `orders` (only the engine publishes and consumes them).
 
 * `order.filled` on the durable topic exchange `orders`: one fill of one order, from a live exchange's
   private stream. Its envelope `message_id` is derived from the exchange order id (paper: the client order
   id) and the fill id, so the same fill detected twice (stream and status check, or a redelivery) is one
   message id, and the consumer's inbox drops the second. A paper fill is the same message, applied by the
   shard in the transaction that detected it and recorded in the inbox under that id (engine.paper).
-* `user.<userId>.events` on the durable topic exchange `events`, for the gateway's WebSocket: one message
-  per bot per committed engine transaction, `{"userId", "botId", "events": [...]}`, each element one
-  WebSocket event in order: `{"type": "trade", "botId", "trade": {...}}`, `{"type": "grid_level", "botId",
-  "level": {...}}`, `{"type": "bot_status", "botId", "status", "errorMessage"?}`, `{"type": "bot_stats",
-  "botId", "currentProfit", "profitPercent", "totalTrades", "lastExecutedAt"}` (API.md's field names,
-  numbers as JSON numbers, times ISO 8601 UTC). One message per transaction keeps a bot's events in
-  order and costs the relay one publication instead of four or five per fill.
+* User events (`events` exchange, `user.<userId>.events`) are common.contracts.events: the gateway reads
+  them too.
 """
 
 from __future__ import annotations
@@ -28,21 +23,12 @@ ORDER_FILLED = "order.filled"
 # The queue of `order.filled` and the inbox consumer its fills are recorded under (a paper fill applied in
 # the batch that detected it is recorded there too, so any copy of it is dropped the same way).
 FILLS_QUEUE = "engine.fills"
-EVENTS_EXCHANGE = "events"
-
-EventKind = Literal["trade", "grid_level", "bot_status", "bot_stats"]
-USER_EVENTS = "events"
 
 
 def fill_message_id(exchange: str, order_key: str, fill_id: str) -> str:
     """The message id of one fill: the same fill always gets the same id (32 hex characters)."""
     digest = hashlib.sha256(f"{exchange}\x1f{order_key}\x1f{fill_id}".encode()).hexdigest()
     return digest[:32]
-
-
-def user_event_key(user_id: str) -> str:
-    """`user.<userId>.events`: the gateway binds `user.#` (or one user's `user.<id>.#`)."""
-    return f"user.{user_id}.{USER_EVENTS}"
 
 
 class OrderFilledMessage(BaseModel):

@@ -9,13 +9,9 @@ from typing import Any
 
 from common.contracts.bots import BOTS_EXCHANGE
 from common.contracts.envelope import new_message_id, payload_to_dict
+from common.contracts.events import EVENTS_EXCHANGE, EventKind, user_events_key
 from common.trading.commands import BOT_STOPPED, BotStopped
 from common.web import iso_utc
-from engine.contracts import (
-    EVENTS_EXCHANGE,
-    EventKind,
-    user_event_key,
-)
 from engine.model import BotHandle, LevelView
 
 CENT = Decimal("0.01")
@@ -44,14 +40,14 @@ def outbox_row(
 
 def user_event(handle: BotHandle, kind: EventKind, body: dict[str, Any]) -> dict[str, Any]:
     """One WebSocket event about the bot."""
-    return {"type": kind, "botId": str(handle.id), **body}
+    return {"type": kind.value, "botId": str(handle.id), **body}
 
 
 def user_events_row(handle: BotHandle, items: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     """A transaction's user events about one bot, as one outbox row."""
     user = str(handle.row.user_id)
     payload = {"userId": user, "botId": str(handle.id), "events": items}
-    return outbox_row(EVENTS_EXCHANGE, user_event_key(user), payload, now)
+    return outbox_row(EVENTS_EXCHANGE, user_events_key(user), payload, now)
 
 
 def trade_body(

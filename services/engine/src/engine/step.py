@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from common.contracts.events import EventKind
 from engine import events
 from engine.core import (
     CancelOrder,
@@ -202,12 +203,12 @@ class Step:
             order_id,
             executed_at,
         )
-        self.user_events.append(events.user_event(handle, "trade", body))
+        self.user_events.append(events.user_event(handle, EventKind.TRADE, body))
 
     def _status(self, command: SetStatus) -> None:
         handle = self.handle
         body = events.status_body(command.status.value, command.error_message)
-        self.user_events.append(events.user_event(handle, "bot_status", body))
+        self.user_events.append(events.user_event(handle, EventKind.BOT_STATUS, body))
         if handle.core.state.phase is Phase.HALTED:
             self.halt_done = HaltDone(handle.core.state.status, handle.core.state.error_message)
         elif command.status is Status.ERROR:
@@ -229,11 +230,13 @@ class Step:
             level = levels[index]
             if refresh(handle.core, level, self._fills_at.get(index), self.now):
                 self.level_updates[index] = None
-                self.user_events.append(events.user_event(handle, "grid_level", events.level_body(level)))
+                self.user_events.append(
+                    events.user_event(handle, EventKind.GRID_LEVEL, events.level_body(level))
+                )
         self._touched.clear()
         self._fills_at.clear()
         if self._stats_changed:
-            self.user_events.append(events.user_event(handle, "bot_stats", events.stats_body(handle)))
+            self.user_events.append(events.user_event(handle, EventKind.BOT_STATS, events.stats_body(handle)))
             self._stats_changed = False
         if self.user_events:
             self.outbox.append(events.user_events_row(handle, self.user_events, self.now))
