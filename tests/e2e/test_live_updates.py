@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from common.testing.wait import eventually
-from launcher.testing import POLL, System, body, clients, move, register, sim_price
+from launcher.testing import POLL, System, body, clients, grid_around, move, pending, register, sim_price
 
 pytestmark = pytest.mark.e2e
 
@@ -51,16 +51,7 @@ async def test_a_paper_bots_buy_is_pushed_to_its_users_socket(system: System, cl
         async with connect(f"{ws_url}?token={token}") as ws:
             start = await sim_price(sim, exchange, symbol)
             await move(sim, exchange, symbol, start)  # pinned: only our moves trade from now on
-            spec = {
-                "exchange": exchange,
-                "ticker": symbol,
-                "lowerPrice": int(start * D("0.95")),
-                "upperPrice": int(start * D("1.05")),
-                "priceChangePercent": 1,
-                "orderAmount": 10000,
-                "autoStart": True,
-                "mode": "paper",
-            }
+            spec = grid_around(exchange, symbol, start, "0.05", 1, 10000, mode="paper")
             bot_id = body(await api.post("/api/bots", headers=auth, json=spec))["botId"]
             try:
                 shown = body(await api.get(f"/api/bots/{bot_id}/grid-levels", headers=auth))["gridLevels"]
@@ -68,10 +59,7 @@ async def test_a_paper_bots_buy_is_pushed_to_its_users_socket(system: System, cl
                 k = max(i for i, price in enumerate(levels) if price < start)
 
                 async def resting() -> bool:
-                    listed = body(
-                        await api.get(f"/api/bots/{bot_id}/grid-levels?status=pending", headers=auth)
-                    )
-                    return sum(1 for level in listed["gridLevels"] if level["type"] == "buy") == k + 1
+                    return await pending(api, auth, bot_id, "buy") == k + 1
 
                 await eventually(resting, timeout=15, interval=POLL, message="buys never rested")
                 await move(sim, exchange, symbol, levels[k])

@@ -13,7 +13,19 @@ import httpx
 import pytest
 
 from common.testing.wait import eventually
-from launcher.testing import POLL, System, body, clients, move, register, sim_account, sim_orders, sim_price
+from launcher.testing import (
+    POLL,
+    System,
+    body,
+    clients,
+    grid_around,
+    move,
+    pending,
+    register,
+    sim_account,
+    sim_orders,
+    sim_price,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -60,17 +72,7 @@ async def test_three_levels_down_and_back_up_give_three_buys_then_three_sells(
         api_key = await connect_keys(api, sim, auth, exchange) if mode == "live" else None
         start = await sim_price(sim, exchange, symbol)
         await move(sim, exchange, symbol, start)  # pinned: the random walk no longer moves it
-        spec = {
-            "exchange": exchange,
-            "ticker": symbol,
-            "lowerPrice": int(start * D("0.95")),
-            "upperPrice": int(start * D("1.05")),
-            "priceChangePercent": 1,
-            "orderAmount": 10000,
-            "stopAtMax": False,
-            "autoStart": True,
-            "mode": mode,
-        }
+        spec = grid_around(exchange, symbol, start, "0.05", 1, 10000, mode=mode)
         r = await api.post("/api/bots", headers=auth, json=spec)
         bot = body(r)
         assert r.status_code == 201 and bot["status"] == "running"
@@ -84,12 +86,11 @@ async def test_three_levels_down_and_back_up_give_three_buys_then_three_sells(
             ]
             k = max(i for i, price in enumerate(levels) if price < start)  # the highest buy the start placed
 
-            async def pending(side: str, count: int) -> bool:
-                shown = body(await api.get(f"/api/bots/{bot_id}/grid-levels?status=pending", headers=auth))
-                return sum(1 for level in shown["gridLevels"] if level["type"] == side) == count
+            async def resting(side: str, count: int) -> bool:
+                return await pending(api, auth, bot_id, side) == count
 
             await eventually(
-                lambda: pending("buy", k + 1), timeout=15, interval=POLL, message="buys never rested"
+                lambda: resting("buy", k + 1), timeout=15, interval=POLL, message="buys never rested"
             )
 
             async def traded(count: int) -> bool:
@@ -144,8 +145,8 @@ async def test_three_levels_down_and_back_up_give_three_buys_then_three_sells(
             assert (figures["totalProfit"], figures["buyTrades"], figures["sellTrades"]) == (total, 3, 3)
             assert abs(figures["avgProfitPerTrade"] - total / 3) < D("0.01")
             # Back where it started: the same buys rest again and nothing is held.
-            await eventually(lambda: pending("buy", k + 1), timeout=15, interval=POLL)
-            await eventually(lambda: pending("sell", 0), timeout=5, interval=POLL)
+            await eventually(lambda: resting("buy", k + 1), timeout=15, interval=POLL)
+            await eventually(lambda: resting("sell", 0), timeout=5, interval=POLL)
             if api_key is not None:
                 orders = await sim_orders(sim, api_key, exchange)
                 assert as_fills(trades) == exchange_fills(orders)
@@ -169,16 +170,7 @@ async def test_a_paper_and_a_live_bot_trade_the_replayed_month_by_themselves(
         auth = await register(api)
         api_key = await connect_keys(api, sim, auth, exchange)
         start = await sim_price(sim, exchange, symbol)
-        spec = {
-            "exchange": exchange,
-            "ticker": symbol,
-            "lowerPrice": int(start * D("0.97")),
-            "upperPrice": int(start * D("1.03")),
-            "priceChangePercent": 0.25,
-            "orderAmount": 10,
-            "stopAtMax": False,
-            "autoStart": True,
-        }
+        spec = grid_around(exchange, symbol, start, "0.03", 0.25, 10)
         bot_ids = []
         try:
             for mode in ("paper", "live"):

@@ -77,3 +77,27 @@ async def sim_orders(sim: httpx.AsyncClient, api_key: str, exchange: str) -> lis
     assert r.status_code == 200, r.text
     orders: list[dict[str, Any]] = r.json()
     return orders
+
+
+def grid_around(
+    exchange: str, ticker: str, price: Decimal, width: str, percent: float, amount: int, **extra: Any
+) -> dict[str, Any]:
+    """A POST /api/bots body whose range is `price` ± `width` (a fraction), running at once."""
+    spread = Decimal(width)
+    return {
+        "exchange": exchange,
+        "ticker": ticker,
+        "lowerPrice": int(price * (1 - spread)),
+        "upperPrice": int(price * (1 + spread)),
+        "priceChangePercent": percent,
+        "orderAmount": amount,
+        "stopAtMax": False,
+        "autoStart": True,
+        **extra,
+    }
+
+
+async def pending(api: httpx.AsyncClient, auth: dict[str, str], bot_id: str, side: str) -> int:
+    """How many of the bot's grid levels show a resting order on that side."""
+    shown = body(await api.get(f"/api/bots/{bot_id}/grid-levels?status=pending", headers=auth))
+    return sum(1 for level in shown["gridLevels"] if level["type"] == side)
