@@ -9,19 +9,12 @@ from typing import Any
 
 from common.contracts.bots import BOTS_EXCHANGE
 from common.contracts.envelope import new_message_id, payload_to_dict
-from common.contracts.events import EVENTS_EXCHANGE, EventKind, user_events_key
+from common.contracts.events import EVENTS_EXCHANGE, EventKind, user_events_key, wire_decimal
 from common.trading.commands import BOT_STOPPED, BotStopped
 from common.web import iso_utc
 from engine.model import BotHandle, LevelView
 
 CENT = Decimal("0.01")
-
-
-def number(value: Decimal) -> int | float:
-    """A JSON number: integral values without a fraction (the wire form API.md shows)."""
-    if value == value.to_integral_value():
-        return int(value)
-    return float(value)
 
 
 def outbox_row(
@@ -65,16 +58,16 @@ def trade_body(
     trade: dict[str, Any] = {
         "_id": str(trade_id),
         "type": side,
-        "price": number(price),
-        "amount": number(qty),
-        "total": number(price * qty),
-        "fee": number(fee),
+        "price": wire_decimal(price),
+        "amount": wire_decimal(qty),
+        "total": wire_decimal(price * qty),
+        "fee": wire_decimal(fee),
         "feeCurrency": fee_currency,
         "orderId": order_id,
         "executedAt": iso_utc(executed_at),
     }
     if side == "sell":
-        trade["profit"] = number(profit if profit is not None else Decimal(0))
+        trade["profit"] = wire_decimal(profit if profit is not None else Decimal(0))
     return {"trade": trade}
 
 
@@ -82,7 +75,7 @@ def level_body(level: LevelView) -> dict[str, Any]:
     """A grid level as GET /bots/:id/grid-levels shows it (under `level`)."""
     fields: dict[str, Any] = {
         "_id": str(level.id),
-        "price": number(level.price),
+        "price": wire_decimal(level.price),
         "type": level.type,
         "status": level.status,
     }
@@ -106,8 +99,8 @@ def stats_body(handle: BotHandle) -> dict[str, Any]:
     stats, investment = handle.stats, handle.row.investment_amount
     percent = (stats.profit / investment * 100).quantize(CENT, ROUND_HALF_UP) if investment else Decimal(0)
     return {
-        "currentProfit": number(stats.profit),
-        "profitPercent": number(percent),
+        "currentProfit": wire_decimal(stats.profit),
+        "profitPercent": wire_decimal(percent),
         "totalTrades": stats.trades,
         "lastExecutedAt": iso_utc(stats.last_executed_at) if stats.last_executed_at else None,
     }

@@ -2,8 +2,8 @@
 
 Routing key `user.<userId>.events`, published after commit (through the engine's outbox), one message per bot
 per committed transaction so a bot's events stay in order. Payload `UserEvents`: `{"userId", "botId",
-"events": [...]}`, each element one event in order, in API.md's field names (numbers as JSON numbers, times
-ISO 8601 UTC):
+"events": [...]}`, each element one event in order, in API.md's field names (money and other decimals as
+exact decimal strings — a JSON float would round them — integers as JSON numbers, times ISO 8601 UTC):
 
 * `{"type": "trade", "botId", "trade": {...}}` — a trade as `GET /bots/:id/trades` shows it;
 * `{"type": "grid_level", "botId", "level": {...}}` — a level as `GET /bots/:id/grid-levels` shows it;
@@ -16,6 +16,7 @@ user's WebSockets (see docs/api-additions.md for the shape a socket receives).
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +28,30 @@ EVENTS_EXCHANGE = "events"
 _PREFIX = "user"
 _SUFFIX = "events"
 _RESERVED = frozenset(".*#")
+
+
+# Fields that carry decimals as exact strings on the bus; the gateway writes them as exact JSON numbers.
+DECIMAL_FIELDS = frozenset({"price", "amount", "total", "fee", "profit", "currentProfit", "profitPercent"})
+
+
+def wire_decimal(value: Decimal) -> int | str:
+    """A decimal as the bus carries it: an integer as a JSON number, anything else digit for digit as text."""
+    if value == value.to_integral_value():
+        return int(value)
+    return format(value.normalize(), "f")
+
+
+def exact_decimals(fields: dict[str, Any]) -> dict[str, Any]:
+    """The same fields with every decimal string of DECIMAL_FIELDS read back as a Decimal."""
+    out = dict(fields)
+    for key in DECIMAL_FIELDS & out.keys():
+        value = out[key]
+        if isinstance(value, str):
+            try:
+                out[key] = Decimal(value)
+            except InvalidOperation:
+                continue  # not ours to fix: forwarded as it came
+    return out
 
 
 class EventKind(StrEnum):

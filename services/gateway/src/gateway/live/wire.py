@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from common.contracts.events import EventKind
+from common.contracts.events import EventKind, exact_decimals
 from common.contracts.market import PriceTick
 from common.web import dumps, iso_utc
 
@@ -34,13 +34,14 @@ def flatten(element: dict[str, Any], bot_id: str) -> dict[str, Any] | None:
     nested_key = _NESTED.get(kind)
     if nested_key is None:
         event.update((k, v) for k, v in element.items() if k not in ("type", "botId"))
-        return event
+        return exact_decimals(event)
     nested = element.get(nested_key)
     if not isinstance(nested, dict):
         return None
     for key, value in nested.items():
         event["side" if key == "type" else key] = value
-    return event
+    # Decimals travel the bus as text; the socket gets them as exact JSON numbers, as the REST routes do.
+    return exact_decimals(event)
 
 
 def event_texts(events: list[dict[str, Any]], bot_id: str) -> list[str]:
