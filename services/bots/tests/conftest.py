@@ -3,7 +3,6 @@ memory://, the credentials contract in-process, the engine's part played by a fa
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,8 +17,7 @@ from bots.main import create_app
 from bots.migrate import upgrade
 from bots.settings import Settings
 from bots.testing import INTERNAL_TOKEN, Backend, CredentialsContract, FakeEngine, User, make_settings
-from common.security import TokenService, TokenType
-from common.testing.service import backend_fixtures
+from common.testing.service import backend_fixtures, user_factory
 from exchange_sim import SimServer
 from exchange_sim.testing import sim_fixtures
 
@@ -111,14 +109,7 @@ async def client(app: FastAPI, engine: FakeEngine) -> AsyncIterator[httpx.AsyncC
 @pytest.fixture
 def new_user(settings: Settings) -> Callable[[], User]:
     """A fresh user id with an access token the app accepts."""
-    tokens = TokenService.from_settings(settings)
-
-    def _new() -> User:
-        user_id = str(uuid.uuid4())
-        issued = tokens.issue(TokenType.ACCESS, user_id=user_id, email=f"{user_id[:8]}@example.com")
-        return User(user_id, issued.token)
-
-    return _new
+    return user_factory(settings)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ memory://, users, simulator keys, a consumer of credential events, and a log wat
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aio_pika
@@ -15,8 +14,7 @@ from fastapi import FastAPI
 
 from common.bus import Bus
 from common.contracts.credentials import CREDENTIALS_EXCHANGE
-from common.security import TokenService, TokenType
-from common.testing.service import backend_fixtures
+from common.testing.service import backend_fixtures, user_factory
 from credentials.main import create_app
 from credentials.migrate import upgrade
 from credentials.settings import Settings
@@ -132,14 +130,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def new_user(settings: Settings) -> Callable[[], User]:
     """A fresh user id with an access token the app accepts."""
-    tokens = TokenService.from_settings(settings)
-
-    def _new() -> User:
-        user_id = str(uuid.uuid4())
-        issued = tokens.issue(TokenType.ACCESS, user_id=user_id, email=f"{user_id[:8]}@example.com")
-        return User(user_id, issued.token)
-
-    return _new
+    return user_factory(settings)
 
 
 @pytest.fixture

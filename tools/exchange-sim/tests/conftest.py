@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import ccxt.async_support as ccxt
-import httpx
 import pytest
 
 from exchange_sim import SimServer, ccxt_overrides
-from exchange_sim.testing import sim_fixtures
+from exchange_sim.testing import control_fixtures, sim_fixtures
 
 Keys = dict[str, str]
 # tools/exchange-sim/tests/conftest.py -> parents[3] is the repository root; the samples live beside it.
@@ -49,30 +48,7 @@ def wire() -> Wire:
 sim, http = sim_fixtures("http", ticker_interval_ms=0, fault_timeout_seconds=30)
 
 
-@pytest.fixture
-def new_account(http: httpx.AsyncClient) -> Callable[..., Awaitable[Keys]]:
-    """Create an account with the given balances (both venues)."""
-
-    async def create(**balances: str | int) -> Keys:
-        response = await http.post(
-            "/_sim/accounts", json={"balances": {k: str(v) for k, v in balances.items()}}
-        )
-        assert response.status_code == 201, response.text
-        keys: Keys = response.json()
-        return keys
-
-    return create
-
-
-@pytest.fixture
-def set_price(http: httpx.AsyncClient) -> Callable[[str, str, str], Awaitable[None]]:
-    """Pin a market's price through the control API (a trade there; resting orders match)."""
-
-    async def move(exchange: str, symbol: str, price: str) -> None:
-        response = await http.put(f"/_sim/prices/{exchange}/{symbol}", json={"price": price})
-        assert response.status_code == 200, response.text
-
-    return move
+new_account, set_price = control_fixtures("http")
 
 
 @pytest.fixture

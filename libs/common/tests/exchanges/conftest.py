@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -10,7 +10,7 @@ import pytest
 
 from common.exchanges import Exchange, ExchangeSettings, create_ccxt, sim_exchange_env
 from exchange_sim import SimServer
-from exchange_sim.testing import sim_fixtures
+from exchange_sim.testing import control_fixtures, sim_fixtures
 
 Keys = dict[str, str]
 
@@ -52,27 +52,4 @@ async def ccxt_client(exchange_settings: ExchangeSettings) -> AsyncIterator[Call
         await client.close()
 
 
-@pytest.fixture
-def new_account(http: httpx.AsyncClient) -> Callable[..., Awaitable[Keys]]:
-    """An account with the given balances on both venues."""
-
-    async def create(**balances: str | int) -> Keys:
-        response = await http.post(
-            "/_sim/accounts", json={"balances": {k: str(v) for k, v in balances.items()}}
-        )
-        assert response.status_code == 201, response.text
-        keys: Keys = response.json()
-        return keys
-
-    return create
-
-
-@pytest.fixture
-def set_price(http: httpx.AsyncClient) -> Callable[[str, str, str], Awaitable[None]]:
-    """Pin a market's price (a trade there)."""
-
-    async def move(exchange: str, symbol: str, price: str) -> None:
-        response = await http.put(f"/_sim/prices/{exchange}/{symbol}", json={"price": price})
-        assert response.status_code == 200, response.text
-
-    return move
+new_account, set_price = control_fixtures("http")

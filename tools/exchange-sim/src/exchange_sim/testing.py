@@ -116,3 +116,35 @@ def sim_fixtures(client: str = "sim_http", **settings: Any) -> tuple[Any, Any]:
             yield http
 
     return sim, control
+
+
+def control_fixtures(client: str = "http") -> tuple[Any, Any]:
+    """`new_account` (keys of an account with the given balances on both venues) and `set_price` (pin a
+    market's price: a trade there, resting orders match), over the control client fixture named `client`."""
+
+    @pytest.fixture(name="new_account")
+    def new_account(request: pytest.FixtureRequest) -> Callable[..., Awaitable[dict[str, str]]]:
+        """An account with the given balances on both venues."""
+        http: httpx.AsyncClient = request.getfixturevalue(client)
+
+        async def create(**balances: str | int) -> dict[str, str]:
+            body = {"balances": {k: str(v) for k, v in balances.items()}}
+            response = await http.post("/_sim/accounts", json=body)
+            assert response.status_code == 201, response.text
+            keys: dict[str, str] = response.json()
+            return keys
+
+        return create
+
+    @pytest.fixture(name="set_price")
+    def set_price(request: pytest.FixtureRequest) -> Callable[[str, str, str], Awaitable[None]]:
+        """Pin a market's price through the control API."""
+        http: httpx.AsyncClient = request.getfixturevalue(client)
+
+        async def move(exchange: str, symbol: str, price: str) -> None:
+            response = await http.put(f"/_sim/prices/{exchange}/{symbol}", json={"price": price})
+            assert response.status_code == 200, response.text
+
+        return move
+
+    return new_account, set_price

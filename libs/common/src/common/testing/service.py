@@ -6,6 +6,7 @@ API on PostgreSQL + Redis + RabbitMQ and again on SQLite + the in-process cache 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,20 @@ class User:
     def auth(self) -> dict[str, str]:
         """The Authorization header of this user."""
         return {"Authorization": f"Bearer {self.token}"}
+
+
+def user_factory(settings: Any) -> Callable[[], User]:
+    """Makes fresh users with access tokens an app built from these settings accepts."""
+    from common.security import TokenService, TokenType
+
+    tokens = TokenService.from_settings(settings)
+
+    def new() -> User:
+        user_id = str(uuid.uuid4())
+        issued = tokens.issue(TokenType.ACCESS, user_id=user_id, email=f"{user_id[:8]}@example.com")
+        return User(user_id, issued.token)
+
+    return new
 
 
 def error_code(response: httpx.Response) -> str:
