@@ -52,7 +52,7 @@ def make_settings(
         cache_namespace=namespace,
         rabbitmq_url=rabbitmq_url,
         bus_namespace=namespace,
-        internal_api_token=INTERNAL_TOKEN,
+        internal_keys_token=INTERNAL_TOKEN,
         credentials_url="http://credentials.test",
         engine_id=f"engine-{namespace}",
         engine_shards=4,

@@ -158,7 +158,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_places_nothing_twice(
             "RABBITMQ_URL": rabbitmq_url,
             "BUS_NAMESPACE": namespace,
             "CREDENTIALS_URL": credentials_url,
-            "INTERNAL_API_TOKEN": INTERNAL_TOKEN,
+            "INTERNAL_KEYS_TOKEN": INTERNAL_TOKEN,
             "ENGINE_ID": f"kill-{namespace}",
             "EXCHANGE_TIMEOUT_SECONDS": "3",
             "OUTBOX_POLL_SECONDS": "0.2",

@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.exchanges import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, DatabaseSettings, InternalApiSettings
+from common.settings import BusSettings, CacheSettings, DatabaseSettings, KeysTokenSettings
 
 
 def default_engine_id() -> str:
@@ -17,13 +17,13 @@ def default_engine_id() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}"
 
 
-class Settings(InternalApiSettings, DatabaseSettings, CacheSettings, BusSettings, ExchangeSettings):
+class Settings(KeysTokenSettings, DatabaseSettings, CacheSettings, BusSettings, ExchangeSettings):
     """Everything the engine reads: database, cache, bus, exchanges, the credentials service, timings."""
 
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 
     port: int = Field(default=3004, ge=0, le=65535)
-    # The credentials service's internal route hands the engine a user's exchange keys.
+    # The credentials service's keys route hands the engine a user's exchange keys (INTERNAL_KEYS_TOKEN).
     credentials_url: str = "http://127.0.0.1:3002"
     credentials_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     engine_id: str = Field(default_factory=default_engine_id, min_length=1, max_length=64)

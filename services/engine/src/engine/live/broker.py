@@ -98,7 +98,7 @@ class LiveBroker:
         self.publish = publish
         self._credentials = CredentialsClient(
             settings.credentials_url,
-            settings.internal_api_token.get_secret_value(),
+            settings.internal_keys_token.get_secret_value(),
             settings.credentials_timeout_seconds,
             transport=credentials_transport,
         )
