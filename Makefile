@@ -11,8 +11,9 @@ endif
 PYTEST_ARGS ?=
 # Where `make secrets` writes (docker compose reads .env from the repository root).
 ENV_FILE ?= .env
-# The compose v2 plugin when present, else the standalone docker-compose (1.29 understands this file too).
-COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# The compose v2 plugin when present, else the standalone docker-compose (1.29 understands this file too);
+# `=`: looked up only by the targets that use it.
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 SRC := libs/common/src $(wildcard services/*/src) $(wildcard tools/*/src)
 
 .PHONY: help install run dev secrets up down test lint fmt typecheck bench migrate rotate-keys clean
