@@ -12,6 +12,7 @@ import httpx
 import pytest
 from engine_process import EngineSupervisor
 from engine_support import BotFactory, BotSpec, CredentialsStub, orders_of, publish_command, trades_of
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_live import binance_spec, recorded_fills, set_price, sim_account, sim_fills, sim_orders
@@ -23,6 +24,7 @@ from common.testing.wait import eventually
 from common.trading.models import EngineState
 from engine.lease import LeaseConflictError
 from engine.runtime import EngineRuntime
+from engine.settings import Settings
 
 D = Decimal
 
@@ -123,3 +125,15 @@ async def test_a_second_engine_refuses_to_drive_bots_another_engine_holds(
 
 async def _open_count(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID, count: int) -> bool:
     return sum(1 for r in await orders_of(db, bot_id) if r.status == "open") == count
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_parking_orders_is_refused_outside_tests(environment: str, tmp_path: Path) -> None:
+    strong = {"internal_api_token": "k" * 48}  # production refuses placeholder secrets first
+    with pytest.raises(ValidationError, match="TEST_PARK_AT"):
+        Settings(
+            environment=environment, test_park_at="before_place", test_park_file=tmp_path / "parked", **strong
+        )
+    with pytest.raises(ValidationError, match="TEST_PARK_FILE"):
+        Settings(environment="test", test_park_at="after_place")
+    assert Settings(environment="test", test_park_at="after_place", test_park_file=tmp_path).test_park_at
