@@ -137,3 +137,14 @@ def test_parking_orders_is_refused_outside_tests(environment: str, tmp_path: Pat
     with pytest.raises(ValidationError, match="TEST_PARK_FILE"):
         Settings(environment="test", test_park_at="after_place")
     assert Settings(environment="test", test_park_at="after_place", test_park_file=tmp_path).test_park_at
+
+
+async def test_the_supervisor_restarts_an_engine_only_when_a_live_lease_refused_it(
+    supervisor: EngineSupervisor,
+) -> None:
+    # An engine that dies at start for any other reason (here: TEST_PARK_AT without its file) fails the
+    # test at once, with its log, instead of being restarted until the deadline.
+    with pytest.raises(AssertionError, match="not refused") as failed:
+        await supervisor.run_until_ready(TEST_PARK_AT="before_place")
+    assert "TEST_PARK_FILE" in str(failed.value)
+    assert (supervisor.spawned, supervisor.refusals) == (1, 0)
