@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.exchanges import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, DatabaseSettings, KeysTokenSettings
+from common.settings import BusSettings, CacheSettings, DatabaseSettings, Environment, KeysTokenSettings
+
+ParkPoint = Literal["before_place", "after_place"]
 
 
 def default_engine_id() -> str:
@@ -42,3 +46,15 @@ class Settings(KeysTokenSettings, DatabaseSettings, CacheSettings, BusSettings, 
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     # Transient exchange errors of one call are retried this many times (with backoff) before giving up.
     exchange_attempts: int = Field(default=4, ge=1, le=20)
+    # Crash tests only (ENVIRONMENT=test): an order reaching this point of placing notes itself in
+    # TEST_PARK_FILE and waits there for good, so the test can SIGKILL the process at that very moment.
+    test_park_at: ParkPoint | None = None
+    test_park_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _parking_is_for_tests(self) -> Self:
+        if self.test_park_at is not None and (
+            self.environment is not Environment.TEST or self.test_park_file is None
+        ):
+            raise ValueError("TEST_PARK_AT needs ENVIRONMENT=test and TEST_PARK_FILE")
+        return self
