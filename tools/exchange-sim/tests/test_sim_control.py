@@ -47,6 +47,32 @@ async def test_accounts_validation_and_balances_view(http) -> None:
     assert (await http.get("/_sim/accounts/nobody")).status_code == 404
 
 
+async def test_a_revoked_key_is_refused_on_both_venues_and_its_orders_live_on(
+    http, clients, new_account, set_price
+) -> None:
+    await set_price("binance", "SOLUSDT", "200")
+    keys = await new_account(USDT=1000, KRW=1000000)
+    binance, upbit = clients("binance", keys), clients("upbit", keys)
+    await binance.create_order("SOL/USDT", "limit", "buy", 1, 190, {"clientOrderId": "rv-open"})
+    assert (await upbit.fetch_balance())["KRW"]["free"] == 1000000
+
+    revoked = await http.post(f"/_sim/accounts/{keys['apiKey']}/revoke")
+    assert (revoked.status_code, revoked.json()) == (200, {"apiKey": keys["apiKey"], "revoked": True})
+    # Fresh clients: ccxt reads a -2015 after a success on the same client as a temporary ban.
+    for venue in ("binance", "upbit"):
+        with pytest.raises(ccxt.AuthenticationError):
+            await clients(venue, keys).fetch_balance()
+    view = (await http.get(f"/_sim/accounts/{keys['apiKey']}")).json()
+    assert view["revoked"] is True and view["balances"]["binance"]["USDT"] == {"free": "810", "locked": "190"}
+    # The account is still there: its resting order fills when the market comes down to it.
+    await set_price("binance", "SOLUSDT", "189")
+    rows = (await http.get("/_sim/orders", params={"apiKey": keys["apiKey"]})).json()
+    assert [(row["clientOrderId"], row["status"]) for row in rows] == [("rv-open", "FILLED")]
+    assert (await http.post("/_sim/accounts/nobody/revoke")).status_code == 404
+    other = await new_account(USDT=5)
+    assert (await http.get(f"/_sim/accounts/{other['apiKey']}")).json()["revoked"] is False
+
+
 async def test_step_pause_resume_and_unpin(http) -> None:
     before = (await http.get("/_sim/replay")).json()
     assert before["running"] is False  # the test simulator starts paused

@@ -118,6 +118,7 @@ class AccountStore:
 
     def __init__(self) -> None:
         self._accounts: dict[str, Account] = {}
+        self._revoked: set[str] = set()
 
     def create(
         self,
@@ -140,8 +141,23 @@ class AccountStore:
         return account
 
     def get(self, api_key: str) -> Account | None:
-        """The account of a key, if any."""
+        """The account of a key, if any (revoked or not: its orders and wallets live on)."""
         return self._accounts.get(api_key)
+
+    def authenticate(self, api_key: str) -> Account | None:
+        """The account a key opens: None for an unknown or revoked key."""
+        return None if api_key in self._revoked else self._accounts.get(api_key)
+
+    def revoke(self, api_key: str) -> bool:
+        """Refuse the key from now on, as an exchange does with a key its owner deleted; False if unknown.
+
+        The account keeps its balances and resting orders (they still match), like a real account whose
+        API key was deleted.
+        """
+        if api_key not in self._accounts:
+            return False
+        self._revoked.add(api_key)
+        return True
 
     def all(self) -> list[Account]:
         """Every account, oldest first."""

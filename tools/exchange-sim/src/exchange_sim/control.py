@@ -127,6 +127,7 @@ class ControlApi:
             Route("/health", wrap(self.health), methods=["GET"]),
             Route("/accounts", wrap(self.create_account), methods=["POST"]),
             Route("/accounts/{api_key}", wrap(self.get_account), methods=["GET"]),
+            Route("/accounts/{api_key}/revoke", wrap(self.revoke_key), methods=["POST"]),
             Route("/prices", wrap(self.prices), methods=["GET"]),
             Route("/prices/{exchange}/{symbol}", wrap(self.set_price), methods=["PUT", "DELETE"]),
             Route("/pause", wrap(self.pause), methods=["POST"]),
@@ -191,7 +192,18 @@ class ControlApi:
         account = self.state.accounts.get(request.path_params["api_key"])
         if account is None:
             raise ControlError(404, "no such account")
-        return 200, {"apiKey": account.api_key, "balances": _balances(account)}
+        return 200, {
+            "apiKey": account.api_key,
+            "revoked": self.state.accounts.authenticate(account.api_key) is None,
+            "balances": _balances(account),
+        }
+
+    async def revoke_key(self, request: Request) -> tuple[int, Any]:
+        """POST /_sim/accounts/{apiKey}/revoke: both venues refuse the key from now on (its owner deleted it)."""
+        api_key = request.path_params["api_key"]
+        if not self.state.accounts.revoke(api_key):
+            raise ControlError(404, "no such account")
+        return 200, {"apiKey": api_key, "revoked": True}
 
     async def prices(self, request: Request) -> tuple[int, Any]:
         """GET /_sim/prices: the last price of every market, and which ones are pinned."""

@@ -33,7 +33,7 @@ def check_key(accounts: AccountStore, api_key: str | None) -> Account:
     """The account of an API key header, or the -2014/-2015 error Binance gives."""
     if not api_key or not api_key.isalnum() or not api_key.isascii():
         raise errors.bad_key_format()
-    account = accounts.get(api_key)
+    account = accounts.authenticate(api_key)
     if account is None:
         raise errors.rejected_key()
     return account

@@ -53,7 +53,7 @@ def authenticate(accounts: AccountStore, authorization: str | None, hashed_query
     except jwt.PyJWTError as exc:
         raise errors.jwt_verification() from exc
     access_key = claims.get("access_key")
-    account = accounts.get(access_key) if isinstance(access_key, str) else None
+    account = accounts.authenticate(access_key) if isinstance(access_key, str) else None
     if account is None:
         raise errors.invalid_access_key()
     try:
@@ -82,7 +82,7 @@ def authenticate_ws(accounts: AccountStore, authorization: str | None) -> Accoun
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
         access_key = claims.get("access_key")
-        account = accounts.get(access_key) if isinstance(access_key, str) else None
+        account = accounts.authenticate(access_key) if isinstance(access_key, str) else None
         if account is None:
             return None
         jwt.decode(token, account.secret_key, algorithms=_ALGORITHMS)
