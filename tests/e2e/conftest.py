@@ -18,8 +18,19 @@ from launcher.testing import System
 from launcher.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
+# How long a process may take to answer /health: generous, as the machine may be busy (xdist workers
+# start their stacks at the same time). A process that dies while starting fails at once all the same.
+STARTUP_SECONDS = 90.0
 # The e2e client sits behind a "load balancer" on loopback so each test can be its own client IP.
 TRUSTED = json.dumps(["127.0.0.1"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """An e2e test's time limit counts the test itself, not the start of the stacks it shares (bounded by
+    STARTUP_SECONDS per process instead), which a busy machine can stretch to minutes."""
+    for item in items:
+        if item.get_closest_marker("e2e") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(120, func_only=True))
 
 
 @pytest.fixture(scope="session")
@@ -31,22 +42,42 @@ def dev_stack(
         yield from _dev_stack(database_url, redis_url, rabbitmq_url, tmp_path_factory)
 
 
-def _dev_stack(
-    database_url: str, redis_url: str, rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
+@pytest.fixture(scope="module")
+def crash_stack(
+    postgres_admin_url: str, redis_url: str, rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    # Its own database: the stack's engine claims every bot it finds, and must not meet other tests' bots.
+    """A dev stack of the module's own, for tests that kill its processes; its engine's lease is short, so a
+    restarted engine takes over from a killed one within seconds."""
+    with scratch_database(postgres_admin_url) as database_url:
+        yield from _dev_stack(
+            database_url, redis_url, rabbitmq_url, tmp_path_factory, engine={"LEASE_SECONDS": "3"}
+        )
+
+
+def _dev_stack(
+    database_url: str,
+    redis_url: str,
+    rabbitmq_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    engine: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    # Its own database, cache and bus namespaces: the stack's engine claims every bot it finds and consumes
+    # every command on its queues, and must meet neither other tests' bots nor other stacks' messages
+    # (pytest-xdist workers, other checkouts on this machine).
+    namespace = f"e2e{uuid.uuid4().hex[:8]}"
     stack = Stack(
         database_url=database_url,
         redis_url=redis_url,
         rabbitmq_url=rabbitmq_url,
         ports={s.name: free_port() for s in SERVICES},
         log_dir=tmp_path_factory.mktemp("dev-logs"),
-        cache_namespace=f"e2e{uuid.uuid4().hex[:8]}",
-        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}},
+        cache_namespace=namespace,
+        bus_namespace=namespace,
+        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}, "engine": engine or {}},
     )
     try:
         stack.migrate()
-        stack.start()
+        stack.start(ready_timeout=STARTUP_SECONDS)
         yield stack
     finally:
         stack.stop()
@@ -90,6 +121,7 @@ def embedded_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System
             wait_healthy(
                 f"http://127.0.0.1:{port}/health",
                 proc,
+                STARTUP_SECONDS,
                 describe=lambda: log.read_text(errors="replace")[-4000:],
             )
             yield System(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}")

@@ -18,36 +18,20 @@ from launcher.testing import (
     System,
     body,
     clients,
+    connect_keys,
     grid_around,
     move,
     pending,
     register,
-    sim_account,
     sim_orders,
     sim_price,
+    trades_of,
 )
 
 pytestmark = pytest.mark.e2e
 
 D = Decimal
 UPBIT_FEE = D("0.0005")  # the simulator's (and Upbit's) KRW-market fee, charged in KRW both ways
-
-
-async def trades_of(api: httpx.AsyncClient, auth: dict[str, str], bot_id: str) -> list[dict[str, Any]]:
-    """Every trade of the bot, oldest first."""
-    data = body(await api.get(f"/api/bots/{bot_id}/trades?limit=500", headers=auth))
-    assert data["pagination"]["hasMore"] is False
-    return list(reversed(data["trades"]))
-
-
-async def connect_keys(
-    api: httpx.AsyncClient, sim: httpx.AsyncClient, auth: dict[str, str], exchange: str
-) -> str:
-    """Simulator keys stored as the user's credential for `exchange`; returns the API key."""
-    keys = await sim_account(str(sim.base_url), KRW="2000000", USDT="5000")
-    r = await api.post("/api/credentials", headers=auth, json={"exchange": exchange, **keys})
-    assert r.status_code == 201, r.text
-    return keys["apiKey"]
 
 
 def as_fills(trades: list[dict[str, Any]]) -> list[tuple[str, Decimal, Decimal, Decimal]]:

@@ -43,6 +43,8 @@ class Stack:
     log_dir: Path | None = None
     environment: str = "development"
     cache_namespace: str = "gridbot"
+    # Prefixes every exchange and queue name, so that stacks sharing one RabbitMQ never meet ("": none).
+    bus_namespace: str = ""
     extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Internal route tokens, fresh for every stack: each process is handed only the ones its spec names.
     tokens: Mapping[str, str] = field(default_factory=fresh_tokens)
@@ -71,6 +73,8 @@ class Stack:
                 cache_namespace=self.cache_namespace,
             )
         )
+        if spec.uses_bus and self.bus_namespace:
+            env["BUS_NAMESPACE"] = self.bus_namespace
         env.update(self.extra_env.get(spec.name, {}))
         if port is not None:
             env[f"{spec.env_prefix}PORT"] = str(port)
@@ -102,6 +106,34 @@ class Stack:
         self._spawn(spec, key, port)
         self._wait_ready(spec, ready_timeout, key, port)
         return key
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send `sig` to a service's process and wait until it is gone (a crash, with SIGKILL)."""
+        proc = self.processes[name]
+        proc.send_signal(sig)
+        proc.wait(30)
+
+    def restart(self, name: str, within: float = 60.0, backoff: float = 0.5) -> int:
+        """Start a dead service again as a supervisor would: a process that exits while starting (e.g. an
+        engine refused while the dead one's lease is live) is started again after `backoff`, until one is
+        healthy or `within` seconds pass. Returns how many processes it took."""
+        spec = next(s for s in self.services if s.name == name)
+        if self.processes[name].poll() is None:
+            raise StackError(f"{name} is still running")
+        deadline = time.monotonic() + within
+        attempts = 0
+        while True:
+            attempts += 1
+            self._spawn(spec)
+            try:
+                self._wait_ready(spec, max(1.0, deadline - time.monotonic()))
+                return attempts
+            except StackError:
+                if self.processes[name].poll() is None:
+                    raise  # running but never healthy: no supervisor retry helps
+                if time.monotonic() + backoff >= deadline:
+                    raise
+                time.sleep(backoff)
 
     def _spawn(self, spec: ServiceSpec, key: str | None = None, port: int | None = None) -> None:
         key = key or spec.name

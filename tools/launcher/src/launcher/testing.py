@@ -103,3 +103,42 @@ async def pending(api: httpx.AsyncClient, auth: dict[str, str], bot_id: str, sid
     """How many of the bot's grid levels show a resting order on that side."""
     shown = body(await api.get(f"/api/bots/{bot_id}/grid-levels?status=pending", headers=auth))
     return sum(1 for level in shown["gridLevels"] if level["type"] == side)
+
+
+def refusal(response: httpx.Response) -> tuple[int, str, Any]:
+    """(status, error code, details) of an error envelope, numbers as exact Decimals."""
+    parsed = json.loads(response.text, parse_float=Decimal)
+    assert parsed["success"] is False and set(parsed["error"]) == {"code", "message", "details"}, (
+        response.text
+    )
+    return response.status_code, parsed["error"]["code"], parsed["error"]["details"]
+
+
+async def connect_keys(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient, auth: dict[str, str], exchange: str, **balances: str
+) -> str:
+    """A fresh simulator account (2,000,000 KRW and 5,000 USDT unless told) stored as the user's credential
+    for `exchange`; returns its API key."""
+    keys = await sim_account(str(sim.base_url), **(balances or {"KRW": "2000000", "USDT": "5000"}))
+    r = await api.post("/api/credentials", headers=auth, json={"exchange": exchange, **keys})
+    assert r.status_code == 201, r.text
+    return keys["apiKey"]
+
+
+async def trades_of(api: httpx.AsyncClient, auth: dict[str, str], bot_id: str) -> list[dict[str, Any]]:
+    """Every trade of the bot, oldest first."""
+    data = body(await api.get(f"/api/bots/{bot_id}/trades?limit=500", headers=auth))
+    assert data["pagination"]["hasMore"] is False
+    return list(reversed(data["trades"]))
+
+
+async def level_prices(api: httpx.AsyncClient, auth: dict[str, str], bot_id: str) -> list[Decimal]:
+    """The prices of the bot's grid levels, ascending."""
+    shown = body(await api.get(f"/api/bots/{bot_id}/grid-levels", headers=auth))
+    return [level["price"] for level in shown["gridLevels"]]
+
+
+def upbit_buy_qty(order_amount: Decimal, price: Decimal, fee: Decimal = Decimal("0.0005")) -> Decimal:
+    """What a grid buy of `order_amount` KRW at `price` asks for on Upbit: the bid locks its fee too, so
+    price·qty·(1+fee) stays within the amount, cut to Upbit's 8 decimals."""
+    return (order_amount / (price * (1 + fee))).quantize(Decimal("1e-8"), rounding="ROUND_DOWN")
