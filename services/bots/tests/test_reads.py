@@ -155,6 +155,27 @@ async def test_trade_date_filters(
     assert len(page["trades"]) == count and page["pagination"]["total"] == count
 
 
+async def test_date_bounds_include_the_trades_shown_at_them(
+    app: FastAPI, client: httpx.AsyncClient, user: User, create_bot: CreateBot
+) -> None:
+    # The engine records a paper fill at its clock's microsecond; the API shows milliseconds.
+    bot_id = (await create_bot())["botId"]
+    at = [datetime(2025, 1, 20, 10, 0, 0, micro, tzinfo=UTC) for micro in (123456, 124999, 125000)]
+    fills = [Fill("buy", D(50000000), D("0.0002"), D(5), "KRW", t) for t in at]
+    await seed_fills(app.state.session_factory, bot_id, "upbit", fills)
+    shown = [t["executedAt"] for t in (await _get(client, user, f"/api/bots/{bot_id}/trades"))["trades"]]
+    assert shown == ["2025-01-20T10:00:00.125Z", "2025-01-20T10:00:00.124Z", "2025-01-20T10:00:00.123Z"]
+    for params, count in (
+        ({"endDate": shown[1]}, 2),
+        ({"startDate": shown[1], "endDate": shown[1]}, 1),
+        ({"startDate": shown[2], "endDate": shown[2]}, 1),
+        ({"startDate": "2025-01-20T10:00:00.123456Z", "endDate": "2025-01-20T10:00:00.123999Z"}, 1),
+        ({"endDate": "2025-01-20T10:00:00.122999Z"}, 0),
+    ):
+        page = await _get(client, user, f"/api/bots/{bot_id}/trades", **params)
+        assert page["pagination"]["total"] == count, params
+
+
 @pytest.mark.parametrize(
     "params",
     [

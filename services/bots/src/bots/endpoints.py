@@ -11,11 +11,9 @@ from bots.deps import Queries, Service
 from bots.schemas import (
     CreateBotRequest,
     UpdateBotRequest,
-    is_bare_date,
     parse_bot_id,
     parse_choice,
-    parse_date,
-    validation_error,
+    trade_window,
 )
 from bots.views import created_fields, wire
 from common.exchanges import parse_exchange
@@ -109,20 +107,10 @@ async def trades(
     start_date: Annotated[str | None, Query(alias="startDate", max_length=64)] = None,
     end_date: Annotated[str | None, Query(alias="endDate", max_length=64)] = None,
 ) -> Response:
-    """The bot's trades, newest first, paginated (dates ISO 8601; a bare endDate includes that day)."""
-    start = parse_date("startDate", start_date, end=False)
-    end = parse_date("endDate", end_date, end=True)
-    end_inclusive = not is_bare_date(end_date)
-    if start is not None and end is not None and (start > end if end_inclusive else start >= end):
-        raise validation_error("startDate", "must not be after endDate")
+    """The bot's trades, newest first, paginated (ISO 8601 bounds, both inclusive; a bare endDate: that day)."""
+    since, until = trade_window(start_date, end_date)
     page = await queries.trades(
-        principal.user_id,
-        parse_bot_id(bot_id),
-        limit=limit,
-        offset=offset,
-        start=start,
-        end=end,
-        end_inclusive=end_inclusive,
+        principal.user_id, parse_bot_id(bot_id), limit=limit, offset=offset, since=since, until=until
     )
     return ok(page)
 

@@ -92,18 +92,18 @@ class BotQueries:
         *,
         limit: int,
         offset: int,
-        start: datetime | None,
-        end: datetime | None,
-        end_inclusive: bool,
+        since: datetime | None,
+        until: datetime | None,
     ) -> dict[str, Any]:
-        """A page of the bot's trades, newest first, and the pagination over the filtered whole."""
+        """A page of the bot's trades executed in [since, until), newest first, and the pagination over the
+        filtered whole."""
         async with self._factory() as session:
             bot = await owned_bot(session, user_uuid(user_id), bot_id)
             conditions = [Trade.bot_id == bot.id]
-            if start is not None:
-                conditions.append(Trade.executed_at >= start)
-            if end is not None:
-                conditions.append(Trade.executed_at <= end if end_inclusive else Trade.executed_at < end)
+            if since is not None:
+                conditions.append(Trade.executed_at >= since)
+            if until is not None:
+                conditions.append(Trade.executed_at < until)
             total = int(await session.scalar(select(func.count()).select_from(Trade).where(*conditions)) or 0)
             rows = await session.execute(
                 select(Trade, Order)

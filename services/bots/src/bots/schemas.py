@@ -138,3 +138,28 @@ def parse_date(field: str, value: str | None, *, end: bool) -> datetime | None:
 def is_bare_date(value: str | None) -> bool:
     """True for a date without a time (its end bound is exclusive)."""
     return value is not None and len(value.strip()) == 10
+
+
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _to_millisecond(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+
+
+def trade_window(start_date: str | None, end_date: str | None) -> tuple[datetime | None, datetime | None]:
+    """[since, until) of a trades query, compared at the millisecond the API shows times at.
+
+    A trade is recorded to the microsecond but shown to the millisecond, so a client filtering with a time it
+    was shown must get that trade: both bounds are cut to their millisecond and the end covers it whole. A
+    bare endDate covers its whole day. VALIDATION_ERROR when the window is empty by construction.
+    """
+    since = parse_date("startDate", start_date, end=False)
+    until = parse_date("endDate", end_date, end=True)
+    if since is not None:
+        since = _to_millisecond(since)
+    if until is not None and not is_bare_date(end_date):
+        until = _to_millisecond(until) + _MILLISECOND
+    if since is not None and until is not None and since >= until:
+        raise validation_error("startDate", "must not be after endDate")
+    return since, until
