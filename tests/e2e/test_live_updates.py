@@ -17,9 +17,21 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from common.testing.wait import eventually
-from launcher.testing import POLL, System, body, clients, grid_around, move, pending, register, sim_price
+from launcher.testing import (
+    POLL,
+    System,
+    body,
+    clients,
+    grid_around,
+    level_prices,
+    move,
+    pending,
+    register,
+    sim_price,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +103,93 @@ async def test_a_paper_bots_buy_is_pushed_to_its_users_socket(system: System, cl
                     while True:
                         await ws.recv()
             assert (ws.close_code, ws.close_reason) == (1008, "INVALID_TOKEN")
+
+
+def status_events(seen: list[dict[str, Any]], bot_id: str) -> list[str]:
+    """The statuses pushed for one bot, in order."""
+    return [e["status"] for e in seen if e["type"] == "bot_status" and e["botId"] == bot_id]
+
+
+async def test_each_user_hears_only_their_own_bots_and_every_start_and_stop(
+    system: System, client_ip: str
+) -> None:
+    async with clients(system, client_ip) as (api, sim):
+        alice, bob = await register(api), await register(api)
+        ws_url = system.gateway.replace("http://", "ws://", 1) + "/api/ws"
+        token = alice["authorization"].removeprefix("Bearer ")
+        # Alice's token travels as a browser sends it: in the Sec-WebSocket-Protocol header, after "bearer".
+        async with (
+            connect(ws_url, subprotocols=[Subprotocol("bearer"), Subprotocol(token)]) as ws_a,
+            connect(f"{ws_url}?token={bob['authorization'].removeprefix('Bearer ')}") as ws_b,
+        ):
+            assert ws_a.subprotocol == "bearer" and ws_b.subprotocol is None
+            bots: dict[str, str] = {}
+            for who, auth, symbol in (("alice", alice, "KRW-ETH"), ("bob", bob, "KRW-XRP")):
+                start = await sim_price(sim, "upbit", symbol)
+                await move(sim, "upbit", symbol, start)
+                spec = grid_around("upbit", symbol, start, "0.05", 1, 10000, mode="paper", autoStart=False)
+                bots[who] = body(await api.post("/api/bots", headers=auth, json=spec))["botId"]
+            a_seen: list[dict[str, Any]] = []
+            b_seen: list[dict[str, Any]] = []
+            try:
+                # Alice starts her bot, it trades, she stops it: each status reaches her socket.
+                assert (
+                    body(await api.post(f"/api/bots/{bots['alice']}/start", headers=alice))["status"]
+                    == "running"
+                )
+                await until(
+                    ws_a, a_seen, lambda s: "running" in status_events(s, bots["alice"]), 30, "no running"
+                )
+                levels = await level_prices(api, alice, bots["alice"])
+                start = await sim_price(sim, "upbit", "KRW-ETH")
+                k = max(i for i, price in enumerate(levels) if price < start)
+
+                async def resting() -> bool:
+                    return await pending(api, alice, bots["alice"], "buy") == k + 1
+
+                await eventually(resting, timeout=15, interval=POLL, message="buys never rested")
+                await move(sim, "upbit", "KRW-ETH", levels[k])
+                await until(ws_a, a_seen, lambda s: any(e["type"] == "trade" for e in s), 30, "no trade")
+                assert (
+                    body(await api.post(f"/api/bots/{bots['alice']}/stop", headers=alice))["status"]
+                    == "stopped"
+                )
+                await until(
+                    ws_a, a_seen, lambda s: "stopped" in status_events(s, bots["alice"]), 30, "no stop"
+                )
+
+                # Bob's own start and stop come after all of Alice's events on the gateway's one queue of
+                # user events: once his stop has reached him, any of hers sent his way would have too.
+                for action, status in (("start", "running"), ("stop", "stopped")):
+                    r = await api.post(f"/api/bots/{bots['bob']}/{action}", headers=bob)
+                    assert body(r)["status"] == status
+
+                    def heard(s: list[dict[str, Any]], status: str = status) -> bool:
+                        return status in status_events(s, bots["bob"])
+
+                    await until(ws_b, b_seen, heard, 30, f"bob's bot never pushed {status}")
+                # The same barrier the other way: Alice starts again after Bob's events.
+                assert (await api.post(f"/api/bots/{bots['alice']}/start", headers=alice)).status_code == 200
+                await until(
+                    ws_a,
+                    a_seen,
+                    lambda s: status_events(s, bots["alice"]).count("running") == 2,
+                    30,
+                    "no restart",
+                )
+            finally:
+                for who, auth in (("alice", alice), ("bob", bob)):
+                    assert (await api.delete(f"/api/bots/{bots[who]}", headers=auth)).status_code == 200
+
+            assert status_events(a_seen, bots["alice"]) == ["running", "stopped", "running"]
+            assert status_events(b_seen, bots["bob"]) == ["running", "stopped"]
+            assert next(e for e in a_seen if e["type"] == "bot_status") == {
+                "type": "bot_status",
+                "botId": bots["alice"],
+                "status": "running",
+            }
+            # Nobody heard a word about the other's bot, nor the other's market.
+            assert {e["botId"] for e in a_seen if "botId" in e} == {bots["alice"]}
+            assert {e["botId"] for e in b_seen if "botId" in e} == {bots["bob"]}
+            assert {e["ticker"] for e in a_seen if e["type"] == "price"} <= {"KRW-ETH"}
+            assert {e["ticker"] for e in b_seen if e["type"] == "price"} <= {"KRW-XRP"}
