@@ -7,7 +7,6 @@ The simulator is the market: `PUT /_sim/prices` moves (and pins) a price, the re
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
@@ -16,9 +15,11 @@ from common.testing.wait import eventually
 from launcher.testing import (
     POLL,
     System,
+    as_fills,
     body,
     clients,
     connect_keys,
+    exchange_fills,
     grid_around,
     move,
     pending,
@@ -32,18 +33,6 @@ pytestmark = pytest.mark.e2e
 
 D = Decimal
 UPBIT_FEE = D("0.0005")  # the simulator's (and Upbit's) KRW-market fee, charged in KRW both ways
-
-
-def as_fills(trades: list[dict[str, Any]]) -> list[tuple[str, Decimal, Decimal, Decimal]]:
-    """(exchange order id, price, amount, fee) of our trades, sorted."""
-    return sorted((t["orderId"], t["price"], t["amount"], t["fee"]) for t in trades)
-
-
-def exchange_fills(orders: list[dict[str, Any]]) -> list[tuple[str, Decimal, Decimal, Decimal]]:
-    """The same tuples from the simulator's fills."""
-    return sorted(
-        (o["orderId"], D(f["price"]), D(f["quantity"]), D(f["fee"])) for o in orders for f in o["fills"]
-    )
 
 
 # pytest's default 120 s is below what these tests may wait by design: each gets a timeout covering its own

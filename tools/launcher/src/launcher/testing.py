@@ -142,3 +142,17 @@ def upbit_buy_qty(order_amount: Decimal, price: Decimal, fee: Decimal = Decimal(
     """What a grid buy of `order_amount` KRW at `price` asks for on Upbit: the bid locks its fee too, so
     price·qty·(1+fee) stays within the amount, cut to Upbit's 8 decimals."""
     return (order_amount / (price * (1 + fee))).quantize(Decimal("1e-8"), rounding="ROUND_DOWN")
+
+
+def as_fills(trades: list[dict[str, Any]]) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """(exchange order id, price, amount, fee) of our trades, sorted."""
+    return sorted((t["orderId"], t["price"], t["amount"], t["fee"]) for t in trades)
+
+
+def exchange_fills(orders: list[dict[str, Any]]) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """The same tuples from the simulator's fills."""
+    return sorted(
+        (o["orderId"], Decimal(f["price"]), Decimal(f["quantity"]), Decimal(f["fee"]))
+        for o in orders
+        for f in o["fills"]
+    )

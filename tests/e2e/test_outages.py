@@ -1,0 +1,215 @@
+"""Processes of `make dev` dying under a running system and coming back, seen through the gateway only.
+
+These tests kill processes, so they run on a stack of their own (`crash_stack`), whose engine has a short
+lease: a restarted engine is refused while the dead one's lease is live, and is started again, as a
+supervisor would, until it is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from common.testing.wait import eventually
+from launcher.dev import Stack
+from launcher.testing import (
+    POLL,
+    System,
+    as_fills,
+    body,
+    clients,
+    connect_keys,
+    exchange_fills,
+    grid_around,
+    level_prices,
+    move,
+    pending,
+    refusal,
+    register,
+    sim_orders,
+    sim_price,
+    trades_of,
+)
+
+pytestmark = pytest.mark.e2e
+
+EXCHANGE = "upbit"
+
+
+def system_of(stack: Stack) -> System:
+    """The stack's gateway and simulator."""
+    return System(
+        f"http://127.0.0.1:{stack.ports['gateway']}", f"http://127.0.0.1:{stack.ports['exchange-sim']}"
+    )
+
+
+class Grid:
+    """One running bot of the test on its own market, with the levels it was built on."""
+
+    def __init__(self, bot_id: str, symbol: str, levels: list[Decimal], k: int) -> None:
+        self.bot_id, self.symbol, self.levels, self.k = bot_id, symbol, levels, k
+
+
+async def running_grid(
+    api: httpx.AsyncClient, sim: httpx.AsyncClient, auth: dict[str, str], symbol: str, mode: str
+) -> Grid:
+    """A bot ±5 % around the pinned price of `symbol`, started, with its buys resting."""
+    start = await sim_price(sim, EXCHANGE, symbol)
+    await move(sim, EXCHANGE, symbol, start)
+    spec = grid_around(EXCHANGE, symbol, start, "0.05", 1, 10000, mode=mode)
+    bot_id = body(await api.post("/api/bots", headers=auth, json=spec))["botId"]
+    levels = await level_prices(api, auth, bot_id)
+    grid = Grid(bot_id, symbol, levels, max(i for i, price in enumerate(levels) if price < start))
+
+    async def resting() -> bool:
+        return await pending(api, auth, bot_id, "buy") == grid.k + 1
+
+    await eventually(resting, timeout=20, interval=POLL, message=f"{mode} bot's buys never rested")
+    return grid
+
+
+async def trade_at(
+    api: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    auth: dict[str, str],
+    grid: Grid,
+    price: Decimal,
+    count: int,
+) -> None:
+    """Move the bot's market to `price` and wait until the bot shows `count` trades."""
+    await move(sim, EXCHANGE, grid.symbol, price)
+
+    async def traded() -> bool:
+        return len(await trades_of(api, auth, grid.bot_id)) == count
+
+    await eventually(traded, timeout=30, interval=POLL, message=f"no trade {count} at {price}")
+
+
+def open_orders(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The simulator's orders of an account still resting."""
+    return [o for o in orders if o["status"] == "wait"]
+
+
+async def test_a_killed_engine_comes_back_and_its_bots_trade_on_with_nothing_placed_twice(
+    crash_stack: Stack, client_ip: str
+) -> None:
+    async with clients(system_of(crash_stack), client_ip) as (api, sim):
+        auth = await register(api)
+        api_key = await connect_keys(api, sim, auth, EXCHANGE)
+        live = await running_grid(api, sim, auth, "KRW-ETH", "live")
+        paper = await running_grid(api, sim, auth, "KRW-BTC", "paper")
+        try:
+            for grid in (live, paper):
+                await trade_at(api, sim, auth, grid, grid.levels[grid.k], 1)
+
+            async def live_sell_rests() -> bool:
+                orders = open_orders(await sim_orders(sim, api_key, EXCHANGE))
+                return [o["side"] for o in orders].count("SELL") == 1
+
+            await eventually(live_sell_rests, timeout=20, interval=POLL, message="the sell never rested")
+
+            crash_stack.kill("engine")
+            # While the engine is dead the live bot's next buy fills at the exchange.
+            below = live.levels[live.k - 1]
+            await move(sim, EXCHANGE, live.symbol, below)
+            filled = [
+                o
+                for o in await sim_orders(sim, api_key, EXCHANGE)
+                if o["side"] == "BUY" and Decimal(o["price"]) == below
+            ]
+            assert [o["status"] for o in filled] == ["done"]
+
+            await asyncio.to_thread(crash_stack.restart, "engine", 120.0)
+
+            # The fill it missed is folded in once; then both bots trade on from the state they had.
+            async def caught_up() -> bool:
+                return len(await trades_of(api, auth, live.bot_id)) == 2
+
+            await eventually(caught_up, timeout=30, interval=POLL, message="the missed fill never arrived")
+            await trade_at(api, sim, auth, live, live.levels[live.k], 3)
+            await trade_at(api, sim, auth, live, live.levels[live.k + 1], 4)
+            await trade_at(api, sim, auth, paper, paper.levels[paper.k + 1], 2)
+
+            for grid, sides in ((live, ["buy", "buy", "sell", "sell"]), (paper, ["buy", "sell"])):
+                trades = await trades_of(api, auth, grid.bot_id)
+                k = grid.k
+                prices = [grid.levels[i] for i in ((k, k - 1, k, k + 1) if grid is live else (k, k + 1))]
+                assert [(t["type"], t["price"]) for t in trades] == list(zip(sides, prices, strict=True))
+                shown = body(await api.get(f"/api/bots/{grid.bot_id}", headers=auth))
+                assert (shown["status"], shown["totalTrades"]) == ("running", len(sides))
+                assert shown["currentProfit"] == sum(
+                    (t["profit"] for t in trades if "profit" in t), Decimal(0)
+                )
+
+            # Nothing placed twice: one exchange order per client order id, every fill one trade, and the
+            # orders resting are exactly the levels the bot shows pending.
+            orders = await sim_orders(sim, api_key, EXCHANGE)
+            assert len({o["clientOrderId"] for o in orders}) == len(orders)
+            assert as_fills(await trades_of(api, auth, live.bot_id)) == exchange_fills(orders)
+
+            async def books_agree() -> bool:
+                shown = body(
+                    await api.get(f"/api/bots/{live.bot_id}/grid-levels?status=pending", headers=auth)
+                )
+                resting = {o["clientOrderId"] for o in open_orders(await sim_orders(sim, api_key, EXCHANGE))}
+                return resting == {level["orderId"] for level in shown["gridLevels"]}
+
+            await eventually(books_agree, timeout=20, interval=POLL, message="exchange and levels disagree")
+        finally:
+            for grid in (live, paper):
+                r = await api.delete(f"/api/bots/{grid.bot_id}", headers=auth)
+                assert r.status_code == 200, r.text
+        assert open_orders(await sim_orders(sim, api_key, EXCHANGE)) == []
+
+
+async def test_a_dead_bots_service_answers_503_and_is_named_until_it_is_back(
+    crash_stack: Stack, client_ip: str
+) -> None:
+    system = system_of(crash_stack)
+    async with clients(system, client_ip) as (api, _):
+        auth = await register(api)
+        spec = {
+            "exchange": EXCHANGE,
+            "ticker": "KRW-BTC",
+            "lowerPrice": 50000000,
+            "upperPrice": 70000000,
+            "priceChangePercent": 2,
+            "orderAmount": 10000,
+            "stopAtMax": False,
+            "autoStart": False,
+            "mode": "paper",
+        }
+        bot_id = body(await api.post("/api/bots", headers=auth, json=spec))["botId"]
+
+        crash_stack.kill("bots")
+        for method, path in (
+            ("GET", "/api/bots"),
+            ("GET", f"/api/bots/{bot_id}/trades"),
+            ("POST", f"/api/bots/{bot_id}/start"),
+        ):
+            r = await api.request(method, path, headers=auth)
+            assert refusal(r) == (503, "SERVICE_UNAVAILABLE", {"service": "bots"}), path
+        # The rest of the system answers all the same.
+        assert (await api.get("/api/auth/me", headers=auth)).status_code == 200
+        assert body(await api.get("/api/credentials", headers=auth)) == {"credentials": []}
+        r = await api.get("/health/ready")
+        status, code, details = refusal(r)
+        assert (status, code, details["checks"]["bots"]) == (503, "SERVICE_UNAVAILABLE", "down")
+        assert "bots" in details["down"] and details["checks"]["auth"] == "ok"
+
+        await asyncio.to_thread(crash_stack.restart, "bots", 120.0)
+
+        async def ready() -> bool:
+            return (await api.get("/health/ready")).status_code == 200
+
+        await eventually(ready, timeout=30, interval=POLL, message="the system never became ready again")
+        listing = body(await api.get("/api/bots", headers=auth))
+        assert [b["_id"] for b in listing["bots"]] == [bot_id]
+        # Back on the bus too: a start reaches the engine, and a stop waits for its confirmation.
+        for action, status in (("start", "running"), ("stop", "stopped")):
+            r = await api.post(f"/api/bots/{bot_id}/{action}", headers=auth)
+            assert body(r) == {"botId": bot_id, "status": status}
