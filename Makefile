@@ -14,6 +14,9 @@ ENV_FILE ?= .env
 # The compose v2 plugin when present, else the standalone docker-compose (1.29 understands this file too);
 # `=`: looked up only by the targets that use it.
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# The whole-system tests (tests/e2e) start real stacks; this many pytest-xdist workers run them side by side,
+# each on stacks of its own (`make test E2E_WORKERS=0` runs them in the one process).
+E2E_WORKERS ?= 2
 SRC := libs/common/src $(wildcard services/*/src) $(wildcard tools/*/src)
 
 .PHONY: help install run dev secrets up down test lint fmt typecheck bench migrate rotate-keys clean
@@ -44,7 +47,8 @@ down: ## docker compose down
 	$(COMPOSE) down
 
 test: install ## Run the whole test suite against real PostgreSQL, Redis and RabbitMQ
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	$(UV) run --frozen pytest --ignore=tests/e2e $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(UV) run --frozen pytest tests/e2e -n $(E2E_WORKERS) --dist loadgroup $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: install ## ruff lint and format check
 	$(UV) run --frozen ruff check .

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from common.testing.infra import free_port, scratch_database
 from launcher.dev import Stack, wait_healthy
@@ -26,11 +29,37 @@ TRUSTED = json.dumps(["127.0.0.1"])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """An e2e test's time limit counts the test itself, not the start of the stacks it shares (bounded by
-    STARTUP_SECONDS per process instead), which a busy machine can stretch to minutes."""
+    """Time limits of the e2e tests, and the tests that kill processes of the shared stack last.
+
+    An e2e test's time limit counts the test itself, not the start of the stacks it shares (bounded by
+    STARTUP_SECONDS per process instead), which a busy machine can stretch to minutes.
+    """
     for item in items:
         if item.get_closest_marker("e2e") is not None and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(120, func_only=True))
+    # Stable: every other test keeps its order; a failed restart then cannot take other tests down with it.
+    items.sort(key=lambda item: item.get_closest_marker("outage") is not None)
+
+
+def stack_of(nodeid: str) -> str:
+    """The stack an e2e test runs on, from its id: `[embedded…]` (the `system` parameter) or the dev stack."""
+    return "embedded" if re.search(r"\[embedded\b", nodeid) else "dev"
+
+
+class StackScheduling(LoadScopeScheduling):
+    """pytest-xdist scheduling that sends every test of one stack to the same worker, which starts that
+    stack once; a worker's stacks are its own (database, ports, Redis and RabbitMQ namespaces).
+
+    xdist's own `loadgroup` cannot do this on pytest 9.2 (its group marks are lost: pytest-xdist#1386).
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        return stack_of(nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> StackScheduling | None:
+    """`--dist loadgroup` (as `make test` runs tests/e2e): one work unit per stack."""
+    return StackScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
 
 
 @pytest.fixture(scope="session")
@@ -42,24 +71,8 @@ def dev_stack(
         yield from _dev_stack(database_url, redis_url, rabbitmq_url, tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def crash_stack(
-    postgres_admin_url: str, redis_url: str, rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    """A dev stack of the module's own, for tests that kill its processes; its engine's lease is short, so a
-    restarted engine takes over from a killed one within seconds."""
-    with scratch_database(postgres_admin_url) as database_url:
-        yield from _dev_stack(
-            database_url, redis_url, rabbitmq_url, tmp_path_factory, engine={"LEASE_SECONDS": "3"}
-        )
-
-
 def _dev_stack(
-    database_url: str,
-    redis_url: str,
-    rabbitmq_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    engine: dict[str, str] | None = None,
+    database_url: str, redis_url: str, rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     # Its own database, cache and bus namespaces: the stack's engine claims every bot it finds and consumes
     # every command on its queues, and must meet neither other tests' bots nor other stacks' messages
@@ -73,7 +86,8 @@ def _dev_stack(
         log_dir=tmp_path_factory.mktemp("dev-logs"),
         cache_namespace=namespace,
         bus_namespace=namespace,
-        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}, "engine": engine or {}},
+        # A short lease: the outage tests' restarted engine takes over from the killed one within seconds.
+        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}, "engine": {"LEASE_SECONDS": "3"}},
     )
     try:
         stack.migrate()

@@ -1,8 +1,8 @@
 """Processes of `make dev` dying under a running system and coming back, seen through the gateway only.
 
-These tests kill processes, so they run on a stack of their own (`crash_stack`), whose engine has a short
-lease: a restarted engine is refused while the dead one's lease is live, and is started again, as a
-supervisor would, until it is taken.
+They kill processes of the session's dev stack, so they run after every other test of it (the `outage`
+marker) and leave it whole again. The stack's engine has a short lease: a restarted engine is refused while
+the dead one's lease is live, and is started again, as a supervisor would, until it takes over.
 """
 
 from __future__ import annotations
@@ -35,16 +35,9 @@ from launcher.testing import (
     trades_of,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.outage]
 
 EXCHANGE = "upbit"
-
-
-def system_of(stack: Stack) -> System:
-    """The stack's gateway and simulator."""
-    return System(
-        f"http://127.0.0.1:{stack.ports['gateway']}", f"http://127.0.0.1:{stack.ports['exchange-sim']}"
-    )
 
 
 class Grid:
@@ -95,9 +88,9 @@ def open_orders(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_a_killed_engine_comes_back_and_its_bots_trade_on_with_nothing_placed_twice(
-    crash_stack: Stack, client_ip: str
+    dev_stack: Stack, dev_system: System, client_ip: str
 ) -> None:
-    async with clients(system_of(crash_stack), client_ip) as (api, sim):
+    async with clients(dev_system, client_ip) as (api, sim):
         auth = await register(api)
         api_key = await connect_keys(api, sim, auth, EXCHANGE)
         live = await running_grid(api, sim, auth, "KRW-ETH", "live")
@@ -112,7 +105,7 @@ async def test_a_killed_engine_comes_back_and_its_bots_trade_on_with_nothing_pla
 
             await eventually(live_sell_rests, timeout=20, interval=POLL, message="the sell never rested")
 
-            crash_stack.kill("engine")
+            dev_stack.kill("engine")
             # While the engine is dead the live bot's next buy fills at the exchange.
             below = live.levels[live.k - 1]
             await move(sim, EXCHANGE, live.symbol, below)
@@ -123,7 +116,7 @@ async def test_a_killed_engine_comes_back_and_its_bots_trade_on_with_nothing_pla
             ]
             assert [o["status"] for o in filled] == ["done"]
 
-            await asyncio.to_thread(crash_stack.restart, "engine", 120.0)
+            await asyncio.to_thread(dev_stack.restart, "engine", 120.0)
 
             # The fill it missed is folded in once; then both bots trade on from the state they had.
             async def caught_up() -> bool:
@@ -167,10 +160,9 @@ async def test_a_killed_engine_comes_back_and_its_bots_trade_on_with_nothing_pla
 
 
 async def test_a_dead_bots_service_answers_503_and_is_named_until_it_is_back(
-    crash_stack: Stack, client_ip: str
+    dev_stack: Stack, dev_system: System, client_ip: str
 ) -> None:
-    system = system_of(crash_stack)
-    async with clients(system, client_ip) as (api, _):
+    async with clients(dev_system, client_ip) as (api, _):
         auth = await register(api)
         spec = {
             "exchange": EXCHANGE,
@@ -185,7 +177,7 @@ async def test_a_dead_bots_service_answers_503_and_is_named_until_it_is_back(
         }
         bot_id = body(await api.post("/api/bots", headers=auth, json=spec))["botId"]
 
-        crash_stack.kill("bots")
+        dev_stack.kill("bots")
         for method, path in (
             ("GET", "/api/bots"),
             ("GET", f"/api/bots/{bot_id}/trades"),
@@ -201,7 +193,7 @@ async def test_a_dead_bots_service_answers_503_and_is_named_until_it_is_back(
         assert (status, code, details["checks"]["bots"]) == (503, "SERVICE_UNAVAILABLE", "down")
         assert "bots" in details["down"] and details["checks"]["auth"] == "ok"
 
-        await asyncio.to_thread(crash_stack.restart, "bots", 120.0)
+        await asyncio.to_thread(dev_stack.restart, "bots", 120.0)
 
         async def ready() -> bool:
             return (await api.get("/health/ready")).status_code == 200
