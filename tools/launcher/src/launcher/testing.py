@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -156,3 +157,8 @@ def exchange_fills(orders: list[dict[str, Any]]) -> list[tuple[str, Decimal, Dec
         for o in orders
         for f in o["fills"]
     )
+
+
+def window_left(response: httpx.Response) -> float:
+    """Seconds until the rate-limit window this response was counted in resets (X-RateLimit-Reset)."""
+    return int(response.headers["x-ratelimit-reset"]) - time.time()
