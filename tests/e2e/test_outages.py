@@ -189,8 +189,8 @@ async def test_a_dead_bots_service_answers_503_and_is_named_until_it_is_back(
         assert (await api.get("/api/auth/me", headers=auth)).status_code == 200
         assert body(await api.get("/api/credentials", headers=auth)) == {"credentials": []}
         r = await api.get("/health/ready")
-        status, code, details = refusal(r)
-        assert (status, code, details["checks"]["bots"]) == (503, "SERVICE_UNAVAILABLE", "down")
+        code, error, details = refusal(r)
+        assert (code, error, details["checks"]["bots"]) == (503, "SERVICE_UNAVAILABLE", "down")
         assert "bots" in details["down"] and details["checks"]["auth"] == "ok"
 
         await asyncio.to_thread(dev_stack.restart, "bots", 120.0)
