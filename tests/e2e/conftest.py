@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from common.testing.infra import free_port, scratch_database
-from launcher.dev import Stack, wait_healthy
-from launcher.testing import System
+from launcher.dev import Stack
+from launcher.testing import System, embedded
 from launcher.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,41 +61,8 @@ def dev_system(dev_stack: Stack) -> System:
 @pytest.fixture(scope="session")
 def embedded_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """`make run`'s one process on a scratch SQLite file."""
-    tmp = tmp_path_factory.mktemp("embedded")
-    port, sim_port = free_port(), free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "SERVICES", "CREDENTIALS_URL", "BOTS_URL")
-    }
-    env.update(
-        PORT=str(port),
-        SIM_PORT=str(sim_port),
-        GRIDBOT_DB_PATH=str(tmp / "gridbot.db"),
-        TRUSTED_PROXIES=TRUSTED,
-    )
-    log = tmp / "embedded.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "launcher.embedded"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_healthy(
-                f"http://127.0.0.1:{port}/health",
-                proc,
-                describe=lambda: log.read_text(errors="replace")[-4000:],
-            )
-            yield System(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with embedded(tmp_path_factory.mktemp("embedded"), ROOT, TRUSTED_PROXIES=TRUSTED) as system:
+        yield system
 
 
 @pytest.fixture(params=["embedded", "dev"])

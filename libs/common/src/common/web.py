@@ -24,6 +24,7 @@ from common.cache import CacheError
 from common.context import language_var, request_id_var, sanitize_request_id
 from common.errors import AppError, ErrorCode, error_body, pick_language
 from common.logging import configure_logging
+from common.openapi import install_openapi
 from common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -313,6 +314,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes, access_log=access_log)
     return app
 

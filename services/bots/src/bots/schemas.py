@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from common.errors import AppError, ErrorCode
+from common.openapi import EXCHANGE_IDS, one_of
 from common.schemas import RequestModel
 
 TICKER_MAX = 40
@@ -52,9 +53,14 @@ def _not_null(value: Any) -> Any:
     return value
 
 
-JsonNumber = Annotated[Decimal, PlainValidator(_json_number), WithJsonSchema({"type": "number"})]
+_NUMBER_SCHEMA = {
+    "type": "number",
+    "exclusiveMinimum": -float(NUMBER_MAX),
+    "exclusiveMaximum": float(NUMBER_MAX),
+}
+JsonNumber = Annotated[Decimal, PlainValidator(_json_number), WithJsonSchema(_NUMBER_SCHEMA)]
 OptionalNumber = Annotated[
-    Decimal | None, PlainValidator(lambda v: _json_number(_not_null(v))), WithJsonSchema({"type": "number"})
+    Decimal | None, PlainValidator(lambda v: _json_number(_not_null(v))), WithJsonSchema(_NUMBER_SCHEMA)
 ]
 Mode = Literal["live", "paper"]
 GridKind = Literal["geometric", "arithmetic"]
@@ -65,7 +71,7 @@ LevelStatusName = Literal["available", "pending", "filled"]
 class CreateBotRequest(RequestModel):
     """POST /bots."""
 
-    exchange: Annotated[str, Field(min_length=1, max_length=32)]
+    exchange: Annotated[str, Field(min_length=1, max_length=32), WithJsonSchema(one_of(*EXCHANGE_IDS))]
     ticker: Annotated[str, Field(min_length=1, max_length=TICKER_MAX)]
     lower_price: JsonNumber
     upper_price: JsonNumber
@@ -80,12 +86,18 @@ class CreateBotRequest(RequestModel):
 class UpdateBotRequest(RequestModel):
     """PUT /bots/:id: any of these, at least one; none may be null."""
 
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
     order_amount: OptionalNumber = None
-    stop_at_max: Annotated[bool | None, BeforeValidator(_not_null)] = None
+    stop_at_max: Annotated[bool | None, BeforeValidator(_not_null), WithJsonSchema({"type": "boolean"})] = (
+        None
+    )
     lower_price: OptionalNumber = None
     upper_price: OptionalNumber = None
     price_change_percent: OptionalNumber = None
-    grid_type: Annotated[GridKind | None, BeforeValidator(_not_null)] = None
+    grid_type: Annotated[
+        GridKind | None, BeforeValidator(_not_null), WithJsonSchema(one_of("geometric", "arithmetic"))
+    ] = None
 
     @model_validator(mode="after")
     def _something(self) -> UpdateBotRequest:
