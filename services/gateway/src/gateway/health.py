@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
 
 from common.errors import ErrorCode
 from common.web import error_response, ok
@@ -18,6 +19,13 @@ from gateway.security_headers import DOCS_CSP
 Check = Callable[[], Awaitable[bool]]
 
 router = APIRouter(include_in_schema=False)
+
+DOCS_ASSETS_PATH = "/api-docs/assets"
+
+
+def docs_assets() -> StaticFiles:
+    """Swagger UI's scripts, styles and icon, served from the fastapi-offline package (never a CDN)."""
+    return StaticFiles(packages=[("fastapi_offline", "static")])
 
 
 async def run_checks(checks: dict[str, Check], limit_seconds: float) -> dict[str, str]:
@@ -65,7 +73,15 @@ async def ready(request: Request) -> Response:
 @router.get("/api-docs")
 async def docs() -> Response:
     """Swagger UI over the merged document."""
-    page: HTMLResponse = get_swagger_ui_html(openapi_url="/api-docs/openapi.json", title="gridbot API")
+    page: HTMLResponse = get_swagger_ui_html(
+        openapi_url="/api-docs/openapi.json",
+        title="gridbot API",
+        swagger_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png",
+        # No validator badge: it would ask validator.swagger.io about our document.
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+    )
     page.headers["content-security-policy"] = DOCS_CSP
     return page
 

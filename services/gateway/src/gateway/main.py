@@ -17,7 +17,7 @@ from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
 from gateway.cors import EdgeMiddleware
 from gateway.dispatch import Components, GatewayMiddleware, Runtime
-from gateway.health import Check, router, upstream_check
+from gateway.health import DOCS_ASSETS_PATH, Check, docs_assets, router, upstream_check
 from gateway.live import uvicorn_ws_options
 from gateway.live.directory import BotsDirectory
 from gateway.live.endpoint import LiveEndpoint
@@ -124,6 +124,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.mount(DOCS_ASSETS_PATH, docs_assets(), name="docs-assets")
     # Added innermost first: Edge(RequestContext(Gateway(FastAPI routes))).
     app.add_middleware(GatewayMiddleware, runtime=runtime)
     app.add_middleware(
