@@ -6,7 +6,7 @@ import unicodedata
 from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
 
 from auth.models import EMAIL_LENGTH, NAME_LENGTH
 from common.schemas import RequestModel, ResponseModel
@@ -70,6 +70,12 @@ Token = Annotated[str, Field(min_length=1, max_length=TOKEN_MAX)]
 class RegisterRequest(RequestModel):
     """POST /auth/register."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "user@example.com", "password": "securePassword123", "name": "홍길동"}]
+        }
+    )
+
     email: Email
     password: Password
     name: Annotated[
@@ -91,6 +97,10 @@ class RegisterRequest(RequestModel):
 
 class LoginRequest(RequestModel):
     """POST /auth/login."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "user@example.com", "password": "securePassword123"}]}
+    )
 
     email: Email
     password: LoginPassword

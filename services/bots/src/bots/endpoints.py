@@ -41,10 +41,15 @@ router = APIRouter(prefix="/api/bots", tags=["bots"])
 
 STATUSES = ("running", "stopped", "error")
 LEVEL_STATUSES = ("available", "pending", "filled")
-# A date (a bare endDate covers that whole day) or a date-time, ISO 8601 (UTC when no offset is given).
+# A date (a bare endDate covers that whole day) or a date-time, ISO 8601 (UTC when no offset is given);
+# empty means no bound.
 ISO_DATE = WithJsonSchema(
     {
-        "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
+        "anyOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "format": "date-time"},
+            {"type": "string", "enum": [""]},
+        ],
         "maxLength": 64,
     }
 )

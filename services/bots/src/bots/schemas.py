@@ -71,6 +71,24 @@ LevelStatusName = Literal["available", "pending", "filled"]
 class CreateBotRequest(RequestModel):
     """POST /bots."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "exchange": "upbit",
+                    "ticker": "KRW-BTC",
+                    "lowerPrice": 50000000,
+                    "upperPrice": 70000000,
+                    "priceChangePercent": 2,
+                    "orderAmount": 10000,
+                    "stopAtMax": False,
+                    "autoStart": True,
+                    "mode": "paper",
+                }
+            ]
+        }
+    )
+
     exchange: Annotated[str, Field(min_length=1, max_length=32), WithJsonSchema(one_of(*EXCHANGE_IDS))]
     ticker: Annotated[str, Field(min_length=1, max_length=TICKER_MAX)]
     lower_price: JsonNumber
@@ -86,7 +104,9 @@ class CreateBotRequest(RequestModel):
 class UpdateBotRequest(RequestModel):
     """PUT /bots/:id: any of these, at least one; none may be null."""
 
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+    model_config = ConfigDict(
+        json_schema_extra={"minProperties": 1, "examples": [{"orderAmount": 20000, "stopAtMax": True}]}
+    )
 
     order_amount: OptionalNumber = None
     stop_at_max: Annotated[bool | None, BeforeValidator(_not_null), WithJsonSchema({"type": "boolean"})] = (

@@ -32,6 +32,12 @@ Whitelist = Annotated[str | None, Field(max_length=IP_WHITELIST_LENGTH), AfterVa
 class ValidateCredentialsRequest(RequestModel):
     """POST /exchange/validate-credentials."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"exchange": "upbit", "apiKey": "your-access-key", "secretKey": "your-secret-key"}]
+        }
+    )
+
     exchange: ExchangeId
     api_key: Key
     secret_key: Key
@@ -39,6 +45,19 @@ class ValidateCredentialsRequest(RequestModel):
 
 class CreateCredentialRequest(RequestModel):
     """POST /credentials."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "exchange": "upbit",
+                    "apiKey": "your-access-key",
+                    "secretKey": "your-secret-key",
+                    "ipWhitelist": "203.0.113.7",
+                }
+            ]
+        }
+    )
 
     exchange: ExchangeId
     api_key: Key
@@ -49,7 +68,9 @@ class CreateCredentialRequest(RequestModel):
 class UpdateCredentialRequest(RequestModel):
     """PUT /credentials/:exchange: any of the fields; `ipWhitelist: null` or "" clears the whitelist."""
 
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+    model_config = ConfigDict(
+        json_schema_extra={"minProperties": 1, "examples": [{"ipWhitelist": "203.0.113.7, 198.51.100.0/24"}]}
+    )
 
     api_key: Key | None = None
     secret_key: Key | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from common.errors import ErrorCode
@@ -42,7 +42,12 @@ async def tickers(exchange: ExchangeInPath, request: Request, user: CurrentUser)
         ErrorCode.UNSUPPORTED_EXCHANGE, ErrorCode.TICKER_NOT_FOUND, ErrorCode.EXCHANGE_API_ERROR
     ),
 )
-async def price(exchange: ExchangeInPath, ticker: str, request: Request, user: CurrentUser) -> Response:
+async def price(
+    exchange: ExchangeInPath,
+    ticker: Annotated[str, Path(examples=["KRW-BTC"])],
+    request: Request,
+    user: CurrentUser,
+) -> Response:
     """The current price and 24h change/volume of a ticker."""
     return ok(await _service(request).price(parse_exchange(exchange), ticker))
 
@@ -56,7 +61,7 @@ async def price(exchange: ExchangeInPath, ticker: str, request: Request, user: C
 )
 async def candles(
     exchange: ExchangeInPath,
-    ticker: str,
+    ticker: Annotated[str, Path(examples=["KRW-BTC"])],
     request: Request,
     user: CurrentUser,
     interval: Annotated[Interval, Query()] = "1m",
