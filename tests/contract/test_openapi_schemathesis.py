@@ -57,7 +57,7 @@ def known_issue(label: str, check: str, failure: Failure) -> str | None:
     if check == "response_schema_conformance" and "byCurrency" in text:
         return "bots list summary (wt-input)"
     # "405 Allow header": a 405 names only some of the path's methods in `Allow`.
-    if check in ("allow_header_conformance", "unsupported_method") and "Allow" in text:
+    if check in ("allow_header_conformance", "unsupported_method") and "`Allow" in text:
         return "405 Allow header (wt-input)"
     return None
 
