@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 from common.exchanges.ids import Exchange
 from common.exchanges.settings import ExchangeSettings
-from common.logging import quiet_ccxt
+from common.logging import quiet_wire_loggers
 
-# Whatever the process's logging setup, ccxt's DEBUG lines (keys, signatures) stay off.
-quiet_ccxt()
+# Whatever the process's logging setup, ccxt's and websockets' DEBUG lines (keys, signatures) stay off.
+quiet_wire_loggers()
 
 # Without these, load_markets/fetch_balance reach sapi/fapi/dapi endpoints that a spot bot never needs
 # (and that need keys or another host).
