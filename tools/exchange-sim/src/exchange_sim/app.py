@@ -68,6 +68,7 @@ def create_app(settings: SimSettings | None = None, state: SimState | None = Non
                 FaultMiddleware,
                 injector=sim.faults,
                 timeout_seconds=sim.settings.fault_timeout_seconds,
+                counter=sim.requests,
             )
         ],
         lifespan=lifespan,
