@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from common.errors import AppError, ErrorCode
-from common.exchanges import Exchange, call, create_ccxt, quote_currency, to_app_error
+from common.exchanges import Exchange, ExchangeBudget, call, create_ccxt, quote_currency, to_app_error
 from common.exchanges.errors import ExchangeCallError
 from common.exchanges.ids import has_ticker, unified_symbol
 from common.exchanges.settings import ExchangeSettings
@@ -37,11 +37,13 @@ BINANCE_ASSET_NAMES: dict[str, str] = {
 class MarketCatalog:
     """One public ccxt client per exchange, its markets loaded lazily and refreshed after a TTL."""
 
-    def __init__(self, settings: ExchangeSettings, markets_ttl_seconds: float = 3600.0) -> None:
+    def __init__(
+        self, settings: ExchangeSettings, budget: ExchangeBudget, markets_ttl_seconds: float = 3600.0
+    ) -> None:
         self.settings = settings
         self.timeout = settings.exchange_timeout_seconds
         self.markets_ttl = markets_ttl_seconds
-        self.clients: dict[Exchange, Any] = {ex: create_ccxt(ex, settings) for ex in Exchange}
+        self.clients: dict[Exchange, Any] = {ex: create_ccxt(ex, settings, budget=budget) for ex in Exchange}
         self._loaded_at: dict[Exchange, float] = {}
         self._locks = {ex: asyncio.Lock() for ex in Exchange}
         self._tickers: dict[Exchange, tuple[float, list[dict[str, str]]]] = {}
