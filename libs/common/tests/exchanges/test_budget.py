@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -240,3 +242,17 @@ async def test_processes_share_one_budget(
     assert received - before == sent
     assert limit_calls <= sent <= 2 * limit_calls
     assert sum(r["refused"] for r in results) == 6 * limit_calls - sent
+
+
+def test_no_service_reaches_an_exchange_around_the_budget() -> None:
+    """ccxt is only ever built by common.exchanges.create_ccxt (which charges the budget): no other import."""
+    root = Path(__file__).resolve().parents[4]
+    allowed = root / "libs" / "common" / "src" / "common" / "exchanges"
+    offenders = []
+    for source in [*root.glob("services/*/src/**/*.py"), *root.glob("libs/common/src/**/*.py")]:
+        if source.is_relative_to(allowed):
+            continue
+        text = source.read_text(encoding="utf-8")
+        if re.search(r"^\s*(import ccxt|from ccxt)", text, re.MULTILINE):
+            offenders.append(str(source.relative_to(root)))
+    assert offenders == []

@@ -155,7 +155,12 @@ class MarketCatalog:
 
 def _exchange_error(exc: ExchangeCallError) -> AppError:
     error = to_app_error(exc)
-    # A market-data read that the exchange refuses is still the exchange's failure, not the user's.
-    if error.code not in (ErrorCode.TICKER_NOT_FOUND, ErrorCode.EXCHANGE_API_ERROR):
+    # A market-data read that the exchange refuses is still the exchange's failure, not the user's; our
+    # spent call budget stays a 503 with Retry-After.
+    if error.code not in (
+        ErrorCode.TICKER_NOT_FOUND,
+        ErrorCode.EXCHANGE_API_ERROR,
+        ErrorCode.SERVICE_UNAVAILABLE,
+    ):
         return AppError(ErrorCode.EXCHANGE_API_ERROR, error.details)
     return error

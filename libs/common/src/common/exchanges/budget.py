@@ -182,8 +182,10 @@ class ExchangeBudget:
         for charge in taken:
             bucket = self._bucket(exchange, charge.bucket)
             window = self._window(exchange, bucket, account, now)
-            count = await self._incr(window.key, charge.amount, window.ttl)
-            done.append((window, charge.amount))
+            # A call heavier than a whole window (a small EXCHANGE_BUDGET_LIMITS) takes a whole window.
+            amount = min(charge.amount, bucket.limit)
+            count = await self._incr(window.key, amount, window.ttl)
+            done.append((window, amount))
             if count > bucket.limit:
                 refused = (bucket, window.ends_at)
                 break
