@@ -9,9 +9,14 @@ UV := python3 -m uv
 endif
 
 PYTEST_ARGS ?=
+# Where `make secrets` writes (docker compose reads .env from the repository root).
+ENV_FILE ?= .env
+# The compose v2 plugin when present, else the standalone docker-compose (1.29 understands this file too);
+# `=`: looked up only by the targets that use it.
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 SRC := libs/common/src $(wildcard services/*/src) $(wildcard tools/*/src)
 
-.PHONY: help install run dev up down test lint fmt typecheck bench migrate rotate-keys clean
+.PHONY: help install run dev secrets up down test lint fmt typecheck bench migrate rotate-keys clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -29,11 +34,14 @@ run: install ## Run the whole system in one process (SQLite, in-process bus and 
 dev: install ## Run every service as its own process over local RabbitMQ/PostgreSQL/Redis
 	$(UV) run --frozen python -m launcher.dev
 
-up: ## docker compose up (every service in its own container)
-	docker compose up --build -d
+secrets: ## Write .env with fresh random secrets for docker compose (never overwrites an existing one)
+	python3 tools/launcher/src/launcher/gensecrets.py $(ENV_FILE)
+
+up: ## docker compose up (every service in its own container; needs the .env of `make secrets`)
+	$(COMPOSE) up --build -d
 
 down: ## docker compose down
-	docker compose down
+	$(COMPOSE) down
 
 test: install ## Run the whole test suite against real PostgreSQL, Redis and RabbitMQ
 	$(UV) run --frozen pytest $(PYTEST_ARGS)

@@ -51,6 +51,7 @@ from common.exchanges import Exchange  # noqa: E402
 from common.grid import MarketRules, plan_grid  # noqa: E402
 from common.runtime import acquire_cache, release_cache  # noqa: E402
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
+from common.testing.shared import shared_dir  # noqa: E402
 from common.trading.models import SCHEMA, Bot, GridLevel  # noqa: E402
 from engine.runtime import EngineRuntime  # noqa: E402
 from engine.settings import Settings  # noqa: E402
@@ -62,7 +63,7 @@ BASE_PRICE = D(100_000)
 
 def rules() -> MarketRules:
     """Binance BTCUSDT's rules (tick 0.01, step 0.00001, min notional 5)."""
-    path = Path("/work/shared/wire/binance_exchangeInfo_symbol_BTCUSDT_ccxt.json")
+    path = shared_dir() / "wire" / "binance_exchangeInfo_symbol_BTCUSDT_ccxt.json"
     if path.exists():
         info: dict[str, Any] = json.loads(path.read_text())
         market = {

@@ -1,19 +1,30 @@
-"""docker-compose.yml cannot run here (no Docker engine): check it against the topology `make dev` runs."""
+"""docker-compose.yml cannot run here (no Docker engine): check it against the topology `make dev` runs, and
+resolve it with the compose tool itself (`docker compose config`) against the .env that `make secrets` writes."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from launcher.topology import SERVICES, ServiceSpec, service_env
+from common.exchanges.settings import DEFAULT_URLS, sim_exchange_env
+from common.testing.infra import in_ci
+from launcher import gensecrets
+from launcher.dev import Stack
+from launcher.topology import INTERNAL_TOKENS, KEYS_TOKEN, SERVICES, ServiceSpec, fresh_tokens, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = {"postgres", "redis", "rabbitmq"}
+# What must never reach market-data, which parses untrusted exchange feeds.
+KEY_OPENERS = {KEYS_TOKEN, "INTERNAL_BALANCE_TOKEN", "ENCRYPTION_KEY"}
 
 
 def compose() -> dict[str, Any]:
@@ -74,14 +85,15 @@ def test_make_dev_env_is_read_by_the_settings(spec: ServiceSpec) -> None:
         redis_url="redis://x",
         rabbitmq_url="amqp://x",
         ports={s.name: s.port for s in SERVICES},
+        tokens=fresh_tokens(),
     )
     assert not set(env) - settings_fields(spec)
 
 
-def test_only_the_gateway_publishes_a_port() -> None:
+def test_only_the_gateway_publishes_a_port_on_loopback_by_default() -> None:
     published = {name for name, svc in compose()["services"].items() if svc.get("ports")}
     assert published == {"gateway"}
-    assert compose()["services"]["gateway"]["ports"] == ["3000:3000"]
+    assert compose()["services"]["gateway"]["ports"] == ["${GATEWAY_PUBLISH:-127.0.0.1:3000}:3000"]
 
 
 @pytest.mark.parametrize("name", sorted(ours()))
@@ -126,3 +138,221 @@ def test_dockerfile_sees_every_workspace_member(dockerfile: Path) -> None:
     text = dockerfile.read_text()
     for member in workspace_members():
         assert f"COPY {member}/pyproject.toml {member}/" in text, member
+
+
+# --- secrets and internal tokens -------------------------------------------------------------------------
+
+
+def required_variables() -> set[str]:
+    """Every variable docker-compose.yml refuses to run without (`${NAME:?message}`)."""
+    return set(re.findall(r"\$\{([A-Z_]+):\?", (ROOT / "docker-compose.yml").read_text()))
+
+
+def test_compose_requires_exactly_the_secrets_make_secrets_writes() -> None:
+    assert required_variables() == set(gensecrets.SECRETS)
+    assert set(INTERNAL_TOKENS) <= required_variables()
+    text = (ROOT / "docker-compose.yml").read_text()
+    # No default credentials of the images, and no way to fall back to the repository's development secrets.
+    for literal in ("postgres:postgres", "guest", "change-me", "dev-only"):
+        assert literal not in text, literal
+    assert re.search(r"^\s+ENVIRONMENT: \$\{ENVIRONMENT:-production\}$", text, re.M)
+
+
+@pytest.mark.parametrize("name", sorted(ours()))
+def test_each_service_holds_exactly_its_internal_tokens(name: str) -> None:
+    spec, is_migration = owner(name)
+    env = ours()[name].get("environment", {})
+    held = {var for var in env if var.startswith("INTERNAL_")}
+    assert held == (set() if is_migration else set(spec.tokens))
+    if is_migration:
+        assert set(env) == {"ENVIRONMENT", "DATABASE_URL"}  # a migration needs nothing else
+
+
+def test_market_data_holds_nothing_that_opens_keys() -> None:
+    spec = next(s for s in SERVICES if s.name == "market-data")
+    assert not set(spec.tokens) & KEY_OPENERS
+    assert not set(ours()["market-data"]["environment"]) & KEY_OPENERS
+
+
+def test_make_dev_hands_each_process_only_its_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Even a token exported in the developer's shell never reaches a process that must not hold it.
+    monkeypatch.setenv(KEYS_TOKEN, "exported-in-the-shell-" + "x" * 40)
+    stack = Stack("postgresql+asyncpg://x/y", "redis://x", "amqp://x", {s.name: s.port for s in SERVICES})
+    assert len(set(stack.tokens.values())) == len(INTERNAL_TOKENS)  # one fresh token per route
+    for spec in SERVICES:
+        env = stack.env_for(spec)
+        held = {var: value for var, value in env.items() if var.startswith("INTERNAL_")}
+        assert held == {name: stack.tokens[name] for name in spec.tokens}, spec.name
+    market_data = stack.env_for(next(s for s in SERVICES if s.name == "market-data"))
+    assert not set(market_data) & KEY_OPENERS
+
+
+def test_exchange_urls_default_to_the_real_exchanges_and_sim_values_match() -> None:
+    env = ours()["credentials"]["environment"]
+    for field, url in DEFAULT_URLS.items():
+        assert env[field.upper()] == f"${{{field.upper()}:-{url}}}"
+    assert sim_exchange_env("http://exchange-sim:8900") == gensecrets.SIM_ENV
+
+
+def test_the_simulator_runs_only_under_the_sim_profile() -> None:
+    assert compose()["services"]["exchange-sim"]["profiles"] == ["sim"]
+    for name, svc in compose()["services"].items():
+        assert "exchange-sim" not in svc.get("depends_on", {}), name
+
+
+# --- the compose tool itself --------------------------------------------------------------------------------
+
+
+def compose_tool() -> list[str] | None:
+    """`docker compose` (v2 plugin) when it answers, else the standalone `docker-compose`, else None."""
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0
+    ):
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+Config = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """Run `<compose> config` on docker-compose.yml with a given env file and nothing from this shell."""
+    tool = compose_tool()
+    if tool is None:
+        message = (
+            "neither `docker compose` nor `docker-compose` is installed (apt-get install -y docker-compose)"
+        )
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    home = tmp_path_factory.mktemp("compose-home")
+
+    def run(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [
+            *tool,
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "--env-file",
+            str(env_file),
+            *args,
+            "config",
+        ]
+        # A clean environment: a variable exported here must not stand in for a missing one in the file.
+        clean = {"PATH": os.environ["PATH"], "HOME": str(home)}
+        return subprocess.run(command, env=clean, capture_output=True, text=True, timeout=120, check=False)
+
+    return run
+
+
+def make_secrets(path: Path) -> subprocess.CompletedProcess[str]:
+    """`make secrets ENV_FILE=path`, as an operator runs it."""
+    return subprocess.run(
+        ["make", "-s", "secrets", f"ENV_FILE={path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """The NAME=value lines of an env file."""
+    pairs = (
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
+    return {name: value for name, value in pairs}
+
+
+def test_an_empty_env_file_is_refused_naming_a_missing_secret(config: Config, tmp_path: Path) -> None:
+    empty = tmp_path / ".env"
+    empty.write_text("")
+    result = config(empty)
+    assert result.returncode != 0
+    assert "is missing - run make secrets" in result.stderr
+    assert any(name in result.stderr for name in gensecrets.SECRETS), result.stderr
+
+
+@pytest.mark.parametrize("missing", sorted(gensecrets.SECRETS))
+def test_each_secret_is_required(config: Config, tmp_path: Path, missing: str) -> None:
+    env_file = tmp_path / ".env"
+    assert make_secrets(env_file).returncode == 0
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in read_env(env_file).items() if k != missing))
+    result = config(env_file)
+    assert result.returncode != 0
+    assert f"{missing} is missing - run make secrets" in result.stderr, result.stderr
+
+
+def service_settings(spec: ServiceSpec, environment: dict[str, str]) -> Any:
+    """The service's settings read from exactly a container's resolved environment (no .env file)."""
+    module, cls = spec.settings.split(":")
+    settings = getattr(importlib.import_module(module), cls)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in settings_fields(spec):
+            patch.delenv(name, raising=False)
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        return settings(_env_file=None)
+
+
+def test_make_secrets_gives_a_deployment_every_service_accepts(config: Config, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    made = make_secrets(env_file)
+    assert made.returncode == 0, made.stderr
+    assert env_file.stat().st_mode & 0o077 == 0  # readable by its owner only
+    secrets = read_env(env_file)
+    assert len(set(secrets.values())) == len(secrets)  # no two secrets alike (COMPOSE_PROJECT_NAME aside)
+
+    result = config(env_file)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    for spec in SERVICES:
+        if spec.name == "exchange-sim":
+            continue
+        environment = {k: str(v) for k, v in resolved[spec.name]["environment"].items()}
+        assert environment["ENVIRONMENT"] == "production"
+        tokens = {name for name in INTERNAL_TOKENS if secrets[name] in environment.values()}
+        assert tokens == set(spec.tokens), spec.name
+        # What compose hands the service, its settings accept in production: no placeholder left.
+        assert service_settings(spec, environment).environment == "production"
+    market_data = set(resolved["market-data"]["environment"].values())
+    assert not {secrets[name] for name in KEY_OPENERS} & market_data
+    assert secrets["REDIS_PASSWORD"] in resolved["redis"]["command"]
+    assert f":{secrets['REDIS_PASSWORD']}@redis:" in resolved["auth"]["environment"]["REDIS_URL"]
+    assert f":{secrets['POSTGRES_PASSWORD']}@postgres:" in resolved["auth"]["environment"]["DATABASE_URL"]
+
+    # A second run never replaces the secrets of a deployment.
+    before = env_file.read_bytes()
+    again = make_secrets(env_file)
+    assert again.returncode != 0 and "left untouched" in again.stderr
+    assert env_file.read_bytes() == before
+
+
+def test_the_sim_profile_as_make_secrets_documents_it(config: Config, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    assert make_secrets(env_file).returncode == 0
+    # Uncomment the simulator block, as its comment says.
+    text = env_file.read_text()
+    block = text[text.index("# COMPOSE_PROFILES=sim") :]
+    env_file.write_text(text.replace(block, block.replace("# ", "")))
+    result = config(env_file, "--profile", "sim")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    assert "exchange-sim" in resolved
+    for spec in SERVICES:
+        if not spec.uses_exchanges:
+            continue
+        environment = {k: str(v) for k, v in resolved[spec.name]["environment"].items()}
+        assert environment["UPBIT_REST_URL"] == "http://exchange-sim:8900/upbit"
+        assert environment["ENVIRONMENT"] == "development"
+        # Development on 0.0.0.0 with real secrets: accepted...
+        assert service_settings(spec, environment).upbit_rest_url.startswith("http://")
+        # ...while production refuses the simulator's plaintext URLs.
+        with pytest.raises(ValueError, match="UPBIT_REST_URL must be https://"):
+            service_settings(spec, {**environment, "ENVIRONMENT": "production"})

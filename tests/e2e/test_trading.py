@@ -62,6 +62,16 @@ def exchange_fills(orders: list[dict[str, Any]]) -> list[tuple[str, Decimal, Dec
     )
 
 
+# pytest's default 120 s is below what these tests may wait by design: each gets a timeout covering its own
+# waits plus STARTUP_SECONDS for starting the system under test (when it is the first test to need it) and
+# its plain requests, so a wait that runs out fails with its own message rather than pytest's.
+STARTUP_SECONDS = 120
+STEP_SECONDS = 15  # one grid move to show as a trade, or orders to rest
+ROUND_TRIP_SECONDS = 150  # the replayed market taking both bots through a round trip
+AGREE_SECONDS = 20  # every view of a bot catching up with the others
+
+
+@pytest.mark.timeout(STARTUP_SECONDS + 9 * STEP_SECONDS)
 @pytest.mark.parametrize("mode", ["paper", "live"])
 async def test_three_levels_down_and_back_up_give_three_buys_then_three_sells(
     system: System, client_ip: str, mode: str
@@ -90,7 +100,10 @@ async def test_three_levels_down_and_back_up_give_three_buys_then_three_sells(
                 return await pending(api, auth, bot_id, side) == count
 
             await eventually(
-                lambda: resting("buy", k + 1), timeout=15, interval=POLL, message="buys never rested"
+                lambda: resting("buy", k + 1),
+                timeout=STEP_SECONDS,
+                interval=POLL,
+                message="buys never rested",
             )
 
             async def traded(count: int) -> bool:
@@ -102,7 +115,10 @@ async def test_three_levels_down_and_back_up_give_three_buys_then_three_sells(
             ):
                 await move(sim, exchange, symbol, price)
                 await eventually(
-                    lambda n=n: traded(n + 1), timeout=15, interval=POLL, message=f"move {n} traded nothing"
+                    lambda n=n: traded(n + 1),
+                    timeout=STEP_SECONDS,
+                    interval=POLL,
+                    message=f"move {n} traded nothing",
                 )
             trades = await trades_of(api, auth, bot_id)
             assert [t["type"] for t in trades] == ["buy"] * 3 + ["sell"] * 3
@@ -159,6 +175,7 @@ async def test_three_levels_down_and_back_up_give_three_buys_then_three_sells(
             assert not [o for o in await sim_orders(sim, api_key, exchange) if o["status"] == "wait"]
 
 
+@pytest.mark.timeout(STARTUP_SECONDS + ROUND_TRIP_SECONDS + 2 * AGREE_SECONDS)
 async def test_a_paper_and_a_live_bot_trade_the_replayed_month_by_themselves(
     system: System, client_ip: str
 ) -> None:
@@ -183,15 +200,18 @@ async def test_a_paper_and_a_live_bot_trade_the_replayed_month_by_themselves(
                 return len(listed) == 2 and all(b["currentProfit"] != 0 for b in listed)
 
             await eventually(
-                both_sold, timeout=150, interval=1.0, message="a bot never completed a round trip"
+                both_sold,
+                timeout=ROUND_TRIP_SECONDS,
+                interval=POLL,
+                message="a bot never completed a round trip",
             )
             # Freeze the market where it is, then every view of each bot must agree with the others.
             await move(sim, exchange, symbol, await sim_price(sim, exchange, symbol))
             for bot_id, key in zip(bot_ids, (None, api_key), strict=True):
                 await eventually(
                     lambda bot_id=bot_id, key=key: agrees(api, sim, auth, bot_id, key),
-                    timeout=20,
-                    interval=1.0,
+                    timeout=AGREE_SECONDS,
+                    interval=4 * POLL,  # four gateway requests a round
                     message=f"bot {bot_id}'s trades, levels and figures never agreed",
                 )
         finally:

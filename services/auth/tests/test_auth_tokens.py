@@ -77,6 +77,7 @@ async def test_reuse_revokes_the_whole_family(
     # Every token of the family is now worthless, refresh and access alike, and it was committed.
     latest = await client.post(REFRESH, json={"refreshToken": second["refreshToken"]})
     assert latest.status_code == 401
+    assert error_code(latest) == "INVALID_TOKEN"
     for access in (account.token, first["token"], second["token"]):
         me = await client.get(ME, headers=bearer(access))
         assert me.status_code == 401
@@ -92,8 +93,11 @@ async def test_reuse_leaves_other_sessions_alone(client: httpx.AsyncClient, regi
     other = (
         await client.post("/api/auth/login", json={"email": account.email, "password": account.password})
     ).json()
-    await client.post(REFRESH, json={"refreshToken": account.refresh_token})
-    await client.post(REFRESH, json={"refreshToken": account.refresh_token})  # reuse
+    rotated = await client.post(REFRESH, json={"refreshToken": account.refresh_token})
+    assert rotated.status_code == 200
+    reuse = await client.post(REFRESH, json={"refreshToken": account.refresh_token})
+    assert reuse.status_code == 401
+    assert error_code(reuse) == "INVALID_TOKEN"
     assert (await client.get(ME, headers=bearer(other["data"]["token"]))).status_code == 200
     fresh = await client.post(REFRESH, json={"refreshToken": other["data"]["refreshToken"]})
     assert fresh.status_code == 200
@@ -116,7 +120,9 @@ async def test_concurrent_double_refresh_has_exactly_one_winner(
     assert [r.parent_jti for r in rows].count(old_jti) == 1
     assert all(r.revoked_at is not None for r in rows)
     winner = next(r for r in responses if r.status_code == 200).json()["data"]
-    assert (await client.post(REFRESH, json={"refreshToken": winner["refreshToken"]})).status_code == 401
+    after = await client.post(REFRESH, json={"refreshToken": winner["refreshToken"]})
+    assert after.status_code == 401
+    assert error_code(after) == "INVALID_TOKEN"
 
 
 async def test_access_token_is_not_a_refresh_token_and_vice_versa(
@@ -239,6 +245,7 @@ async def test_validly_signed_but_unrecorded_refresh_token_is_invalid(
     )
     response = await client.post(REFRESH, json={"refreshToken": unrecorded.token})
     assert response.status_code == 401
+    assert error_code(response) == "INVALID_TOKEN"
     # Not a reuse of anything we issued: the family lives on.
     assert (await client.post(REFRESH, json={"refreshToken": account.refresh_token})).status_code == 200
 

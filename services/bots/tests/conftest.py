@@ -16,7 +16,7 @@ from bots.consumers import CREDENTIAL_EVENTS_QUEUE
 from bots.main import create_app
 from bots.migrate import upgrade
 from bots.settings import Settings
-from bots.testing import INTERNAL_TOKEN, Backend, CredentialsContract, FakeEngine, User, make_settings
+from bots.testing import BALANCE_TOKEN, Backend, CredentialsContract, FakeEngine, User, make_settings
 from common.testing.service import backend_fixtures, user_factory
 from exchange_sim import SimServer
 from exchange_sim.testing import sim_fixtures
@@ -58,7 +58,7 @@ def settings(request: pytest.FixtureRequest, backend: Backend, sim: SimServer, n
 @pytest.fixture
 def credentials() -> CredentialsContract:
     """The credentials service's internal API as the bots service relies on it (served in-process)."""
-    return CredentialsContract(token=INTERNAL_TOKEN)
+    return CredentialsContract(token=BALANCE_TOKEN)
 
 
 async def _delete_topology(url: str, namespace: str) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from bots.testing import FakeEngine, User, error_code
 from common.grid import MarketRules
+from common.testing.service import exact_json
 from common.testing.wait import eventually
 from common.trading.models import OUTBOX, Bot
 
@@ -108,25 +109,28 @@ async def test_an_exact_power_gives_the_exact_count(create_bot: CreateBot) -> No
     assert data["gridCount"] == 2 and data["investmentAmount"] == 20
 
 
-async def test_floats_are_taken_as_their_decimal_text(
-    client: httpx.AsyncClient, user: User, create_bot: CreateBot
-) -> None:
-    data = await create_bot(
-        exchange="binance",
-        ticker="BTCUSDT",
-        lowerPrice=100.1,
-        upperPrice=121.11,
-        priceChangePercent=2.5,
-        orderAmount=10.3,
-    )
-    got = (await client.get(f"/api/bots/{data['botId']}", headers=user.auth)).json()["data"]
+async def test_floats_are_taken_as_their_decimal_text(client: httpx.AsyncClient, user: User) -> None:
+    body = {
+        **SPEC_BOT,
+        "exchange": "binance",
+        "ticker": "BTCUSDT",
+        "lowerPrice": 100.1,
+        "upperPrice": 121.11,
+        "priceChangePercent": 2.5,
+        "orderAmount": 10.3,
+    }
+    response = await client.post("/api/bots", json=body, headers=user.auth)
+    assert response.status_code == 201, response.text
+    data = exact_json(response)["data"]
+    assert data["investmentAmount"] == Decimal("10.3") * data["gridCount"]
+    got = exact_json(await client.get(f"/api/bots/{data['botId']}", headers=user.auth))["data"]
     assert (got["lowerPrice"], got["upperPrice"], got["priceChangePercent"], got["orderAmount"]) == (
-        100.1,
-        121.11,
-        2.5,
-        10.3,
+        Decimal("100.1"),
+        Decimal("121.11"),
+        Decimal("2.5"),
+        Decimal("10.3"),
     )
-    assert data["investmentAmount"] == pytest.approx(10.3 * data["gridCount"])
+    assert got["investmentAmount"] == data["investmentAmount"]
 
 
 async def test_arithmetic_grid_has_equal_price_steps(

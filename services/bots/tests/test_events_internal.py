@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
-from bots.testing import INTERNAL_TOKEN, CredentialsContract, FakeEngine, User, error_code
+from bots.testing import BALANCE_TOKEN, TICKERS_TOKEN, CredentialsContract, FakeEngine, User, error_code
 from common.bus import Bus, Envelope
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent
 from common.exchanges import Exchange
@@ -132,7 +132,7 @@ async def test_running_tickers_for_market_data(
     async with app.state.session_factory() as session:
         await session.execute(update(Bot).where(Bot.id == uuid.UUID(bot_id)).values(ticker=ticker))
         await session.commit()
-    internal = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+    internal = {"Authorization": f"Bearer {TICKERS_TOKEN}"}
 
     async def listed() -> list[dict[str, str]]:
         response = await client.get("/internal/bots/running-tickers", headers=internal)
@@ -144,9 +144,13 @@ async def test_running_tickers_for_market_data(
     assert {"exchange": "upbit", "ticker": ticker} in await listed()
     assert (await client.post(f"/api/bots/{bot_id}/stop", headers=user.auth)).status_code == 200
     assert {"exchange": "upbit", "ticker": ticker} not in await listed()
-    for headers in ({}, {"Authorization": "Bearer wrong"}, user.auth):
+    # Only market-data's token: the token this service itself presents to credentials (or any other
+    # route's) is refused.
+    other_route = {"Authorization": f"Bearer {BALANCE_TOKEN}"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, user.auth, other_route):
         response = await client.get("/internal/bots/running-tickers", headers=headers)
         assert response.status_code == 401 and error_code(response) in ("UNAUTHORIZED", "INVALID_TOKEN")
+        assert response.json()["success"] is False and "tickers" not in response.json()
     openapi = (await client.get("/openapi.json")).json()
     assert not any(path.startswith("/internal") for path in openapi["paths"])
     assert "/api/bots/{bot_id}/performance" in openapi["paths"]

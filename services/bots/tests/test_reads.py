@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from bots.testing import Fill, User, error_code, seed_fills
+from common.testing.service import exact_json
 from common.trading.models import Bot, GridLevel
 
 CreateBot = Callable[..., Awaitable[dict[str, Any]]]
@@ -52,7 +53,8 @@ async def seeded(app: FastAPI, create_bot: CreateBot) -> str:
 async def _get(client: httpx.AsyncClient, user: User, path: str, **params: Any) -> dict[str, Any]:
     response = await client.get(path, params=params, headers=user.auth)
     assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()["data"]
+    # Exact: the contract writes money digit for digit, so it is compared digit for digit.
+    data: dict[str, Any] = exact_json(response)["data"]
     return data
 
 
@@ -63,16 +65,16 @@ async def test_performance_is_computed_from_the_trades(
     perf = await _get(client, user, f"/api/bots/{seeded}/performance")
     unrealized = D("0.0002") * 55000000 - HELD_COST  # 794.9
     assert perf == {
-        "totalProfit": float(TOTAL_PROFIT),
-        "profitPercent": 0.23,  # 366.1231 / 160,000 × 100 = 0.2288…
+        "totalProfit": TOTAL_PROFIT,
+        "profitPercent": D("0.23"),  # 366.1231 / 160,000 × 100 = 0.2288…
         "totalTrades": 5,
         "buyTrades": 3,
         "sellTrades": 2,
-        "avgProfitPerTrade": float(TOTAL_PROFIT / 2),
+        "avgProfitPerTrade": TOTAL_PROFIT / 2,
         "investmentAmount": 160000,
-        "currentValue": float(160000 + TOTAL_PROFIT + unrealized),
+        "currentValue": 160000 + TOTAL_PROFIT + unrealized,
         "runningDays": 1,
-        "dailyAvgProfit": 366.12,
+        "dailyAvgProfit": D("366.12"),
     }
 
 
@@ -85,7 +87,7 @@ async def test_running_days_count_whole_days_since_the_first_start(
         await session.execute(update(Bot).where(Bot.id == uuid.UUID(seeded)).values(first_started_at=first))
         await session.commit()
     perf = await _get(client, user, f"/api/bots/{seeded}/performance")
-    assert perf["runningDays"] == 10 and perf["dailyAvgProfit"] == 36.61
+    assert perf["runningDays"] == 10 and perf["dailyAvgProfit"] == D("36.61")
 
 
 async def test_held_base_is_marked_to_the_exchange_price_when_none_is_cached(
@@ -103,7 +105,7 @@ async def test_held_base_is_marked_to_the_exchange_price_when_none_is_cached(
     perf = await _get(client, user, f"/api/bots/{bot_id}/performance")
     investment = perf["investmentAmount"]
     # 0.0025 ETH bought for 10,005 KRW, worth 11,000 KRW now.
-    assert perf["currentValue"] == pytest.approx(investment + 11000 - 10005)
+    assert perf["currentValue"] == investment + 11000 - 10005
     assert perf["totalProfit"] == 0 and perf["avgProfitPerTrade"] == 0 and perf["sellTrades"] == 0
 
 
@@ -125,10 +127,10 @@ async def test_trade_pages_cover_every_trade_once_newest_first(
         "2025-01-20T10:00:00.000Z",
     ]
     newest = trades[0]
-    assert newest["type"] == "sell" and newest["price"] == 53000000 and newest["amount"] == 0.00019
-    assert newest["total"] == 10070 and newest["fee"] == 5.035 and newest["profit"] == 176.2231
+    assert newest["type"] == "sell" and newest["price"] == 53000000 and newest["amount"] == D("0.00019")
+    assert newest["total"] == 10070 and newest["fee"] == D("5.035") and newest["profit"] == D("176.2231")
     assert all(("profit" in t) == (t["type"] == "sell") for t in trades)
-    assert sum(D(str(t["profit"])) for t in trades if t["type"] == "sell") == TOTAL_PROFIT
+    assert sum(t["profit"] for t in trades if t["type"] == "sell") == TOTAL_PROFIT
     assert trades[-1]["orderId"] == f"upbit-{seeded}"  # the exchange's id where there is one
     assert trades[-2]["orderId"].startswith("gb")  # paper: our client order id
     everything = await _get(client, user, f"/api/bots/{seeded}/trades")
@@ -194,9 +196,9 @@ async def test_list_summary_and_detail_agree_with_performance(
     perf = await _get(client, user, f"/api/bots/{seeded}/performance")
     pages = await _get(client, user, f"/api/bots/{seeded}/trades")
     row = by_id[seeded]
-    assert row["currentProfit"] == perf["totalProfit"] == float(TOTAL_PROFIT)
+    assert row["currentProfit"] == perf["totalProfit"] == TOTAL_PROFIT
     assert row["totalTrades"] == perf["totalTrades"] == pages["pagination"]["total"] == 5
-    assert row["profitPercent"] == perf["profitPercent"] == 0.23
+    assert row["profitPercent"] == perf["profitPercent"] == D("0.23")
     assert row["investmentAmount"] == perf["investmentAmount"] == 160000
     assert row["lastExecutedAt"] == "2025-01-23T10:00:00.000Z"
     assert by_id[other]["currentProfit"] == 0 and by_id[other]["totalTrades"] == 0
@@ -204,7 +206,7 @@ async def test_list_summary_and_detail_agree_with_performance(
     assert listed["summary"] == {
         "totalBots": 2,
         "activeBots": 1,
-        "totalProfit": float(TOTAL_PROFIT),
+        "totalProfit": TOTAL_PROFIT,
         "totalInvestment": 160000 + other_investment,
     }
     running = await _get(client, user, "/api/bots", status="running")
@@ -212,7 +214,7 @@ async def test_list_summary_and_detail_agree_with_performance(
     assert running["summary"] == {
         "totalBots": 1,
         "activeBots": 1,
-        "totalProfit": float(TOTAL_PROFIT),
+        "totalProfit": TOTAL_PROFIT,
         "totalInvestment": 160000,
     }
     binance = await _get(client, user, "/api/bots", exchange="binance")
@@ -237,7 +239,7 @@ async def test_current_price_is_null_until_market_data_caches_one(
     bot_id = (await create_bot(ticker="KRW-SOL", lowerPrice=200000, upperPrice=300000))["botId"]
     assert (await _get(client, user, f"/api/bots/{bot_id}"))["currentPrice"] is None
     await set_price("upbit", "KRW-SOL", "251500.5")
-    assert (await _get(client, user, f"/api/bots/{bot_id}"))["currentPrice"] == 251500.5
+    assert (await _get(client, user, f"/api/bots/{bot_id}"))["currentPrice"] == D("251500.5")
 
 
 async def test_grid_levels_filter_by_status_ascending(

@@ -242,12 +242,25 @@ async def test_client_maps_every_failure(status: int, body: dict[str, Any], code
     await client.close()
 
 
-def test_production_refuses_the_development_internal_token() -> None:
+def test_production_refuses_the_development_internal_tokens() -> None:
     strong = "a-production-jwt-secret-0123456789abcdef-0123456789abcdef"
-    with pytest.raises(ValidationError, match="internal_api_token"):
+    with pytest.raises(ValidationError, match="internal_balance_token, internal_tickers_token"):
         Settings(environment="production", jwt_secret=strong)
+    balance, tickers = "b" * 24 + "9f3k2m1x8q7w", "t" * 24 + "9f3k2m1x8q7w"
+    with pytest.raises(
+        ValidationError, match="INTERNAL_BALANCE_TOKEN and INTERNAL_TICKERS_TOKEN must differ"
+    ):
+        Settings(
+            environment="production",
+            jwt_secret=strong,
+            internal_balance_token=balance,
+            internal_tickers_token=balance,
+        )
     accepted = Settings(
-        environment="production", jwt_secret=strong, internal_api_token="t" * 24 + "9f3k2m1x8q7w"
+        environment="production",
+        jwt_secret=strong,
+        internal_balance_token=balance,
+        internal_tickers_token=tickers,
     )
     assert accepted.port == 3003 and accepted.default_bot_mode == "paper"
     assert accepted.stop_confirm_timeout_seconds < 10  # the gateway's default upstream timeout

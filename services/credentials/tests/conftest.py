@@ -19,10 +19,11 @@ from credentials.main import create_app
 from credentials.migrate import upgrade
 from credentials.settings import Settings
 from credentials.testing import (
+    BALANCE_TOKEN,
     ENCRYPTION_KEY_V1,
     ENCRYPTION_KEY_V2,
-    INTERNAL_TOKEN,
     JWT_SECRET,
+    KEYS_TOKEN,
     Backend,
     EventSink,
     LogRecorder,
@@ -37,7 +38,7 @@ EVENTS_QUEUE = "test.credential-events"
 
 # Every key and secret the simulator minted in this process: no log line may ever contain one.
 MINTED: set[str] = set()
-FIXED_SECRETS = (ENCRYPTION_KEY_V1, ENCRYPTION_KEY_V2, INTERNAL_TOKEN, JWT_SECRET)
+FIXED_SECRETS = (ENCRYPTION_KEY_V1, ENCRYPTION_KEY_V2, KEYS_TOKEN, BALANCE_TOKEN, JWT_SECRET)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -144,5 +145,11 @@ async def events(app: FastAPI) -> EventSink:
 
 @pytest.fixture
 def internal() -> dict[str, str]:
-    """The Authorization header of a trusted internal caller."""
-    return {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+    """The Authorization header of the engine, the one caller of the keys route."""
+    return {"Authorization": f"Bearer {KEYS_TOKEN}"}
+
+
+@pytest.fixture
+def balance_caller() -> dict[str, str]:
+    """The Authorization header of the bots service, the one caller of the balance route."""
+    return {"Authorization": f"Bearer {BALANCE_TOKEN}"}

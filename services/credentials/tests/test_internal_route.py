@@ -1,21 +1,20 @@
-"""GET /internal/credentials/{user_id}/{exchange}: keys for trusted services only."""
+"""GET /internal/credentials/{user_id}/{exchange}[/balance]: each route opens with its own caller's token."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 import httpx
-import pytest
 
 from common.contracts.credentials import CredentialEvent, CredentialEventType
 from common.testing.wait import eventually
-from credentials.testing import INTERNAL_TOKEN, EventSink, SimKeys, User, error_code
+from credentials.testing import KEYS_TOKEN, EventSink, SimKeys, User, error_code
 from exchange_sim import SimServer
 
 Mint = Callable[..., Awaitable[SimKeys]]
 
 
-async def test_only_the_internal_token_gets_keys(
+async def test_only_the_keys_token_gets_keys(
     client: httpx.AsyncClient, new_user: Callable[[], User], mint: Mint, internal: dict[str, str]
 ) -> None:
     user = new_user()
@@ -26,10 +25,10 @@ async def test_only_the_internal_token_gets_keys(
     anonymous = await client.get(path)
     assert anonymous.status_code == 401 and error_code(anonymous) == "UNAUTHORIZED"
     for header in (
-        f"Bearer {INTERNAL_TOKEN[:-1]}x",  # wrong token of the right length
+        f"Bearer {KEYS_TOKEN[:-1]}x",  # wrong token of the right length
         "Bearer short",
-        f"Bearer {INTERNAL_TOKEN}extra",
-        f"Basic {INTERNAL_TOKEN}",
+        f"Bearer {KEYS_TOKEN}extra",
+        f"Basic {KEYS_TOKEN}",
         f"Bearer {user.token}",  # a user's valid access token is not a service token
     ):
         refused = await client.get(path, headers={"Authorization": header})
@@ -59,7 +58,7 @@ async def test_the_balance_route_reads_with_stored_keys_without_disclosing_them(
     sim_http: httpx.AsyncClient,
     new_user: Callable[[], User],
     mint: Mint,
-    internal: dict[str, str],
+    balance_caller: dict[str, str],
     events: EventSink,
 ) -> None:
     user = new_user()
@@ -70,24 +69,26 @@ async def test_the_balance_route_reads_with_stored_keys_without_disclosing_them(
 
     assert (await client.get(path.format("upbit"))).status_code == 401
     assert (await client.get(path.format("upbit"), headers=user.auth)).status_code == 401
-    upbit = await client.get(path.format("upbit"), headers=internal)
+    upbit = await client.get(path.format("upbit"), headers=balance_caller)
     assert upbit.status_code == 200
     assert upbit.json()["data"] == {"isValid": True, "currency": "KRW", "free": "2500000.5", "locked": "0"}
     assert keys.api_key not in upbit.text and keys.secret_key not in upbit.text
-    binance = await client.get(path.format("binance"), headers=internal)
+    binance = await client.get(path.format("binance"), headers=balance_caller)
     assert binance.json()["data"]["currency"] == "USDT" and binance.json()["data"]["free"] == "777"
-    none = await client.get(f"/internal/credentials/{new_user().user_id}/upbit/balance", headers=internal)
+    none = await client.get(
+        f"/internal/credentials/{new_user().user_id}/upbit/balance", headers=balance_caller
+    )
     assert none.status_code == 404 and error_code(none) == "CREDENTIAL_NOT_FOUND"
 
     await sim_http.post("/_sim/faults", json={"kind": "http_500", "count": 10, "exchange": "upbit"})
-    down = await client.get(path.format("upbit"), headers=internal)
+    down = await client.get(path.format("upbit"), headers=balance_caller)
     assert down.status_code == 502 and error_code(down) == "EXCHANGE_API_ERROR"
     await sim_http.delete("/_sim/faults")
 
     # Keys the exchange no longer accepts: not valid, recorded as such, announced once.
     del sim.state.accounts._accounts[keys.api_key]
     for _ in range(2):
-        refused = await client.get(path.format("binance"), headers=internal)
+        refused = await client.get(path.format("binance"), headers=balance_caller)
         assert refused.status_code == 200
         assert refused.json()["data"] == {"isValid": False, "currency": "USDT", "free": "0", "locked": "0"}
     listed = (await client.get("/api/credentials", headers=user.auth)).json()["data"]["credentials"]
@@ -97,22 +98,33 @@ async def test_the_balance_route_reads_with_stored_keys_without_disclosing_them(
     assert event.payload_as(CredentialEvent).exchange.value == "binance"
 
 
-BALANCE_TOKEN = "credentials-tests-balance-only-token-0123456789abcdef-0123"
+TICKERS_TOKEN = "credentials-tests-a-token-of-another-route-0123456789abcdef"
 
 
-@pytest.mark.settings(internal_balance_token=BALANCE_TOKEN)
-async def test_the_balance_token_opens_the_balance_and_never_the_keys(
-    client: httpx.AsyncClient, new_user: Callable[[], User], mint: Mint, internal: dict[str, str]
+async def test_a_token_opens_its_own_route_and_no_other(
+    client: httpx.AsyncClient,
+    new_user: Callable[[], User],
+    mint: Mint,
+    internal: dict[str, str],
+    balance_caller: dict[str, str],
 ) -> None:
     user = new_user()
     keys = await mint()
     await client.post("/api/credentials", json=keys.body("upbit"), headers=user.auth)
-    balance_only = {"Authorization": f"Bearer {BALANCE_TOKEN}"}
     keys_path = f"/internal/credentials/{user.user_id}/upbit"
-    refused = await client.get(keys_path, headers=balance_only)
+    balance_path = f"{keys_path}/balance"
+
+    # The bots service's token reads a balance and never the keys...
+    refused = await client.get(keys_path, headers=balance_caller)
     assert refused.status_code == 401 and error_code(refused) == "INVALID_TOKEN"
-    assert keys.secret_key not in refused.text
-    assert (await client.get(f"{keys_path}/balance", headers=balance_only)).json()["data"]["isValid"] is True
-    # The engine's token still opens both.
-    assert (await client.get(keys_path, headers=internal)).status_code == 200
-    assert (await client.get(f"{keys_path}/balance", headers=internal)).status_code == 200
+    assert refused.json()["success"] is False and keys.secret_key not in refused.text
+    assert (await client.get(balance_path, headers=balance_caller)).json()["data"]["isValid"] is True
+    # ...the engine's token reads the keys and not a balance...
+    refused = await client.get(balance_path, headers=internal)
+    assert refused.status_code == 401 and error_code(refused) == "INVALID_TOKEN"
+    assert (await client.get(keys_path, headers=internal)).json()["data"]["secretKey"] == keys.secret_key
+    # ...and a token of a route this service does not serve (market-data's) opens neither.
+    for path in (keys_path, balance_path):
+        foreign = await client.get(path, headers={"Authorization": f"Bearer {TICKERS_TOKEN}"})
+        assert foreign.status_code == 401 and error_code(foreign) == "INVALID_TOKEN"
+        assert keys.secret_key not in foreign.text

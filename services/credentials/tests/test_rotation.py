@@ -157,7 +157,7 @@ async def test_rotation_reseals_every_row_resumably(
         LifespanManager(app, startup_timeout=20, shutdown_timeout=20),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://credentials") as client,
     ):
-        internal = {"Authorization": f"Bearer {settings_v2.internal_api_token.get_secret_value()}"}
+        internal = {"Authorization": f"Bearer {settings_v2.internal_keys_token.get_secret_value()}"}
         for (user_id, exchange), keys in stored.items():
             response = await client.get(f"/internal/credentials/{user_id}/{exchange}", headers=internal)
             assert response.json()["data"] == {"apiKey": keys.api_key, "secretKey": keys.secret_key}

@@ -13,13 +13,14 @@ from pydantic import ValidationError
 from common.crypto import KeyRing
 from common.settings import DEV_ENCRYPTION_KEY
 from credentials.settings import Settings
-from credentials.testing import ENCRYPTION_KEY_V1, ENCRYPTION_KEY_V2, INTERNAL_TOKEN, JWT_SECRET
+from credentials.testing import BALANCE_TOKEN, ENCRYPTION_KEY_V1, ENCRYPTION_KEY_V2, JWT_SECRET, KEYS_TOKEN
 
 STRONG = {
     "environment": "production",
     "jwt_secret": JWT_SECRET,
     "encryption_key": ENCRYPTION_KEY_V1,
-    "internal_api_token": INTERNAL_TOKEN,
+    "internal_keys_token": KEYS_TOKEN,
+    "internal_balance_token": BALANCE_TOKEN,
 }
 MALFORMED = {
     "too short": base64.b64encode(b"sixteen byte key").decode(),
@@ -60,13 +61,33 @@ def test_development_placeholders_are_refused_in_production() -> None:
     # The repository's development key does decode to 32 bytes (it works in development)...
     assert len(base64.b64decode(DEV_ENCRYPTION_KEY)) == 32
     assert isinstance(Settings(environment="development").key_ring(), KeyRing)
-    # ...and is refused anywhere else, as is the development internal token.
+    # ...and is refused anywhere else, as are the development internal tokens.
     with pytest.raises(ValidationError, match="ENCRYPTION_KEY is the development placeholder"):
         Settings(**{**STRONG, "encryption_key": DEV_ENCRYPTION_KEY})
-    without_token = {k: v for k, v in STRONG.items() if k != "internal_api_token"}
-    with pytest.raises(ValidationError, match="internal_api_token"):
-        Settings(**without_token)
+    for token in ("internal_keys_token", "internal_balance_token"):
+        with pytest.raises(ValidationError, match=token):
+            Settings(**{k: v for k, v in STRONG.items() if k != token})
     assert Settings(**STRONG).environment == "production"
+
+
+def test_development_placeholders_are_refused_off_loopback_whatever_the_environment() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(environment="development", host="0.0.0.0")
+    assert "HOST=0.0.0.0 is not a loopback address" in str(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        Settings(environment="development", host="0.0.0.0", encryption_key=ENCRYPTION_KEY_V1)
+    for field in ("jwt_secret", "internal_keys_token", "internal_balance_token"):
+        assert field in str(caught.value)
+    with pytest.raises(ValidationError, match="ENCRYPTION_KEY is the development placeholder"):
+        Settings(
+            **{
+                **STRONG,
+                "environment": "development",
+                "host": "0.0.0.0",
+                "encryption_key": DEV_ENCRYPTION_KEY,
+            }
+        )
+    assert Settings(**{**STRONG, "environment": "development", "host": "0.0.0.0"}).host == "0.0.0.0"
 
 
 def test_previous_keys_are_checked_too() -> None:
@@ -105,8 +126,10 @@ def test_the_process_refuses_to_start_with_a_malformed_key(module: str) -> None:
     assert bad not in result.stderr and bad not in result.stdout
 
 
-def test_the_balance_token_must_differ_from_the_keys_token_in_production() -> None:
-    with pytest.raises(ValidationError, match="INTERNAL_BALANCE_TOKEN must differ"):
-        Settings(**STRONG, internal_balance_token=INTERNAL_TOKEN)
-    other = "another-strong-balance-only-token-0123456789abcdef"
-    assert Settings(**STRONG, internal_balance_token=other).internal_balance_token is not None
+def test_the_balance_token_must_differ_from_the_keys_token_outside_development() -> None:
+    with pytest.raises(ValidationError, match="INTERNAL_BALANCE_TOKEN and INTERNAL_KEYS_TOKEN must differ"):
+        Settings(**{**STRONG, "internal_balance_token": KEYS_TOKEN})
+    loopback_dev = {**STRONG, "environment": "development", "internal_balance_token": KEYS_TOKEN}
+    assert Settings(**loopback_dev).environment == "development"
+    with pytest.raises(ValidationError, match="must differ"):
+        Settings(**{**loopback_dev, "host": "0.0.0.0"})

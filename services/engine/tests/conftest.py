@@ -10,6 +10,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.migrate import upgrade
@@ -17,13 +18,15 @@ from common.bus import QueueKind, RabbitBus
 from common.contracts.events import EVENTS_EXCHANGE
 from common.db import create_engine, create_session_factory
 from common.testing.infra import scratch_database
-from common.trading.models import SCHEMA
+from common.testing.wait import eventually
+from common.trading.models import SCHEMA, EngineState
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 from exchange_sim import SimServer, SimSettings
 
 # The tests import their helpers by module name (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_process import LEASE_SECONDS, EngineSupervisor, engine_env, serving
 from engine_support import BotFactory, CredentialsStub, EventSink, make_settings
 
 ENGINE_QUEUES = ("engine.commands", "engine.fills", "test.events", "test.bots")
@@ -162,3 +165,42 @@ async def engine_factory(
 async def engine(engine_factory: RuntimeFactory) -> EngineRuntime:
     """One running engine."""
     return await engine_factory()
+
+
+@pytest.fixture
+async def supervisor(
+    migrated_postgres: str,
+    redis_url: str,
+    rabbitmq_url: str,
+    namespace: str,
+    sim: SimServer,
+    credentials: CredentialsStub,
+    db: async_sessionmaker[AsyncSession],
+    bots: BotFactory,  # set up first, so that its cleanup runs once no engine runs any more
+    tmp_path: Path,
+) -> AsyncIterator[EngineSupervisor]:
+    """Engine processes on the test's infrastructure; none left running, and no lease left live, after it."""
+    async with serving(credentials.app()) as credentials_url:
+        env = engine_env(
+            database_url=migrated_postgres,
+            redis_url=redis_url,
+            rabbitmq_url=rabbitmq_url,
+            namespace=namespace,
+            sim_url=sim.url,
+            credentials_url=credentials_url,
+        )
+        engines = EngineSupervisor(env, tmp_path)
+        try:
+            yield engines
+        finally:
+            await engines.close()
+    # The last process was killed holding its leases: later tests' engines start once they ran out.
+    await eventually(lambda: _no_live_lease(db), timeout=LEASE_SECONDS + 10, interval=0.2)
+
+
+async def _no_live_lease(db: async_sessionmaker[AsyncSession]) -> bool:
+    async with db() as session:
+        live = await session.scalar(
+            select(func.count()).select_from(EngineState).where(EngineState.lease_expires_at > func.now())
+        )
+    return live == 0

@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,12 +29,12 @@ from common.contracts.envelope import new_message_id
 from common.contracts.market import MARKET_EXCHANGE, PriceTick
 from common.exchanges import Exchange, sim_exchange_env
 from common.grid import MarketRules, plan_grid
+from common.testing.shared import shared_file
 from common.trading.models import Bot, EngineState, GridLevel, Order, Trade
 from engine.settings import Settings
 
 D = Decimal
 INTERNAL_TOKEN = "engine-tests-internal-token-0123456789abcdef-0123456789abcdef"
-SHARED = Path("/work/shared")
 
 
 def make_settings(
@@ -52,7 +51,7 @@ def make_settings(
         cache_namespace=namespace,
         rabbitmq_url=rabbitmq_url,
         bus_namespace=namespace,
-        internal_api_token=INTERNAL_TOKEN,
+        internal_keys_token=INTERNAL_TOKEN,
         credentials_url="http://credentials.test",
         engine_id=f"engine-{namespace}",
         engine_shards=4,
@@ -67,7 +66,7 @@ def make_settings(
 
 def binance_rules() -> MarketRules:
     """Binance BTCUSDT as the simulator lists it (tick 0.01, step 0.00001, min notional 5)."""
-    path = SHARED / "wire" / "binance_exchangeInfo_symbol_BTCUSDT_ccxt.json"
+    path = shared_file("wire", "binance_exchangeInfo_symbol_BTCUSDT_ccxt.json")
     info: dict[str, Any] = json.loads(path.read_text())
     market = {"id": "BTCUSDT", "base": "BTC", "quote": "USDT", "maker": 0.001, "taker": 0.001, "info": info}
     return MarketRules.from_ccxt_market(market)

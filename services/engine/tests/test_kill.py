@@ -1,5 +1,6 @@
-"""`kill -9` of the engine process at random moments of a live run, restarted each time: nothing is lost,
-nothing is placed twice, every exchange fill is recorded exactly once, and the profit adds up."""
+"""`kill -9` of the engine process at random moments of a live run, restarted each time as a supervisor
+would (default identity, so refused while the dead process's lease runs): nothing is lost, nothing is
+placed twice, every exchange fill is recorded exactly once, and the profit adds up."""
 
 from __future__ import annotations
 
@@ -7,20 +8,14 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from engine_process import EngineSupervisor
 from engine_support import (
-    INTERNAL_TOKEN,
     BotFactory,
     CredentialsStub,
     TickPublisher,
@@ -28,73 +23,19 @@ from engine_support import (
     orders_of,
     publish_command,
 )
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_live import binance_spec, recorded_fills, set_price, sim_account, sim_fills, sim_orders
 
 from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
-from common.exchanges import sim_exchange_env
 from common.grid import plan_grid
-from common.testing.infra import free_port
 from common.testing.wait import eventually
 from common.trading.models import EngineState, Order, Trade
 from engine.core import Side
-from exchange_sim import SimServer
 
 D = Decimal
-RUN_SECONDS = 30.0
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app on a free loopback port inside this event loop; yields its URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started or task.done(), timeout=10)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-class EngineProcess:
-    """`python -m engine` with the test's database, bus, cache, simulator and credentials service."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env = env
-        self.port = port
-        self.log = log
-        self.process: asyncio.subprocess.Process | None = None
-        self.kills = 0
-
-    async def spawn(self) -> None:
-        """Start a new engine process."""
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "engine", cwd=REPO, env=self.env, stdout=log, stderr=log
-            )
-
-    async def kill(self) -> None:
-        """SIGKILL: no cleanup of any kind."""
-        assert self.process is not None
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.kills += 1
-        await self.process.wait()
-
-    async def ready(self, http: httpx.AsyncClient) -> bool:
-        """True once /health/ready answers 200."""
-        try:
-            response = await http.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=2)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+KILLS = 4
 
 
 def replayed_profit(trades: list[tuple[int, str, Decimal, Decimal, Decimal, str]], base: str) -> Decimal:
@@ -114,109 +55,67 @@ def replayed_profit(trades: list[tuple[int, str, Decimal, Decimal, Decimal, str]
     return total
 
 
-@pytest.fixture(autouse=True)
-async def _release_the_killed_engines_leases(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
-    """The killed engines died holding leases: free them so later tests on this database may run engines."""
-    yield
-    async with db() as session:
-        await session.execute(update(EngineState).values(owner=None, lease_expires_at=None))
-        await session.commit()
-
-
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(180)
 async def test_kill_9_at_random_moments_loses_nothing_and_places_nothing_twice(
+    supervisor: EngineSupervisor,
     bus: RabbitBus,
     bots: BotFactory,
-    sim: SimServer,
+    credentials: CredentialsStub,
     sim_http: httpx.AsyncClient,
     db: async_sessionmaker[AsyncSession],
-    migrated_postgres: str,
-    redis_url: str,
-    rabbitmq_url: str,
-    namespace: str,
-    tmp_path: Path,
 ) -> None:
     rng = random.Random(int(os.environ.get("ENGINE_KILL_SEED", "20241201")))
     spec = binance_spec(uuid.uuid4())
     levels = plan_grid(spec.lower, spec.upper, spec.percent, spec.amount, spec.rules()).levels
     await set_price(sim_http, "95000")
     api_key, secret = await sim_account(sim_http)
-    credentials = CredentialsStub()
     credentials.set(spec.user_id, "binance", api_key, secret)
-    port = free_port()
-    async with serving(credentials.app()) as credentials_url:
-        env = {
-            **os.environ,
-            **sim_exchange_env(sim.url),
-            "ENVIRONMENT": "test",
-            "LOG_JSON": "false",
-            "LOG_LEVEL": "INFO",
-            "PORT": str(port),
-            "DATABASE_URL": migrated_postgres,
-            "REDIS_URL": redis_url,
-            "CACHE_NAMESPACE": namespace,
-            "RABBITMQ_URL": rabbitmq_url,
-            "BUS_NAMESPACE": namespace,
-            "CREDENTIALS_URL": credentials_url,
-            "INTERNAL_API_TOKEN": INTERNAL_TOKEN,
-            "ENGINE_ID": f"kill-{namespace}",
-            "EXCHANGE_TIMEOUT_SECONDS": "3",
-            "OUTBOX_POLL_SECONDS": "0.2",
-            "RECONCILE_INTERVAL_SECONDS": "5",
-        }
-        engine = EngineProcess(env, port, tmp_path / "engine.log")
-        bot = await bots.create(spec)
-        await publish_command(bus, bot, BotEvent.START)
-        ticks = TickPublisher(bus, "binance", "BTCUSDT")
-        price = D(95_000)
+    bot = await bots.create(spec)
+    await publish_command(bus, bot, BotEvent.START)
+    ticks = TickPublisher(bus, "binance", "BTCUSDT")
+    price = D(95_000)
 
-        async def market() -> None:
-            # A random walk over levels 1..8: trades at the simulator, ticks on the bus.
-            nonlocal price
-            while True:
-                target = levels[rng.randint(1, 8)] + D(rng.choice((-1, 1))) * D("0.01")
-                low, high = min(price, target), max(price, target)
-                price = target
-                await set_price(sim_http, price)
-                await ticks.send(ticks.tick(price, high, low))
-                await market_pause(rng)
+    async def market() -> None:
+        # A random walk over levels 1..8: trades at the simulator, ticks on the bus.
+        nonlocal price
+        while True:
+            target = levels[rng.randint(1, 8)] + D(rng.choice((-1, 1))) * D("0.01")
+            low, high = min(price, target), max(price, target)
+            price = target
+            await set_price(sim_http, price)
+            await ticks.send(ticks.tick(price, high, low))
+            await market_pause(rng)
 
-        deadline = time.monotonic() + RUN_SECONDS
-        try:
-            async with httpx.AsyncClient() as http:
-                await engine.spawn()
-                await eventually(lambda: engine.ready(http), timeout=20)
-                walk = asyncio.create_task(market())
-                try:
-                    while time.monotonic() < deadline:
-                        if rng.random() < 0.3:
-                            # While it starts and reconciles.
-                            kill_at = time.monotonic() + rng.uniform(0.1, 1.5)
-                        else:
-                            await eventually(lambda: engine.ready(http), timeout=20)
-                            kill_at = time.monotonic() + rng.uniform(0.3, 3.0)  # while it trades
-                        await eventually(
-                            lambda at=kill_at: time.monotonic() >= at or walk.done(), timeout=5, interval=0.05
-                        )
-                        await engine.kill()
-                        await engine.spawn()
-                finally:
-                    walk.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await walk
-                # The market rests; the last engine reconciles and catches up.
-                await eventually(lambda: engine.ready(http), timeout=30)
-                try:
-                    await eventually(lambda: _settled(db, bot.id, sim_http, api_key), timeout=45)
-                except AssertionError as exc:
-                    raise AssertionError(await _explain(db, bot.id, sim_http, api_key)) from exc
-                finally:
-                    await engine.kill()
-        finally:
-            if engine.process is not None:
-                await engine.kill()  # never leave an engine running after the test
+    # Frequent reconciliation: what a kill left unsettled is found again soon.
+    supervisor.env["RECONCILE_INTERVAL_SECONDS"] = "5"
+    await supervisor.run_until_ready()
+    walk = asyncio.create_task(market())
+    try:
+        for _ in range(KILLS):
+            if rng.random() < 0.3:
+                # While it starts (perhaps refused: the killed engine's lease still runs) and reconciles.
+                await supervisor.spawn()
+                kill_at = time.monotonic() + rng.uniform(0.1, 1.5)
+            else:
+                await supervisor.run_until_ready()
+                kill_at = time.monotonic() + rng.uniform(0.3, 3.0)  # while it trades
+            await eventually(
+                lambda at=kill_at: time.monotonic() >= at or walk.done(), timeout=5, interval=0.05
+            )
+            await supervisor.kill()
+    finally:
+        walk.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await walk
+    # The market rests; the engine, restarted as a supervisor would, reconciles and catches up.
+    await supervisor.run_until_ready()
+    try:
+        await eventually(lambda: _settled(db, bot.id, sim_http, api_key), timeout=45)
+    except AssertionError as exc:
+        raise AssertionError(await _explain(db, bot.id, sim_http, api_key)) from exc
+    await supervisor.kill()
 
-    assert engine.kills >= 3
+    assert supervisor.kills >= 3
     at_sim = await sim_orders(sim_http, api_key)
     cids = [o["clientOrderId"] for o in at_sim]
     assert len(cids) == len(set(cids)), "a client order id was placed twice"

@@ -1,14 +1,18 @@
-"""Restart and reconciliation: a crash between the commit and the exchange call, or after it, loses nothing."""
+"""Restart and reconciliation: a real engine process SIGKILLed between the commit and the exchange call, or
+after it, then restarted as a supervisor would, loses nothing and places nothing twice."""
 
 from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from engine_process import EngineSupervisor
 from engine_support import BotFactory, BotSpec, CredentialsStub, orders_of, publish_command, trades_of
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_live import binance_spec, recorded_fills, set_price, sim_account, sim_fills, sim_orders
@@ -19,62 +23,65 @@ from common.grid import plan_grid
 from common.testing.wait import eventually
 from common.trading.models import EngineState
 from engine.lease import LeaseConflictError
-from engine.live.broker import SimulatedCrash
 from engine.runtime import EngineRuntime
+from engine.settings import Settings
 
 D = Decimal
 
 
+def _parked(path: Path) -> list[str]:
+    """The client order ids the engine parked at the point (one line each: `<point> <cid>`)."""
+    return [line.split()[1] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("point", ["before_place", "after_place"])
-async def test_a_crash_around_the_exchange_call_never_places_an_order_twice(
+async def test_a_kill_9_around_the_exchange_call_never_places_an_order_twice(
     point: str,
-    engine_factory: Any,
+    supervisor: EngineSupervisor,
     bus: RabbitBus,
     bots: BotFactory,
     credentials: CredentialsStub,
     sim_http: httpx.AsyncClient,
     db: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
 ) -> None:
     await set_price(sim_http, "95000")
     spec = binance_spec(uuid.uuid4())
     levels = plan_grid(spec.lower, spec.upper, spec.percent, spec.amount, spec.rules()).levels
     api_key, secret = await sim_account(sim_http)
     credentials.set(spec.user_id, "binance", api_key, secret)
-    # No stream on the first engine: its reconnection would reconcile (and so heal) what the crash left.
-    first: EngineRuntime = await engine_factory(private_streams=False)
-    assert first.live is not None
-    crashed: list[str] = []
-
-    def die(where: str, cid: str) -> None:
-        if where == point:
-            crashed.append(cid)
-            raise SimulatedCrash(where)
-
-    first.live.fault = die
+    # The first process parks every order it places at `point`; the test kills it once all six are there.
+    parked = tmp_path / "parked"
+    await supervisor.run_until_ready(TEST_PARK_AT=point, TEST_PARK_FILE=str(parked))
+    first_owner = supervisor.engine_id
     bot = await bots.create(spec)
     await publish_command(bus, bot, BotEvent.START)
-    await eventually(lambda: len(crashed) == 6, timeout=15)
-    await first.live.idle()
-    await first.stop()
+    await eventually(lambda: len(_parked(parked)) == 6, timeout=30, message="the six buys never parked")
+    await supervisor.kill()
+    crashed = _parked(parked)
     # The orders were committed (`new`) before any call; after_place: the exchange has them all.
     rows = await orders_of(db, bot.id)
     assert sorted(r.client_order_id for r in rows) == sorted(crashed)
     assert {r.status for r in rows} == {"new"}
     at_sim = await sim_orders(sim_http, api_key)
-    assert len(at_sim) == (6 if point == "after_place" else 0)
+    assert sorted(o["clientOrderId"] for o in at_sim) == (sorted(crashed) if point == "after_place" else [])
     # While the engine is down the market falls through L5 and L4: what rests there fills.
     await set_price(sim_http, levels[4] - D("0.01"))
 
-    second: EngineRuntime = await engine_factory()
-    assert second.live is not None
+    # Restarted without the hook and without a pinned identity: refused until the dead lease ran out.
+    await supervisor.run_until_ready()
+    async with db() as session:
+        owner = await session.scalar(select(EngineState.owner).where(EngineState.bot_id == bot.id))
+    assert owner == supervisor.engine_id != first_owner
     # after_place: L5 and L4 filled while down; before_place: placed now, they fill at once (marketable).
-    await eventually(lambda: _sells(db, bot.id, [4, 5]), timeout=15)
-    await eventually(lambda: _all_open(db, bot.id), timeout=15)
+    await eventually(lambda: _sells(db, bot.id, [4, 5]), timeout=30)
+    await eventually(lambda: _all_open(db, bot.id), timeout=30)
     at_sim = await sim_orders(sim_http, api_key)
     cids = [o["clientOrderId"] for o in at_sim]
     assert len(cids) == len(set(cids))  # no client order id placed twice
     assert set(crashed) <= set(cids)
-    await eventually(lambda: _fills_match(db, bot.id, sim_http, api_key), timeout=15)
+    await eventually(lambda: _fills_match(db, bot.id, sim_http, api_key), timeout=30)
     fills_at_sim = sim_fills(await sim_orders(sim_http, api_key))
     assert len(await trades_of(db, bot.id)) == len(fills_at_sim)
     assert len(fills_at_sim) == 2  # recorded once each, whoever reported them (reconciliation, stream)
@@ -118,3 +125,26 @@ async def test_a_second_engine_refuses_to_drive_bots_another_engine_holds(
 
 async def _open_count(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID, count: int) -> bool:
     return sum(1 for r in await orders_of(db, bot_id) if r.status == "open") == count
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_parking_orders_is_refused_outside_tests(environment: str, tmp_path: Path) -> None:
+    strong = {"internal_keys_token": "k" * 48}  # production refuses placeholder secrets first
+    with pytest.raises(ValidationError, match="TEST_PARK_AT"):
+        Settings(
+            environment=environment, test_park_at="before_place", test_park_file=tmp_path / "parked", **strong
+        )
+    with pytest.raises(ValidationError, match="TEST_PARK_FILE"):
+        Settings(environment="test", test_park_at="after_place")
+    assert Settings(environment="test", test_park_at="after_place", test_park_file=tmp_path).test_park_at
+
+
+async def test_the_supervisor_restarts_an_engine_only_when_a_live_lease_refused_it(
+    supervisor: EngineSupervisor,
+) -> None:
+    # An engine that dies at start for any other reason (here: TEST_PARK_AT without its file) fails the
+    # test at once, with its log, instead of being restarted until the deadline.
+    with pytest.raises(AssertionError, match="not refused") as failed:
+        await supervisor.run_until_ready(TEST_PARK_AT="before_place")
+    assert "TEST_PARK_FILE" in str(failed.value)
+    assert (supervisor.spawned, supervisor.refusals) == (1, 0)

@@ -142,7 +142,7 @@ async def bots_service() -> AsyncIterator[list[int]]:
         await task
 
 
-@pytest.mark.settings(bots_url=f"http://127.0.0.1:{BOTS_PORT}", internal_api_token=INTERNAL_TOKEN)
+@pytest.mark.settings(bots_url=f"http://127.0.0.1:{BOTS_PORT}", internal_tickers_token=INTERNAL_TOKEN)
 async def test_running_tickers_are_asked_for_at_start_up(
     bots_service: list[int], sim_http: httpx.AsyncClient, runtime: Runtime
 ) -> None:

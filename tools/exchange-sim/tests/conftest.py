@@ -11,12 +11,12 @@ from typing import Any
 import ccxt.async_support as ccxt
 import pytest
 
+from common.testing.shared import shared_dir
 from exchange_sim import SimServer, ccxt_overrides
 from exchange_sim.testing import control_fixtures, sim_fixtures
 
 Keys = dict[str, str]
-# tools/exchange-sim/tests/conftest.py -> parents[3] is the repository root; the samples live beside it.
-WIRE_DIR = (Path(__file__).resolve().parents[3] / ".." / "shared" / "wire").resolve()
+WIRE_DIR = shared_dir() / "wire"
 
 
 class Wire:
@@ -24,7 +24,9 @@ class Wire:
 
     def path(self, name: str) -> Path:
         """A sample file."""
-        assert WIRE_DIR.is_dir(), f"wire samples not found at {WIRE_DIR} (../shared/wire next to the repo)"
+        assert WIRE_DIR.is_dir(), (
+            f"wire samples not found at {WIRE_DIR} (../shared/wire beside the checkout, or GRIDBOT_SHARED_DIR)"
+        )
         path = WIRE_DIR / name
         assert path.is_file(), f"wire sample {path} is missing"
         return path

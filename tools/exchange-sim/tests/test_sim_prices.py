@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from exchange_sim.events import Hub, PublicTrade
 from exchange_sim.markets import ASSET_BY_CODE, default_markets, upbit_krw_unit
 from exchange_sim.prices import Candle, CsvCandles, PriceFeed, RandomWalkCandles, candle_path
@@ -76,6 +78,18 @@ def test_missing_candle_file_falls_back_to_a_random_walk(tmp_path: Path) -> None
 def test_the_default_candle_file_is_found_from_the_repository() -> None:
     found = SimSettings().resolved_candle_file()
     assert found is not None and found.name == "binance_BTCUSDT_1m_2024-12.csv"
+
+
+def test_the_default_candle_file_follows_the_shared_folder_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "data").mkdir()
+    candles = tmp_path / "data" / "binance_BTCUSDT_1m_2024-12.csv"
+    candles.write_text("")
+    monkeypatch.setenv("GRIDBOT_SHARED_DIR", str(tmp_path))
+    assert SimSettings().resolved_candle_file() == candles.resolve()
+    monkeypatch.setenv("GRIDBOT_SHARED_DIR", str(tmp_path / "elsewhere"))
+    assert SimSettings().resolved_candle_file() is None
 
 
 def test_the_replay_walks_each_candle_in_path_order() -> None:

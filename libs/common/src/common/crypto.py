@@ -202,8 +202,9 @@ class EncryptionSettings(ServiceSettings):
         }
         for name, secret in ring_keys.items():
             key = parse_key(secret.get_secret_value(), name)
-            if not self.is_development and is_placeholder_key(key):
-                raise KeyRingError(f"{name} is the development placeholder key, refused outside development")
+            if not self.accepts_dev_secrets and is_placeholder_key(key):
+                why = self.dev_secrets_refused_because()
+                raise KeyRingError(f"{name} is the development placeholder key, refused ({why})")
         KeyRing.from_settings(self)
         return self
 

@@ -1,7 +1,12 @@
-"""Settings base for every service: environment variables, secrets as SecretStr, no placeholders in production."""
+"""Settings base for every service: environment variables, secrets as SecretStr, no placeholders in production.
+
+The repository's development secrets are accepted only in development (or test) on a loopback HOST.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from enum import StrEnum
 from typing import Any, Self
 
@@ -11,10 +16,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Secrets that ship in the repository for development; refused anywhere else.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktaW5zZWN1cmUtZW5jcnlwdGlvbi1rZXk="
-DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-api-token-change-me"
+# One token per internal route, each held only by the route's server and its one caller; development
+# placeholders differ too, so that even `make dev` never lets one route's token open another.
+DEV_INTERNAL_KEYS_TOKEN = "dev-only-insecure-internal-keys-token-change-me"
+DEV_INTERNAL_BALANCE_TOKEN = "dev-only-insecure-internal-balance-token-change-me"
+DEV_INTERNAL_TICKERS_TOKEN = "dev-only-insecure-internal-tickers-token-change-me"
 _PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "placeholder", "dev-only", "insecure")
 _PLACEHOLDER_VALUES = {"", "secret", "password", "jwt_secret", "your-secret", "test", "dev"}
 MIN_SECRET_BYTES = 32
+# The dotenv file every service also reads (the environment wins over it): GRIDBOT_ENV_FILE names another one,
+# or none at all when empty, as the test suite sets it, so that a developer's .env (such as the deployment
+# secrets `make secrets` writes for compose) never changes what a test sees.
+ENV_FILE = os.environ.get("GRIDBOT_ENV_FILE", ".env") or None
 
 
 class Environment(StrEnum):
@@ -35,12 +48,24 @@ def is_placeholder(value: str) -> bool:
     return len(value.encode()) < MIN_SECRET_BYTES
 
 
+def is_loopback_host(host: str) -> bool:
+    """True when a listen address admits this machine only (127.0.0.0/8, ::1, localhost)."""
+    text = host.strip().strip("[]").lower()
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        # 0.0.0.0 parses (and is not loopback); a hostname other than localhost may resolve anywhere.
+        return False
+
+
 class ServiceSettings(BaseSettings):
     """Fields every service reads; subclasses add their own."""
 
     # hide_input_in_errors: a rejected value (a secret, say) must never be quoted in an error message.
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
@@ -56,8 +81,21 @@ class ServiceSettings(BaseSettings):
 
     @property
     def is_development(self) -> bool:
-        """Development or test: placeholder secrets and loopback defaults allowed."""
+        """Development or test: loopback defaults allowed (placeholder secrets only on loopback too)."""
         return self.environment in (Environment.DEVELOPMENT, Environment.TEST)
+
+    @property
+    def accepts_dev_secrets(self) -> bool:
+        """Development or test listening on loopback: the only case where the repository's secrets do."""
+        # Whatever ENVIRONMENT says, a process reachable from other machines must not accept tokens that
+        # anyone who reads this repository can sign.
+        return self.is_development and is_loopback_host(self.host)
+
+    def dev_secrets_refused_because(self) -> str:
+        """Why the development placeholders are refused here (for error messages)."""
+        if not self.is_development:
+            return f"ENVIRONMENT={self.environment.value}"
+        return f"HOST={self.host} is not a loopback address"
 
     def secret_fields(self) -> dict[str, SecretStr]:
         """Every SecretStr field of this settings object, by name."""
@@ -74,14 +112,15 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
-        if self.is_development:
+        if self.accepts_dev_secrets:
             return self
         bad = [
             name for name, secret in self.secret_fields().items() if is_placeholder(secret.get_secret_value())
         ]
         if bad:
             raise ValueError(
-                f"placeholder or weak secrets are refused outside development: {', '.join(sorted(bad))}"
+                f"placeholder or weak secrets are refused ({self.dev_secrets_refused_because()}): "
+                f"{', '.join(sorted(bad))}"
             )
         return self
 
@@ -127,10 +166,47 @@ class BusSettings(ServiceSettings):
 
 
 class InternalApiSettings(ServiceSettings):
-    """A service that calls or serves the internal (service-to-service) routes."""
+    """A service that calls or serves internal routes: each route has a bearer token of its own."""
 
-    # Bearer token of service-to-service calls, both ways: presented on calls, required on /internal routes.
-    internal_api_token: SecretStr = SecretStr(DEV_INTERNAL_API_TOKEN)
+    def internal_tokens(self) -> dict[str, SecretStr]:
+        """Every internal route token of this settings object, by field name."""
+        return {
+            name: secret
+            for name, secret in self.secret_fields().items()
+            if name.startswith("internal_") and name.endswith("_token")
+        }
+
+    @model_validator(mode="after")
+    def _separate_route_tokens(self) -> Self:
+        # A token opens one route; two routes sharing one would let either caller into both.
+        if self.accepts_dev_secrets:
+            return self
+        seen: dict[str, str] = {}
+        for name, secret in sorted(self.internal_tokens().items()):
+            other = seen.setdefault(secret.get_secret_value(), name)
+            if other != name:
+                raise ValueError(
+                    f"{other.upper()} and {name.upper()} must differ (one token per internal route)"
+                )
+        return self
+
+
+class KeysTokenSettings(InternalApiSettings):
+    """Token of `GET /internal/credentials/{user}/{exchange}` (keys): credentials checks, the engine calls."""
+
+    internal_keys_token: SecretStr = SecretStr(DEV_INTERNAL_KEYS_TOKEN)
+
+
+class BalanceTokenSettings(InternalApiSettings):
+    """Token of `GET /internal/credentials/{user}/{exchange}/balance`: credentials checks, bots calls."""
+
+    internal_balance_token: SecretStr = SecretStr(DEV_INTERNAL_BALANCE_TOKEN)
+
+
+class TickersTokenSettings(InternalApiSettings):
+    """`GET /internal/bots/running-tickers`: served by the bots service, called by market-data."""
+
+    internal_tickers_token: SecretStr = SecretStr(DEV_INTERNAL_TICKERS_TOKEN)
 
 
 class JwtSettings(ServiceSettings):

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from common.grid import MarketRules
-
-WIRE = Path("/work/shared/wire")
+from common.testing.shared import shared_file
 
 
 def _btcusdt_info() -> dict[str, Any]:
-    path = WIRE / "binance_exchangeInfo_symbol_BTCUSDT_ccxt.json"
-    if not path.exists():
-        pytest.skip("the recorded Binance exchangeInfo sample is not available")
+    path = shared_file("wire", "binance_exchangeInfo_symbol_BTCUSDT_ccxt.json")
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 

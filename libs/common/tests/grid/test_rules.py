@@ -5,11 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import ccxt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.grid import UPBIT_KRW_PRICE_UNITS, MarketRules
+from exchange_sim import markets
 
 D = Decimal
 
@@ -109,7 +111,6 @@ def test_binance_filters_from_wire_sample(binance: MarketRules) -> None:
 
 
 def test_binance_rules_from_ccxt_parse_market(btcusdt_info: dict[str, Any], binance: MarketRules) -> None:
-    ccxt = pytest.importorskip("ccxt")
     client = ccxt.binance()
     # fetch_markets loads these first; parse_market reads them.
     client.options["crossMarginPairsData"] = []
@@ -183,7 +184,6 @@ def test_rules_refuse_inconsistent_definitions() -> None:
 
 
 def test_every_price_of_our_table_is_valid_in_the_simulator(upbit: MarketRules) -> None:
-    markets = pytest.importorskip("exchange_sim.markets")
     # Our table is Upbit's current one; the simulator's is the 2024-10 one, finer in several bands. Orders
     # on our grid must pass the simulator's check, so each of our units must be a multiple of its unit.
     probes = [lower for lower, _ in UPBIT_KRW_PRICE_UNITS if lower > 0]

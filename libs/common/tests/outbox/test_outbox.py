@@ -243,17 +243,9 @@ async def test_published_rows_are_purged_after_retention(db: Db, bus: Bus) -> No
     assert await relay.pending() == 1
 
 
-@pytest.fixture
-def postgres_only(db: Db) -> Db:
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("replicas share a PostgreSQL database (SQLite is the one-process mode)")
-    return db
-
-
-async def test_two_replicas_publish_each_message_once(
-    postgres_only: Db, bus: Bus, recorder: Recorder
-) -> None:
-    db = postgres_only
+# PostgreSQL only: replicas share a PostgreSQL database; SQLite is the one-process mode, with no replicas.
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_two_replicas_publish_each_message_once(db: Db, bus: Bus, recorder: Recorder) -> None:
     ids = await db.enqueue(*range(20))
     relays = [OutboxRelay(db.factory, bus, db.table, batch_size=5) for _ in range(2)]
     counts = await asyncio.gather(*(relay.drain() for relay in relays))

@@ -2,7 +2,7 @@
 
 Contract (served by the credentials service, not through the gateway):
 `GET {CREDENTIALS_URL}/internal/credentials/{user_id}/{exchange}/balance` with
-`Authorization: Bearer <INTERNAL_API_TOKEN>` answers 200 `{"isValid": bool, "currency": "KRW"|"USDT",
+`Authorization: Bearer <INTERNAL_BALANCE_TOKEN>` answers 200 `{"isValid": bool, "currency": "KRW"|"USDT",
 "free": "<decimal text>"}` (bare, or inside the `{"success": true, "data": ...}` envelope), or 404 when the
 user has no credential for that exchange. The keys themselves never reach this service.
 """

@@ -25,10 +25,10 @@ def _queries(request: Request) -> BotQueries:
 
 
 async def internal_caller(request: Request) -> None:
-    """Admit only trusted services: `Authorization: Bearer <INTERNAL_API_TOKEN>`, compared in constant time."""
+    """Admit only market-data: `Authorization: Bearer <INTERNAL_TICKERS_TOKEN>`, compared in constant time."""
     token = bearer_token(request.headers.get("authorization"))
     settings: Settings = request.app.state.settings
-    expected = settings.internal_api_token.get_secret_value().encode()
+    expected = settings.internal_tickers_token.get_secret_value().encode()
     if not hmac.compare_digest(token.encode(), expected):
         raise AppError(ErrorCode.INVALID_TOKEN)
 

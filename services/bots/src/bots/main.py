@@ -56,7 +56,7 @@ def create_app(
             await catalog.start()
             credentials = CredentialsClient(
                 settings.credentials_url,
-                settings.internal_api_token.get_secret_value(),
+                settings.internal_balance_token.get_secret_value(),
                 settings.credentials_timeout_seconds,
                 transport=credentials_transport,
             )

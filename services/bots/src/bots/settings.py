@@ -6,16 +6,33 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.exchanges import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, DatabaseSettings, InternalApiSettings, JwtSettings
+from common.settings import (
+    BalanceTokenSettings,
+    BusSettings,
+    CacheSettings,
+    DatabaseSettings,
+    JwtSettings,
+    TickersTokenSettings,
+)
 from common.trading.models import BotMode
 
 
 class Settings(
-    InternalApiSettings, DatabaseSettings, CacheSettings, BusSettings, JwtSettings, ExchangeSettings
+    BalanceTokenSettings,
+    TickersTokenSettings,
+    DatabaseSettings,
+    CacheSettings,
+    BusSettings,
+    JwtSettings,
+    ExchangeSettings,
 ):
-    """Everything the bots service reads: database, cache, bus, JWT, exchanges, peers and timeouts."""
+    """Everything the bots service reads: database, cache, bus, JWT, exchanges, peers and timeouts.
 
-    # Never echo a rejected value (INTERNAL_API_TOKEN) in a validation error.
+    INTERNAL_BALANCE_TOKEN is presented to the credentials service's balance route (never the keys route);
+    INTERNAL_TICKERS_TOKEN is what market-data must present on GET /internal/bots/running-tickers.
+    """
+
+    # Never echo a rejected value (an internal token) in a validation error.
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 
     port: int = Field(default=3003, ge=0, le=65535)

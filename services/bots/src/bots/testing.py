@@ -33,7 +33,9 @@ from common.trading.commands import BOT_STOPPED, BotCommand, BotStopped
 from common.trading.models import Bot, BotStatus, Order, OrderStatus, Trade
 
 JWT_SECRET = "bots-tests-jwt-secret-0123456789abcdef-0123456789abcdef-01234567"
-INTERNAL_TOKEN = "bots-tests-internal-token-0123456789abcdef-0123456789abcdef"
+# What the bots service presents to the credentials balance route, and what market-data presents to it.
+BALANCE_TOKEN = "bots-tests-balance-token-0123456789abcdef-0123456789abcdef"
+TICKERS_TOKEN = "bots-tests-tickers-token-0123456789abcdef-0123456789abcdef"
 
 
 def make_settings(backend: Backend, sim_url: str, namespace: str, **overrides: Any) -> Settings:
@@ -42,7 +44,8 @@ def make_settings(backend: Backend, sim_url: str, namespace: str, **overrides: A
     values.update(backend.values(namespace))
     values.update(
         jwt_secret=JWT_SECRET,
-        internal_api_token=INTERNAL_TOKEN,
+        internal_balance_token=BALANCE_TOKEN,
+        internal_tickers_token=TICKERS_TOKEN,
         credentials_url="http://credentials.test",
         exchange_timeout_seconds=1.0,
         stop_confirm_timeout_seconds=10.0,
@@ -120,7 +123,7 @@ class FakeEngine:
 class CredentialsContract:
     """The credentials service's internal balance route, as the bots service relies on it (contract test).
 
-    `GET /internal/credentials/{user_id}/{exchange}/balance`, bearer INTERNAL_API_TOKEN → 200
+    `GET /internal/credentials/{user_id}/{exchange}/balance`, bearer INTERNAL_BALANCE_TOKEN → 200
     `{"success": true, "data": {"isValid", "currency", "free"}}`, or 404 CREDENTIAL_NOT_FOUND.
     """
 

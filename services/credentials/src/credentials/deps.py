@@ -39,24 +39,24 @@ def _service(request: Request) -> CredentialService:
     return service
 
 
-def _matches(token: str, secret: SecretStr | None) -> bool:
+def _matches(token: str, secret: SecretStr) -> bool:
     # compare_digest: the time taken does not depend on how much of the token was right.
-    return secret is not None and hmac.compare_digest(token.encode(), secret.get_secret_value().encode())
+    return hmac.compare_digest(token.encode(), secret.get_secret_value().encode())
 
 
-async def internal_caller(request: Request) -> None:
-    """Admit only the service that signs orders: `Authorization: Bearer <INTERNAL_API_TOKEN>`."""
+async def keys_caller(request: Request) -> None:
+    """Admit only the engine, which signs orders: `Authorization: Bearer <INTERNAL_KEYS_TOKEN>`."""
     token = bearer_token(request.headers.get("authorization"))
     settings: Settings = request.app.state.settings
-    if not _matches(token, settings.internal_api_token):
+    if not _matches(token, settings.internal_keys_token):
         raise AppError(ErrorCode.INVALID_TOKEN)
 
 
 async def balance_caller(request: Request) -> None:
-    """Admit INTERNAL_API_TOKEN or the balance-only INTERNAL_BALANCE_TOKEN."""
+    """Admit only the bots service: `Authorization: Bearer <INTERNAL_BALANCE_TOKEN>` (it never opens keys)."""
     token = bearer_token(request.headers.get("authorization"))
     settings: Settings = request.app.state.settings
-    if not (_matches(token, settings.internal_api_token) or _matches(token, settings.internal_balance_token)):
+    if not _matches(token, settings.internal_balance_token):
         raise AppError(ErrorCode.INVALID_TOKEN)
 
 
@@ -66,5 +66,5 @@ DbSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
 # Autocommit reads; also used before an exchange call, since an unused write session holds no connection.
 ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 Service = Annotated[CredentialService, Depends(_service)]
-KeysCaller = Depends(internal_caller)
+KeysCaller = Depends(keys_caller)
 BalanceCaller = Depends(balance_caller)

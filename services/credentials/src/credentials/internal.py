@@ -1,10 +1,9 @@
 """Internal routes for trusted services: one user's keys (the engine), one user's quote balance (bots).
 
-Not under /api, so the gateway never routes it; authenticated by INTERNAL_API_TOKEN; left out of the
-OpenAPI document. INTERNAL_API_TOKEN opens both routes (the engine); INTERNAL_BALANCE_TOKEN, when set,
-opens only the balance route (the bots service), so a compromised bots service cannot read keys. Answers
-are never cached and every key disclosure is logged (without the keys).
-"""
+Not under /api, so the gateway never routes them; left out of the OpenAPI document. Each route opens with
+its own bearer token: INTERNAL_KEYS_TOKEN (held by the engine) the keys route only, INTERNAL_BALANCE_TOKEN
+(held by the bots service) the balance route only, so a compromised bots service cannot read keys. Answers
+are never cached and every key disclosure is logged (without the keys)."""
 
 from __future__ import annotations
 

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.crypto import EncryptionSettings
 from common.exchanges import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, DatabaseSettings, InternalApiSettings, JwtSettings
+from common.settings import (
+    BalanceTokenSettings,
+    BusSettings,
+    CacheSettings,
+    DatabaseSettings,
+    JwtSettings,
+    KeysTokenSettings,
+)
 
 
 class Settings(
-    InternalApiSettings,
+    KeysTokenSettings,
+    BalanceTokenSettings,
     DatabaseSettings,
     CacheSettings,
     BusSettings,
@@ -22,14 +29,16 @@ class Settings(
     ExchangeSettings,
     EncryptionSettings,
 ):
-    """Everything the credentials service reads: database, cache, bus, JWT, exchanges, encryption keys."""
+    """Everything the credentials service reads: database, cache, bus, JWT, exchanges, keys, route tokens.
 
-    # Never echo a rejected value (ENCRYPTION_KEY, INTERNAL_API_TOKEN) in a validation error.
+    INTERNAL_KEYS_TOKEN opens the keys route only (the engine's); INTERNAL_BALANCE_TOKEN the balance route
+    only (the bots service's); outside development they must differ.
+    """
+
+    # Never echo a rejected value (ENCRYPTION_KEY, an internal token) in a validation error.
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 
     port: int = Field(default=3002, ge=0, le=65535)
-    # Optional token that opens only the balance route (for the bots service, which never needs the keys).
-    internal_balance_token: SecretStr | None = None
     # This server's public egress IP, checked against a credential's ipWhitelist (warnings only).
     egress_ip: str | None = None
     # Stored keys not validated for this long are re-validated in the background (0 disables).
@@ -40,19 +49,6 @@ class Settings(
     outbox_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
     # Apply the Alembic migrations when the app starts (embedded mode; the real topology migrates first).
     migrate_on_start: bool = False
-
-    @model_validator(mode="after")
-    def _separate_internal_tokens(self) -> Self:
-        balance = self.internal_balance_token
-        if (
-            not self.is_development
-            and balance is not None
-            and balance.get_secret_value() == self.internal_api_token.get_secret_value()
-        ):
-            raise ValueError(
-                "INTERNAL_BALANCE_TOKEN must differ from INTERNAL_API_TOKEN (it must not open the keys)"
-            )
-        return self
 
     @field_validator("egress_ip")
     @classmethod

@@ -19,7 +19,9 @@ JWT_SECRET = "credentials-tests-jwt-secret-0123456789abcdef-0123456789abcdef"
 # Fixed test keys (random bytes, base64): version 1 and the rotation target, version 2.
 ENCRYPTION_KEY_V1 = "Wys6RTs+fDrrqvVOUDoAOqgVxMnVCSUptVjtyPnErnI="
 ENCRYPTION_KEY_V2 = "z7JoXBBxV6du0AdXZleHQDsU1vnRG0IsBjheqG63oUU="
-INTERNAL_TOKEN = "credentials-tests-internal-token-0123456789abcdef-0123456789"
+# The engine's token (keys route) and the bots service's (balance route).
+KEYS_TOKEN = "credentials-tests-keys-token-0123456789abcdef-0123456789abcd"
+BALANCE_TOKEN = "credentials-tests-balance-token-0123456789abcdef-0123456789"
 
 
 # Credential events (credential.invalidated, credential.deleted) as the tests receive them.
@@ -46,7 +48,8 @@ def make_settings(backend: Backend, sim_url: str, namespace: str, **overrides: A
         jwt_secret=JWT_SECRET,
         encryption_key=ENCRYPTION_KEY_V1,
         encryption_key_version=1,
-        internal_api_token=INTERNAL_TOKEN,
+        internal_keys_token=KEYS_TOKEN,
+        internal_balance_token=BALANCE_TOKEN,
         # Generous for a loaded CI machine; the tests of timeouts lower it.
         exchange_timeout_seconds=3.0,
         # Tests drive re-validation passes themselves (Revalidator.run_once).

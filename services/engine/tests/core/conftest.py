@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from common.grid import MarketRules, plan_grid
+from common.testing.shared import shared_file
 from engine.core import GridConfig
-
-SHARED = Path("/work/shared")
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +22,7 @@ def upbit() -> MarketRules:
 @pytest.fixture(scope="session")
 def binance() -> MarketRules:
     """Binance BTCUSDT from the recorded exchangeInfo (tick 0.01, step 0.00001, min notional 5)."""
-    path = SHARED / "wire" / "binance_exchangeInfo_symbol_BTCUSDT_ccxt.json"
-    if not path.exists():
-        pytest.skip("the recorded Binance exchangeInfo sample is not available")
+    path = shared_file("wire", "binance_exchangeInfo_symbol_BTCUSDT_ccxt.json")
     info: dict[str, Any] = json.loads(path.read_text())
     market = {"id": "BTCUSDT", "base": "BTC", "quote": "USDT", "maker": 0.001, "taker": 0.001, "info": info}
     return MarketRules.from_ccxt_market(market)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
-from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from common.grid import MarketRules, Rounding, plan_grid
+from common.testing.shared import shared_file
 from engine.core import (
     CancelOrder,
     Command,
@@ -45,7 +44,7 @@ from engine.core import (
 )
 
 D = Decimal
-CANDLES = Path("/work/shared/data/binance_BTCUSDT_1m_2024-12.csv")
+CANDLES = ("data", "binance_BTCUSDT_1m_2024-12.csv")
 SETTINGS = settings(
     derandomize=True,
     database=None,
@@ -312,9 +311,7 @@ def test_a_random_exchange_keeps_every_invariant(
 
 
 def _candles(start: int, count: int) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
-    if not CANDLES.exists():
-        pytest.skip("the candle file is not available")
-    with CANDLES.open() as handle:
+    with shared_file(*CANDLES).open() as handle:
         rows = list(csv.DictReader(handle))[start : start + count]
     return [(D(r["open"]), D(r["high"]), D(r["low"]), D(r["close"])) for r in rows]
 

@@ -179,7 +179,7 @@ class Runtime:
                 sync_with_bots(
                     self.registry,
                     self.settings.bots_url,
-                    self.settings.internal_api_token.get_secret_value(),
+                    self.settings.internal_tickers_token.get_secret_value(),
                     self.settings.bots_sync_seconds,
                     self.settings.exchange_timeout_seconds,
                     self.bots_transport,

@@ -7,13 +7,17 @@ from typing import Literal
 from pydantic import Field
 
 from common.exchanges.settings import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, InternalApiSettings, JwtSettings
+from common.settings import BusSettings, CacheSettings, JwtSettings, TickersTokenSettings
 
 DAY_SECONDS = 24 * 3600
 
 
-class Settings(InternalApiSettings, CacheSettings, BusSettings, JwtSettings, ExchangeSettings):
-    """Everything market-data reads: cache, bus, JWT keys, exchange URLs, and its own timing."""
+class Settings(TickersTokenSettings, CacheSettings, BusSettings, JwtSettings, ExchangeSettings):
+    """Everything market-data reads: cache, bus, JWT keys, exchange URLs, and its own timing.
+
+    It parses untrusted exchange feeds, so it holds one internal token only: INTERNAL_TICKERS_TOKEN, which
+    opens the bots service's running-tickers route and nothing that reveals keys or balances.
+    """
 
     port: int = Field(default=3005, ge=0, le=65535)
     # At most one price tick per ticker per interval on the bus, and one price-cache write.

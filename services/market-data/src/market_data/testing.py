@@ -12,12 +12,12 @@ import httpx
 from common.contracts.envelope import Envelope
 from common.contracts.market import PriceTick
 from common.exchanges import sim_exchange_env
+from common.testing.shared import shared_dir
 from common.testing.wait import eventually
 from market_data.settings import Settings
 
 JWT_SECRET = "market-data-tests-jwt-secret-0123456789abcdef-0123456789abcdef"
-# services/market-data/src/market_data/testing.py -> parents[4] is the repository root.
-WIRE_DIR = (Path(__file__).resolve().parents[4] / ".." / "shared" / "wire").resolve()
+WIRE_DIR = shared_dir() / "wire"
 
 PriceMover = Callable[[str, str, str], Awaitable[None]]
 

@@ -99,7 +99,7 @@ async def fetch_running_tickers(
     timeout_seconds: float,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[Pair] | None:
-    """GET {BOTS_URL}/internal/bots/running-tickers (internal bearer token); None when it cannot tell."""
+    """GET {BOTS_URL}/internal/bots/running-tickers (INTERNAL_TICKERS_TOKEN); None when it cannot tell."""
     url = bots_url.rstrip("/") + "/internal/bots/running-tickers"
     try:
         async with httpx.AsyncClient(timeout=timeout_seconds, transport=transport) as client:

@@ -9,14 +9,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.testing.shared import shared_dir
+
 CANDLE_FILE_NAME = "binance_BTCUSDT_1m_2024-12.csv"
-# src/exchange_sim/settings.py -> parents[4] is the repository root (tools/exchange-sim/src/...).
-_REPO_ROOT = Path(__file__).resolve().parents[4]
-_DEFAULT_CANDLE_CANDIDATES = (
-    _REPO_ROOT / ".." / "shared" / "data" / CANDLE_FILE_NAME,
-    Path("..") / "shared" / "data" / CANDLE_FILE_NAME,
-    Path("shared") / "data" / CANDLE_FILE_NAME,
-)
 
 ReplaySpeed = float | Literal["max"]
 
@@ -30,7 +25,8 @@ class SimSettings(BaseSettings):
     port: int = Field(default=8900, ge=0, le=65535)
     log_level: str = "INFO"
 
-    # None means: look for the shared candle file next to the repository, else random walk only.
+    # None means: the shared folder's candle file (beside the checkout, or GRIDBOT_SHARED_DIR), else
+    # random walk only.
     candle_file: Path | None = None
     # Candles replayed per second (each candle is 4 ticks); 0 = paused; "max" = as fast as possible.
     replay_speed: ReplaySpeed = 1.0
@@ -69,7 +65,5 @@ class SimSettings(BaseSettings):
         """The candle file to replay, or None when there is none (random walk only)."""
         if self.candle_file is not None:
             return self.candle_file if self.candle_file.is_file() else None
-        for candidate in _DEFAULT_CANDLE_CANDIDATES:
-            if candidate.is_file():
-                return candidate.resolve()
-        return None
+        default = shared_dir() / "data" / CANDLE_FILE_NAME
+        return default if default.is_file() else None

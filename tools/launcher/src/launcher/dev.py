@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from launcher.topology import DEV_DATABASE, DEV_POSTGRES_ADMIN, SERVICES, ServiceSpec, service_env
+from launcher.topology import (
+    DEV_DATABASE,
+    DEV_POSTGRES_ADMIN,
+    SERVICES,
+    ServiceSpec,
+    fresh_tokens,
+    service_env,
+)
 
 
 class StackError(RuntimeError):
@@ -37,14 +44,21 @@ class Stack:
     environment: str = "development"
     cache_namespace: str = "gridbot"
     extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Internal route tokens, fresh for every stack: each process is handed only the ones its spec names.
+    tokens: Mapping[str, str] = field(default_factory=fresh_tokens)
     services: Sequence[ServiceSpec] = SERVICES
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     def env_for(self, spec: ServiceSpec, port: int | None = None) -> dict[str, str]:
         """The full environment of one service process."""
-        # Our own settings come from the topology, not from whatever the caller's shell exported.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SERVICES", "SIM_"))}
+        # Our own settings come from the topology, not from whatever the caller's shell exported (an
+        # exported internal token would otherwise reach processes that must not hold it).
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.upper().startswith(("DATABASE_", "SERVICES", "SIM_", "INTERNAL_"))
+        }
         env.update(
             service_env(
                 spec,
@@ -52,6 +66,7 @@ class Stack:
                 redis_url=self.redis_url,
                 rabbitmq_url=self.rabbitmq_url,
                 ports=dict(self.ports),
+                tokens=self.tokens,
                 environment=self.environment,
                 cache_namespace=self.cache_namespace,
             )

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from common.exchanges.settings import sim_exchange_env
 from common.logging import configure_logging
 from launcher.migrate import migrate_all
+from launcher.topology import fresh_tokens
 
 log = logging.getLogger("gridbot.embedded")
 
@@ -33,7 +34,9 @@ EMBEDDED_DEFAULTS = {
 
 def apply_defaults(db_path: Path, sim_url: str) -> None:
     """Fill the embedded defaults into the environment without overriding what the user set."""
-    for key, value in {**EMBEDDED_DEFAULTS, **sim_exchange_env(sim_url)}.items():
+    # The internal routes are called in-process here, yet still each with its own token: fresh random ones,
+    # so no repository placeholder is ever in play (HOST=0.0.0.0 make run refuses those).
+    for key, value in {**EMBEDDED_DEFAULTS, **sim_exchange_env(sim_url), **fresh_tokens()}.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{db_path}")
     # Services reach each other by name; in-process ASGI transports stand in for these URLs.

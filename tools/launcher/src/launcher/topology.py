@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from common.exchanges.settings import sim_exchange_env
 
 DEV_DATABASE = "gridbot"
 DEV_POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# One bearer token per internal route (common.settings: KeysTokenSettings, BalanceTokenSettings,
+# TickersTokenSettings); a process gets only the tokens of the routes it serves or calls.
+KEYS_TOKEN = "INTERNAL_KEYS_TOKEN"  # GET /internal/credentials/{user}/{exchange}: credentials <- engine
+BALANCE_TOKEN = "INTERNAL_BALANCE_TOKEN"  # .../{exchange}/balance: credentials <- bots
+TICKERS_TOKEN = "INTERNAL_TICKERS_TOKEN"  # GET /internal/bots/running-tickers: bots <- market-data
+INTERNAL_TOKENS = (KEYS_TOKEN, BALANCE_TOKEN, TICKERS_TOKEN)
+
+
+def fresh_tokens() -> dict[str, str]:
+    """A new random value for every internal route token (one run of `make dev` or `make run`)."""
+    return {name: secrets.token_hex(32) for name in INTERNAL_TOKENS}
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,8 @@ class ServiceSpec:
     health_path: str = "/health"
     # Env var -> the service whose base URL it carries (service-to-service calls, never via the gateway).
     links: dict[str, str] = field(default_factory=dict)
+    # The internal route tokens it holds, and no others (the server's and the caller's side of each route).
+    tokens: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -62,6 +77,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         migrate_module="credentials.migrate",
         uses_bus=True,
         uses_exchanges=True,
+        tokens=(KEYS_TOKEN, BALANCE_TOKEN),
     ),
     ServiceSpec(
         "bots",
@@ -72,6 +88,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         uses_bus=True,
         uses_exchanges=True,
         links={"CREDENTIALS_URL": "credentials"},
+        tokens=(BALANCE_TOKEN, TICKERS_TOKEN),
     ),
     ServiceSpec(
         "engine",
@@ -83,6 +100,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         uses_bus=True,
         uses_exchanges=True,
         links={"CREDENTIALS_URL": "credentials"},
+        tokens=(KEYS_TOKEN,),
     ),
     ServiceSpec(
         "market-data",
@@ -92,6 +110,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
         uses_bus=True,
         uses_exchanges=True,
         links={"BOTS_URL": "bots"},
+        # It parses untrusted exchange feeds: no token that opens keys or balances.
+        tokens=(TICKERS_TOKEN,),
     ),
     # On the bus for live updates (GET /api/ws): user events, bot lifecycle and price ticks.
     ServiceSpec("gateway", "gateway", 3000, "gateway.settings:Settings", upstream=False, uses_bus=True),
@@ -113,6 +133,7 @@ def service_env(
     redis_url: str,
     rabbitmq_url: str,
     ports: dict[str, int],
+    tokens: Mapping[str, str],
     host: str = "127.0.0.1",
     environment: str = "development",
     cache_namespace: str = "gridbot",
@@ -131,6 +152,8 @@ def service_env(
         env.update(sim_exchange_env(f"http://127.0.0.1:{ports['exchange-sim']}"))
     for var, target in spec.links.items():
         env[var] = f"http://127.0.0.1:{ports[target]}"
+    for name in spec.tokens:
+        env[name] = tokens[name]
     if spec.name == "gateway":
         env["SERVICES"] = json.dumps(
             {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.upstream}

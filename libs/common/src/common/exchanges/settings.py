@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
 
 from common.exchanges.ids import Exchange
 from common.settings import ServiceSettings
@@ -14,6 +17,8 @@ DEFAULT_URLS: dict[str, str] = {
     "binance_ws_url": "wss://stream.binance.com:9443",
     "binance_ws_api_url": "wss://ws-api.binance.com:443/ws-api/v3",
 }
+# The scheme each URL must have outside development: keys sign requests, prices drive orders.
+_SECURE_SCHEME = {name: "wss" if "_ws" in name else "https" for name in DEFAULT_URLS}
 
 
 def _ws(base: str) -> str:
@@ -65,6 +70,21 @@ class ExchangeSettings(ServiceSettings):
         if any(limit < 1 for limit in value.values()):
             raise ValueError("budget limits must be >= 1")
         return value
+
+    @model_validator(mode="after")
+    def _refuse_plaintext_exchanges(self) -> Self:
+        # The simulator speaks http/ws; outside development a plaintext URL could only be a mistake or a
+        # man in the middle: signed orders, API keys in headers and the prices that trigger orders.
+        if self.is_development:
+            return self
+        bad = [
+            f"{name.upper()} must be {scheme}://"
+            for name, scheme in _SECURE_SCHEME.items()
+            if urlsplit(getattr(self, name).strip()).scheme.lower() != scheme
+        ]
+        if bad:
+            raise ValueError(f"exchange URLs outside development: {'; '.join(bad)}")
+        return self
 
     @staticmethod
     def simulator(base: str = "http://127.0.0.1:8900") -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""Locate the real PostgreSQL, Redis and RabbitMQ for tests; fail (CI) or skip (laptop) when absent."""
+"""Locate the real PostgreSQL, Redis and RabbitMQ for tests; fail (CI) or skip (laptop) when absent.
+
+`unavailable` is the one way a test gives up for want of something outside it (a server, a shared file,
+a host tool): under CI=true that is a failure, so a run never passes by silently not testing.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -36,12 +41,24 @@ def _docker_available() -> bool:
     return shutil.which("docker") is not None and os.path.exists("/var/run/docker.sock")
 
 
-def missing(what: str, url: str) -> None:
-    """Fail under CI, skip elsewhere."""
-    msg = f"{what} does not answer at {url} (see ../shared/SERVICES.md to start it)"
+def unavailable(reason: str) -> NoReturn:
+    """Fail under CI, skip elsewhere: what the test needs is not here."""
     if in_ci():
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def missing(what: str, url: str) -> NoReturn:
+    """A server that does not answer: fail under CI, skip elsewhere."""
+    unavailable(f"{what} does not answer at {url} (see ../shared/SERVICES.md to start it)")
+
+
+def host_tool(name: str) -> str:
+    """The path of a command-line tool the test drives (e.g. rabbitmqctl); unavailable when not installed."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed on this host (it comes with the server's packages)")
+    return path
 
 
 @contextmanager

@@ -6,9 +6,11 @@ API on PostgreSQL + Redis + RabbitMQ and again on SQLite + the in-process cache 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,11 @@ def user_factory(settings: Any) -> Callable[[], User]:
         return User(user_id, issued.token)
 
     return new
+
+
+def exact_json(response: httpx.Response) -> Any:
+    """The body with every JSON number with a fraction as the exact Decimal it was written as (never a float)."""
+    return json.loads(response.text, parse_float=Decimal)
 
 
 def error_code(response: httpx.Response) -> str:

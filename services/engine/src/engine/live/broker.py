@@ -60,8 +60,24 @@ Publish = Callable[[OrderFilledMessage], Awaitable[None]]
 _CLOSE_POLLS = 6
 
 
-class SimulatedCrash(BaseException):
-    """Raised by a fault point armed in tests: the process 'dies' there (nothing after it runs)."""
+Fault = Callable[[str, str], Awaitable[None]]
+
+
+def park_hook(settings: Settings) -> Fault | None:
+    """TEST_PARK_AT's hook: at its point an order notes itself in TEST_PARK_FILE and never goes on."""
+    point, path = settings.test_park_at, settings.test_park_file
+    if point is None or path is None:
+        return None
+
+    async def park(where: str, cid: str) -> None:
+        if where != point:
+            return
+        with path.open("a", encoding="utf-8") as note:
+            note.write(f"{where} {cid}\n")
+        log.warning("order %s parked at %s (TEST_PARK_AT): waiting to be killed", cid, where)
+        await asyncio.Event().wait()
+
+    return park
 
 
 def rejection_reason(error: PermanentExchangeError) -> str:
@@ -101,7 +117,7 @@ class LiveBroker:
         self.publish = publish
         self._credentials = CredentialsClient(
             settings.credentials_url,
-            settings.internal_api_token.get_secret_value(),
+            settings.internal_keys_token.get_secret_value(),
             settings.credentials_timeout_seconds,
             transport=credentials_transport,
         )
@@ -113,8 +129,8 @@ class LiveBroker:
         self._last_check: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.reconciler = Reconciler(self)
-        # Tests arm fault points by name ("before_place"): a callable that may raise SimulatedCrash.
-        self.fault: Callable[[str, str], None] | None = None
+        # Crash tests park orders at named points of placing ("before_place"); None in production.
+        self.fault: Fault | None = park_hook(settings)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -142,8 +158,6 @@ class LiveBroker:
                 await coro
             except asyncio.CancelledError:
                 raise
-            except SimulatedCrash:
-                log.info("%s: simulated crash", name)  # tests: the process 'died' here
             except Exception:
                 log.exception("%s failed", name)
 
@@ -287,12 +301,12 @@ class LiveBroker:
         ticker = handle.row.ticker
         for attempt in range(1, self.settings.exchange_attempts + 1):
             if self.fault is not None:
-                self.fault("before_place", cid)
+                await self.fault("before_place", cid)
             try:
                 self._metrics.exchange_calls += 1
                 placed = await client.place(ticker, side, price, qty, cid)
                 if self.fault is not None:
-                    self.fault("after_place", cid)  # tests: the answer is lost on its way back
+                    await self.fault("after_place", cid)  # tests: dies before the answer is committed
                 return placed
             except Exception as exc:
                 error = classify(exc, handle.row.exchange)

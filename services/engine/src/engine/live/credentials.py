@@ -1,7 +1,7 @@
 """A user's exchange keys from the credentials service's internal route, held only in memory.
 
 `GET {CREDENTIALS_URL}/internal/credentials/{user_id}/{exchange}` with `Authorization: Bearer
-<INTERNAL_API_TOKEN>` answers `{"success": true, "data": {"apiKey", "secretKey"}}`. The keys are never
+<INTERNAL_KEYS_TOKEN>` answers `{"success": true, "data": {"apiKey", "secretKey"}}`. The keys are never
 logged or written anywhere; they live in the ccxt client (and stream) built from them.
 """
 
