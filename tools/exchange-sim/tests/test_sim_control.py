@@ -113,6 +113,26 @@ async def test_timeout_fault_makes_the_client_time_out(http, clients) -> None:
     assert (await upbit.fetch_ticker("BTC/KRW"))["last"] > 0
 
 
+async def test_request_counts_show_what_each_venue_received(http, clients) -> None:
+    binance = clients("binance")
+    await binance.load_markets()
+    assert (await http.delete("/_sim/requests")).json()["total"] == 0
+    await http.post("/_sim/faults", json={"kind": "http_500", "count": 1, "path_prefix": "/api/v3/ticker"})
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        await binance.fetch_ticker("BTC/USDT")
+    await binance.fetch_ticker("BTC/USDT")
+    await clients("upbit").fetch_ticker("BTC/KRW")
+    counts = (await http.get("/_sim/requests", params={"exchange": "binance"})).json()
+    assert counts == {"total": 2, "requests": {"binance GET /api/v3/ticker/24hr": 2}}
+    everything = (await http.get("/_sim/requests")).json()
+    assert everything["requests"]["upbit GET /v1/ticker"] == 1
+    assert everything["total"] == 2 + sum(
+        n for k, n in everything["requests"].items() if k.startswith("upbit")
+    )
+    only = (await http.get("/_sim/requests", params={"path_prefix": "/v1/ticker"})).json()
+    assert only == {"total": 1, "requests": {"upbit GET /v1/ticker": 1}}
+
+
 async def test_fault_requests_are_validated(http) -> None:
     assert (await http.post("/_sim/faults", json={"kind": "meteor"})).status_code == 400
     assert (await http.post("/_sim/faults", json={"kind": "http_500", "count": 0})).status_code == 400

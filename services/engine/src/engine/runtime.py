@@ -28,7 +28,7 @@ from common.contracts.bots import BOTS_EXCHANGE
 from common.contracts.market import MARKET_EXCHANGE, price_binding_key
 from common.db import create_engine, create_session_factory, is_sqlite
 from common.dbtypes import utc_now
-from common.exchanges import Exchange
+from common.exchanges import Exchange, ExchangeBudget
 from common.outbox import OutboxRelay
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.trading.models import OUTBOX, SCHEMA, InboxMessage
@@ -118,6 +118,7 @@ class EngineRuntime:
             self.shard_for,
             self.fills,
             self.metrics,
+            ExchangeBudget.for_settings(self.cache, settings),
             credentials_transport=self._credentials_transport,
         )
         live.publish = self._publish_fill

@@ -69,6 +69,8 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     rate_limit_auth: str = "5/minute"
     rate_limit_bot_create: str = "10/hour"
     rate_limit_default: str = "100/minute"
+    # Routes that make the server call an exchange with keys the user sends (validate, store, replace).
+    rate_limit_exchange_keys: str = "5/minute"
     # Bound on one Redis round trip of the request path (rate limit + revocation check).
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     # Per pool (rate limits, revocations): every in-flight request holds a connection of each.
@@ -134,7 +136,9 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
             cleaned.append(f"{method} {_clean_path(path)}".strip())
         return cleaned
 
-    @field_validator("rate_limit_auth", "rate_limit_bot_create", "rate_limit_default")
+    @field_validator(
+        "rate_limit_auth", "rate_limit_bot_create", "rate_limit_default", "rate_limit_exchange_keys"
+    )
     @classmethod
     def _check_limit(cls, value: str) -> str:
         parse(value)  # raises ValueError on "5 per fortnight"

@@ -118,6 +118,8 @@ class AccountStore:
 
     def __init__(self) -> None:
         self._accounts: dict[str, Account] = {}
+        # Moves on every new account (what a saved copy of the simulator watches for).
+        self.version = 0
 
     def create(
         self,
@@ -137,6 +139,7 @@ class AccountStore:
             for asset, amount in balances.items():
                 wallet.get(asset).free = amount
         self._accounts[key] = account
+        self.version += 1
         return account
 
     def get(self, api_key: str) -> Account | None:

@@ -135,6 +135,7 @@ class ControlApi:
             Route("/replay", wrap(self.replay), methods=["GET", "PUT"]),
             Route("/orders", wrap(self.orders), methods=["GET"]),
             Route("/faults", wrap(self.faults), methods=["GET", "POST", "DELETE"]),
+            Route("/requests", wrap(self.requests), methods=["GET", "DELETE"]),
         ]
 
     def _wrap(self, handler: Callable[[Request], Awaitable[tuple[int, Any]]]) -> Handler:
@@ -304,6 +305,16 @@ class ControlApi:
             )
         fault = faults.add(cast(HttpFaultKind, kind), count, exchange, prefix)
         return 201, fault.as_json()
+
+    async def requests(self, request: Request) -> tuple[int, Any]:
+        """GET /_sim/requests?exchange=&path_prefix=: exchange requests received; DELETE resets the counts."""
+        counter = self.state.requests
+        if request.method == "DELETE":
+            counter.clear()
+            return 200, counter.view()
+        query = request.query_params
+        venue = _venue(query["exchange"]) if "exchange" in query else None
+        return 200, counter.view(venue, query.get("path_prefix"))
 
 
 def control_routes(state: SimState) -> list[BaseRoute]:

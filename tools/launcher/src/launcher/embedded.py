@@ -51,6 +51,7 @@ def internal_url(name: str) -> str:
 
 
 UPSTREAMS = ("auth", "credentials", "bots", "market-data")
+SIM_STATE_FILE = "exchange-sim.json"
 
 
 async def serve(host: str, port: int, db_path: Path) -> None:
@@ -73,6 +74,9 @@ async def serve(host: str, port: int, db_path: Path) -> None:
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
     sim_settings = SimSettings()
+    if sim_settings.state_file is None:
+        # The simulator's accounts and orders live beside the database: a restart resumes both together.
+        sim_settings = sim_settings.model_copy(update={"state_file": db_path.parent / SIM_STATE_FILE})
     apply_defaults(db_path, f"http://127.0.0.1:{sim_settings.port}")
     await asyncio.to_thread(migrate_all, os.environ["DATABASE_URL"])
 
@@ -108,10 +112,11 @@ async def serve(host: str, port: int, db_path: Path) -> None:
         )
         server = uvicorn.Server(config)
         log.info(
-            "gridbot (embedded) on http://localhost:%s/api — database %s, exchange simulator %s",
+            "gridbot (embedded) on http://localhost:%s/api — database %s, exchange simulator %s (state %s)",
             port,
             db_path,
             sim.url,
+            sim_settings.state_file,
         )
         await server.serve()
 

@@ -24,6 +24,7 @@ import httpx
 from common.exchanges import (
     ErrorKind,
     Exchange,
+    ExchangeBudget,
     PermanentExchangeError,
     TransientExchangeError,
     call,
@@ -102,11 +103,13 @@ class LiveBroker:
         shard_for: Callable[[uuid.UUID], Shard],
         fills: FillConsumer,
         metrics: Metrics,
+        budget: ExchangeBudget,
         *,
         credentials_transport: httpx.AsyncBaseTransport | None = None,
         publish: Publish | None = None,
     ) -> None:
         self.settings = settings
+        self.budget = budget
         self.registry = registry
         self._shard_for = shard_for
         self._fills = fills
@@ -180,7 +183,7 @@ class LiveBroker:
             client = self._clients.get(key)
             if client is None:
                 keys = await self._credentials.keys(key[0], key[1])
-                client = ExchangeClient(key[1], self.settings, keys)
+                client = ExchangeClient(key[1], self.settings, keys, self.budget)
                 self._clients[key] = client
                 if self.settings.private_streams:
                     stream = PrivateStream(
@@ -214,7 +217,7 @@ class LiveBroker:
         """The exchange's last price (public endpoint, no keys)."""
         client = self._public.get(exchange)
         if client is None:
-            client = self._public[exchange] = create_ccxt(exchange, self.settings)
+            client = self._public[exchange] = create_ccxt(exchange, self.settings, budget=self.budget)
         return await call(public_price, client, exchange, ticker, attempts=2, total_timeout=10)
 
     def lock(self, cid: str) -> asyncio.Lock:
