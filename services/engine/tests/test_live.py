@@ -239,7 +239,7 @@ async def test_transient_faults_are_retried_without_placing_anything_twice(
     assert engine.live is not None
     lost: list[str] = []
 
-    def lose_first_answer(point: str, cid: str) -> None:
+    async def lose_first_answer(point: str, cid: str) -> None:
         # The exchange placed it, but the answer never reached us: the engine must find it, not re-place it.
         if point == "after_place" and not lost:
             lost.append(cid)
