@@ -33,7 +33,7 @@ from common.contracts.envelope import Envelope
 from common.exchanges import ExchangeCallError, TransientExchangeError, call
 from engine import store
 from engine.core import Phase
-from engine.live.broker import ClientKey, LiveBroker
+from engine.live.broker import ClientKey, LiveBroker, client_key
 from engine.shard import Shard
 from engine.work import AbandonWork, KeysGoneWork
 
@@ -78,27 +78,26 @@ class CredentialEventConsumer:
             return  # the bots service's to handle
         key: ClientKey = (event.user_id, event.exchange)
         async with self._factory() as session:
-            handled = await _inbox_has(session, envelope.message_id)
-        if not handled:
-            async with self._factory() as session:
-                bot_ids = await _live_bot_ids(session, user, event.exchange.value)
-            note: str | None = None
-            if kind is CredentialEventType.UPDATED:
-                note = moved_note(event.exchange.value)
-                bot_ids = bot_ids if await self._account_changed(key, bot_ids) else []
-            if bot_ids:
-                log.info(
-                    "%s: stopping %d live bot(s) of user %s on %s",
-                    kind.value,
-                    len(bot_ids),
-                    event.user_id,
-                    event.exchange.value,
-                )
-                await self._halt(envelope.message_id, key, bot_ids, note)
+            if await _inbox_has(session, envelope.message_id):
+                return  # handled whole before: its bots were stopped and the old client dropped
+            bot_ids = await _live_bot_ids(session, user, event.exchange.value)
+        note: str | None = None
+        if kind is CredentialEventType.UPDATED:
+            note = moved_note(event.exchange.value)
+            bot_ids = bot_ids if await self._account_changed(key, bot_ids) else []
+        if bot_ids:
+            log.info(
+                "%s: stopping %d live bot(s) of user %s on %s",
+                kind.value,
+                len(bot_ids),
+                event.user_id,
+                event.exchange.value,
+            )
+            await self._halt(envelope.message_id, key, bot_ids, note)
         await self._broker.drop_client(key)
-        if not handled:
-            async with self._factory() as session, session.begin():
-                await store.claim_inbox(session, CREDENTIAL_EVENTS_QUEUE, [envelope.message_id])
+        await self._reconnect(key)
+        async with self._factory() as session, session.begin():
+            await store.claim_inbox(session, CREDENTIAL_EVENTS_QUEUE, [envelope.message_id])
 
     async def _account_changed(self, key: ClientKey, bot_ids: list[uuid.UUID]) -> bool:
         """Whether the new keys are another account's: they cannot see an order the bots rest (asked once)."""
@@ -162,6 +161,21 @@ class CredentialEventConsumer:
             self._shard_for(bot_id).submit(AbandonWork(bot_id=bot_id))
             for bot_id in {bot_id for bot_id, _ in self._open(bot_ids)}
         )
+
+    async def _reconnect(self, key: ClientKey) -> None:
+        """Bots that trade on (same account): a client and private stream on the new keys at once.
+
+        Otherwise nothing would hear their fills until their next exchange call; the new stream's first
+        connection reconciles them, which finds whatever happened meanwhile.
+        """
+        for handle in list(self._broker.registry.handles.values()):
+            if handle.is_paper or client_key(handle) != key or not handle.core.open_orders():
+                continue
+            try:
+                await self._broker.client(handle)
+            except ExchangeCallError as exc:
+                log.warning("no client on the new keys of user %s: %s", key[0], exc.source or exc)
+            return
 
     def _open(self, bot_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
         """(bot, client order id) of every order the halting bots still have open."""
