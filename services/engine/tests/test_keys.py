@@ -257,8 +257,8 @@ async def test_keys_of_another_account_are_used_from_the_next_start_only(
 
     new = await s.keys()  # PUT /credentials with another account's keys
     sent = await publish_key_event(bus, "credential.updated", s.user)
-    await s.wait_handled(sent.message_id)
     await eventually(lambda: s.streams_are(old, 0), timeout=10, message="the old keys' stream stayed open")
+    await s.wait_handled(sent.message_id)
     await bots.request_start(bot.id)
     await publish_command(bus, await bots.bot(bot.id), BotEvent.START)
     await s.wait_resting(new, 6)
