@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -179,7 +179,7 @@ class CredentialEventConsumer:
 
     def _open(self, bot_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
         """(bot, client order id) of every order the halting bots still have open."""
-        found = []
+        found: list[tuple[uuid.UUID, str]] = []
         for bot_id in bot_ids:
             handle = self._broker.registry.handles.get(bot_id)
             if handle is None or handle.core.state.phase is not Phase.HALTING:
@@ -188,9 +188,9 @@ class CredentialEventConsumer:
         return found
 
 
-async def _all(futures: object) -> None:
+async def _all(futures: Iterable[asyncio.Future[None]]) -> None:
     """Wait for every future; the first failure is raised once all have ended."""
-    results = await asyncio.gather(*futures, return_exceptions=True)  # type: ignore[misc]
+    results = await asyncio.gather(*futures, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
