@@ -15,11 +15,12 @@ from engine_support import BotFactory, BotSpec, CredentialsStub, EventSink, orde
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common.bus import Envelope, RabbitBus
-from common.contracts.bots import BotEvent
+from common.bus import Envelope, QueueKind, RabbitBus
+from common.contracts.bots import BOTS_EXCHANGE, BotEvent
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent
 from common.exchanges import Exchange
 from common.testing.wait import eventually
+from common.trading.commands import BOT_STOPPED
 from common.trading.models import Bot, InboxMessage
 from engine.runtime import EngineRuntime
 
@@ -321,3 +322,35 @@ async def test_new_keys_of_the_same_account_keep_a_running_bot_trading(
 
     await eventually(sold_up, timeout=20, message="the filled buy's sell never rested")
     assert engine.live.held_client(key) not in (None, before)
+
+
+async def test_deleted_keys_settle_a_stop_on_its_way_and_the_bot_keeps_why_it_stopped(
+    engine_factory: Any,
+    bus: RabbitBus,
+    bots: BotFactory,
+    credentials: CredentialsStub,
+    sim_http: httpx.AsyncClient,
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    confirmations = EventSink()
+    await bus.subscribe(
+        "test.bots", BOTS_EXCHANGE, [BOT_STOPPED], confirmations.handle, kind=QueueKind.DURABLE
+    )
+    await set_price(sim_http, "95000")
+    await engine_factory()
+    s = scene(bus, bots, credentials, sim_http, db)
+    api_key = await s.keys()
+    bot = await s.running_bot(api_key)
+    stopping = await bots.request_stop(bot.id)  # the user's stop, committed; its command not relayed yet
+    s.delete_keys()
+    await publish_key_event(bus, "credential.deleted", s.user)
+    row = await s.wait_status(bot.id, "stopped")
+    assert row.stop_reason == "credentialRemoved" and await resting(sim_http, api_key) == []
+    # The pending stop is settled (the bots service's wait ends) by the halt the deletion caused.
+    await eventually(lambda: len(confirmations.received) == 1, timeout=10)
+    assert confirmations.received[0].payload["command_id"] == stopping.stop_command_id
+    command = await publish_command(bus, stopping, BotEvent.STOP, "stopped")
+    await eventually(lambda: len(confirmations.received) == 2, timeout=10, message="the stop was never heard")
+    assert command.message_id == stopping.stop_command_id
+    row = await bots.bot(bot.id)
+    assert (row.status, row.stop_reason) == ("stopped", "credentialRemoved")

@@ -242,7 +242,11 @@ async def _command(session: AsyncSession, step: Step, work: CommandWork) -> None
         handle.pending_start = False
         step.state_changed = True
         error = (row.error_message or STOPPED_WITH_ERROR) if command.status is WireStatus.ERROR else None
-        step.feed(Stop(error))
+        reason = StopReason.USER
+        if handle.halted and row.status == WireStatus.STOPPED.value and handle.core.state.stop_reason:
+            # Stopped already (its keys were removed while this stop was on its way): it keeps its reason.
+            reason = handle.core.state.stop_reason
+        step.feed(Stop(error, reason=reason))
     elif work.kind is BotEvent.UPDATED:
         if command.config_version > handle.config_version:
             _configure(step, row)
