@@ -202,6 +202,7 @@ async def test_list_summary_and_detail_agree_with_performance(
     assert row["investmentAmount"] == perf["investmentAmount"] == 160000
     assert row["lastExecutedAt"] == "2025-01-23T10:00:00.000Z"
     assert by_id[other]["currentProfit"] == 0 and by_id[other]["totalTrades"] == 0
+    assert row["stopReason"] is None and by_id[other]["stopReason"] is None  # running; never started
     other_investment = by_id[other]["investmentAmount"]
     assert listed["summary"] == {
         "totalBots": 2,

@@ -75,6 +75,20 @@ async def test_full_flow(
     again = await client.get("/api/credentials/upbit", headers=user.auth)
     assert again.json()["data"]["apiKey"] == _mask(second)
     assert again.json()["data"]["ipWhitelist"] == "10.0.0.0/8, 1.2.3.4"  # kept: not in the PUT
+    # The new keys are announced after commit (the engine drops the client it built from the old ones).
+    await eventually(lambda: bool(events.of(CredentialEventType.UPDATED.value)), timeout=10)
+    [envelope] = events.of(CredentialEventType.UPDATED.value)
+    event = envelope.payload_as(CredentialEvent)
+    assert (event.user_id, event.exchange.value, event.credential_id, event.reason) == (
+        user.user_id,
+        "upbit",
+        credential_id,
+        "updated_by_user",
+    )
+    assert (
+        second.api_key not in envelope.model_dump_json()
+        and second.secret_key not in envelope.model_dump_json()
+    )
 
     # A PUT whose merged keys the exchange refuses stores nothing.
     rejected = await client.put(
@@ -96,8 +110,10 @@ async def test_full_flow(
     assert deleted.status_code == 200
     assert deleted.json() == {"success": True, "message": "인증 정보가 삭제되었습니다"}
 
-    # The deletion reaches the bus through the outbox (the bots service stops the user's live bots).
+    # The deletion reaches the bus through the outbox (the engine stops the user's live bots).
     await eventually(lambda: bool(events.of(CredentialEventType.DELETED.value)), timeout=10)
+    # On the same ordered queue: neither the refused PUT nor the whitelist-only one announced new keys.
+    assert len(events.of(CredentialEventType.UPDATED.value)) == 1
     [envelope] = events.of(CredentialEventType.DELETED.value)
     event = envelope.payload_as(CredentialEvent)
     assert (event.user_id, event.exchange.value, event.credential_id) == (

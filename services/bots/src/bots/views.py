@@ -7,7 +7,7 @@ from typing import Any
 
 from bots.stats import TradeStats, percent
 from common.i18n import t
-from common.trading.models import Bot, GridLevel, Order, Trade
+from common.trading.models import Bot, BotStatus, GridLevel, Order, Trade
 from common.web import iso_utc
 
 # Errors the bots service itself puts on a bot, in both languages (the engine writes its own text).
@@ -19,10 +19,6 @@ ERROR_MESSAGES: dict[str, tuple[str, str]] = {
     "credential_invalidated": (
         "거래소 API 인증 정보가 더 이상 유효하지 않아 봇이 중지되었습니다",
         "The exchange rejected the stored API credentials; the bot was halted",
-    ),
-    "credential_deleted": (
-        "거래소 API 인증 정보가 삭제되어 봇을 중지하지 못했습니다",
-        "The exchange API credentials were deleted and the bot could not be stopped",
     ),
 }
 
@@ -67,6 +63,8 @@ def bot_fields(bot: Bot, stats: TradeStats) -> dict[str, Any]:
         "updatedAt": iso_utc(bot.updated_at),
         "lastExecutedAt": iso_utc(last) if last else None,
         "errorMessage": error_message(bot),
+        # Why it is not running (API.md Wave 2); null while it runs, and for a bot never started.
+        "stopReason": None if bot.status == BotStatus.RUNNING.value else bot.stop_reason,
     }
 
 

@@ -134,6 +134,7 @@ class ControlApi:
             Route("/step", wrap(self.step), methods=["POST"]),
             Route("/replay", wrap(self.replay), methods=["GET", "PUT"]),
             Route("/orders", wrap(self.orders), methods=["GET"]),
+            Route("/user-streams", wrap(self.user_streams), methods=["GET"]),
             Route("/faults", wrap(self.faults), methods=["GET", "POST", "DELETE"]),
             Route("/requests", wrap(self.requests), methods=["GET", "DELETE"]),
         ]
@@ -273,6 +274,17 @@ class ControlApi:
             and ("clientOrderId" not in query or order.client_order_id == query["clientOrderId"])
         ]
         rows.sort(key=lambda row: (row["createdAt"], row["orderId"]))
+        return 200, rows
+
+    async def user_streams(self, request: Request) -> tuple[int, Any]:
+        """GET /_sim/user-streams?apiKey=&exchange=: open private connections per venue and API key."""
+        query = request.query_params
+        venue = _venue(query["exchange"]) if "exchange" in query else None
+        rows = [
+            {"exchange": key_venue, "apiKey": api_key, "connections": count}
+            for (key_venue, api_key), count in sorted(self.state.connections.user_streams().items())
+            if (venue is None or key_venue == venue) and query.get("apiKey") in (None, api_key)
+        ]
         return 200, rows
 
     async def faults(self, request: Request) -> tuple[int, Any]:
