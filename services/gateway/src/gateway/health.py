@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from common.errors import ErrorCode
-from common.web import error_response, ok
+from common.web import ApiRouter, error_response, ok
 from gateway.openapi import MergedOpenApi
 from gateway.proxy import Upstream
 from gateway.security_headers import DOCS_CSP
 
 Check = Callable[[], Awaitable[bool]]
 
-router = APIRouter(include_in_schema=False)
+router = ApiRouter(include_in_schema=False)
 
 DOCS_ASSETS_PATH = "/api-docs/assets"
 

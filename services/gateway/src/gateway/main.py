@@ -121,6 +121,8 @@ def create_app(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # Never a 307 to an address of ours: a path is served as written, else the 404 envelope.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.include_router(router)
