@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 
 from common.contracts.credentials import CredentialEvent, CredentialEventType
 from common.testing.wait import eventually
