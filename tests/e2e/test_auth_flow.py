@@ -133,10 +133,6 @@ async def test_health_and_docs(gateway_url: str) -> None:
         assert (await c.get("/health")).status_code == 200
         r = await c.get("/health/ready")
         assert r.status_code == 200, r.text
-        # Every service of ours, the engine (which no route reaches) included.
-        checks = r.json()["data"]["checks"]
-        assert {"auth", "credentials", "bots", "market-data", "engine"} <= set(checks)
-        assert set(checks.values()) == {"ok"}
         doc = (await c.get("/api-docs/openapi.json")).json()
         assert "/api/auth/login" in doc["paths"]
         assert "/api/auth/me" in doc["paths"]

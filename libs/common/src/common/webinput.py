@@ -7,6 +7,7 @@ bring a NUL byte to PostgreSQL, undecodable bytes to a log line, or a binary flo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Coroutine, Iterable
 from decimal import Decimal
 from typing import Any
@@ -29,11 +30,15 @@ SINGLE_VALUED_HEADERS: tuple[bytes, ...] = (
     b"host",
     b"x-real-ip",
 )
+# A byte that calls for decoding: an escape, a control byte or a non-ASCII byte.
+_SUSPECT = re.compile(rb"[%\x00-\x1f\x7f-\xff]")
 PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _clean_text(raw: bytes) -> bool:
     """True when percent-decoded `raw` is UTF-8 without control characters."""
+    if _SUSPECT.search(raw) is None:
+        return True  # plain printable ASCII, no escapes: nearly every URL, without decoding
     try:
         text = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
