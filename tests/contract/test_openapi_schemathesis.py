@@ -51,14 +51,7 @@ BEYOND_JSON_SCHEMA = (
 
 
 def known_issue(label: str, check: str, failure: Failure) -> str | None:
-    """The open issue a failure belongs to, when another engineer's branch fixes it (issue 10, wt-input)."""
-    text = f"{failure.title}\n{failure.message}"
-    # "bots list summary": GET /bots's summary lacks API.md's `byCurrency`.
-    if check == "response_schema_conformance" and "byCurrency" in text:
-        return "bots list summary (wt-input)"
-    # "405 Allow header": a 405 names only some of the path's methods in `Allow`.
-    if check in ("allow_header_conformance", "unsupported_method") and "`Allow" in text:
-        return "405 Allow header (wt-input)"
+    """The open issue a failure belongs to, when another engineer's branch fixes it (none is open now)."""
     return None
 
 

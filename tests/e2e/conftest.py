@@ -39,7 +39,8 @@ def _dev_stack(
         ports={s.name: free_port() for s in SERVICES},
         log_dir=tmp_path_factory.mktemp("dev-logs"),
         cache_namespace=f"e2e{uuid.uuid4().hex[:8]}",
-        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}},
+        # A fixed engine id: an engine restarted after a kill reclaims its own leases at once.
+        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}, "engine": {"ENGINE_ID": "e2e-engine"}},
     )
     try:
         stack.migrate()

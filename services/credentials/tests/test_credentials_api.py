@@ -302,3 +302,33 @@ async def test_whitelist_warns_when_the_egress_ip_is_unknown(
     assert response.json()["data"]["warnings"] == [
         "This server's egress IP (EGRESS_IP) is unknown, so the IP whitelist could not be checked"
     ]
+
+
+# 999 characters as sent; ", " between the 50 canonical entries makes 1,048 stored, over the 1,000 column.
+GROWING_WHITELIST = ",".join(["1:2:3:4:5:6:7:0/112"] * 50)
+
+
+async def test_a_whitelist_whose_stored_form_is_too_long_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, new_user: Callable[[], User], mint: Mint
+) -> None:
+    assert len(GROWING_WHITELIST) == 999
+    user, keys = new_user(), await mint()
+    created = await client.post(
+        "/api/credentials", json=keys.body("upbit", ipWhitelist=GROWING_WHITELIST), headers=user.auth
+    )
+    assert created.status_code == 400, created.text
+    assert created.json()["error"]["details"]["fields"] == [
+        {"field": "ipWhitelist", "reason": "at most 1000 characters once normalised (1048)"}
+    ]
+    assert (await client.get("/api/credentials/upbit", headers=user.auth)).status_code == 404
+    # The same on a change: refused, the stored whitelist untouched.
+    saved = await client.post(
+        "/api/credentials", json=keys.body("upbit", ipWhitelist="10.0.0.0/8"), headers=user.auth
+    )
+    assert saved.status_code == 201, saved.text
+    changed = await client.put(
+        "/api/credentials/upbit", json={"ipWhitelist": GROWING_WHITELIST}, headers=user.auth
+    )
+    assert changed.status_code == 400 and error_code(changed) == "VALIDATION_ERROR"
+    shown = await client.get("/api/credentials/upbit", headers=user.auth)
+    assert shown.json()["data"]["ipWhitelist"] == "10.0.0.0/8"

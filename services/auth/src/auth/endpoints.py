@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import Body
 from starlette.responses import Response
 
 from auth.deps import DbSession, ReadSession, Service
@@ -23,9 +23,9 @@ from common.i18n import t
 from common.openapi import errors
 from common.schemas import MessageOnly, Success
 from common.security import CurrentUser
-from common.web import iso_utc, ok
+from common.web import ApiRouter, iso_utc, ok
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = ApiRouter(prefix="/api/auth", tags=["auth"])
 
 
 @router.post(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import WithJsonSchema
 from starlette.responses import Response
 
@@ -35,9 +35,9 @@ from common.i18n import t
 from common.openapi import EXCHANGE_IDS, errors, one_of
 from common.schemas import MessageOnly, Success
 from common.security import CurrentUser
-from common.web import iso_utc, ok
+from common.web import ApiRouter, iso_utc, ok
 
-router = APIRouter(prefix="/api/bots", tags=["bots"])
+router = ApiRouter(prefix="/api/bots", tags=["bots"])
 
 STATUSES = ("running", "stopped", "error")
 LEVEL_STATUSES = ("available", "pending", "filled")

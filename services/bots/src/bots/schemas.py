@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
+from common.dbtypes import MONEY_PRECISION, MONEY_SCALE
 from common.errors import AppError, ErrorCode
+from common.grid import MAX_GRID_COUNT
 from common.openapi import EXCHANGE_IDS, one_of
-from common.schemas import RequestModel
+from common.schemas import ExactNumber, RequestModel
 
 TICKER_MAX = 40
-# Far beyond any price, percent or amount that makes sense, and far inside NUMERIC(38, 18).
-NUMBER_MAX = Decimal("1e18")
-NUMBER_DECIMALS = 18
+# Every number of a bot is stored in a `Money` column (NUMERIC(38, 18)): no more digits than that are taken,
+# and investmentAmount = gridCount × orderAmount must fit the same column (10^20 / 200 = 5 × 10^17).
+MONEY = ExactNumber(MONEY_PRECISION, MONEY_SCALE)
+NUMBER_MAX = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE) / MAX_GRID_COUNT
 
 
 def validation_error(field: str, reason: str) -> AppError:
@@ -26,24 +29,10 @@ def validation_error(field: str, reason: str) -> AppError:
 
 
 def _json_number(value: Any) -> Decimal:
-    """A JSON number as an exact Decimal: ints exactly, floats through their shortest decimal text."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError("must be a number")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        # repr() is the shortest text that reads back as this float: the decimal the client wrote.
-        result = Decimal(repr(value))
-    else:
-        try:
-            result = Decimal(value)
-        except InvalidOperation:
-            raise ValueError("must be a number") from None
-    if not result.is_finite() or abs(result) >= NUMBER_MAX:
-        raise ValueError("number out of range")
-    exponent = result.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -NUMBER_DECIMALS:
-        raise ValueError(f"at most {NUMBER_DECIMALS} decimal places")
+    """A JSON number as an exact Decimal within the column's digits, below NUMBER_MAX."""
+    result = MONEY.validate(value)
+    if abs(result) >= NUMBER_MAX:
+        raise PydanticCustomError("number_range", f"must be below {NUMBER_MAX:f}")
     return result
 
 
@@ -151,7 +140,11 @@ def parse_choice(field: str, value: str | None, choices: tuple[str, ...]) -> str
 
 
 def parse_date(field: str, value: str | None, *, end: bool) -> datetime | None:
-    """An ISO 8601 date or date-time (UTC when no offset); a bare end date covers that whole day."""
+    """An ISO 8601 date or date-time (UTC when no offset); a bare end date covers that whole day.
+
+    A date whose UTC instant (or the day after a bare end date) falls outside years 1..9999 is a
+    VALIDATION_ERROR, not an OverflowError deep inside datetime.
+    """
     if value is None or value == "":
         return None
     text = value.strip()
@@ -162,9 +155,11 @@ def parse_date(field: str, value: str | None, *, end: bool) -> datetime | None:
             # The end of a bare date is exclusive midnight of the next day (see `end_exclusive`).
             return start + timedelta(days=1) if end else start
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise validation_error(field, "out of range (years 1 to 9999, in UTC)") from None
     except ValueError:
         raise validation_error(field, "must be an ISO 8601 date or date-time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def is_bare_date(value: str | None) -> bool:

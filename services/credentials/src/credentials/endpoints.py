@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.responses import Response
 
 from common.errors import ErrorCode
@@ -11,7 +10,7 @@ from common.i18n import t
 from common.openapi import ExchangeInPath, errors
 from common.schemas import MessageOnly, Success
 from common.security import CurrentUser
-from common.web import iso_utc, ok
+from common.web import ApiRouter, iso_utc, ok
 from credentials.deps import DbSession, ReadSession, Service
 from credentials.models import Credential
 from credentials.schemas import (
@@ -27,7 +26,7 @@ from credentials.schemas import (
 from credentials.service import Changes
 from credentials.vault import ExchangeKeys, mask_last4
 
-router = APIRouter(prefix="/api", tags=["credentials"])
+router = ApiRouter(prefix="/api", tags=["credentials"])
 
 # Reads carry account data: no shared cache may keep them.
 _NO_STORE = {"Cache-Control": "no-store"}

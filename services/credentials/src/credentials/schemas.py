@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 from common.openapi import EXCHANGE_IDS, one_of
 from common.schemas import RequestModel, ResponseModel
@@ -17,9 +18,16 @@ KEY_MAX = 512
 
 def _whitelist(value: str | None) -> str | None:
     try:
-        return normalise_whitelist(value)
+        stored = normalise_whitelist(value)
     except WhitelistError as exc:
-        raise ValueError(str(exc)) from None
+        raise PydanticCustomError("whitelist", str(exc)) from None
+    # The canonical form can be longer than what was sent (", " between entries): bound what is stored.
+    if stored is not None and len(stored) > IP_WHITELIST_LENGTH:
+        raise PydanticCustomError(
+            "whitelist_length",
+            f"at most {IP_WHITELIST_LENGTH} characters once normalised ({len(stored)})",
+        )
+    return stored
 
 
 # Exchange keys are printable ASCII without spaces (Upbit and Binance issue alphanumeric ones); anything

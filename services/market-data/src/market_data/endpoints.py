@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import Path, Query, Request
 from starlette.responses import Response
 
 from common.errors import ErrorCode
 from common.exchanges.ids import parse_exchange
 from common.openapi import ExchangeInPath, errors
 from common.security import CurrentUser
-from common.web import ok
+from common.web import ApiRouter, ok
 from market_data.schemas import CandlesResponse, PriceResponse, TickersResponse
 from market_data.service import MarketDataService
 
-router = APIRouter(prefix="/api/exchange", tags=["exchange"])
+router = ApiRouter(prefix="/api/exchange", tags=["exchange"])
 
 Interval = Literal["1m", "3m", "5m", "15m", "30m", "1h", "4h", "1d"]
 

@@ -103,6 +103,14 @@ class Stack:
         self._wait_ready(spec, ready_timeout, key, port)
         return key
 
+    def restart(self, name: str, ready_timeout: float = 30.0) -> None:
+        """Start a service whose process has exited again: same name, port and environment."""
+        if self.processes[name].poll() is None:
+            raise StackError(f"{name} is still running")
+        spec = next(s for s in self.services if s.name == name)
+        self._spawn(spec)
+        self._wait_ready(spec, ready_timeout)
+
     def _spawn(self, spec: ServiceSpec, key: str | None = None, port: int | None = None) -> None:
         key = key or spec.name
         cmd = [sys.executable, *spec.command[1:]]

@@ -34,7 +34,15 @@ class System:
 
 
 # What the embedded process must not inherit from the test run: it brings its own of each.
-_OWN_ENV = ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "SERVICES", "CREDENTIALS_URL", "BOTS_URL")
+_OWN_ENV = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RABBITMQ_URL",
+    "SERVICES",
+    "READINESS_CHECKS",
+    "CREDENTIALS_URL",
+    "BOTS_URL",
+)
 
 
 @contextmanager
