@@ -71,5 +71,5 @@ migrate: install ## Apply every service's migrations to DATABASE_URL
 rotate-keys: install ## Re-encrypt every stored credential under ENCRYPTION_KEY_VERSION (resumable)
 	$(UV) run --frozen python -m credentials.rotate
 
-clean: ## Remove local state (the embedded SQLite file, caches)
-	rm -rf var/*.db var/*.db-* .mypy_cache .ruff_cache
+clean: ## Remove local state (the embedded SQLite file and simulator state, caches)
+	rm -rf var/*.db var/*.db-* var/exchange-sim.json* var/.exchange-sim.json.*.tmp .mypy_cache .ruff_cache

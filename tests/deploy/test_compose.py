@@ -4,6 +4,7 @@ resolve it with the compose tool itself (`docker compose config`) against the .e
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,15 @@ from common.exchanges.settings import DEFAULT_URLS, sim_exchange_env
 from common.testing.infra import in_ci
 from launcher import gensecrets
 from launcher.dev import Stack
-from launcher.topology import INTERNAL_TOKENS, KEYS_TOKEN, SERVICES, ServiceSpec, fresh_tokens, service_env
+from launcher.topology import (
+    INTERNAL_TOKENS,
+    KEYS_TOKEN,
+    SERVICES,
+    ServiceSpec,
+    fresh_tokens,
+    service,
+    service_env,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = {"postgres", "redis", "rabbitmq"}
@@ -138,6 +147,27 @@ def test_dockerfile_sees_every_workspace_member(dockerfile: Path) -> None:
     text = dockerfile.read_text()
     for member in workspace_members():
         assert f"COPY {member}/pyproject.toml {member}/" in text, member
+
+
+def test_gateway_readiness_covers_every_service_of_ours() -> None:
+    # Routed services are probed as upstreams; the rest (the engine) through READINESS_CHECKS, in compose
+    # and in `make dev` alike. Only the simulator (not part of a deployment) and the gateway itself are out.
+    ports = {s.name: s.port for s in SERVICES}
+    dev = service_env(
+        service("gateway"),
+        database_url="postgresql+asyncpg://x/y",
+        redis_url="redis://x",
+        rabbitmq_url="amqp://x",
+        ports=ports,
+        tokens=fresh_tokens(),
+    )
+    composed = ours()["gateway"]["environment"]
+    for env, host in ((dev, lambda name: "127.0.0.1"), (composed, lambda name: name)):
+        routed, checked = json.loads(env["SERVICES"]), json.loads(env["READINESS_CHECKS"])
+        assert set(routed) | set(checked) == {s.name for s in SERVICES} - {"gateway", "exchange-sim"}
+        assert checked == {s.name: f"http://{host(s.name)}:{s.port}" for s in SERVICES if s.readiness_checked}
+    assert "engine" in json.loads(composed["READINESS_CHECKS"])
+    assert ours()["gateway"]["depends_on"]["engine"] == {"condition": "service_healthy"}
 
 
 # --- secrets and internal tokens -------------------------------------------------------------------------

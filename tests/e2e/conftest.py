@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,34 +13,65 @@ import pytest
 from xdist.scheduler import LoadScopeScheduling
 
 from common.testing.infra import free_port, scratch_database
-from launcher.dev import Stack, wait_healthy
-from launcher.testing import System
+from launcher.dev import Stack
+from launcher.testing import System, embedded
 from launcher.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
-# How long a process may take to answer /health: generous, as the machine may be busy (xdist workers
-# start their stacks at the same time). A process that dies while starting fails at once all the same.
-STARTUP_SECONDS = 90.0
+# How long a dev stack's process may take to answer /health: generous (as `embedded` gives `make run`), the
+# machine may be busy. A process that dies while starting fails at once all the same.
+STARTUP_SECONDS = 120.0
 # The e2e client sits behind a "load balancer" on loopback so each test can be its own client IP.
 TRUSTED = json.dumps(["127.0.0.1"])
 
 
+# Modules whose unparametrized tests take the dev stack itself (`dev_stack`/`dev_system`): the scheduler sees
+# only test ids, and a parametrized test names its stack in its id (`[embedded…]`, `[dev…]`).
+DEV_STACK_MODULES = frozenset(
+    {"tests/e2e/test_auth_flow.py", "tests/e2e/test_outages.py", "tests/e2e/test_replicas.py"}
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Time limits of the e2e tests, and the tests that kill processes of the shared stack last.
+    """Time limits of the e2e tests, the tests that kill processes of the shared stack last, and a check
+    that the scheduler will send each test to the worker holding its stack.
 
     An e2e test's time limit counts the test itself, not the start of the stacks it shares (bounded by
     STARTUP_SECONDS per process instead), which a busy machine can stretch to minutes.
     """
     for item in items:
-        if item.get_closest_marker("e2e") is not None and item.get_closest_marker("timeout") is None:
+        if item.get_closest_marker("e2e") is None:
+            continue
+        if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(120, func_only=True))
+        uses = _stacks_used(item)
+        if uses and stack_of(item.nodeid) not in uses:
+            raise pytest.UsageError(
+                f"{item.nodeid} runs on the {'/'.join(sorted(uses))} stack but would be scheduled apart from "
+                "it: list its module in DEV_STACK_MODULES (tests/e2e/conftest.py) or parametrize it"
+            )
     # Stable: every other test keeps its order; a failed restart then cannot take other tests down with it.
     items.sort(key=lambda item: item.get_closest_marker("outage") is not None)
 
 
+def _stacks_used(item: pytest.Item) -> set[str]:
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    param = callspec.params.get("system") if callspec is not None else None
+    used = {param} if param in ("embedded", "dev") else set()
+    if names & {"dev_stack", "dev_system"}:
+        used.add("dev")
+    if "embedded_system" in names and param is None:
+        used.add("embedded")
+    return used
+
+
 def stack_of(nodeid: str) -> str:
-    """The stack an e2e test runs on, from its id: `[embedded…]` (the `system` parameter) or the dev stack."""
-    return "embedded" if re.search(r"\[embedded\b", nodeid) else "dev"
+    """The work unit of an e2e test: the stack it runs on (from its id or module), else the test alone."""
+    found = re.search(r"\[(embedded|dev)\b", nodeid)
+    if found:
+        return found.group(1)
+    return "dev" if nodeid.split("::", 1)[0] in DEV_STACK_MODULES else nodeid
 
 
 class StackScheduling(LoadScopeScheduling):
@@ -86,7 +114,9 @@ def _dev_stack(
         log_dir=tmp_path_factory.mktemp("dev-logs"),
         cache_namespace=namespace,
         bus_namespace=namespace,
-        # A short lease: the outage tests' restarted engine takes over from the killed one within seconds.
+        # The engine keeps its default id (hostname-pid), as deployed: an engine restarted after a kill is
+        # refused while the dead one's lease is live and is started again, as a supervisor would, until it
+        # takes over; the short lease makes that seconds.
         extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}, "engine": {"LEASE_SECONDS": "3"}},
     )
     try:
@@ -109,42 +139,8 @@ def dev_system(dev_stack: Stack) -> System:
 @pytest.fixture(scope="session")
 def embedded_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """`make run`'s one process on a scratch SQLite file."""
-    tmp = tmp_path_factory.mktemp("embedded")
-    port, sim_port = free_port(), free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "SERVICES", "CREDENTIALS_URL", "BOTS_URL")
-    }
-    env.update(
-        PORT=str(port),
-        SIM_PORT=str(sim_port),
-        GRIDBOT_DB_PATH=str(tmp / "gridbot.db"),
-        TRUSTED_PROXIES=TRUSTED,
-    )
-    log = tmp / "embedded.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "launcher.embedded"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_healthy(
-                f"http://127.0.0.1:{port}/health",
-                proc,
-                STARTUP_SECONDS,
-                describe=lambda: log.read_text(errors="replace")[-4000:],
-            )
-            yield System(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with embedded(tmp_path_factory.mktemp("embedded"), ROOT, TRUSTED_PROXIES=TRUSTED) as system:
+        yield system
 
 
 @pytest.fixture(params=["embedded", "dev"])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import time
 import uuid
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 
+from launcher.dev import Stack
 from launcher.testing import window_left
 
 pytestmark = pytest.mark.e2e
@@ -142,3 +147,31 @@ async def test_health_and_docs(gateway_url: str) -> None:
         assert "/api/auth/login" in doc["paths"]
         assert "/api/auth/me" in doc["paths"]
         assert (await c.get("/api-docs")).status_code == 200
+
+
+async def _readiness(c: httpx.AsyncClient, wanted: int, deadline: float) -> dict[str, Any]:
+    """Poll /health/ready until it answers `wanted` (its answer is cached for a second or so)."""
+    while True:
+        r = await c.get("/health/ready")
+        if r.status_code == wanted:
+            body: dict[str, Any] = r.json()
+            return body
+        assert time.monotonic() < deadline, f"readiness still {r.status_code}: {r.text}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.outage  # kills the shared stack's engine: after the other tests of that stack
+async def test_readiness_names_a_dead_engine(dev_stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dev_stack.ports['gateway']}", timeout=10) as c:
+        assert (await _readiness(c, 200, time.monotonic() + 30))["data"]["checks"]["engine"] == "ok"
+        engine = dev_stack.processes["engine"]
+        engine.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(engine.wait, 10)
+        try:
+            down = await _readiness(c, 503, time.monotonic() + 30)
+            assert down["error"]["code"] == "SERVICE_UNAVAILABLE"
+            assert down["error"]["details"]["down"] == ["engine"]
+        finally:
+            # The other tests of the session need their engine back.
+            await asyncio.to_thread(dev_stack.restart, "engine")
+        assert (await _readiness(c, 200, time.monotonic() + 30))["data"]["checks"]["engine"] == "ok"

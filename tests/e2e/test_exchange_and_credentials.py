@@ -164,4 +164,6 @@ async def test_readiness_covers_every_service(system: System) -> None:
 
         await eventually(ready, timeout=20, message="the system never became ready")
         checks = (await c.get("/health/ready")).json()["data"]["checks"]
-        assert {"auth", "credentials", "bots", "market-data"} <= set(checks)
+        # Every service of ours, the engine (which no route reaches) included.
+        assert {"auth", "credentials", "bots", "market-data", "engine"} <= set(checks)
+        assert set(checks.values()) == {"ok"}

@@ -52,7 +52,14 @@ async def test_another_users_bot_is_indistinguishable_from_none(
     response = await client.get("/api/bots/not-a-uuid", headers=intruder.auth)
     assert response.status_code == 404 and error_code(response) == "BOT_NOT_FOUND"
     listed = (await client.get("/api/bots", headers=intruder.auth)).json()["data"]
-    assert listed["bots"] == [] and listed["summary"]["totalBots"] == 0
+    assert listed["bots"] == []
+    assert listed["summary"] == {
+        "totalBots": 0,
+        "activeBots": 0,
+        "totalProfit": 0,
+        "totalInvestment": 0,
+        "byCurrency": {},
+    }
     # Nothing the intruder did reached the bot or the engine.
     mine = (await client.get(f"/api/bots/{bot_id}", headers=user.auth)).json()["data"]
     assert mine["status"] == "running" and mine["stopAtMax"] is False and mine["lowerPrice"] == 50000000

@@ -101,16 +101,16 @@ async def test_an_unconfirmed_stop_leaves_the_bot_in_error_and_answers_503(
     assert response.status_code == 503 and error_code(response) == "SERVICE_UNAVAILABLE"
     assert engine.commands.of("bot.stop", bot_id=bot_id)  # it was asked, it did not answer
     bot = await _bot(client, user, bot_id)
-    assert bot["status"] == "error" and "엔진" in bot["errorMessage"]
+    assert bot["status"] == "error" and "엔진" in bot["errorMessage"] and bot["stopReason"] == "error"
     assert "did not confirm" in (await _bot(client, user, bot_id, "en"))["errorMessage"]
     # Delete must not pretend either: same wait, same answer, the bot stays.
     response = await client.delete(f"/api/bots/{bot_id}", headers=user.auth)
     assert response.status_code == 503
     assert (await _bot(client, user, bot_id))["status"] == "error"
-    # Starting a bot in error clears its message.
+    # Starting a bot in error clears its message and why it stopped.
     assert (await client.post(f"/api/bots/{bot_id}/start", headers=user.auth)).status_code == 200
     bot = await _bot(client, user, bot_id)
-    assert bot["status"] == "running" and bot["errorMessage"] is None
+    assert bot["status"] == "running" and bot["errorMessage"] is None and bot["stopReason"] is None
 
 
 async def test_a_late_confirmation_of_an_errored_stop_is_honoured(
@@ -127,7 +127,7 @@ async def test_a_late_confirmation_of_an_errored_stop_is_honoured(
     response = await client.post(f"/api/bots/{bot_id}/stop", headers=user.auth)
     assert response.status_code == 200 and response.json()["data"]["status"] == "stopped"
     bot = await _bot(client, user, bot_id)
-    assert bot["status"] == "stopped" and bot["errorMessage"] is None
+    assert bot["status"] == "stopped" and bot["errorMessage"] is None and bot["stopReason"] == "user"
 
 
 async def test_delete_stops_first_keeps_trades_and_then_404s_everywhere(
@@ -219,5 +219,5 @@ async def test_stops_nobody_waits_for_any_more_are_put_in_error(
         await session.commit()
     assert await app.state.bot_service.sweep_abandoned_stops() >= 1
     swept = await _bot(client, user, abandoned)
-    assert swept["status"] == "error" and "엔진" in swept["errorMessage"]
+    assert swept["status"] == "error" and "엔진" in swept["errorMessage"] and swept["stopReason"] == "error"
     assert (await _bot(client, user, recent))["status"] == "running"

@@ -223,23 +223,24 @@ async def test_list_summary_and_detail_agree_with_performance(
     assert row["investmentAmount"] == perf["investmentAmount"] == 160000
     assert row["lastExecutedAt"] == "2025-01-23T10:00:00.000Z"
     assert by_id[other]["currentProfit"] == 0 and by_id[other]["totalTrades"] == 0
+    assert row["stopReason"] is None and by_id[other]["stopReason"] is None  # running; never started
     other_investment = by_id[other]["investmentAmount"]
+    krw = {"totalBots": 1, "activeBots": 1, "totalProfit": TOTAL_PROFIT, "totalInvestment": 160000}
+    usdt = {"totalBots": 1, "activeBots": 0, "totalProfit": 0, "totalInvestment": other_investment}
+    # KRW and USDT are never added together: per currency always, top-level totals only when one currency.
     assert listed["summary"] == {
         "totalBots": 2,
         "activeBots": 1,
-        "totalProfit": TOTAL_PROFIT,
-        "totalInvestment": 160000 + other_investment,
+        "totalProfit": None,
+        "totalInvestment": None,
+        "byCurrency": {"KRW": krw, "USDT": usdt},
     }
     running = await _get(client, user, "/api/bots", status="running")
     assert [b["_id"] for b in running["bots"]] == [seeded]
-    assert running["summary"] == {
-        "totalBots": 1,
-        "activeBots": 1,
-        "totalProfit": TOTAL_PROFIT,
-        "totalInvestment": 160000,
-    }
+    assert running["summary"] == {**krw, "byCurrency": {"KRW": krw}}
     binance = await _get(client, user, "/api/bots", exchange="binance")
-    assert [b["_id"] for b in binance["bots"]] == [other] and binance["summary"]["totalProfit"] == 0
+    assert [b["_id"] for b in binance["bots"]] == [other]
+    assert binance["summary"] == {**usdt, "byCurrency": {"USDT": usdt}}
     everything = await _get(client, user, "/api/bots", status="", exchange="")
     assert everything["summary"]["totalBots"] == 2
     detail = await _get(client, user, f"/api/bots/{seeded}")

@@ -19,11 +19,15 @@ from bots.service import initial_buy_cost
 from bots.settings import Settings
 from bots.stats import TradeStats, base_asset, performance, running_days
 from bots.views import number
+from common.cache import InMemoryCache
 from common.errors import AppError, ErrorCode
-from common.exchanges import Exchange, ExchangeSettings
+from common.exchanges import Exchange, ExchangeBudget, ExchangeSettings
 from common.grid import MarketRules
 from common.testing.wait import eventually
 from common.web import dumps
+
+# The catalogs here get fake clients: nothing reaches an exchange, nothing is charged.
+_BUDGET = ExchangeBudget(InMemoryCache())
 
 D = Decimal
 BODY: dict[str, Any] = {
@@ -161,7 +165,9 @@ class FakeClient:
 async def test_catalog_loads_once_for_concurrent_requests_and_again_after_the_ttl() -> None:
     client = FakeClient()
     now = [0.0]
-    catalog = MarketCatalog(ExchangeSettings(), 60, client_factory=lambda e, s: client, clock=lambda: now[0])
+    catalog = MarketCatalog(
+        ExchangeSettings(), 60, _BUDGET, client_factory=lambda e, s: client, clock=lambda: now[0]
+    )
     client.gate.clear()
     waiting = [asyncio.create_task(catalog.market(Exchange.UPBIT, "KRW-BTC")) for _ in range(5)]
     # All five are in: the first inside load_markets (held at the gate), the others queued behind it.
@@ -185,11 +191,11 @@ async def test_catalog_keeps_old_markets_when_a_reload_fails_but_not_when_it_has
     client = FakeClient(fail=lambda: failing[0])
     now = [0.0]
     settings = ExchangeSettings(exchange_timeout_seconds=0.5)
-    catalog = MarketCatalog(settings, 60, client_factory=lambda e, s: client, clock=lambda: now[0])
+    catalog = MarketCatalog(settings, 60, _BUDGET, client_factory=lambda e, s: client, clock=lambda: now[0])
     await catalog.market(Exchange.UPBIT, "KRW-BTC")
     failing[0], now[0] = True, 100
     assert (await catalog.market(Exchange.UPBIT, "KRW-BTC"))["symbol"] == "BTC/KRW"
-    cold = MarketCatalog(settings, 60, client_factory=lambda e, s: FakeClient(fail=lambda: True))
+    cold = MarketCatalog(settings, 60, _BUDGET, client_factory=lambda e, s: FakeClient(fail=lambda: True))
     with pytest.raises(AppError) as info:
         await cold.market(Exchange.BINANCE, "BTCUSDT")
     assert info.value.code is ErrorCode.EXCHANGE_API_ERROR

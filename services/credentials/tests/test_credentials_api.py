@@ -75,6 +75,20 @@ async def test_full_flow(
     again = await client.get("/api/credentials/upbit", headers=user.auth)
     assert again.json()["data"]["apiKey"] == _mask(second)
     assert again.json()["data"]["ipWhitelist"] == "10.0.0.0/8, 1.2.3.4"  # kept: not in the PUT
+    # The new keys are announced after commit (the engine drops the client it built from the old ones).
+    await eventually(lambda: bool(events.of(CredentialEventType.UPDATED.value)), timeout=10)
+    [envelope] = events.of(CredentialEventType.UPDATED.value)
+    event = envelope.payload_as(CredentialEvent)
+    assert (event.user_id, event.exchange.value, event.credential_id, event.reason) == (
+        user.user_id,
+        "upbit",
+        credential_id,
+        "updated_by_user",
+    )
+    assert (
+        second.api_key not in envelope.model_dump_json()
+        and second.secret_key not in envelope.model_dump_json()
+    )
 
     # A PUT whose merged keys the exchange refuses stores nothing.
     rejected = await client.put(
@@ -96,8 +110,10 @@ async def test_full_flow(
     assert deleted.status_code == 200
     assert deleted.json() == {"success": True, "message": "인증 정보가 삭제되었습니다"}
 
-    # The deletion reaches the bus through the outbox (the bots service stops the user's live bots).
+    # The deletion reaches the bus through the outbox (the engine stops the user's live bots).
     await eventually(lambda: bool(events.of(CredentialEventType.DELETED.value)), timeout=10)
+    # On the same ordered queue: neither the refused PUT nor the whitelist-only one announced new keys.
+    assert len(events.of(CredentialEventType.UPDATED.value)) == 1
     [envelope] = events.of(CredentialEventType.DELETED.value)
     event = envelope.payload_as(CredentialEvent)
     assert (event.user_id, event.exchange.value, event.credential_id) == (
@@ -286,3 +302,33 @@ async def test_whitelist_warns_when_the_egress_ip_is_unknown(
     assert response.json()["data"]["warnings"] == [
         "This server's egress IP (EGRESS_IP) is unknown, so the IP whitelist could not be checked"
     ]
+
+
+# 999 characters as sent; ", " between the 50 canonical entries makes 1,048 stored, over the 1,000 column.
+GROWING_WHITELIST = ",".join(["1:2:3:4:5:6:7:0/112"] * 50)
+
+
+async def test_a_whitelist_whose_stored_form_is_too_long_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, new_user: Callable[[], User], mint: Mint
+) -> None:
+    assert len(GROWING_WHITELIST) == 999
+    user, keys = new_user(), await mint()
+    created = await client.post(
+        "/api/credentials", json=keys.body("upbit", ipWhitelist=GROWING_WHITELIST), headers=user.auth
+    )
+    assert created.status_code == 400, created.text
+    assert created.json()["error"]["details"]["fields"] == [
+        {"field": "ipWhitelist", "reason": "at most 1000 characters once normalised (1048)"}
+    ]
+    assert (await client.get("/api/credentials/upbit", headers=user.auth)).status_code == 404
+    # The same on a change: refused, the stored whitelist untouched.
+    saved = await client.post(
+        "/api/credentials", json=keys.body("upbit", ipWhitelist="10.0.0.0/8"), headers=user.auth
+    )
+    assert saved.status_code == 201, saved.text
+    changed = await client.put(
+        "/api/credentials/upbit", json={"ipWhitelist": GROWING_WHITELIST}, headers=user.auth
+    )
+    assert changed.status_code == 400 and error_code(changed) == "VALIDATION_ERROR"
+    shown = await client.get("/api/credentials/upbit", headers=user.auth)
+    assert shown.json()["data"]["ipWhitelist"] == "10.0.0.0/8"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 
 from common.contracts.credentials import CredentialEvent, CredentialEventType
 from common.testing.wait import eventually
@@ -128,3 +129,20 @@ async def test_a_token_opens_its_own_route_and_no_other(
         foreign = await client.get(path, headers={"Authorization": f"Bearer {TICKERS_TOKEN}"})
         assert foreign.status_code == 401 and error_code(foreign) == "INVALID_TOKEN"
         assert keys.secret_key not in foreign.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/internal/credentials/%00/upbit",
+        "/internal/credentials/a%00b/upbit/balance",
+        "/internal/credentials/%FF%FE/upbit",
+        "/internal/credentials/" + "u" * 9000 + "/upbit",
+    ],
+)
+async def test_a_user_id_postgresql_cannot_store_is_a_validation_error(
+    client: httpx.AsyncClient, internal: dict[str, str], path: str
+) -> None:
+    response = await client.get(path, headers=internal)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -9,7 +10,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from common.exchanges import Exchange, create_ccxt
+from common.cache import InMemoryCache
+from common.exchanges import Exchange, ExchangeBudget, create_ccxt
 from credentials.settings import Settings
 from credentials.testing import SimKeys, User, error_code
 
@@ -46,7 +48,10 @@ async def test_locked_funds_are_reported(
     client: httpx.AsyncClient, new_user: Callable[[], User], mint: Mint, settings: Settings
 ) -> None:
     keys = await mint(usdt="1000")
-    exchange = create_ccxt(Exchange.BINANCE, settings, api_key=keys.api_key, secret=keys.secret_key)
+    budget = ExchangeBudget(InMemoryCache())
+    exchange = create_ccxt(
+        Exchange.BINANCE, settings, budget=budget, api_key=keys.api_key, secret=keys.secret_key
+    )
     exchange.logger = _quiet_ccxt_logger()
     try:
         # A resting buy far below the market locks price x quantity of USDT.
@@ -148,3 +153,38 @@ async def test_markets_are_loaded_once_per_exchange(
     )
     assert (await client.post(VALIDATE, json=keys.body("binance"), headers=user.auth)).status_code == 200
     assert (await sim_http.get("/_sim/faults")).json()[0]["remaining"] == 10
+
+
+BUDGET_WEIGHT = 100  # Binance weight per minute in this test: five /account calls (20 each)
+
+
+@pytest.mark.settings(
+    exchange_budget_limits={"binance.weight": BUDGET_WEIGHT}, exchange_budget_wait_seconds=0
+)
+async def test_a_burst_of_validations_is_bounded_at_the_exchange(
+    client: httpx.AsyncClient, new_user: Callable[[], User], mint: Mint, sim_http: httpx.AsyncClient
+) -> None:
+    """Twenty validations at once: the exchange sees what the shared budget allows, the rest answer 503."""
+    weights = {"/api/v3/account": 20, "/api/v3/exchangeInfo": 20}
+
+    async def weight_received() -> int:
+        counts = (await sim_http.get("/_sim/requests", params={"exchange": "binance"})).json()["requests"]
+        return sum(n * weights.get(key.split(" ", 2)[2], 1) for key, n in counts.items())
+
+    before = await weight_received()
+    user = new_user()
+    # Markets loaded once (exchangeInfo, 20) by a first validation, as a running service has them.
+    first = await client.post(VALIDATE, json=(await mint()).body("binance"), headers=user.auth)
+    assert first.status_code == 200, first.text
+    keys = [await mint() for _ in range(20)]
+    responses = await asyncio.gather(
+        *(client.post(VALIDATE, json=k.body("binance"), headers=user.auth) for k in keys)
+    )
+    refused = [r for r in responses if r.status_code != 200]
+    assert refused, "every validation reached the exchange"
+    for response in refused:
+        assert response.status_code == 503 and error_code(response) == "SERVICE_UNAVAILABLE", response.text
+        assert response.json()["error"]["details"] == {"exchange": "binance", "reason": "exchange_budget"}
+        assert 1 <= int(response.headers["retry-after"]) <= 60
+    # A minute boundary may fall inside the burst: never more than two windows' worth.
+    assert await weight_received() - before <= 2 * BUDGET_WEIGHT

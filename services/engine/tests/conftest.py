@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_process import LEASE_SECONDS, EngineSupervisor, engine_env, serving
 from engine_support import BotFactory, CredentialsStub, EventSink, make_settings
 
-ENGINE_QUEUES = ("engine.commands", "engine.fills", "test.events", "test.bots")
-EXCHANGES = ("bots", "orders", "events", "market", "dlx")
+ENGINE_QUEUES = ("engine.commands", "engine.fills", "engine.credential-events", "test.events", "test.bots")
+EXCHANGES = ("bots", "orders", "events", "market", "credentials", "dlx")
 
 
 @pytest.fixture(scope="session")

@@ -140,6 +140,24 @@ class BotFactory:
             await session.commit()
         return await self.bot(bot_id)
 
+    async def request_start(self, bot_id: uuid.UUID) -> Bot:
+        """What the bots service commits for a start: running, no stop pending, no error or stop reason."""
+        async with self.factory() as session:
+            await session.execute(
+                update(Bot)
+                .where(Bot.id == bot_id)
+                .values(
+                    status="running",
+                    stop_command_id=None,
+                    stop_requested_at=None,
+                    error_message=None,
+                    error_code=None,
+                    stop_reason=None,
+                )
+            )
+            await session.commit()
+        return await self.bot(bot_id)
+
     async def bot(self, bot_id: uuid.UUID) -> Bot:
         """The bot row now."""
         async with self.factory() as session:

@@ -62,7 +62,8 @@ async def test_stopping_a_live_bot_cancels_at_the_exchange_then_confirms_and_a_r
     at_sim = await sim_orders(sim_http, api_key)
     assert {o["status"] for o in at_sim} == {"CANCELED"}
     assert confirmations.received[0].payload["command_id"] == stopping.stop_command_id
-    assert (await bots.bot(bot.id)).status == "stopped"
+    row = await bots.bot(bot.id)
+    assert (row.status, row.stop_reason) == ("stopped", "user")
     assert {o.status for o in await orders_of(db, bot.id)} == {"canceled"}
 
     # Started again (what POST /start commits): new orders under new ids (a new epoch), none reused.
@@ -131,9 +132,11 @@ async def test_stop_at_max_cancels_everything_and_stops_the_bot(
     ticks = TickPublisher(bus)
     await ticks.send(ticks.tick(70_000_000, 70_000_000, 53_500_000))
     await eventually(lambda: _status(bots, bot.id, "stopped"), timeout=10)
+    assert (await bots.bot(bot.id)).stop_reason == "stopAtMax"
     assert {o.status for o in await orders_of(db, bot.id)} == {"canceled"}
     assert await trades_of(db, bot.id) == []
     await eventually(lambda: [e["status"] for e in events.of("bot_status", bot.id)][-1:] == ["stopped"])
+    assert events.of("bot_status", bot.id)[-1]["stopReason"] == "stopAtMax"
 
 
 async def test_a_bot_started_while_no_engine_listened_starts_when_one_comes_up(

@@ -218,6 +218,7 @@ async def test_insufficient_balance_puts_the_bot_in_error_and_cancels_its_orders
     await eventually(lambda: _status_is(bots, bot.id, "error"), timeout=15)
     row = await bots.bot(bot.id)
     assert row.error_message is not None and "INSUFFICIENT_BALANCE" in row.error_message
+    assert row.stop_reason == "error"
     # Every order the exchange accepted is canceled there; none stays open in our rows either.
     await eventually(lambda: _sim_open(sim_http, api_key, 0), timeout=15)
     await eventually(lambda: _no_live_orders(db, bot.id), timeout=15)
@@ -239,7 +240,7 @@ async def test_transient_faults_are_retried_without_placing_anything_twice(
     assert engine.live is not None
     lost: list[str] = []
 
-    def lose_first_answer(point: str, cid: str) -> None:
+    async def lose_first_answer(point: str, cid: str) -> None:
         # The exchange placed it, but the answer never reached us: the engine must find it, not re-place it.
         if point == "after_place" and not lost:
             lost.append(cid)

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: the stand-in services build their models at run time.
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ from pydantic import BaseModel
 from common.testing.infra import free_port
 from gateway.openapi import merge_documents
 from gateway.routing import PublicPaths, RouteTable
-from gateway.testing import Upstream, gateway, make_settings
+from gateway.testing import Tokens, Upstream, bearer, gateway, make_settings, serve, wait_until
 
 
 async def test_health_is_alive_without_dependencies() -> None:
@@ -141,3 +142,92 @@ def test_public_operations_need_no_security() -> None:
     assert merged["paths"]["/api/auth/login"]["post"]["security"] == []
     assert merged["paths"]["/api/auth/me"]["get"]["security"] == [{"bearerAuth": []}]
     assert merged["x-unavailable-services"] == []
+
+
+class ProbeCounter:
+    """A service stand-in whose /health/ready counts its calls and answers only once released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+        self.app = FastAPI()
+
+        @self.app.get("/health/ready")
+        async def ready() -> dict[str, str]:
+            self.calls += 1
+            await self.release.wait()
+            return {"status": "ready"}
+
+    def transport(self) -> httpx.ASGITransport:
+        return httpx.ASGITransport(self.app)
+
+
+async def test_concurrent_readiness_calls_share_one_probe() -> None:
+    bots = ProbeCounter()
+    settings = make_settings(health_cache_seconds=0, health_timeout_seconds=30)
+    async with gateway(settings, {"bots": bots.transport()}) as client:
+        callers = [asyncio.create_task(client.get("/health/ready")) for _ in range(20)]
+        await wait_until(lambda: bots.calls == 1)
+        bots.release.set()
+        answers = await asyncio.gather(*callers)
+        assert {r.status_code for r in answers} == {200}
+        assert bots.calls == 1
+        # With no cache window, the next caller probes again.
+        assert (await client.get("/health/ready")).status_code == 200
+        assert bots.calls == 2
+
+
+async def test_a_readiness_answer_is_reused_within_the_cache_window() -> None:
+    bots = ProbeCounter()
+    bots.release.set()
+    async with gateway(make_settings(health_cache_seconds=60), {"bots": bots.transport()}) as client:
+        first = await client.get("/health/ready")
+        second = await client.get("/health/ready")
+    assert first.json() == second.json()
+    assert bots.calls == 1
+
+
+async def test_readiness_never_waits_for_the_request_pool(bots_up: Upstream, tokens: Tokens) -> None:
+    async with serve(bots_up.app) as port:
+        settings = make_settings(
+            services={"bots": f"http://127.0.0.1:{port}"},
+            upstream_max_connections=1,
+            upstream_timeout_seconds=30,
+            health_timeout_seconds=5,
+        )
+        async with gateway(settings) as client:
+            # The pool's only connection is busy with a user request that has not been answered.
+            hung = asyncio.create_task(client.get("/api/bots/_slow", headers=bearer(tokens.access())))
+            await wait_until(lambda: bots_up.waiting == 1, within=10)
+            try:
+                response = await client.get("/health/ready")
+            finally:
+                bots_up.release.set()
+                await hung
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["checks"]["bots"] == "ok"
+
+
+async def test_readiness_covers_processes_the_gateway_does_not_route(auth_up: Upstream) -> None:
+    engine = ProbeCounter()
+    engine.release.set()
+    settings = make_settings(readiness_checks={"engine": "http://engine.internal"})
+    async with gateway(
+        settings, {"auth": auth_up.transport()}, probe_transports={"engine": engine.transport()}
+    ) as client:
+        up = await client.get("/health/ready")
+    assert up.json()["data"]["checks"] == {"cache": "ok", "bus": "ok", "auth": "ok", "engine": "ok"}
+    dead = make_settings(
+        readiness_checks={"engine": f"http://127.0.0.1:{free_port()}", "engine-2": "http://engine.internal"},
+        health_timeout_seconds=0.5,
+    )
+    async with gateway(
+        dead, {"auth": auth_up.transport()}, probe_transports={"engine-2": engine.transport()}
+    ) as client:
+        down = await client.get("/health/ready")
+        # Probed, never routed: no public path reaches it.
+        routed = await client.get("/api/engine/health/ready")
+    assert down.status_code == 503
+    assert down.json()["error"]["details"]["down"] == ["engine"]
+    assert down.json()["error"]["details"]["checks"]["engine-2"] == "ok"
+    assert routed.status_code == 404

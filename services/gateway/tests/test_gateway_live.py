@@ -170,6 +170,18 @@ async def test_refusals_close_with_1008_and_a_short_reason(
     assert live.hub.connections == 0
 
 
+async def test_two_tokens_in_one_handshake_are_refused(live: Live, tokens: Tokens) -> None:
+    alice, bob = tokens.access(user()), tokens.access(user())
+    async with connect(live.url(f"?token={alice}&token={bob}")) as ws:
+        assert await closed(ws) == (1008, "VALIDATION_ERROR")
+    offered = [Subprotocol("bearer"), Subprotocol(alice), Subprotocol(bob)]
+    async with connect(live.url(), subprotocols=offered) as ws:
+        assert await closed(ws) == (1008, "VALIDATION_ERROR")
+    async with connect(live.url(f"?token={bob}"), subprotocols=offered[:2]) as ws:
+        assert await closed(ws) == (1008, "VALIDATION_ERROR")
+    assert live.hub.connections == 0
+
+
 async def test_a_foreign_origin_is_refused(live: Live, tokens: Tokens) -> None:
     url = live.url(f"?token={tokens.access()}")
     async with connect(url, origin=Origin("https://evil.example")) as ws:

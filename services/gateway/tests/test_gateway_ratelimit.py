@@ -86,6 +86,31 @@ async def test_bot_creation_has_its_own_hourly_limit(
     assert other_user.status_code == 200
 
 
+async def test_sending_exchange_keys_has_a_stricter_per_user_limit(
+    redis_overrides: dict[str, Any], tokens: Tokens
+) -> None:
+    credentials_up = Upstream("credentials")
+    settings = make_settings(**redis_overrides, services={"credentials": "http://credentials.internal"})
+    erin, frank = bearer(tokens.access("erin")), bearer(tokens.access("frank"))
+    validate = "/api/exchange/validate-credentials"
+    async with gateway(settings, {"credentials": credentials_up.transport()}) as client:
+        # Validating, storing and replacing keys share one bucket: hopping between them does not help.
+        answers = [await client.post(validate, json={}, headers=erin) for _ in range(3)]
+        answers.append(await client.post("/api/credentials", json={}, headers=erin))
+        answers.append(await client.put("/api/credentials/binance", json={}, headers=erin))
+        sixth = await client.post(validate, json={}, headers=erin)
+        listing = await client.get("/api/credentials", headers=erin)
+        other_user = await client.post(validate, json={}, headers=frank)
+    assert [r.status_code for r in answers] == [200] * 5
+    assert sixth.status_code == 429 and sixth.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert _limit_headers(sixth)[:2] == (5, 0)
+    assert 1 <= int(sixth.headers["retry-after"]) <= 60
+    assert len(credentials_up.calls) == 5 + 2  # the refused one never reached the service
+    # Reading keys is under the default limit; another user has a bucket of their own.
+    assert listing.status_code == 200 and _limit_headers(listing)[0] == 100
+    assert other_user.status_code == 200
+
+
 async def test_limits_are_shared_by_two_gateway_replicas(
     auth_up: Upstream, redis_overrides: dict[str, Any]
 ) -> None:

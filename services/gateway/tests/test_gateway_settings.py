@@ -64,6 +64,19 @@ def test_invalid_values_are_refused(field: str, value: object) -> None:
         Settings.model_validate({"environment": "test", field: value})
 
 
+def test_readiness_checks_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "READINESS_CHECKS", '{"engine": "http://127.0.0.1:3004/", "engine-2": "http://e2:3004"}'
+    )
+    monkeypatch.setenv("HEALTH_CACHE_SECONDS", "2.5")
+    settings = Settings(environment="test")
+    assert settings.readiness_checks == {"engine": "http://127.0.0.1:3004", "engine-2": "http://e2:3004"}
+    assert settings.health_cache_seconds == 2.5
+    for bad in ({"engine": "engine:3004"}, {"auth": "http://127.0.0.1:3001"}):
+        with pytest.raises(ValidationError, match=r"(?i)readiness"):
+            Settings(environment="test", readiness_checks=bad)
+
+
 def test_placeholder_jwt_secret_is_refused_in_production() -> None:
     with pytest.raises(ValidationError, match="jwt_secret"):
         Settings(environment="production")

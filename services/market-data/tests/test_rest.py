@@ -115,6 +115,33 @@ async def test_other_intervals(client: httpx.AsyncClient) -> None:
         assert all(int(s) % seconds == 0 for s in starts)
 
 
+@pytest.mark.settings(candles_ttl_seconds=3600)
+async def test_walking_every_count_costs_the_exchange_one_fetch(
+    client: httpx.AsyncClient, sim_http: httpx.AsyncClient
+) -> None:
+    async def fetched(exchange: str, prefix: str) -> int:
+        query = {"exchange": exchange, "path_prefix": prefix}
+        return int((await sim_http.get("/_sim/requests", params=query)).json()["total"])
+
+    counts = [1, 2, 3, 5, 8, 13, 50, 99, 100, 150, 199, 200]
+    walks = (
+        ("binance", "SOLUSDT", "4h", "/api/v3/klines", [*counts, 499, 500, 999, 1000, 7]),
+        ("binance", "ETHUSDT", "1m", "/api/v3/klines", [*counts, 300, 499, 500, 4]),  # the 1m cache (500)
+        ("upbit", "KRW-SOL", "1h", "/v1/candles/minutes/60", counts),  # Upbit's page is 200
+    )
+    for exchange, ticker, interval, prefix, walk in walks:
+        before = await fetched(exchange, prefix)
+        for count in walk:
+            response = await client.get(
+                f"/api/exchange/candles/{exchange}/{ticker}?interval={interval}&count={count}"
+            )
+            assert response.status_code == 200, response.text
+            assert 1 <= len(response.json()["data"]["candles"]) <= count
+        assert await fetched(exchange, prefix) - before == 1, (
+            f"{exchange} {interval}: one fetch for every count"
+        )
+
+
 async def test_more_upbit_candles_than_one_page(client: httpx.AsyncClient) -> None:
     candles = (await client.get("/api/exchange/candles/upbit/KRW-XRP?interval=5m&count=250")).json()["data"][
         "candles"

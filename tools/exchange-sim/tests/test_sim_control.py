@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import socket
 import subprocess
 import sys
+import time
+import uuid
 
 import ccxt.async_support as ccxt
 import httpx
+import jwt
 import pytest
 import websockets
 
@@ -139,6 +145,26 @@ async def test_timeout_fault_makes_the_client_time_out(http, clients) -> None:
     assert (await upbit.fetch_ticker("BTC/KRW"))["last"] > 0
 
 
+async def test_request_counts_show_what_each_venue_received(http, clients) -> None:
+    binance = clients("binance")
+    await binance.load_markets()
+    assert (await http.delete("/_sim/requests")).json()["total"] == 0
+    await http.post("/_sim/faults", json={"kind": "http_500", "count": 1, "path_prefix": "/api/v3/ticker"})
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        await binance.fetch_ticker("BTC/USDT")
+    await binance.fetch_ticker("BTC/USDT")
+    await clients("upbit").fetch_ticker("BTC/KRW")
+    counts = (await http.get("/_sim/requests", params={"exchange": "binance"})).json()
+    assert counts == {"total": 2, "requests": {"binance GET /api/v3/ticker/24hr": 2}}
+    everything = (await http.get("/_sim/requests")).json()
+    assert everything["requests"]["upbit GET /v1/ticker"] == 1
+    assert everything["total"] == 2 + sum(
+        n for k, n in everything["requests"].items() if k.startswith("upbit")
+    )
+    only = (await http.get("/_sim/requests", params={"path_prefix": "/v1/ticker"})).json()
+    assert only == {"total": 1, "requests": {"upbit GET /v1/ticker": 1}}
+
+
 async def test_fault_requests_are_validated(http) -> None:
     assert (await http.post("/_sim/faults", json={"kind": "meteor"})).status_code == 400
     assert (await http.post("/_sim/faults", json={"kind": "http_500", "count": 0})).status_code == 400
@@ -166,6 +192,45 @@ async def test_drop_websockets_closes_every_connection(sim, http) -> None:
         return (await http.get("/_sim/health")).json()["websockets"] == 0
 
     await eventually(none_left)
+
+
+async def test_user_streams_are_shown_per_api_key_while_open(sim, http, new_account) -> None:
+    keys, other = await new_account(USDT=1), await new_account(USDT=1)
+
+    async def streams(api_key: str) -> list[dict[str, object]]:
+        response = await http.get("/_sim/user-streams", params={"apiKey": api_key})
+        assert response.status_code == 200
+        rows: list[dict[str, object]] = response.json()
+        return rows
+
+    async def open_for_key(count: int) -> bool:
+        return len(await streams(keys["apiKey"])) == count
+
+    token = jwt.encode({"access_key": keys["apiKey"], "nonce": str(uuid.uuid4())}, keys["secretKey"])
+    params: dict[str, object] = {"apiKey": keys["apiKey"], "timestamp": int(time.time() * 1000)}
+    payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+    params["signature"] = hmac.new(keys["secretKey"].encode(), payload.encode(), hashlib.sha256).hexdigest()
+    upbit_url = f"{sim.ws_url}/upbit/websocket/v1/private"
+    async with (
+        websockets.connect(upbit_url, additional_headers={"Authorization": f"Bearer {token}"}),
+        websockets.connect(f"{sim.ws_url}/binance/ws-api/v3") as binance,
+    ):
+        await binance.send(
+            json.dumps({"id": 1, "method": "userDataStream.subscribe.signature", "params": params})
+        )
+        assert (await recv_json(binance))["status"] == 200
+        await eventually(lambda: open_for_key(2))
+        assert sorted((r["exchange"], r["connections"]) for r in await streams(keys["apiKey"])) == [
+            ("binance", 1),
+            ("upbit", 1),
+        ]
+        assert await streams(other["apiKey"]) == []
+        only = await http.get("/_sim/user-streams", params={"apiKey": keys["apiKey"], "exchange": "upbit"})
+        assert [r["exchange"] for r in only.json()] == ["upbit"]
+        await binance.send(json.dumps({"id": 2, "method": "userDataStream.unsubscribe"}))
+        await eventually(lambda: open_for_key(1))
+    await eventually(lambda: open_for_key(0))
+    assert (await http.get("/_sim/user-streams", params={"exchange": "bithumb"})).status_code == 404
 
 
 def _free_port() -> int:

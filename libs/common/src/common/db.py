@@ -51,9 +51,11 @@ def create_engine(
     """An async engine; on SQLite with WAL, foreign keys on and a busy timeout (one writer at a time).
 
     No pre-ping by default: it costs three round trips per checkout with asyncpg, and a connection that
-    died with the server fails one request (503) and invalidates the pool anyway.
+    died with the server fails one request (503) and invalidates the pool anyway. Errors never quote the
+    statement's parameters (`hide_parameters`): they can be keys, ciphertext or a user's input, and error
+    messages end up in logs.
     """
-    kwargs: dict[str, Any] = {"echo": echo}
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30}
     else:

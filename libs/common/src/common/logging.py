@@ -18,6 +18,18 @@ _SENSITIVE_KEYS = re.compile(
 _SENSITIVE_TEXT = re.compile(
     r"(Bearer\s+)[A-Za-z0-9\-_.=]+|eyJ[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]*"
 )
+# A key field quoted in free text: JSON (`"apiKey": "…"`), a query string (`signature=…`) or a header dump
+# (`X-MBX-APIKEY: …`), as a WebSocket frame, a URL or an exception message carries them.
+_KEY_FIELDS = (
+    r"api[_-]?key|x-mbx-apikey|secret(?:[_-]?key)?|signature|listen[_-]?key|access[_-]?key|"
+    r"secret[_-]?access[_-]?key|password|passphrase|private[_-]?key|token"
+)
+_SENSITIVE_FIELD = re.compile(
+    rf"""(?P<head>["']?\b(?:{_KEY_FIELDS})\b["']?\s*[:=]\s*["']?)(?P<value>[^"'&\s,;}}\]]+)""",
+    re.IGNORECASE,
+)
+# Loggers that print whole requests, responses or frames at DEBUG, and the level they are held at.
+_NOISY_LOGGERS = {"ccxt": logging.WARNING, "websockets": logging.INFO}
 # uvicorn adds an ANSI-coloured copy of its message; JSON lines want the plain one only.
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -27,8 +39,24 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 
 
 def redact_text(text: str) -> str:
-    """Mask bearer tokens and JWTs inside free text."""
-    return _SENSITIVE_TEXT.sub(lambda m: (m.group(1) or "") + "[REDACTED]", text)
+    """Mask bearer tokens, JWTs and key fields (apiKey, signature, listenKey, secret, …) inside free text."""
+    text = _SENSITIVE_TEXT.sub(lambda m: (m.group(1) or "") + "[REDACTED]", text)
+    return _SENSITIVE_FIELD.sub(lambda m: m.group("head") + "[REDACTED]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message with secrets masked, before any formatter or later handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mask the record in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a malformed record: the formatter reports it as logging does
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 def redact(value: Any, key: str = "") -> Any:
@@ -94,13 +122,19 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
     handler = logging.StreamHandler(sys.stderr)
     handler._gridbot = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter(service) if json_lines else TextFormatter())
+    handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Access logs repeat what our middleware already says, and can carry query strings with tokens.
     logging.getLogger("uvicorn.access").disabled = True
-    quiet_ccxt()
+    quiet_wire_loggers()
 
 
-def quiet_ccxt() -> None:
-    """ccxt logs request headers and bodies (API keys, signed JWTs) at DEBUG: never let it below WARNING."""
-    logging.getLogger("ccxt").setLevel(logging.WARNING)
+def quiet_wire_loggers() -> None:
+    """Hold the loggers that dump requests and frames at DEBUG above it, whatever the process's level.
+
+    ccxt logs request headers and bodies (API keys, signed JWTs); websockets logs every frame, and the
+    Binance user-stream subscription frame carries the API key and its signature.
+    """
+    for name, level in _NOISY_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)

@@ -49,7 +49,7 @@ def run_env(target_metadata: MetaData, schema: str) -> None:
             context.run_migrations()
 
     async def run() -> None:
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, hide_parameters=True)
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(do_run)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,7 +24,16 @@ from common.cache import CacheError
 from common.context import language_var, request_id_var, sanitize_request_id
 from common.errors import AppError, ErrorCode, error_body, pick_language
 from common.logging import configure_logging
+from common.openapi import install_openapi
 from common.settings import ServiceSettings
+from common.webinput import ApiRouter as ApiRouter
+from common.webinput import (
+    ExactJsonRoute,
+    allowed_methods,
+    duplicated_header,
+    require_exact_routes,
+    url_problem,
+)
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gridbot.access")
@@ -97,7 +106,8 @@ class BodyTooLarge(StarletteHTTPException):
 
 
 class RequestContextMiddleware:
-    """Request id and language into context vars, X-Request-ID out, body size capped, one access line."""
+    """Request id and language into context vars, X-Request-ID out, URL and caller headers checked, body size
+    capped, one access line."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int = 64 * 1024, access_log: bool = True) -> None:
         self.app = app
@@ -130,6 +140,10 @@ class RequestContextMiddleware:
 
         try:
             if scope["type"] == "http":
+                problem = _input_problem(scope)
+                if problem is not None:
+                    await _send_error(send_wrapper, ErrorCode.VALIDATION_ERROR, lang, {"fields": [problem]})
+                    return
                 declared = _header(headers, b"content-length")
                 if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
                     await _send_error(send_wrapper, ErrorCode.PAYLOAD_TOO_LARGE, lang)
@@ -168,13 +182,22 @@ class RequestContextMiddleware:
         return wrapped
 
 
+def _input_problem(scope: Scope) -> dict[str, str] | None:
+    """A duplicated caller header or a bad URL, as a `details.fields` entry."""
+    duplicated = duplicated_header(scope.get("headers") or [])
+    if duplicated is not None:
+        return {"field": duplicated, "reason": "duplicated header"}
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    return url_problem(raw_path, scope.get("query_string") or b"")
+
+
 def _header(headers: Mapping[bytes, bytes], name: bytes) -> str | None:
     value = headers.get(name)
     return value.decode("latin-1") if value is not None else None
 
 
-async def _send_error(send: Send, code: ErrorCode, lang: str) -> None:
-    response = error_response(code, lang=lang)
+async def _send_error(send: Send, code: ErrorCode, lang: str, details: dict[str, Any] | None = None) -> None:
+    response = error_response(code, details, lang=lang)
     await send(
         {
             "type": "http.response.start",
@@ -223,7 +246,7 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(ErrorCode.VALIDATION_ERROR, validation_details(exc))
 
-    async def on_http(_: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = {
             404: ErrorCode.NOT_FOUND,
@@ -240,7 +263,15 @@ def install_error_handlers(app: FastAPI) -> None:
             if exc.status_code == 400:
                 # FastAPI's answer to a body it could not even decode (e.g. not UTF-8).
                 details = {"fields": [{"field": "body", "reason": "malformed JSON"}]}
-        return error_response(code, details, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route of the path; a client needs every method it has.
+            methods = allowed_methods(
+                app.router.routes, request.scope["path"], request.scope.get("root_path", "")
+            )
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+            headers["Allow"] = ", ".join(methods)
+        return error_response(code, details, headers=headers)
 
     async def on_body_too_large(_: Request, exc: Exception) -> Response:
         return error_response(ErrorCode.PAYLOAD_TOO_LARGE)
@@ -293,6 +324,15 @@ async def _bounded(check: HealthCheck, seconds: float) -> str:
         return "down"
 
 
+class KitApp(FastAPI):
+    """A FastAPI app that only takes routers whose bodies are read with exact numbers."""
+
+    def include_router(self, router: APIRouter, *args: Any, **kwargs: Any) -> None:
+        """Include `router` (TypeError when one of its routes would parse JSON numbers as floats)."""
+        require_exact_routes(router)
+        super().include_router(router, *args, **kwargs)
+
+
 def create_app(
     *,
     title: str,
@@ -302,8 +342,12 @@ def create_app(
     openapi_url: str | None = "/openapi.json",
     version: str = "0.1.0",
 ) -> FastAPI:
-    """A FastAPI app with the kit's middleware and error handlers installed."""
-    app = FastAPI(
+    """A FastAPI app with the kit's middleware and error handlers installed.
+
+    No slash redirects: Starlette would answer `POST /api/bots/` with a 307 to the service's own (internal)
+    address; a path is served exactly as written, else the 404 envelope.
+    """
+    app = KitApp(
         title=title,
         version=version,
         lifespan=lifespan,
@@ -311,8 +355,11 @@ def create_app(
         openapi_url=openapi_url,
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,
     )
+    app.router.route_class = ExactJsonRoute
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes, access_log=access_log)
     return app
 

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from common.exchanges import Exchange, ExchangeSettings, create_ccxt, sim_exchange_env
+from common.cache import InMemoryCache
+from common.exchanges import Exchange, ExchangeBudget, ExchangeSettings, create_ccxt, sim_exchange_env
 from exchange_sim import SimServer
 from exchange_sim.testing import control_fixtures, sim_fixtures
 
@@ -36,11 +37,13 @@ def exchange_settings(sim: SimServer) -> ExchangeSettings:
 async def ccxt_client(exchange_settings: ExchangeSettings) -> AsyncIterator[Callable[..., Any]]:
     """Make ccxt clients with create_ccxt; all are closed afterwards."""
     made: list[Any] = []
+    budget = ExchangeBudget(InMemoryCache())
 
     def make(exchange: Exchange, keys: Keys | None = None) -> Any:
         client = create_ccxt(
             exchange,
             exchange_settings,
+            budget=budget,
             api_key=keys["apiKey"] if keys else None,
             secret=keys["secretKey"] if keys else None,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import Body
 from starlette.responses import Response
 
 from auth.deps import DbSession, ReadSession, Service
@@ -13,21 +13,27 @@ from auth.schemas import (
     LoginRequest,
     LogoutRequest,
     MeData,
-    MessageOnly,
     RefreshRequest,
     RegisterData,
     RegisterRequest,
-    Success,
     TokenPairData,
 )
+from common.errors import ErrorCode
 from common.i18n import t
+from common.openapi import errors
+from common.schemas import MessageOnly, Success
 from common.security import CurrentUser
-from common.web import iso_utc, ok
+from common.web import ApiRouter, iso_utc, ok
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = ApiRouter(prefix="/api/auth", tags=["auth"])
 
 
-@router.post("/register", status_code=201, response_model=Success[RegisterData])
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=Success[RegisterData],
+    responses=errors(ErrorCode.EMAIL_ALREADY_EXISTS),
+)
 async def register(body: RegisterRequest, db: DbSession, service: Service) -> Response:
     """Create an account and sign in."""
     session = await service.register(db, body.email, body.password, body.name)
@@ -44,7 +50,7 @@ async def register(body: RegisterRequest, db: DbSession, service: Service) -> Re
     )
 
 
-@router.post("/login", response_model=Success[LoginData])
+@router.post("/login", response_model=Success[LoginData], responses=errors(ErrorCode.INVALID_LOGIN))
 async def login(body: LoginRequest, db: DbSession, service: Service) -> Response:
     """Sign in with email and password."""
     session = await service.login(db, body.email, body.password)
@@ -58,7 +64,7 @@ async def login(body: LoginRequest, db: DbSession, service: Service) -> Response
     return ok(data.model_dump(by_alias=True))
 
 
-@router.post("/refresh", response_model=Success[TokenPairData])
+@router.post("/refresh", response_model=Success[TokenPairData], responses=errors(ErrorCode.INVALID_TOKEN))
 async def refresh(body: RefreshRequest, db: DbSession, service: Service) -> Response:
     """Exchange a refresh token for a new pair (the old one is rotated out)."""
     pair = await service.refresh(db, body.refresh_token)
@@ -66,7 +72,7 @@ async def refresh(body: RefreshRequest, db: DbSession, service: Service) -> Resp
     return ok(data.model_dump(by_alias=True))
 
 
-@router.post("/logout", response_model=MessageOnly)
+@router.post("/logout", response_model=MessageOnly, responses=errors(ErrorCode.INVALID_TOKEN))
 async def logout(
     principal: CurrentUser,
     db: DbSession,
@@ -78,7 +84,7 @@ async def logout(
     return ok(message=t("로그아웃되었습니다", "Logged out"))
 
 
-@router.get("/me", response_model=Success[MeData])
+@router.get("/me", response_model=Success[MeData], responses=errors(ErrorCode.USER_NOT_FOUND))
 async def me(principal: CurrentUser, db: ReadSession, service: Service) -> Response:
     """The signed-in user's profile."""
     user = await service.me(db, principal)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
 
 from auth.models import EMAIL_LENGTH, NAME_LENGTH
 from common.schemas import RequestModel, ResponseModel
@@ -15,8 +15,6 @@ PASSWORD_MIN = 8
 PASSWORD_MAX = 128
 # A JWT of ours is ~300 bytes; anything far longer is not one and is refused before parsing.
 TOKEN_MAX = 4096
-
-DataT = TypeVar("DataT")
 
 
 def _encodable(value: str) -> str:
@@ -48,7 +46,21 @@ def _clean_name(value: str | None) -> str | None:
     return value or None
 
 
-Email = Annotated[str, Field(min_length=3, max_length=EMAIL_LENGTH), AfterValidator(normalise_email)]
+Email = Annotated[
+    str,
+    Field(min_length=3, max_length=EMAIL_LENGTH),
+    AfterValidator(normalise_email),
+    # Documented as what it is: an address (syntax-checked; case and surrounding blanks do not matter).
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "maxLength": EMAIL_LENGTH,
+            "description": "An address at a special-use domain (RFC 6761: .test, .local, …) is refused",
+            "examples": ["user@example.com"],
+        }
+    ),
+]
 Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX), AfterValidator(_encodable)]
 # Login does not re-apply the password policy: a too-short password is simply a wrong one.
 LoginPassword = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX), AfterValidator(_encodable)]
@@ -58,13 +70,37 @@ Token = Annotated[str, Field(min_length=1, max_length=TOKEN_MAX)]
 class RegisterRequest(RequestModel):
     """POST /auth/register."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "user@example.com", "password": "securePassword123", "name": "홍길동"}]
+        }
+    )
+
     email: Email
     password: Password
-    name: Annotated[str | None, Field(max_length=NAME_LENGTH), AfterValidator(_clean_name)] = None
+    name: Annotated[
+        str | None,
+        Field(max_length=NAME_LENGTH),
+        AfterValidator(_clean_name),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    # No control characters (Unicode category Cc): they have no place in a name.
+                    {"type": "string", "maxLength": NAME_LENGTH, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"},
+                    {"type": "null"},
+                ],
+                "examples": ["홍길동"],
+            }
+        ),
+    ] = None
 
 
 class LoginRequest(RequestModel):
     """POST /auth/login."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "user@example.com", "password": "securePassword123"}]}
+    )
 
     email: Email
     password: LoginPassword
@@ -115,18 +151,3 @@ class MeData(ResponseModel):
     email: str
     name: str | None
     created_at: str = Field(description="ISO 8601 UTC with milliseconds, e.g. 2025-01-23T10:30:00.000Z")
-
-
-class Success(BaseModel, Generic[DataT]):
-    """The success envelope, for the OpenAPI document."""
-
-    success: bool = True
-    message: str | None = None
-    data: DataT
-
-
-class MessageOnly(BaseModel):
-    """A success envelope without data (logout)."""
-
-    success: bool = True
-    message: str

@@ -1,13 +1,14 @@
-"""Credential events (exchange `credentials`): halt the user's running live bots on that exchange.
+"""Credential events (exchange `credentials`): keys the exchange rejects halt the user's live bots there.
 
-`credential.deleted` stops them through the same path as POST /bots/:id/stop (engine confirmation, error on
-timeout); `credential.invalidated` puts them in `error` with a clear message and tells the engine to stop
-them. Each message's effect is committed together with its inbox row, so a redelivery changes nothing.
+`credential.invalidated` puts that user's running live bots of that exchange in `error` with a clear
+message (`stopReason: "error"`) and tells the engine to stop them. Each message's effect is committed
+together with its inbox row, so a redelivery changes nothing. (`credential.deleted` and
+`credential.updated` are the engine's: it must cancel the bots' orders with the keys it still holds before
+it lets them go, see docs/engine.md.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 
@@ -21,7 +22,7 @@ from bots.views import ERROR_MESSAGES
 from common.bus import Bus, QueueKind, Subscription
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent, CredentialEventType
 from common.contracts.envelope import Envelope
-from common.trading.models import Bot, BotMode, BotStatus, InboxMessage
+from common.trading.models import Bot, BotMode, BotStatus, InboxMessage, StopReason
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,11 @@ class CredentialEventConsumer:
         self._service = service
 
     async def subscribe(self, bus: Bus) -> Subscription:
-        """A durable queue, one message at a time in order (events are rare; a stop may wait for the engine)."""
+        """A durable queue, one message at a time in order (events are rare)."""
         return await bus.subscribe(
             CREDENTIAL_EVENTS_QUEUE,
             CREDENTIALS_EXCHANGE,
-            [kind.value for kind in CredentialEventType],
+            [CredentialEventType.INVALIDATED.value],
             self.handle,
             kind=QueueKind.DURABLE,
             prefetch=1,
@@ -57,27 +58,19 @@ class CredentialEventConsumer:
             # Not for us or unusable; retrying cannot make it usable.
             log.warning("ignoring credential message %s (%s)", envelope.message_id, envelope.type)
             return
-        pending = await self._apply(envelope.message_id, kind, user, event)
-        # Waits happen after the commit, outside the transaction; a timeout leaves the bot in error.
-        results = await asyncio.gather(
-            *(self._service.await_stop(user, bot_id, command_id) for bot_id, command_id in pending),
-            return_exceptions=True,
-        )
-        for (bot_id, _), result in zip(pending, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("bot %s was not confirmed stopped after %s: %s", bot_id, kind.value, result)
+        if kind is not CredentialEventType.INVALIDATED:
+            return  # not bound; the engine's
+        await self._apply(envelope.message_id, user, event)
 
-    async def _apply(
-        self, message_id: str, kind: CredentialEventType, user: uuid.UUID, event: CredentialEvent
-    ) -> list[tuple[uuid.UUID, str]]:
-        """The state change and the inbox row in one transaction; the stops to wait for."""
+    async def _apply(self, message_id: str, user: uuid.UUID, event: CredentialEvent) -> None:
+        """The state change and the inbox row in one transaction."""
         async with self._factory() as session:
             session.add(InboxMessage(consumer=CREDENTIAL_EVENTS_QUEUE, message_id=message_id))
             try:
                 await session.flush()
             except IntegrityError:
                 log.info("credential message %s already handled", message_id)
-                return []
+                return
             bots = (
                 (
                     await session.execute(
@@ -96,14 +89,9 @@ class CredentialEventConsumer:
                 .scalars()
                 .all()
             )
-            if kind is CredentialEventType.INVALIDATED:
-                ko, _ = ERROR_MESSAGES[INVALIDATED]
-                for bot in bots:
-                    bot.status = BotStatus.ERROR.value
-                    bot.error_code, bot.error_message = INVALIDATED, ko
-                    await self._service.request_stop(session, bot, BotStatus.ERROR.value, commit=False)
-                await self._service.commit(session)
-                return []
-            pending = [(bot.id, await self._service.request_stop(session, bot, commit=False)) for bot in bots]
+            ko, _ = ERROR_MESSAGES[INVALIDATED]
+            for bot in bots:
+                bot.status, bot.stop_reason = BotStatus.ERROR.value, StopReason.ERROR.value
+                bot.error_code, bot.error_message = INVALIDATED, ko
+                await self._service.request_stop(session, bot, BotStatus.ERROR.value, commit=False)
             await self._service.commit(session)
-            return pending

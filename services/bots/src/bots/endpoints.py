@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
+from pydantic import WithJsonSchema
 from starlette.responses import Response
 
 from bots.deps import Queries, Service
+from bots.responses import (
+    BotDetail,
+    BotList,
+    BotState,
+    CreatedBot,
+    Levels,
+    Performance,
+    Trades,
+    Updated,
+)
 from bots.schemas import (
     CreateBotRequest,
     UpdateBotRequest,
@@ -16,30 +27,60 @@ from bots.schemas import (
     trade_window,
 )
 from bots.views import created_fields, wire
+from common.errors import ErrorCode
 from common.exchanges import parse_exchange
 from common.i18n import t
+from common.openapi import EXCHANGE_IDS, errors, one_of
+from common.schemas import MessageOnly, Success
 from common.security import CurrentUser
-from common.web import iso_utc, ok
+from common.web import ApiRouter, iso_utc, ok
 
-router = APIRouter(prefix="/api/bots", tags=["bots"])
+router = ApiRouter(prefix="/api/bots", tags=["bots"])
 
 STATUSES = ("running", "stopped", "error")
 LEVEL_STATUSES = ("available", "pending", "filled")
+# A date (a bare endDate covers that whole day) or a date-time, ISO 8601 (UTC when no offset is given);
+# empty means no bound.
+ISO_DATE = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "format": "date-time"},
+            {"type": "string", "enum": [""]},
+        ],
+        "maxLength": 64,
+    }
+)
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    response_model=Success[CreatedBot],
+    responses=errors(
+        ErrorCode.UNSUPPORTED_EXCHANGE,
+        ErrorCode.TICKER_NOT_FOUND,
+        ErrorCode.INVALID_PRICE_RANGE,
+        ErrorCode.INVALID_ORDER_AMOUNT,
+        ErrorCode.CREDENTIAL_NOT_FOUND,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.INSUFFICIENT_BALANCE,
+        ErrorCode.EXCHANGE_API_ERROR,
+    ),
+)
 async def create_bot(body: CreateBotRequest, principal: CurrentUser, service: Service) -> Response:
     """Create a bot: the grid is built from the exchange's rules; `autoStart` starts it at once."""
     bot = await service.create(principal.user_id, body)
     return ok(created_fields(bot), t("봇이 생성되었습니다", "Bot created"), status_code=201)
 
 
-@router.get("")
+@router.get("", response_model=Success[BotList], responses=errors(ErrorCode.UNSUPPORTED_EXCHANGE))
 async def list_bots(
     principal: CurrentUser,
     queries: Queries,
-    status: Annotated[str | None, Query()] = None,
-    exchange: Annotated[str | None, Query(max_length=32)] = None,
+    # Empty means no filter (API.md); the handler checks the values itself.
+    status: Annotated[str | None, Query(), WithJsonSchema(one_of("", *STATUSES))] = None,
+    exchange: Annotated[str | None, Query(max_length=32), WithJsonSchema(one_of("", *EXCHANGE_IDS))] = None,
 ) -> Response:
     """The user's bots (filters: status, exchange) and a summary over exactly those bots."""
     wanted_status = parse_choice("status", status, STATUSES)
@@ -47,13 +88,24 @@ async def list_bots(
     return ok(await queries.list_bots(principal.user_id, wanted_status, venue))
 
 
-@router.get("/{bot_id}")
+@router.get("/{bot_id}", response_model=Success[BotDetail], responses=errors(ErrorCode.BOT_NOT_FOUND))
 async def get_bot(bot_id: str, principal: CurrentUser, queries: Queries) -> Response:
     """One bot with every field, plus the latest market price."""
     return ok(await queries.get(principal.user_id, parse_bot_id(bot_id)))
 
 
-@router.put("/{bot_id}")
+@router.put(
+    "/{bot_id}",
+    response_model=Success[Updated],
+    responses=errors(
+        ErrorCode.BOT_NOT_FOUND,
+        ErrorCode.BOT_RUNNING,
+        ErrorCode.INVALID_PRICE_RANGE,
+        ErrorCode.INVALID_ORDER_AMOUNT,
+        ErrorCode.TICKER_NOT_FOUND,
+        ErrorCode.EXCHANGE_API_ERROR,
+    ),
+)
 async def update_bot(
     bot_id: str, body: UpdateBotRequest, principal: CurrentUser, service: Service
 ) -> Response:
@@ -63,33 +115,49 @@ async def update_bot(
     return ok(data, t("봇 설정이 업데이트되었습니다", "Bot settings updated"))
 
 
-@router.post("/{bot_id}/start")
+@router.post(
+    "/{bot_id}/start",
+    response_model=Success[BotState],
+    responses=errors(
+        ErrorCode.BOT_NOT_FOUND,
+        ErrorCode.TICKER_NOT_FOUND,
+        ErrorCode.INVALID_ORDER_AMOUNT,
+        ErrorCode.CREDENTIAL_NOT_FOUND,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.INSUFFICIENT_BALANCE,
+        ErrorCode.EXCHANGE_API_ERROR,
+    ),
+)
 async def start_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
     """Start the bot (idempotent; clears an error)."""
     bot = await service.start(principal.user_id, parse_bot_id(bot_id))
     return ok({"botId": str(bot.id), "status": bot.status}, t("봇이 시작되었습니다", "Bot started"))
 
 
-@router.post("/{bot_id}/stop")
+@router.post("/{bot_id}/stop", response_model=Success[BotState], responses=errors(ErrorCode.BOT_NOT_FOUND))
 async def stop_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
     """Stop the bot once the engine confirmed that its open orders are cancelled (idempotent)."""
     bot = await service.stop(principal.user_id, parse_bot_id(bot_id))
     return ok({"botId": str(bot.id), "status": bot.status}, t("봇이 중지되었습니다", "Bot stopped"))
 
 
-@router.delete("/{bot_id}")
+@router.delete(
+    "/{bot_id}", response_model=MessageOnly, responses=errors(ErrorCode.BOT_NOT_FOUND, ErrorCode.BOT_RUNNING)
+)
 async def delete_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
     """Stop the bot, then delete it (its trades are kept for audit)."""
     await service.delete(principal.user_id, parse_bot_id(bot_id))
     return ok(message=t("봇이 삭제되었습니다", "Bot deleted"))
 
 
-@router.get("/{bot_id}/grid-levels")
+@router.get(
+    "/{bot_id}/grid-levels", response_model=Success[Levels], responses=errors(ErrorCode.BOT_NOT_FOUND)
+)
 async def grid_levels(
     bot_id: str,
     principal: CurrentUser,
     queries: Queries,
-    status: Annotated[str | None, Query()] = None,
+    status: Annotated[str | None, Query(), WithJsonSchema(one_of("", *LEVEL_STATUSES))] = None,
 ) -> Response:
     """The grid's levels ascending by price (filter: status)."""
     wanted = parse_choice("status", status, LEVEL_STATUSES)
@@ -97,15 +165,15 @@ async def grid_levels(
     return ok({"gridLevels": levels})
 
 
-@router.get("/{bot_id}/trades")
+@router.get("/{bot_id}/trades", response_model=Success[Trades], responses=errors(ErrorCode.BOT_NOT_FOUND))
 async def trades(
     bot_id: str,
     principal: CurrentUser,
     queries: Queries,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    start_date: Annotated[str | None, Query(alias="startDate", max_length=64)] = None,
-    end_date: Annotated[str | None, Query(alias="endDate", max_length=64)] = None,
+    start_date: Annotated[str | None, Query(alias="startDate", max_length=64), ISO_DATE] = None,
+    end_date: Annotated[str | None, Query(alias="endDate", max_length=64), ISO_DATE] = None,
 ) -> Response:
     """The bot's trades, newest first, paginated (ISO 8601 bounds, both inclusive; a bare endDate: that day)."""
     since, until = trade_window(start_date, end_date)
@@ -115,7 +183,11 @@ async def trades(
     return ok(page)
 
 
-@router.get("/{bot_id}/performance")
+@router.get(
+    "/{bot_id}/performance",
+    response_model=Success[Performance],
+    responses=errors(ErrorCode.BOT_NOT_FOUND, ErrorCode.EXCHANGE_API_ERROR),
+)
 async def bot_performance(bot_id: str, principal: CurrentUser, queries: Queries) -> Response:
     """Profit, trade counts and current value, all computed from the bot's trades."""
     return ok(await queries.performance(principal.user_id, parse_bot_id(bot_id)))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from bots.deps import InternalCaller
 from common.trading.models import Bot, BotStatus
-from common.web import JsonResponse
+from common.web import ApiRouter, JsonResponse
 
-router = APIRouter(prefix="/internal", include_in_schema=False, dependencies=[InternalCaller])
+router = ApiRouter(prefix="/internal", include_in_schema=False, dependencies=[InternalCaller])
 
 
 @router.get("/bots/running-tickers")

@@ -20,6 +20,7 @@ from bots.markets import MarketCatalog
 from bots.queries import BotQueries
 from bots.service import BotService
 from bots.settings import Settings
+from common.exchanges import ExchangeBudget
 from common.outbox import OutboxRelay
 from common.resources import infrastructure_checks, open_resources
 from common.trading.models import OUTBOX, SCHEMA
@@ -49,7 +50,8 @@ def create_app(
             opened.install(app.state)
             factory, cache, bus = opened.session_factory, opened.cache, opened.bus
             assert bus is not None
-            catalog = MarketCatalog(settings, settings.market_rules_ttl_seconds)
+            budget = ExchangeBudget.for_settings(cache, settings)
+            catalog = MarketCatalog(settings, settings.market_rules_ttl_seconds, budget)
             resources.push_async_callback(catalog.close)
             await catalog.start()
             credentials = CredentialsClient(

@@ -15,6 +15,7 @@ from common.cache import Cache, CacheError
 from common.errors import AppError, ErrorCode
 from common.exchanges import (
     Exchange,
+    ExchangeBudget,
     ExchangeCallError,
     ExchangeSettings,
     call,
@@ -71,13 +72,14 @@ class MarketCatalog:
         self,
         settings: ExchangeSettings,
         ttl_seconds: float,
+        budget: ExchangeBudget,
         *,
         client_factory: ClientFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._ttl = ttl_seconds
-        self._factory = client_factory or (lambda exchange, s: create_ccxt(exchange, s))
+        self._factory = client_factory or (lambda exchange, s: create_ccxt(exchange, s, budget=budget))
         self._clock = clock
         self._venues: dict[Exchange, _Venue] = {}
         # Every exchange call of a request is bounded, retries and waits included, by one exchange timeout.
@@ -153,7 +155,12 @@ class MarketCatalog:
 
 def _exchange_error(exc: ExchangeCallError) -> AppError:
     error = to_app_error(exc)
-    # A market-data read that the exchange refuses is still the exchange's failure, not the user's.
-    if error.code not in (ErrorCode.TICKER_NOT_FOUND, ErrorCode.EXCHANGE_API_ERROR):
+    # A market-data read that the exchange refuses is still the exchange's failure, not the user's; our
+    # spent call budget stays a 503 with Retry-After.
+    if error.code not in (
+        ErrorCode.TICKER_NOT_FOUND,
+        ErrorCode.EXCHANGE_API_ERROR,
+        ErrorCode.SERVICE_UNAVAILABLE,
+    ):
         return AppError(ErrorCode.EXCHANGE_API_ERROR, error.details)
     return error

@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bots.markets import MarketCatalog, cached_price
 from bots.service import owned_bot, user_uuid
 from bots.stats import TradeStats, performance, trade_stats
-from bots.views import bot_fields, level_fields, number, trade_fields, wire
+from bots.views import bot_fields, level_fields, list_summary, number, trade_fields, wire
 from common.cache import Cache
 from common.dbtypes import utc_now
 from common.exchanges import Exchange
-from common.trading.models import Bot, BotStatus, GridLevel, Order, Trade
+from common.trading.models import Bot, GridLevel, Order, Trade
 
 
 class BotQueries:
@@ -51,17 +51,7 @@ class BotQueries:
         async with self._factory() as session:
             bots = list((await session.execute(query.order_by(Bot.created_at.desc(), Bot.id))).scalars())
             stats = await self._stats(session, bots)
-        total_profit = sum((stats[b.id].realized_profit for b in bots), Decimal(0))
-        total_investment = sum((b.investment_amount for b in bots), Decimal(0))
-        return {
-            "bots": [bot_fields(b, stats[b.id]) for b in bots],
-            "summary": {
-                "totalBots": len(bots),
-                "activeBots": sum(1 for b in bots if b.status == BotStatus.RUNNING.value),
-                "totalProfit": number(total_profit),
-                "totalInvestment": number(total_investment),
-            },
-        }
+        return {"bots": [bot_fields(b, stats[b.id]) for b in bots], "summary": list_summary(bots, stats)}
 
     async def get(self, user_id: str, bot_id: uuid.UUID | None) -> dict[str, Any]:
         """Every field of one bot plus `currentPrice` from the price cache (null when none is cached)."""

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
+from common.dbtypes import MONEY_PRECISION, MONEY_SCALE
 from common.errors import AppError, ErrorCode
-from common.schemas import RequestModel
+from common.grid import MAX_GRID_COUNT
+from common.openapi import EXCHANGE_IDS, one_of
+from common.schemas import ExactNumber, RequestModel
 
 TICKER_MAX = 40
-# Far beyond any price, percent or amount that makes sense, and far inside NUMERIC(38, 18).
-NUMBER_MAX = Decimal("1e18")
-NUMBER_DECIMALS = 18
+# Every number of a bot is stored in a `Money` column (NUMERIC(38, 18)): no more digits than that are taken,
+# and investmentAmount = gridCount × orderAmount must fit the same column (10^20 / 200 = 5 × 10^17).
+MONEY = ExactNumber(MONEY_PRECISION, MONEY_SCALE)
+NUMBER_MAX = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE) / MAX_GRID_COUNT
 
 
 def validation_error(field: str, reason: str) -> AppError:
@@ -25,24 +29,10 @@ def validation_error(field: str, reason: str) -> AppError:
 
 
 def _json_number(value: Any) -> Decimal:
-    """A JSON number as an exact Decimal: ints exactly, floats through their shortest decimal text."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError("must be a number")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        # repr() is the shortest text that reads back as this float: the decimal the client wrote.
-        result = Decimal(repr(value))
-    else:
-        try:
-            result = Decimal(value)
-        except InvalidOperation:
-            raise ValueError("must be a number") from None
-    if not result.is_finite() or abs(result) >= NUMBER_MAX:
-        raise ValueError("number out of range")
-    exponent = result.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -NUMBER_DECIMALS:
-        raise ValueError(f"at most {NUMBER_DECIMALS} decimal places")
+    """A JSON number as an exact Decimal within the column's digits, below NUMBER_MAX."""
+    result = MONEY.validate(value)
+    if abs(result) >= NUMBER_MAX:
+        raise PydanticCustomError("number_range", f"must be below {NUMBER_MAX:f}")
     return result
 
 
@@ -52,9 +42,14 @@ def _not_null(value: Any) -> Any:
     return value
 
 
-JsonNumber = Annotated[Decimal, PlainValidator(_json_number), WithJsonSchema({"type": "number"})]
+_NUMBER_SCHEMA = {
+    "type": "number",
+    "exclusiveMinimum": -float(NUMBER_MAX),
+    "exclusiveMaximum": float(NUMBER_MAX),
+}
+JsonNumber = Annotated[Decimal, PlainValidator(_json_number), WithJsonSchema(_NUMBER_SCHEMA)]
 OptionalNumber = Annotated[
-    Decimal | None, PlainValidator(lambda v: _json_number(_not_null(v))), WithJsonSchema({"type": "number"})
+    Decimal | None, PlainValidator(lambda v: _json_number(_not_null(v))), WithJsonSchema(_NUMBER_SCHEMA)
 ]
 Mode = Literal["live", "paper"]
 GridKind = Literal["geometric", "arithmetic"]
@@ -65,7 +60,25 @@ LevelStatusName = Literal["available", "pending", "filled"]
 class CreateBotRequest(RequestModel):
     """POST /bots."""
 
-    exchange: Annotated[str, Field(min_length=1, max_length=32)]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "exchange": "upbit",
+                    "ticker": "KRW-BTC",
+                    "lowerPrice": 50000000,
+                    "upperPrice": 70000000,
+                    "priceChangePercent": 2,
+                    "orderAmount": 10000,
+                    "stopAtMax": False,
+                    "autoStart": True,
+                    "mode": "paper",
+                }
+            ]
+        }
+    )
+
+    exchange: Annotated[str, Field(min_length=1, max_length=32), WithJsonSchema(one_of(*EXCHANGE_IDS))]
     ticker: Annotated[str, Field(min_length=1, max_length=TICKER_MAX)]
     lower_price: JsonNumber
     upper_price: JsonNumber
@@ -80,12 +93,20 @@ class CreateBotRequest(RequestModel):
 class UpdateBotRequest(RequestModel):
     """PUT /bots/:id: any of these, at least one; none may be null."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"minProperties": 1, "examples": [{"orderAmount": 20000, "stopAtMax": True}]}
+    )
+
     order_amount: OptionalNumber = None
-    stop_at_max: Annotated[bool | None, BeforeValidator(_not_null)] = None
+    stop_at_max: Annotated[bool | None, BeforeValidator(_not_null), WithJsonSchema({"type": "boolean"})] = (
+        None
+    )
     lower_price: OptionalNumber = None
     upper_price: OptionalNumber = None
     price_change_percent: OptionalNumber = None
-    grid_type: Annotated[GridKind | None, BeforeValidator(_not_null)] = None
+    grid_type: Annotated[
+        GridKind | None, BeforeValidator(_not_null), WithJsonSchema(one_of("geometric", "arithmetic"))
+    ] = None
 
     @model_validator(mode="after")
     def _something(self) -> UpdateBotRequest:
@@ -119,7 +140,11 @@ def parse_choice(field: str, value: str | None, choices: tuple[str, ...]) -> str
 
 
 def parse_date(field: str, value: str | None, *, end: bool) -> datetime | None:
-    """An ISO 8601 date or date-time (UTC when no offset); a bare end date covers that whole day."""
+    """An ISO 8601 date or date-time (UTC when no offset); a bare end date covers that whole day.
+
+    A date whose UTC instant (or the day after a bare end date) falls outside years 1..9999 is a
+    VALIDATION_ERROR, not an OverflowError deep inside datetime.
+    """
     if value is None or value == "":
         return None
     text = value.strip()
@@ -130,9 +155,11 @@ def parse_date(field: str, value: str | None, *, end: bool) -> datetime | None:
             # The end of a bare date is exclusive midnight of the next day (see `end_exclusive`).
             return start + timedelta(days=1) if end else start
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise validation_error(field, "out of range (years 1 to 9999, in UTC)") from None
     except ValueError:
         raise validation_error(field, "must be an ISO 8601 date or date-time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def is_bare_date(value: str | None) -> bool:
@@ -159,7 +186,10 @@ def trade_window(start_date: str | None, end_date: str | None) -> tuple[datetime
     if since is not None:
         since = _to_millisecond(since)
     if until is not None and not is_bare_date(end_date):
-        until = _to_millisecond(until) + _MILLISECOND
+        try:
+            until = _to_millisecond(until) + _MILLISECOND
+        except OverflowError:
+            until = None  # the calendar's last millisecond: nothing comes after it to exclude
     if since is not None and until is not None and since >= until:
         raise validation_error("startDate", "must not be after endDate")
     return since, until

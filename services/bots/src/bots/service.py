@@ -28,7 +28,7 @@ from common.errors import AppError, ErrorCode
 from common.exchanges import Exchange, parse_exchange
 from common.grid import GridKind, GridPlan, MarketRules, plan_grid, validate_order_amount
 from common.outbox import OutboxRelay, take_pending
-from common.trading.models import Bot, BotMode, BotStatus, GridLevel, LevelStatus, OrderSide
+from common.trading.models import Bot, BotMode, BotStatus, GridLevel, LevelStatus, OrderSide, StopReason
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ class BotService:
                 return bot
             now = self._clock()
             bot.status = BotStatus.RUNNING.value
-            bot.error_message = bot.error_code = None
+            bot.error_message = bot.error_code = bot.stop_reason = None
             bot.stop_command_id, bot.stop_requested_at = None, None
             bot.first_started_at = bot.first_started_at or now
             bot.updated_at = now
@@ -341,6 +341,7 @@ class BotService:
                     )
                     .values(
                         status=BotStatus.ERROR.value,
+                        stop_reason=StopReason.ERROR.value,
                         error_code=STOP_UNCONFIRMED,
                         error_message=ko,
                         updated_at=self._clock(),
@@ -377,6 +378,7 @@ class BotService:
                 )
                 .values(
                     status=BotStatus.ERROR.value,
+                    stop_reason=StopReason.ERROR.value,
                     error_code=STOP_UNCONFIRMED,
                     error_message=ko,
                     updated_at=self._clock(),

@@ -30,7 +30,7 @@ from common.testing.service import EnvelopeSink
 from common.testing.service import User as User
 from common.testing.service import error_code as error_code
 from common.trading.commands import BOT_STOPPED, BotCommand, BotStopped
-from common.trading.models import Bot, BotStatus, Order, OrderStatus, Trade
+from common.trading.models import Bot, BotStatus, Order, OrderStatus, StopReason, Trade
 
 JWT_SECRET = "bots-tests-jwt-secret-0123456789abcdef-0123456789abcdef-01234567"
 # What the bots service presents to the credentials balance route, and what market-data presents to it.
@@ -106,7 +106,9 @@ class FakeEngine:
             )
             values: dict[str, Any] = {"status": command.status.value}
             if command.status.value == BotStatus.STOPPED.value:
-                values.update(error_message=None, error_code=None)
+                values.update(error_message=None, error_code=None, stop_reason=StopReason.USER.value)
+            else:
+                values.update(stop_reason=StopReason.ERROR.value)
             await session.execute(
                 update(Bot)
                 .where(Bot.id == bot_id, Bot.stop_command_id == command.command_id)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from bots.stats import TradeStats, percent
+from common.exchanges import Exchange, quote_currency
 from common.i18n import t
-from common.trading.models import Bot, GridLevel, Order, Trade
+from common.trading.models import Bot, BotStatus, GridLevel, Order, Trade
 from common.web import iso_utc
 
 # Errors the bots service itself puts on a bot, in both languages (the engine writes its own text).
@@ -20,16 +23,16 @@ ERROR_MESSAGES: dict[str, tuple[str, str]] = {
         "거래소 API 인증 정보가 더 이상 유효하지 않아 봇이 중지되었습니다",
         "The exchange rejected the stored API credentials; the bot was halted",
     ),
-    "credential_deleted": (
-        "거래소 API 인증 정보가 삭제되어 봇을 중지하지 못했습니다",
-        "The exchange API credentials were deleted and the bot could not be stopped",
-    ),
 }
+
+
+# orjson writes Python ints of 64 bits at most; larger whole numbers stay Decimals (written exactly too).
+_INT_LIMIT = 2**63
 
 
 def number(value: Decimal) -> int | Decimal:
     """A JSON number, exact (common.web writes Decimals digit for digit): 160000, not 160000.0."""
-    if value == value.to_integral_value():
+    if value == value.to_integral_value() and abs(value) < _INT_LIMIT:
         return int(value)
     return value
 
@@ -67,6 +70,36 @@ def bot_fields(bot: Bot, stats: TradeStats) -> dict[str, Any]:
         "updatedAt": iso_utc(bot.updated_at),
         "lastExecutedAt": iso_utc(last) if last else None,
         "errorMessage": error_message(bot),
+        # Why it is not running (API.md Wave 2); null while it runs, and for a bot never started.
+        "stopReason": None if bot.status == BotStatus.RUNNING.value else bot.stop_reason,
+    }
+
+
+def list_summary(bots: Sequence[Bot], stats: Mapping[uuid.UUID, TradeStats]) -> dict[str, Any]:
+    """`summary` of GET /bots: counts, and money per quote currency (KRW and USDT are never added together).
+
+    `byCurrency` is always there; the top-level totalProfit/totalInvestment are the one currency's figures
+    when the bots share a quote currency (0 when there are no bots), else null.
+    """
+    by_currency: dict[str, dict[str, Any]] = {}
+    for bot in bots:
+        figures = by_currency.setdefault(
+            quote_currency(Exchange(bot.exchange)),
+            {"totalBots": 0, "activeBots": 0, "totalProfit": Decimal(0), "totalInvestment": Decimal(0)},
+        )
+        figures["totalBots"] += 1
+        figures["activeBots"] += bot.status == BotStatus.RUNNING.value
+        figures["totalProfit"] += stats[bot.id].realized_profit
+        figures["totalInvestment"] += bot.investment_amount
+    totals: dict[str, Any] = {"totalProfit": None, "totalInvestment": None}
+    if len(by_currency) <= 1:
+        one = next(iter(by_currency.values()), {"totalProfit": Decimal(0), "totalInvestment": Decimal(0)})
+        totals = {key: number(one[key]) for key in totals}
+    return {
+        "totalBots": len(bots),
+        "activeBots": sum(1 for b in bots if b.status == BotStatus.RUNNING.value),
+        **totals,
+        "byCurrency": {currency: wire(figures) for currency, figures in sorted(by_currency.items())},
     }
 
 

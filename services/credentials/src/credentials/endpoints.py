@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.responses import Response
 
+from common.errors import ErrorCode
 from common.exchanges import parse_exchange
 from common.i18n import t
+from common.openapi import ExchangeInPath, errors
+from common.schemas import MessageOnly, Success
 from common.security import CurrentUser
-from common.web import iso_utc, ok
+from common.web import ApiRouter, iso_utc, ok
 from credentials.deps import DbSession, ReadSession, Service
 from credentials.models import Credential
 from credentials.schemas import (
@@ -16,8 +18,6 @@ from credentials.schemas import (
     CreatedData,
     CredentialDetail,
     CredentialList,
-    MessageOnly,
-    Success,
     UpdateCredentialRequest,
     UpdatedData,
     ValidateCredentialsRequest,
@@ -26,7 +26,7 @@ from credentials.schemas import (
 from credentials.service import Changes
 from credentials.vault import ExchangeKeys, mask_last4
 
-router = APIRouter(prefix="/api", tags=["credentials"])
+router = ApiRouter(prefix="/api", tags=["credentials"])
 
 # Reads carry account data: no shared cache may keep them.
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -48,7 +48,14 @@ def _no_store(response: Response) -> Response:
     return response
 
 
-@router.post("/exchange/validate-credentials", response_model=Success[ValidateData], tags=["exchange"])
+@router.post(
+    "/exchange/validate-credentials",
+    response_model=Success[ValidateData],
+    tags=["exchange"],
+    responses=errors(
+        ErrorCode.UNSUPPORTED_EXCHANGE, ErrorCode.INVALID_CREDENTIALS, ErrorCode.EXCHANGE_API_ERROR
+    ),
+)
 async def validate_credentials(
     body: ValidateCredentialsRequest, principal: CurrentUser, service: Service
 ) -> Response:
@@ -63,7 +70,17 @@ async def validate_credentials(
     )
 
 
-@router.post("/credentials", status_code=201, response_model=Success[CreatedData])
+@router.post(
+    "/credentials",
+    status_code=201,
+    response_model=Success[CreatedData],
+    responses=errors(
+        ErrorCode.UNSUPPORTED_EXCHANGE,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.EXCHANGE_API_ERROR,
+        ErrorCode.CREDENTIAL_ALREADY_EXISTS,
+    ),
+)
 async def create_credential(
     body: CreateCredentialRequest, principal: CurrentUser, read: ReadSession, db: DbSession, service: Service
 ) -> Response:
@@ -88,18 +105,31 @@ async def list_credentials(principal: CurrentUser, read: ReadSession, service: S
     return _no_store(ok({"credentials": [_summary(row) for row in rows]}))
 
 
-@router.get("/credentials/{exchange}", response_model=Success[CredentialDetail])
+@router.get(
+    "/credentials/{exchange}",
+    response_model=Success[CredentialDetail],
+    responses=errors(ErrorCode.UNSUPPORTED_EXCHANGE, ErrorCode.CREDENTIAL_NOT_FOUND),
+)
 async def get_credential(
-    exchange: str, principal: CurrentUser, read: ReadSession, service: Service
+    exchange: ExchangeInPath, principal: CurrentUser, read: ReadSession, service: Service
 ) -> Response:
     """One credential, key masked, with its IP whitelist."""
     row = await service.get(read, principal.user_id, parse_exchange(exchange))
     return _no_store(ok({**_summary(row), "ipWhitelist": row.ip_whitelist}))
 
 
-@router.put("/credentials/{exchange}", response_model=Success[UpdatedData])
+@router.put(
+    "/credentials/{exchange}",
+    response_model=Success[UpdatedData],
+    responses=errors(
+        ErrorCode.UNSUPPORTED_EXCHANGE,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.EXCHANGE_API_ERROR,
+        ErrorCode.CREDENTIAL_NOT_FOUND,
+    ),
+)
 async def update_credential(
-    exchange: str,
+    exchange: ExchangeInPath,
     body: UpdateCredentialRequest,
     principal: CurrentUser,
     read: ReadSession,
@@ -124,9 +154,13 @@ async def update_credential(
     return ok(data, t("인증 정보가 업데이트되었습니다", "Credentials updated"))
 
 
-@router.delete("/credentials/{exchange}", response_model=MessageOnly)
+@router.delete(
+    "/credentials/{exchange}",
+    response_model=MessageOnly,
+    responses=errors(ErrorCode.UNSUPPORTED_EXCHANGE, ErrorCode.CREDENTIAL_NOT_FOUND),
+)
 async def delete_credential(
-    exchange: str, principal: CurrentUser, db: DbSession, service: Service
+    exchange: ExchangeInPath, principal: CurrentUser, db: DbSession, service: Service
 ) -> Response:
     """Delete the credential; the user's running live bots of that exchange are stopped (bus event)."""
     await service.delete(db, principal.user_id, parse_exchange(exchange))

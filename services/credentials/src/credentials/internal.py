@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from fastapi import APIRouter
 from starlette.responses import Response
 
 from common.exchanges import parse_exchange
-from common.web import ok
+from common.web import ApiRouter, ok
 from credentials.deps import BalanceCaller, DbSession, KeysCaller, ReadSession, Service
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ def decimal_text(value: Decimal) -> str:
     return text or "0"
 
 
-router = APIRouter(prefix="/internal", include_in_schema=False)
+router = ApiRouter(prefix="/internal", include_in_schema=False)
 
 
 @router.get("/credentials/{user_id}/{exchange}", dependencies=[KeysCaller])

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from common.crypto import DecryptionError
 from common.errors import ErrorCode
+from common.exchanges import ExchangeBudget
 from common.logging import configure_logging
 from common.outbox import OutboxRelay
 from common.resources import infrastructure_checks, open_resources
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             opened.install(app.state)
             session_factory, bus = opened.session_factory, opened.bus
             assert bus is not None
-            validator = ExchangeValidator(settings)
+            validator = ExchangeValidator(settings, ExchangeBudget.for_settings(opened.cache, settings))
             app.state.validator = validator
             # Importing ccxt takes seconds: paid here, not by the first request (on the event loop).
             await validator.warm_up()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Self, TypeVar
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
+from common.openapi import EXCHANGE_IDS, one_of
 from common.schemas import RequestModel, ResponseModel
 from credentials.models import IP_WHITELIST_LENGTH
 from credentials.whitelist import WhitelistError, normalise_whitelist
-
-DataT = TypeVar("DataT")
 
 KEY_MIN = 8
 KEY_MAX = 512
@@ -18,20 +18,33 @@ KEY_MAX = 512
 
 def _whitelist(value: str | None) -> str | None:
     try:
-        return normalise_whitelist(value)
+        stored = normalise_whitelist(value)
     except WhitelistError as exc:
-        raise ValueError(str(exc)) from None
+        raise PydanticCustomError("whitelist", str(exc)) from None
+    # The canonical form can be longer than what was sent (", " between entries): bound what is stored.
+    if stored is not None and len(stored) > IP_WHITELIST_LENGTH:
+        raise PydanticCustomError(
+            "whitelist_length",
+            f"at most {IP_WHITELIST_LENGTH} characters once normalised ({len(stored)})",
+        )
+    return stored
 
 
 # Exchange keys are printable ASCII without spaces (Upbit and Binance issue alphanumeric ones); anything
 # else is refused before it is ever sent anywhere. Validation messages never quote the value.
 Key = Annotated[str, Field(min_length=KEY_MIN, max_length=KEY_MAX, pattern=r"^[\x21-\x7e]+$")]
-ExchangeId = Annotated[str, Field(min_length=1, max_length=32)]
+ExchangeId = Annotated[str, Field(min_length=1, max_length=32), WithJsonSchema(one_of(*EXCHANGE_IDS))]
 Whitelist = Annotated[str | None, Field(max_length=IP_WHITELIST_LENGTH), AfterValidator(_whitelist)]
 
 
 class ValidateCredentialsRequest(RequestModel):
     """POST /exchange/validate-credentials."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"exchange": "upbit", "apiKey": "your-access-key", "secretKey": "your-secret-key"}]
+        }
+    )
 
     exchange: ExchangeId
     api_key: Key
@@ -41,6 +54,19 @@ class ValidateCredentialsRequest(RequestModel):
 class CreateCredentialRequest(RequestModel):
     """POST /credentials."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "exchange": "upbit",
+                    "apiKey": "your-access-key",
+                    "secretKey": "your-secret-key",
+                    "ipWhitelist": "203.0.113.7",
+                }
+            ]
+        }
+    )
+
     exchange: ExchangeId
     api_key: Key
     secret_key: Key
@@ -49,6 +75,10 @@ class CreateCredentialRequest(RequestModel):
 
 class UpdateCredentialRequest(RequestModel):
     """PUT /credentials/:exchange: any of the fields; `ipWhitelist: null` or "" clears the whitelist."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"minProperties": 1, "examples": [{"ipWhitelist": "203.0.113.7, 198.51.100.0/24"}]}
+    )
 
     api_key: Key | None = None
     secret_key: Key | None = None
@@ -116,21 +146,6 @@ class UpdatedData(ResponseModel):
     is_valid: bool
     updated_at: str
     warnings: list[str]
-
-
-class Success(BaseModel, Generic[DataT]):
-    """The success envelope, for the OpenAPI document."""
-
-    success: bool = True
-    message: str | None = None
-    data: DataT
-
-
-class MessageOnly(BaseModel):
-    """A success envelope without data (delete)."""
-
-    success: bool = True
-    message: str
 
 
 def dump(model: ResponseModel) -> dict[str, Any]:

@@ -130,7 +130,11 @@ class CredentialService:
         exchange: Exchange,
         changes: Changes,
     ) -> Saved:
-        """Merge the changes into the stored keys, re-validate the result, then store it re-sealed."""
+        """Merge the changes into the stored keys, re-validate the result, then store it re-sealed.
+
+        New keys are announced (`credential.updated`) in the same transaction: the engine must stop using
+        the old ones. A whitelist-only change announces nothing.
+        """
         row = await self.get(read, user_id, exchange)
         if changes.api_key and changes.secret_key:
             # Both replaced: the stored ones are not needed (nor opened), so even a row whose
@@ -148,11 +152,19 @@ class CredentialService:
         if not await repo.replace(row.id, user_id, sealed, keys.last4, whitelist, now):
             raise AppError(ErrorCode.CREDENTIAL_NOT_FOUND)  # deleted while we asked the exchange
         row.ip_whitelist, row.is_valid, row.last_validated_at, row.updated_at = whitelist, True, now, now
+        if changes.api_key or changes.secret_key:
+            event = CredentialEvent(
+                user_id=user_id,
+                exchange=exchange,
+                reason=CredentialEventReason.UPDATED_BY_USER.value,
+                credential_id=str(row.id),
+            )
+            await enqueue(write, OUTBOX, CREDENTIALS_EXCHANGE, CredentialEventType.UPDATED.value, event)
         log.info("credential updated", extra={"user_id": user_id, "exchange": exchange.value})
         return Saved(row, whitelist_warnings(whitelist, self._egress_ip))
 
     async def delete(self, write: AsyncSession, user_id: str, exchange: Exchange) -> None:
-        """Delete the credential and, in the same transaction, announce it (the bots stop live bots)."""
+        """Delete the credential and, in the same transaction, announce it (the engine stops live bots)."""
         credential_id = await CredentialRepository(write).delete(user_id, exchange.value)
         if credential_id is None:
             raise AppError(ErrorCode.CREDENTIAL_NOT_FOUND)

@@ -14,6 +14,7 @@ from common.errors import AppError, ErrorCode
 from common.exchanges import (
     ErrorKind,
     Exchange,
+    ExchangeBudget,
     ExchangeCallError,
     ExchangeSettings,
     PermanentExchangeError,
@@ -114,9 +115,15 @@ class ExchangeValidator:
     """Calls the exchange with a user's keys; the keys live in the ccxt client only for that call."""
 
     def __init__(
-        self, settings: ExchangeSettings, *, attempts: int = 2, markets_ttl_seconds: float = 3600.0
+        self,
+        settings: ExchangeSettings,
+        budget: ExchangeBudget,
+        *,
+        attempts: int = 2,
+        markets_ttl_seconds: float = 3600.0,
     ) -> None:
         self._settings = settings
+        self._budget = budget
         self._attempts = attempts
         self._markets_ttl = markets_ttl_seconds
         # fetch_balance loads the markets first (Binance's are megabytes): loaded once per exchange and
@@ -127,14 +134,16 @@ class ExchangeValidator:
         """Import ccxt and build each exchange's description off the event loop (seconds, once)."""
 
         def build() -> list[Any]:
-            return [create_ccxt(exchange, self._settings) for exchange in Exchange]
+            return [create_ccxt(exchange, self._settings, budget=self._budget) for exchange in Exchange]
 
         for client in await asyncio.to_thread(build):
             await client.close()
 
     async def fetch_account(self, exchange: Exchange, keys: ExchangeKeys) -> AccountInfo:
         """The quote balance fetched with `keys`; raises the domain ExchangeCallError on failure."""
-        client = create_ccxt(exchange, self._settings, api_key=keys.api_key, secret=keys.secret_key)
+        client = create_ccxt(
+            exchange, self._settings, budget=self._budget, api_key=keys.api_key, secret=keys.secret_key
+        )
         client.logger = _CCXT_LOG
         cached = self._markets.get(exchange)
         fresh = cached is not None and time.monotonic() - cached.loaded_at < self._markets_ttl
@@ -164,10 +173,12 @@ class ExchangeValidator:
                 "credential validation failed",
                 extra={"exchange": exchange.value, "source": exc.source, "code": error.code.value},
             )
-            # Only "these keys are refused" is the user's fault; anything else is the exchange's (502).
-            code = error.code if error.code is ErrorCode.INVALID_CREDENTIALS else ErrorCode.EXCHANGE_API_ERROR
+            # Only "these keys are refused" is the user's fault; our spent call budget is a 503 with
+            # Retry-After; anything else is the exchange's (502).
+            passed = (ErrorCode.INVALID_CREDENTIALS, ErrorCode.SERVICE_UNAVAILABLE)
+            code = error.code if error.code in passed else ErrorCode.EXCHANGE_API_ERROR
             # `from None`: the ccxt exception (its text quotes the exchange's answer) goes no further.
-            raise AppError(code, {**error.details, "exchange": exchange.value}) from None
+            raise AppError(code, {**error.details, "exchange": exchange.value}, error.headers) from None
 
     async def check(self, exchange: Exchange, keys: ExchangeKeys) -> Outcome:
         """For background re-validation: VALID, REJECTED (keys refused) or UNKNOWN (exchange trouble)."""

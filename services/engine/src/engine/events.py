@@ -86,11 +86,13 @@ def level_body(level: LevelView) -> dict[str, Any]:
     return {"level": fields}
 
 
-def status_body(status: str, error_message: str | None) -> dict[str, Any]:
-    """A status change."""
+def status_body(status: str, error_message: str | None, stop_reason: str | None = None) -> dict[str, Any]:
+    """A status change (and why the bot stopped, once it is not running)."""
     body: dict[str, Any] = {"status": status}
     if error_message:
         body["errorMessage"] = error_message
+    if stop_reason:
+        body["stopReason"] = stop_reason
     return body
 
 

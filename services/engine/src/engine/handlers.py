@@ -14,6 +14,7 @@ from common.contracts.bots import BotStatus as WireStatus
 from engine import events, paper, store
 from engine.contracts import FILLS_QUEUE, OrderFilledMessage
 from engine.core import (
+    Abandon,
     ConfigChanged,
     GridBot,
     OpenOrder,
@@ -23,11 +24,23 @@ from engine.core import (
     SlotState,
     Start,
     Stop,
+    StopReason,
     parse_client_order_id,
 )
 from engine.model import BotRow, OrderRef, new_core, same_grid
 from engine.step import NEW, OPEN, Step
-from engine.work import AckWork, AdoptWork, CommandWork, FillWork, OrderClosedWork, StartWork, TickWork, Work
+from engine.work import (
+    AbandonWork,
+    AckWork,
+    AdoptWork,
+    CommandWork,
+    FillWork,
+    KeysGoneWork,
+    OrderClosedWork,
+    StartWork,
+    TickWork,
+    Work,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +66,10 @@ async def apply(session: AsyncSession, step: Step, work: Work) -> None:
         if row is not None and row.wants_running and step.handle.halted:
             step.handle.row = row
             await start(session, step, row, work.price)
+    elif isinstance(work, KeysGoneWork):
+        await _keys_gone(session, step, work)
+    elif isinstance(work, AbandonWork):
+        _abandon(step)
     while step.halt_done is not None:
         await complete_halt(session, step)
 
@@ -225,7 +242,11 @@ async def _command(session: AsyncSession, step: Step, work: CommandWork) -> None
         handle.pending_start = False
         step.state_changed = True
         error = (row.error_message or STOPPED_WITH_ERROR) if command.status is WireStatus.ERROR else None
-        step.feed(Stop(error))
+        reason = StopReason.USER
+        if handle.halted and row.status == WireStatus.STOPPED.value and handle.core.state.stop_reason:
+            # Stopped already (its keys were removed while this stop was on its way): it keeps its reason.
+            reason = handle.core.state.stop_reason
+        step.feed(Stop(error, reason=reason))
     elif work.kind is BotEvent.UPDATED:
         if command.config_version > handle.config_version:
             _configure(step, row)
@@ -234,6 +255,55 @@ async def _command(session: AsyncSession, step: Step, work: CommandWork) -> None
         step.state_changed = True
         if not handle.halted:
             step.feed(Stop())
+
+
+async def _keys_gone(session: AsyncSession, step: Step, work: KeysGoneWork) -> None:
+    """Halt a bot whose keys are gone: its orders are cancelled (while the old client lasts), then it stops."""
+    handle = step.handle
+    row = await store.load_row(session, handle.id, lock=True)
+    if row is None:
+        return
+    handle.row = row
+    if handle.halted and row.status != WireStatus.RUNNING.value:
+        return  # at rest already and meant to be: nothing to stop, no reason to overwrite
+    handle.pending_start = False
+    step.state_changed = True
+    if work.note:
+        handle.halt_note = work.note
+    step.feed(Stop(reason=StopReason.CREDENTIAL_REMOVED))
+
+
+_LISTED = 10
+
+
+def _abandon(step: Step) -> None:
+    """Forget the open orders of a halting bot whose keys are gone, telling the user which ones stay open."""
+    handle = step.handle
+    if handle.core.state.phase is not Phase.HALTING:
+        return
+    left = [
+        handle.orders[o.client_order_id]
+        for _, o in handle.core.open_orders()
+        if o.client_order_id in handle.orders
+    ]
+    if left:
+        shown = ", ".join(
+            f"{ref.side.value} {ref.qty} at {ref.price} (order {ref.exchange_order_id or 'unconfirmed'}, "
+            f"client id {ref.client_order_id})"
+            for ref in left[:_LISTED]
+        )
+        more = f" and {len(left) - _LISTED} more" if len(left) > _LISTED else ""
+        note = (
+            f"The API keys for {handle.row.exchange} were removed before {len(left)} order(s) could be "
+            f"cancelled; they may still be open on the exchange and must be cancelled there: {shown}{more}."
+        )
+        handle.halt_note = f"{handle.halt_note} {note}" if handle.halt_note else note
+    step.state_changed = True
+    step.feed(Abandon())
+    for ref in left:
+        # Their rows keep their last known status: the exchange may still have them (see docs/engine.md).
+        handle.orders.pop(ref.client_order_id, None)
+        handle.paper_filled.discard(ref.client_order_id)
 
 
 def _configure(step: Step, row: BotRow) -> None:
@@ -283,13 +353,21 @@ async def complete_halt(session: AsyncSession, step: Step) -> None:
     done, step.halt_done = step.halt_done, None
     assert done is not None
     handle, now = step.handle, step.now
+    handle.halt_note = None  # told with this status (done.error_message)
     row = await store.load_row(session, handle.id, lock=True)
     if row is None:
         return
     handle.row = row
+    reason = done.stop_reason.value if done.stop_reason is not None else None
     if row.stop_command_id is not None:
         await store.write_status(
-            session, row.id, done.status.value, done.error_message, now, stop_command_id=row.stop_command_id
+            session,
+            row.id,
+            done.status.value,
+            done.error_message,
+            now,
+            stop_command_id=row.stop_command_id,
+            stop_reason=reason,
         )
         step.outbox.append(events.stopped_row(row.id, row.stop_command_id, row.config_version, now))
         return
@@ -297,5 +375,5 @@ async def complete_halt(session: AsyncSession, step: Step) -> None:
         await start(session, step, row, None)
         return
     await store.write_status(
-        session, row.id, done.status.value, done.error_message, now, stop_command_id=None
+        session, row.id, done.status.value, done.error_message, now, stop_command_id=None, stop_reason=reason
     )

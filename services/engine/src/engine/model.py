@@ -103,6 +103,8 @@ class BotHandle:
     pending_start: bool = False
     stale: bool = False
     watch: Watch | None = None  # what the ticker index holds for this bot
+    # Told to the user with the status when the halt in progress ends (e.g. orders left at the exchange).
+    halt_note: str | None = None
 
     @property
     def id(self) -> uuid.UUID:

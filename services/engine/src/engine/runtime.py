@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from common.bus import Bus, Handler, QueueKind, Subscription
 from common.cache import Cache
 from common.contracts.bots import BOTS_EXCHANGE
+from common.contracts.credentials import CREDENTIALS_EXCHANGE
 from common.contracts.market import MARKET_EXCHANGE, price_binding_key
 from common.db import create_engine, create_session_factory, is_sqlite
 from common.dbtypes import utc_now
-from common.exchanges import Exchange
+from common.exchanges import Exchange, ExchangeBudget
 from common.outbox import OutboxRelay
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.trading.models import OUTBOX, SCHEMA, InboxMessage
@@ -37,6 +38,7 @@ from engine.consumers import COMMAND_KEYS, COMMANDS_QUEUE, CommandConsumer, Fill
 from engine.contracts import FILLS_QUEUE, ORDER_FILLED, ORDERS_EXCHANGE, OrderFilledMessage
 from engine.lease import Lease
 from engine.live.broker import LiveBroker
+from engine.live.keychange import CREDENTIAL_EVENT_KEYS, CREDENTIAL_EVENTS_QUEUE, CredentialEventConsumer
 from engine.metrics import Metrics
 from engine.prices import PriceSource
 from engine.registry import Registry
@@ -118,6 +120,7 @@ class EngineRuntime:
             self.shard_for,
             self.fills,
             self.metrics,
+            ExchangeBudget.for_settings(self.cache, settings),
             credentials_transport=self._credentials_transport,
         )
         live.publish = self._publish_fill
@@ -170,6 +173,16 @@ class EngineRuntime:
         )
         await self._subscribe(
             FILLS_QUEUE, ORDERS_EXCHANGE, [ORDER_FILLED], self.fills.handle, QueueKind.DURABLE, 256
+        )
+        # One at a time: a user's key change is applied whole (halt, cancels, drop) before the next one.
+        keys = CredentialEventConsumer(factory, live, self.shard_for)
+        await self._subscribe(
+            CREDENTIAL_EVENTS_QUEUE,
+            CREDENTIALS_EXCHANGE,
+            list(CREDENTIAL_EVENT_KEYS),
+            keys.handle,
+            QueueKind.DURABLE,
+            1,
         )
         await self._subscribe(
             f"engine.ticks.{settings.engine_id}.{uuid.uuid4().hex[:8]}",

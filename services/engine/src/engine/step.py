@@ -31,6 +31,7 @@ from engine.core import (
     Side,
     SlotChanged,
     Status,
+    StopReason,
 )
 from engine.levels import refresh
 from engine.model import BotHandle, OrderRef
@@ -40,10 +41,11 @@ NEW, OPEN, FILLED, CANCELED, REJECTED = "new", "open", "filled", "canceled", "re
 
 @dataclass
 class HaltDone:
-    """A halt completed in this step: the status it ended in (written once the bot row was looked at)."""
+    """A halt completed in this step: the status it ended in and why (written once the bot row was looked at)."""
 
     status: Status
     error_message: str | None
+    stop_reason: StopReason | None
 
 
 @dataclass
@@ -207,10 +209,17 @@ class Step:
 
     def _status(self, command: SetStatus) -> None:
         handle = self.handle
-        body = events.status_body(command.status.value, command.error_message)
+        state = handle.core.state
+        halted = state.phase is Phase.HALTED
+        message = command.error_message
+        if halted and handle.halt_note:
+            # What the driver could not do for the halt (orders left at the exchange), for the user to see.
+            message = f"{message} {handle.halt_note}" if message else handle.halt_note
+        reason = state.stop_reason if command.status is not Status.RUNNING else None
+        body = events.status_body(command.status.value, message, reason.value if reason else None)
         self.user_events.append(events.user_event(handle, EventKind.BOT_STATUS, body))
-        if handle.core.state.phase is Phase.HALTED:
-            self.halt_done = HaltDone(handle.core.state.status, handle.core.state.error_message)
+        if halted:
+            self.halt_done = HaltDone(state.status, message, state.stop_reason)
         elif command.status is Status.ERROR:
             self.error_write = command.error_message
 

@@ -290,12 +290,12 @@ async def write_status(
     now: datetime,
     *,
     stop_command_id: str | None,
+    stop_reason: str | None,
 ) -> bool:
-    """Set the bot's status: settling that stop command, or (None) only while no stop is pending."""
-    values: dict[str, Any] = {"status": status, "updated_at": now}
-    if status == "stopped":
-        values.update(error_message=None, error_code=None)
-    elif status == "error":
+    """Set the bot's status and stop reason: settling that stop command, or (None) only while none is pending."""
+    # A stopped bot's error_message is what the user must still know (usually nothing: None).
+    values: dict[str, Any] = {"status": status, "updated_at": now, "stop_reason": stop_reason}
+    if status in ("stopped", "error"):
         values.update(error_message=error_message, error_code=None)
     guard = BOTS.c.stop_command_id == stop_command_id if stop_command_id else BOTS.c.stop_command_id.is_(None)
     result = await session.execute(update(BOTS).where(BOTS.c.id == bot_id, guard).values(**values))
@@ -309,7 +309,13 @@ async def flush(
     for step in steps:
         if step.error_write is not None:
             await write_status(
-                session, step.handle.id, "error", step.error_write, step.now, stop_command_id=None
+                session,
+                step.handle.id,
+                "error",
+                step.error_write,
+                step.now,
+                stop_command_id=None,
+                stop_reason="error",
             )
     if _dialect(session) == "postgresql":
         await _flush_postgresql(session, steps, owner, lease)

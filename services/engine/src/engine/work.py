@@ -78,3 +78,18 @@ class StartWork(Work):
     """Start a bot whose row says running but whose core is at rest (e.g. its start was never heard)."""
 
     price: Decimal | None = None
+
+
+@dataclass(eq=False, kw_only=True)
+class KeysGoneWork(Work):
+    """The user's keys for the bot's exchange were deleted (or replaced by another account's): halt the bot.
+
+    `note` is told to the user with the final status.
+    """
+
+    note: str | None = None
+
+
+@dataclass(eq=False, kw_only=True)
+class AbandonWork(Work):
+    """The keys are gone and these open orders could not be cancelled: forget them and end the halt."""

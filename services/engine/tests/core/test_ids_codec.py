@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from engine.core import (
+    Abandon,
     CancelOrder,
     ConfigChanged,
     GridBot,
@@ -24,6 +25,7 @@ from engine.core import (
     Start,
     Status,
     Stop,
+    StopReason,
     Tick,
     bot_prefix,
     client_order_id,
@@ -75,6 +77,8 @@ EVENTS = [
     OrderRejected("abc-1-0b1", "insufficient_funds_bid"),
     Stop(),
     Stop("keys revoked"),
+    Stop(reason=StopReason.CREDENTIAL_REMOVED),
+    Abandon(),
     ConfigChanged(order_amount=D("20000")),
     ConfigChanged(stop_at_max=True),
 ]

@@ -9,6 +9,7 @@ import pytest
 
 from common.grid import MarketRules
 from engine.core import (
+    Abandon,
     CancelOrder,
     ConfigChanged,
     GridBot,
@@ -26,6 +27,7 @@ from engine.core import (
     Start,
     Status,
     Stop,
+    StopReason,
     Tick,
     apply,
     paper_fill,
@@ -373,3 +375,48 @@ def test_events_are_validated(upbit: MarketRules) -> None:
         OrderFilled("x", D(-1), D(1), D(0), "KRW", "f", True)
     with pytest.raises(ValueError, match="increasing"):
         GridConfig("b", (D(2), D(1)), D(2), upbit)
+
+
+def test_each_halt_records_why_and_a_start_forgets_it(upbit_config: GridConfig) -> None:
+    bot = started(upbit_config, "10000", 51_500_000)
+    assert bot.state.stop_reason is None
+    apply(bot, Stop())
+    assert bot.state.stop_reason is StopReason.USER
+    bot.handle(Start(D(51_500_000)))
+    assert bot.state.stop_reason is None
+    # A halt under way keeps its cause when a plain stop comes in; an error takes over.
+    cancels = of(CancelOrder, bot.handle(Stop(reason=StopReason.CREDENTIAL_REMOVED)))
+    bot.handle(Stop())
+    assert bot.state.stop_reason is StopReason.CREDENTIAL_REMOVED
+    bot.handle(Stop("keys revoked"))
+    assert bot.state.stop_reason is StopReason.ERROR
+    for cancel in cancels:
+        bot.handle(OrderCanceled(cancel.client_order_id))
+    assert (bot.state.status, bot.state.stop_reason) == (Status.ERROR, StopReason.ERROR)
+    # At rest, a new stop says why it stands now.
+    bot.handle(Stop(reason=StopReason.CREDENTIAL_REMOVED))
+    assert (bot.state.status, bot.state.stop_reason) == (Status.STOPPED, StopReason.CREDENTIAL_REMOVED)
+    at_max = started(upbit_config, "10000", 51_500_000, stop_at_max=True)
+    apply(at_max, tick(upbit_config.upper_price, upbit_config.upper_price, 51_500_000))
+    assert (at_max.state.status, at_max.state.stop_reason) == (Status.STOPPED, StopReason.STOP_AT_MAX)
+    restored = GridBot.restore(at_max.snapshot())
+    assert restored.state.stop_reason is StopReason.STOP_AT_MAX
+    older = at_max.snapshot()
+    del older["stop_reason"]  # a snapshot stored before stop reasons existed
+    assert GridBot.restore(older).state.stop_reason is None
+
+
+def test_abandon_forgets_a_halting_bots_open_orders_and_ends_the_halt(upbit_config: GridConfig) -> None:
+    bot = started(upbit_config, "10000", 51_500_000)
+    assert bot.handle(Abandon()) == []  # a running bot is stopped first, never abandoned
+    assert len(bot.open_orders()) == 2
+    cancels = of(CancelOrder, bot.handle(Stop(reason=StopReason.CREDENTIAL_REMOVED)))
+    bot.handle(OrderCanceled(cancels[0].client_order_id))  # one cancel got through before the keys went
+    commands = bot.handle(Abandon())
+    assert of(SetStatus, commands) == [SetStatus(Status.STOPPED)]
+    assert [c.state for c in of(SlotChanged, commands)] == [SlotState.IDLE]
+    assert bot.open_orders() == [] and bot.state.phase is Phase.HALTED
+    assert bot.state.stop_reason is StopReason.CREDENTIAL_REMOVED
+    assert not violations(bot)
+    # The late answer about an abandoned order changes nothing.
+    assert bot.handle(OrderCanceled(cancels[1].client_order_id)) == []

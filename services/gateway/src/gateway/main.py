@@ -17,7 +17,7 @@ from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
 from gateway.cors import EdgeMiddleware
 from gateway.dispatch import Components, GatewayMiddleware, Runtime
-from gateway.health import Check, router, upstream_check
+from gateway.health import DOCS_ASSETS_PATH, docs_assets, router
 from gateway.live import uvicorn_ws_options
 from gateway.live.directory import BotsDirectory
 from gateway.live.endpoint import LiveEndpoint
@@ -26,6 +26,7 @@ from gateway.live.socket import Limits
 from gateway.openapi import MergedOpenApi
 from gateway.proxy import Forwarder, Upstreams
 from gateway.ratelimit import RateLimiter, Rules, create_rate_limiter
+from gateway.readiness import Check, Probes, Readiness
 from gateway.routing import PublicPaths, RouteTable
 from gateway.settings import Settings
 from gateway.tokens import VerifiedTokens
@@ -36,8 +37,10 @@ SERVICE_NAME = "gateway"
 def create_app(
     settings: Settings | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    probe_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
-    """The gateway; `transports` routes services to in-process ASGI apps (httpx.ASGITransport)."""
+    """The gateway; `transports` routes services to in-process ASGI apps (httpx.ASGITransport);
+    `probe_transports` reach in-process READINESS_CHECKS processes (the embedded engine)."""
     settings = settings or Settings()
     runtime = Runtime()
     proxies = TrustedProxies(settings.trusted_networks())
@@ -51,6 +54,8 @@ def create_app(
         upstreams: Upstreams | None = None
         bus: Bus | None = None
         hub: LiveHub | None = None
+        probes: Probes | None = None
+        readiness: Readiness | None = None
         try:
             redis = cache.client if isinstance(cache, RedisCache) else None
             if settings.rate_limit_enabled:
@@ -89,21 +94,30 @@ def create_app(
                 ttl_seconds=settings.openapi_cache_seconds,
                 timeout_seconds=settings.health_timeout_seconds,
             )
-
-            def readiness_checks() -> dict[str, Check]:
-                assert bus is not None
-                checks: dict[str, Check] = {
-                    "cache" if redis_url.startswith("memory://") else "redis": cache.ping,
-                    "bus" if rabbitmq_url.startswith("memory://") else "rabbitmq": bus.ping,
-                }
-                for upstream in app.state.upstreams:
-                    checks[upstream.name] = upstream_check(upstream)
-                return checks
-
-            app.state.readiness_checks = readiness_checks
+            probes = Probes(
+                {**{u.name: u.base_url for u in upstreams}, **settings.readiness_checks},
+                {**(transports or {}), **(probe_transports or {})},
+                settings.health_timeout_seconds,
+                settings.upstream_connect_timeout_seconds,
+            )
+            every: dict[str, Check] = {
+                "cache" if redis_url.startswith("memory://") else "redis": cache.ping,
+                "bus" if rabbitmq_url.startswith("memory://") else "rabbitmq": bus.ping,
+                **probes.checks(),
+            }
+            readiness = Readiness(
+                every,
+                settings.health_timeout_seconds,
+                settings.health_cache_seconds,
+            )
+            app.state.readiness = readiness
             yield
         finally:
             runtime.components = None
+            if readiness is not None:
+                await readiness.aclose()
+            if probes is not None:
+                await probes.aclose()
             if hub is not None:
                 await hub.close()
             if bus is not None:
@@ -121,9 +135,12 @@ def create_app(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # Never a 307 to an address of ours: a path is served as written, else the 404 envelope.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.mount(DOCS_ASSETS_PATH, docs_assets(), name="docs-assets")
     # Added innermost first: Edge(RequestContext(Gateway(FastAPI routes))).
     app.add_middleware(GatewayMiddleware, runtime=runtime)
     app.add_middleware(

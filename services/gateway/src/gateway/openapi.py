@@ -11,13 +11,13 @@ from typing import Any
 
 import orjson
 
+from common.openapi import BEARER_SCHEME, bearer_scheme
 from common.web import dumps
 from gateway.proxy import Upstream, Upstreams
 from gateway.routing import PublicPaths, RouteTable
 
 log = logging.getLogger(__name__)
 
-BEARER_SCHEME = "bearerAuth"
 _HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # An incomplete document is kept only briefly, so that a service coming back shows up soon.
 _INCOMPLETE_TTL_SECONDS = 2.0
@@ -56,17 +56,18 @@ def merge_documents(
                 target = components.setdefault(section, {})
                 for name, value in entries.items():
                     target.setdefault(name, value)
-    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "JWT",
-    }
+    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = bearer_scheme()
     merged_doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": title,
             "version": version,
-            "description": "Every public route of the gridbot backend, served by the gateway.",
+            "description": (
+                "Every public route of the gridbot backend, served by the gateway. Every error is the "
+                'envelope `{"success": false, "error": {"code", "message", "details"}}`; each response '
+                "lists the codes it can carry (`x-error-codes`). Routes need the bearer access token "
+                "except register, login and refresh."
+            ),
         },
         "paths": dict(sorted(paths.items())),
         "components": components,

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 AUTH_PATHS = frozenset({"/api/auth/register", "/api/auth/login", "/api/auth/refresh"})
 BOTS_PATH = "/api/bots"
+# Each of these makes the server call an exchange with keys from the request body (weight 20 per Binance
+# /account): a stricter per-user bucket so that no user can spend the server's shared exchange budget.
+VALIDATE_PATH = "/api/exchange/validate-credentials"
+CREDENTIALS_PATH = "/api/credentials"
 _WARN_EVERY_SECONDS = 10.0
 
 
@@ -70,14 +74,22 @@ class Rules:
         self.auth = Rule("auth", parse(settings.rate_limit_auth), per_ip=True)
         self.bot_create = Rule("bot-create", parse(settings.rate_limit_bot_create))
         self.default = Rule("default", parse(settings.rate_limit_default))
+        self.exchange_keys = Rule("exchange-keys", parse(settings.rate_limit_exchange_keys))
 
     def rule_for(self, method: str, path: str) -> Rule:
-        """The rule of a request: the three auth routes share one per-IP bucket (no hopping)."""
+        """The rule of a request: the three auth routes share one per-IP bucket (no hopping).
+
+        Validating, storing and replacing exchange keys share one per-user bucket the same way.
+        """
         if method == "POST":
             if path in AUTH_PATHS:
                 return self.auth
             if path == BOTS_PATH:
                 return self.bot_create
+            if path.rstrip("/") in (VALIDATE_PATH, CREDENTIALS_PATH):
+                return self.exchange_keys
+        if method == "PUT" and path.startswith(CREDENTIALS_PATH + "/"):
+            return self.exchange_keys
         return self.default
 
 

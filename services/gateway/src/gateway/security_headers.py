@@ -4,12 +4,11 @@ from __future__ import annotations
 
 # A JSON API renders nothing: nothing may load, frame it, or submit to it.
 JSON_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-# The interactive docs page loads Swagger UI from its CDN and starts it with an inline script.
+# The interactive docs page loads Swagger UI from the gateway itself and starts it with an inline script.
 DOCS_CSP = (
     "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
-    "script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'"
+    "script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'"
 )
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 

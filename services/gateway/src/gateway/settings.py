@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from limits import parse
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from common.settings import BusSettings, CacheSettings, JwtSettings
@@ -69,6 +69,8 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     rate_limit_auth: str = "5/minute"
     rate_limit_bot_create: str = "10/hour"
     rate_limit_default: str = "100/minute"
+    # Routes that make the server call an exchange with keys the user sends (validate, store, replace).
+    rate_limit_exchange_keys: str = "5/minute"
     # Bound on one Redis round trip of the request path (rate limit + revocation check).
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     # Per pool (rate limits, revocations): every in-flight request holds a connection of each.
@@ -79,6 +81,11 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     frontend_url: str = "http://localhost:3009"
 
     health_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # GET /health/ready probes at most once per this many seconds; concurrent callers share one probe.
+    health_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Processes the gateway does not route to whose readiness is still the system's (the engine, one entry
+    # per replica): name -> base URL; each must answer 200 on <url>/health/ready.
+    readiness_checks: dict[str, str] = Field(default_factory=dict)
     openapi_cache_seconds: float = Field(default=10.0, ge=0)
     access_log: bool = True
 
@@ -106,16 +113,23 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
             cleaned[_clean_path(prefix.strip())] = service.strip()
         return cleaned
 
-    @field_validator("services")
+    @field_validator("services", "readiness_checks")
     @classmethod
     def _check_services(cls, value: dict[str, str]) -> dict[str, str]:
         cleaned: dict[str, str] = {}
         for name, url in value.items():
             parts = urlsplit(url.strip())
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            if not name.strip() or parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
                 raise ValueError(f"service {name!r}: base URL must be http(s)://host[:port][/path]")
-            cleaned[name] = url.strip().rstrip("/")
+            cleaned[name.strip()] = url.strip().rstrip("/")
         return cleaned
+
+    @model_validator(mode="after")
+    def _distinct_readiness_names(self) -> Self:
+        clash = sorted(set(self.readiness_checks) & set(self.services))
+        if clash:
+            raise ValueError(f"READINESS_CHECKS names routed services (already checked): {clash}")
+        return self
 
     @field_validator("public_paths", mode="before")
     @classmethod
@@ -134,7 +148,9 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
             cleaned.append(f"{method} {_clean_path(path)}".strip())
         return cleaned
 
-    @field_validator("rate_limit_auth", "rate_limit_bot_create", "rate_limit_default")
+    @field_validator(
+        "rate_limit_auth", "rate_limit_bot_create", "rate_limit_default", "rate_limit_exchange_keys"
+    )
     @classmethod
     def _check_limit(cls, value: str) -> str:
         parse(value)  # raises ValueError on "5 per fortnight"

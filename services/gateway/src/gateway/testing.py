@@ -32,6 +32,7 @@ class Upstream:
     name: str
     calls: list[dict[str, Any]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0  # requests held by the `_slow` route right now
     app: FastAPI = field(init=False)
 
     def __post_init__(self) -> None:
@@ -53,7 +54,11 @@ def _upstream_app(upstream: Upstream) -> FastAPI:
     @app.get("/{prefix:path}/_slow")
     async def slow(prefix: str) -> dict[str, str]:
         # Answers only when the test lets it: a hung upstream.
-        await upstream.release.wait()
+        upstream.waiting += 1
+        try:
+            await upstream.release.wait()
+        finally:
+            upstream.waiting -= 1
         return {"prefix": prefix}
 
     @app.get("/{prefix:path}/_stream/{size}")
@@ -111,9 +116,10 @@ async def gateway(
     settings: Settings,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     client_addr: tuple[str, int] = ("203.0.113.7", 40000),
+    probe_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A running gateway app and an HTTP client talking to it in-process from `client_addr`."""
-    app = create_app(settings, transports)
+    app = create_app(settings, transports, probe_transports)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(manager.app, client=client_addr)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:

@@ -4,10 +4,15 @@ The forming candle of a streamed ticker lives in its TickerBook and is updated o
 minutes are appended to a capped Redis list by the price-cache writer. A request needing history the
 cache does not hold (the first request for a ticker, or after a gap in streaming) backfills the list
 from the exchange's 1m OHLCV once.
+
+Whatever `count` asks for, the exchange is asked for a whole window (one full page, or MAX_COUNT when
+more than a page is wanted), which is cached and sliced: a client walking `count=1..1000` costs the
+exchange one or two requests, not a thousand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from decimal import Decimal
@@ -146,6 +151,13 @@ class CandleService:
         self.other_ttl_seconds = other_ttl_seconds
         # The oldest minute from which the cached list is known to hold every minute (per process).
         self._complete_from: dict[tuple[Exchange, str], int] = {}
+        # One exchange fetch at a time per (exchange, ticker, interval): a burst waits for it and slices.
+        self._fetching: dict[tuple[Exchange, str, str], asyncio.Lock] = {}
+
+    def window(self, exchange: Exchange, count: int) -> int:
+        """How many candles to fetch for `count`: one full page, or MAX_COUNT when a page is not enough."""
+        page = self.catalog.ohlcv_page(exchange)
+        return min(page, MAX_COUNT) if count <= page else MAX_COUNT
 
     def mark_gap(self, exchange: Exchange, ticker: str) -> None:
         """Streaming of this ticker stopped or missed trades: the next request backfills."""
@@ -186,7 +198,7 @@ class CandleService:
     async def _backfill(
         self, exchange: Exchange, ticker: str, count: int, current_minute: int, first_needed: int
     ) -> None:
-        limit = min(max(count, 2), self.cache_size, MAX_COUNT)
+        limit = min(max(self.window(exchange, count), 2), self.cache_size)
         fetched = await self.catalog.fetch_ohlcv(exchange, ticker, "1m", limit)
         closed = [ohlcv_row(c) for c in fetched if int(c[0]) < current_minute]
         book = self.conflator.books.get((exchange, ticker))
@@ -215,10 +227,16 @@ class CandleService:
         self._complete_from[(exchange, ticker)] = min(rows[0][0], first_needed) if rows else first_needed
 
     async def _other(self, exchange: Exchange, ticker: str, interval: str, count: int) -> list[Row]:
-        cached = await self.store.read_interval(exchange, ticker, interval, count)
-        if cached is not None:
-            return cached
-        fetched = await self.catalog.fetch_ohlcv(exchange, ticker, interval, count)
-        rows = [ohlcv_row(c) for c in fetched][-count:]
-        await self.store.write_interval(exchange, ticker, interval, count, rows, self.other_ttl_seconds)
-        return rows
+        cached = await self.store.read_interval(exchange, ticker, interval)
+        if cached is not None and cached[0] >= count:
+            return cached[1][-count:]
+        lock = self._fetching.setdefault((exchange, ticker, interval), asyncio.Lock())
+        async with lock:
+            cached = await self.store.read_interval(exchange, ticker, interval)
+            if cached is not None and cached[0] >= count:  # fetched while this request waited
+                return cached[1][-count:]
+            window = max(self.window(exchange, count), cached[0] if cached is not None else 0)
+            fetched = await self.catalog.fetch_ohlcv(exchange, ticker, interval, window)
+            rows = [ohlcv_row(c) for c in fetched][-window:]
+            await self.store.write_interval(exchange, ticker, interval, window, rows, self.other_ttl_seconds)
+        return rows[-count:]

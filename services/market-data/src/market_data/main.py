@@ -23,6 +23,7 @@ from starlette.responses import Response
 from common.bus import Bus
 from common.contracts.market import MARKET_EXCHANGE, PriceTick
 from common.errors import ErrorCode
+from common.exchanges import ExchangeBudget
 from common.exchanges.ids import Exchange
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.security import AuthState, RevocationList, TokenService
@@ -103,7 +104,9 @@ class Runtime:
         self.epoch = uuid.uuid4().hex[:12]
         self.conflator = Conflator(settings.price_tick_ms, self._publish, self.epoch)
         self.writer = PriceWriter(store, self.conflator, settings.price_tick_ms)
-        self.catalog = MarketCatalog(settings, settings.markets_ttl_seconds)
+        self.catalog = MarketCatalog(
+            settings, ExchangeBudget.for_settings(store.cache, settings), settings.markets_ttl_seconds
+        )
         self.backfiller = Backfiller(
             self.catalog, self.conflator, settings.backfill_max_pages, settings.backfill_max_age_seconds
         )

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from common.errors import AppError, ErrorCode
-from common.exchanges import Exchange, call, create_ccxt, quote_currency, to_app_error
+from common.exchanges import Exchange, ExchangeBudget, call, create_ccxt, quote_currency, to_app_error
 from common.exchanges.errors import ExchangeCallError
 from common.exchanges.ids import has_ticker, unified_symbol
 from common.exchanges.settings import ExchangeSettings
@@ -37,11 +37,13 @@ BINANCE_ASSET_NAMES: dict[str, str] = {
 class MarketCatalog:
     """One public ccxt client per exchange, its markets loaded lazily and refreshed after a TTL."""
 
-    def __init__(self, settings: ExchangeSettings, markets_ttl_seconds: float = 3600.0) -> None:
+    def __init__(
+        self, settings: ExchangeSettings, budget: ExchangeBudget, markets_ttl_seconds: float = 3600.0
+    ) -> None:
         self.settings = settings
         self.timeout = settings.exchange_timeout_seconds
         self.markets_ttl = markets_ttl_seconds
-        self.clients: dict[Exchange, Any] = {ex: create_ccxt(ex, settings) for ex in Exchange}
+        self.clients: dict[Exchange, Any] = {ex: create_ccxt(ex, settings, budget=budget) for ex in Exchange}
         self._loaded_at: dict[Exchange, float] = {}
         self._locks = {ex: asyncio.Lock() for ex in Exchange}
         self._tickers: dict[Exchange, tuple[float, list[dict[str, str]]]] = {}
@@ -118,28 +120,36 @@ class MarketCatalog:
         result: dict[str, Any] = await self._call(client.fetch_ticker, symbol)
         return result
 
+    @staticmethod
+    def ohlcv_page(exchange: Exchange) -> int:
+        """The most candles one OHLCV request returns (Upbit 200, Binance 1000)."""
+        return 200 if exchange is Exchange.UPBIT else 1000
+
     async def fetch_ohlcv(
         self, exchange: Exchange, ticker: str, timeframe: str, limit: int
     ) -> list[list[Any]]:
-        """The newest `limit` candles, oldest first (Upbit pages 200 at a time)."""
+        """The newest `limit` candles, oldest first (Upbit pages 200 at a time).
+
+        Pages walk back from the newest one, so a market with less history than `limit` still answers
+        all it has (walking forward from `now - limit` would start before its first candle).
+        """
         client = await self.client(exchange)
         symbol = unified_symbol(client, ticker)
-        page = 200 if exchange is Exchange.UPBIT else 1000
-        if limit <= page:
-            result: list[list[Any]] = await self._call(client.fetch_ohlcv, symbol, timeframe, None, limit)
-            return result
-        seconds = client.parse_timeframe(timeframe)
-        since = client.milliseconds() - (limit - 1) * seconds * 1000
-        since -= since % (seconds * 1000)
-        candles: dict[int, list[Any]] = {}
-        while len(candles) < limit:
-            batch = await self._call(client.fetch_ohlcv, symbol, timeframe, since, page)
-            fresh = [c for c in batch if int(c[0]) >= since and int(c[0]) not in candles]
-            for candle in fresh:
-                candles[int(candle[0])] = candle
-            if len(batch) < page or not fresh:
+        page = self.ohlcv_page(exchange)
+        batch: list[list[Any]] = await self._call(
+            client.fetch_ohlcv, symbol, timeframe, None, min(limit, page)
+        )
+        candles = {int(c[0]): c for c in batch}
+        step = client.parse_timeframe(timeframe) * 1000 * page
+        # A short page means the exchange has nothing older.
+        while len(batch) >= page and len(candles) < limit:
+            oldest = min(candles)
+            # Upbit answers the `page` candles before since + step, Binance those from since on.
+            batch = await self._call(client.fetch_ohlcv, symbol, timeframe, oldest - step, page)
+            older = [c for c in batch if int(c[0]) < oldest]
+            if not older:
                 break
-            since = max(int(c[0]) for c in fresh) + seconds * 1000
+            candles.update((int(c[0]), c) for c in older)
         return [candles[key] for key in sorted(candles)][-limit:]
 
     async def fetch_trades(

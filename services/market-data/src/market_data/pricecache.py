@@ -9,7 +9,8 @@ Keys (under the cache namespace, e.g. `gridbot:`):
 * `candles:1m:<exchange>:<ticker>` list, oldest first, capped at CANDLE_CACHE_SIZE: closed minutes as
   JSON `[startMs, "open", "high", "low", "close", "volume"]`.
 * `candles:1m:<exchange>:<ticker>:current` string: the forming minute, same JSON (expires after 2 min).
-* `candles:<interval>:<exchange>:<ticker>:<count>` string: other intervals, JSON list of rows, short TTL.
+* `candles:<interval>:<exchange>:<ticker>:window` string: other intervals' newest window,
+  `{"window": n, "rows": [...]}`, short TTL; every count up to n is a slice of it.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def current_candle_key(exchange: Exchange | str, ticker: str) -> str:
     return f"candles:1m:{exchange}:{ticker}:current"
 
 
-def interval_key(exchange: Exchange | str, ticker: str, interval: str, count: int) -> str:
-    """Short-lived cache of another interval's candles."""
-    return f"candles:{interval}:{exchange}:{ticker}:{count}"
+def interval_key(exchange: Exchange | str, ticker: str, interval: str) -> str:
+    """Short-lived cache of the newest window of another interval's candles (any count is a slice of it)."""
+    return f"candles:{interval}:{exchange}:{ticker}:window"
 
 
 def book_fields(book: TickerBook, now_ms: int) -> dict[str, str]:
@@ -174,24 +175,30 @@ class PriceStore:
             await cache.push_capped(key, encode_row(row), self.candle_cache_size)
 
     async def read_interval(
-        self, exchange: Exchange, ticker: str, interval: str, count: int
-    ) -> list[Row] | None:
-        """Recently fetched candles of another interval, if still cached."""
-        text = await self.cache.get(interval_key(exchange, ticker, interval, count))
+        self, exchange: Exchange, ticker: str, interval: str
+    ) -> tuple[int, list[Row]] | None:
+        """(window asked of the exchange, its candles) of another interval, if still cached.
+
+        The exchange may have fewer candles than the window asked for: a count up to the window is still
+        answered by the slice, as the exchange would have answered it.
+        """
+        text = await self.cache.get(interval_key(exchange, ticker, interval))
         if not text:
             return None
         try:
-            rows = [tuple(item) for item in orjson.loads(text)]
-        except (orjson.JSONDecodeError, TypeError):
+            value = orjson.loads(text)
+            window = int(value["window"])
+            rows = [(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5])) for r in value["rows"]]
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, IndexError):
             return None
-        return [(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5])) for r in rows]
+        return window, rows
 
     async def write_interval(
-        self, exchange: Exchange, ticker: str, interval: str, count: int, rows: list[Row], ttl: float
+        self, exchange: Exchange, ticker: str, interval: str, window: int, rows: list[Row], ttl: float
     ) -> None:
-        """Keep another interval's candles for a short while."""
-        text = orjson.dumps([list(row) for row in rows]).decode()
-        await self.cache.set(interval_key(exchange, ticker, interval, count), text, ttl)
+        """Keep the newest `window` candles of another interval for a short while."""
+        text = orjson.dumps({"window": window, "rows": [list(row) for row in rows]}).decode()
+        await self.cache.set(interval_key(exchange, ticker, interval), text, ttl)
 
     async def last_seen(self, exchange: Exchange, ticker: str) -> tuple[int | None, int, str] | None:
         """(trade id, trade time ms, price) of the last trade a previous process cached, if any."""

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
+from pydantic import BaseModel, Field
 
-from pydantic import BaseModel
+from common.schemas import Success, WireNumber, WireTime
 
 
 class TickerInfo(BaseModel):
     """One listed market."""
 
-    symbol: str
-    koreanName: str  # noqa: N815 - the public contract is camelCase
-    englishName: str  # noqa: N815
+    symbol: str = Field(examples=["KRW-BTC"])
+    koreanName: str = Field(examples=["비트코인"])  # noqa: N815 - the public contract is camelCase
+    englishName: str = Field(examples=["Bitcoin"])  # noqa: N815
 
 
 class TickerList(BaseModel):
@@ -22,39 +21,25 @@ class TickerList(BaseModel):
     tickers: list[TickerInfo]
 
 
-class TickersResponse(BaseModel):
-    """Envelope of the ticker list."""
-
-    success: bool = True
-    data: TickerList
-
-
 class Price(BaseModel):
     """GET /api/exchange/price/{exchange}/{ticker} data."""
 
-    ticker: str
-    currentPrice: float  # noqa: N815
-    change24h: float | None
-    volume24h: float | None
-    timestamp: datetime | None
-
-
-class PriceResponse(BaseModel):
-    """Envelope of a price."""
-
-    success: bool = True
-    data: Price
+    ticker: str = Field(examples=["KRW-BTC"])
+    currentPrice: WireNumber = Field(examples=[51000000])  # noqa: N815
+    change24h: WireNumber | None = Field(description="Percent, 2 decimals", examples=[1.25])
+    volume24h: WireNumber | None = Field(description="Base volume", examples=[1234.5678])
+    timestamp: WireTime | None
 
 
 class CandleOut(BaseModel):
     """One OHLCV candle (timestamp = the start of its interval)."""
 
-    timestamp: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
+    timestamp: WireTime
+    open: WireNumber
+    high: WireNumber
+    low: WireNumber
+    close: WireNumber
+    volume: WireNumber
 
 
 class CandleList(BaseModel):
@@ -63,8 +48,6 @@ class CandleList(BaseModel):
     candles: list[CandleOut]
 
 
-class CandlesResponse(BaseModel):
-    """Envelope of candles."""
-
-    success: bool = True
-    data: CandleList
+TickersResponse = Success[TickerList]
+PriceResponse = Success[Price]
+CandlesResponse = Success[CandleList]

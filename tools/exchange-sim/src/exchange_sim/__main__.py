@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+from common.logging import quiet_wire_loggers
 from exchange_sim.server import SimServer
 from exchange_sim.settings import SimSettings
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # At SIM_LOG_LEVEL=DEBUG the WebSocket library would print every frame (users' keys and signatures).
+    quiet_wire_loggers()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(SimServer(settings).serve_forever())
 

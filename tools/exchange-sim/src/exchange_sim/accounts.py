@@ -90,6 +90,8 @@ class Account:
     secret_key: str
     created_ms: int
     wallets: dict[Venue, Wallet] = field(default_factory=dict)
+    # Deleted by its owner: the key opens nothing any more, the account's orders live on.
+    revoked: bool = False
     _nonces: deque[str] = field(default_factory=lambda: deque(maxlen=_NONCE_MEMORY))
     _nonce_set: set[str] = field(default_factory=set)
 
@@ -118,7 +120,8 @@ class AccountStore:
 
     def __init__(self) -> None:
         self._accounts: dict[str, Account] = {}
-        self._revoked: set[str] = set()
+        # Moves on every new account (what a saved copy of the simulator watches for).
+        self.version = 0
 
     def create(
         self,
@@ -138,6 +141,7 @@ class AccountStore:
             for asset, amount in balances.items():
                 wallet.get(asset).free = amount
         self._accounts[key] = account
+        self.version += 1
         return account
 
     def get(self, api_key: str) -> Account | None:
@@ -146,7 +150,8 @@ class AccountStore:
 
     def authenticate(self, api_key: str) -> Account | None:
         """The account a key opens: None for an unknown or revoked key."""
-        return None if api_key in self._revoked else self._accounts.get(api_key)
+        account = self._accounts.get(api_key)
+        return None if account is None or account.revoked else account
 
     def revoke(self, api_key: str) -> bool:
         """Refuse the key from now on, as an exchange does with a key its owner deleted; False if unknown.
@@ -154,9 +159,11 @@ class AccountStore:
         The account keeps its balances and resting orders (they still match), like a real account whose
         API key was deleted.
         """
-        if api_key not in self._accounts:
+        account = self._accounts.get(api_key)
+        if account is None:
             return False
-        self._revoked.add(api_key)
+        account.revoked = True
+        self.version += 1
         return True
 
     def all(self) -> list[Account]:

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
+from exchange_sim import persist
 from exchange_sim.binance.rest import binance_routes
 from exchange_sim.binance.ws import binance_ws_routes
 from exchange_sim.control import control_routes
@@ -47,9 +48,16 @@ def create_app(settings: SimSettings | None = None, state: SimState | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        persister = None
+        if sim.settings.state_file is not None:
+            # Before the replay moves a price or a request is served: the saved state is the starting point.
+            persist.load(sim, sim.settings.state_file)
+            persister = persist.Persister(sim, sim.settings.state_file)
         tasks = [asyncio.create_task(sim.replayer.run(), name="exchange-sim-replay")]
         if sim.settings.ticker_interval_ms > 0:
             tasks.append(asyncio.create_task(_flush_tickers(sim), name="exchange-sim-tickers"))
+        if persister is not None:
+            tasks.append(asyncio.create_task(persister.run(), name="exchange-sim-persist"))
         log.info("exchange simulator up (replay %s)", sim.replayer.status())
         try:
             yield
@@ -60,6 +68,8 @@ def create_app(settings: SimSettings | None = None, state: SimState | None = Non
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if persister is not None:
+                await persister.save(force=True)
 
     app = Starlette(
         routes=build_routes(sim),
@@ -68,6 +78,7 @@ def create_app(settings: SimSettings | None = None, state: SimState | None = Non
                 FaultMiddleware,
                 injector=sim.faults,
                 timeout_seconds=sim.settings.fault_timeout_seconds,
+                counter=sim.requests,
             )
         ],
         lifespan=lifespan,

@@ -135,7 +135,9 @@ class ControlApi:
             Route("/step", wrap(self.step), methods=["POST"]),
             Route("/replay", wrap(self.replay), methods=["GET", "PUT"]),
             Route("/orders", wrap(self.orders), methods=["GET"]),
+            Route("/user-streams", wrap(self.user_streams), methods=["GET"]),
             Route("/faults", wrap(self.faults), methods=["GET", "POST", "DELETE"]),
+            Route("/requests", wrap(self.requests), methods=["GET", "DELETE"]),
         ]
 
     def _wrap(self, handler: Callable[[Request], Awaitable[tuple[int, Any]]]) -> Handler:
@@ -194,7 +196,7 @@ class ControlApi:
             raise ControlError(404, "no such account")
         return 200, {
             "apiKey": account.api_key,
-            "revoked": self.state.accounts.authenticate(account.api_key) is None,
+            "revoked": account.revoked,
             "balances": _balances(account),
         }
 
@@ -286,6 +288,17 @@ class ControlApi:
         rows.sort(key=lambda row: (row["createdAt"], row["orderId"]))
         return 200, rows
 
+    async def user_streams(self, request: Request) -> tuple[int, Any]:
+        """GET /_sim/user-streams?apiKey=&exchange=: open private connections per venue and API key."""
+        query = request.query_params
+        venue = _venue(query["exchange"]) if "exchange" in query else None
+        rows = [
+            {"exchange": key_venue, "apiKey": api_key, "connections": count}
+            for (key_venue, api_key), count in sorted(self.state.connections.user_streams().items())
+            if (venue is None or key_venue == venue) and query.get("apiKey") in (None, api_key)
+        ]
+        return 200, rows
+
     async def faults(self, request: Request) -> tuple[int, Any]:
         """POST adds a fault (or drops WebSockets now); GET lists them; DELETE clears them."""
         faults = self.state.faults
@@ -316,6 +329,16 @@ class ControlApi:
             )
         fault = faults.add(cast(HttpFaultKind, kind), count, exchange, prefix)
         return 201, fault.as_json()
+
+    async def requests(self, request: Request) -> tuple[int, Any]:
+        """GET /_sim/requests?exchange=&path_prefix=: exchange requests received; DELETE resets the counts."""
+        counter = self.state.requests
+        if request.method == "DELETE":
+            counter.clear()
+            return 200, counter.view()
+        query = request.query_params
+        venue = _venue(query["exchange"]) if "exchange" in query else None
+        return 200, counter.view(venue, query.get("path_prefix"))
 
 
 def control_routes(state: SimState) -> list[BaseRoute]:

@@ -10,6 +10,7 @@ from typing import Literal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exchange_sim.markets import VENUES, Venue
+from exchange_sim.requests import RequestCounter
 
 HttpFaultKind = Literal["http_500", "http_429", "timeout"]
 HTTP_FAULT_KINDS: tuple[HttpFaultKind, ...] = ("http_500", "http_429", "timeout")
@@ -90,17 +91,26 @@ def split_venue_path(path: str) -> tuple[Venue, str] | None:
 
 
 class FaultMiddleware:
-    """ASGI middleware answering exchange HTTP requests hit by a pending fault."""
+    """ASGI middleware counting exchange HTTP requests and answering those hit by a pending fault."""
 
-    def __init__(self, app: ASGIApp, injector: FaultInjector, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        injector: FaultInjector,
+        timeout_seconds: float,
+        counter: RequestCounter | None = None,
+    ) -> None:
         self.app = app
         self.injector = injector
         self.timeout_seconds = timeout_seconds
+        self.counter = counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on, unless a fault claims it."""
         if scope["type"] == "http":
             split = split_venue_path(scope["path"])
+            if split is not None and self.counter is not None:
+                self.counter.add(split[0], scope["method"], split[1])
             fault = self.injector.take(*split) if split is not None else None
             if fault is not None and split is not None:
                 await self._fail(fault.kind, split[0], receive, send)

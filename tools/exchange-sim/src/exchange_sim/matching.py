@@ -320,10 +320,35 @@ class MatchingEngine:
         self._emit_order(order, execution, None)
         self._emit_balances(order, (order.locked_asset,))
 
+    def counters(self) -> dict[str, int]:
+        """The next order id, the execution counter (moves on every order change) and the book sequence."""
+        return {
+            "nextOrderId": self._next_order_id,
+            "nextExecutionId": self._next_execution_id,
+            "restSeq": self._rest_seq,
+        }
+
+    def restore(self, orders: list[Order], counters: dict[str, int]) -> None:
+        """Take back saved orders (open ones onto the book in their old priority) and the counters."""
+        for order in sorted(orders, key=lambda o: o.order_id):
+            self.orders[order.order_id] = order
+            self.by_uuid[order.uuid] = order
+            if order.client_order_id is not None:
+                self.by_client[(order.api_key, order.client_order_id)] = order
+            if order.is_open and order.price is not None and order.rest_seq:
+                self._book(order)
+        self._next_order_id = max(self._next_order_id, counters["nextOrderId"])
+        self._next_execution_id = max(self._next_execution_id, counters["nextExecutionId"])
+        self._rest_seq = max(self._rest_seq, counters["restSeq"])
+
     def _rest(self, order: Order) -> None:
         assert order.price is not None
         self._rest_seq += 1
         order.rest_seq = self._rest_seq
+        self._book(order)
+
+    def _book(self, order: Order) -> None:
+        assert order.price is not None
         if order.side is Side.BUY:
             insort(self._bids[order.symbol], (-order.price, order.rest_seq, order.order_id))
         else:

@@ -51,6 +51,8 @@ class SimSettings(BaseSettings):
     ws_ping_timeout: float = Field(default=60.0, gt=0)
     # How long a request hit by a "timeout" fault is held before the server gives up on it.
     fault_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Accounts, balances and orders kept here across restarts (persist.py); None keeps them in memory only.
+    state_file: Path | None = None
 
     @field_validator("replay_speed")
     @classmethod

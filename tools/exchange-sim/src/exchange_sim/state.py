@@ -13,6 +13,7 @@ from exchange_sim.markets import Venue, default_markets
 from exchange_sim.matching import Fees, MatchingEngine
 from exchange_sim.prices import Candle, PriceFeed, load_candles_csv
 from exchange_sim.replay import Replayer
+from exchange_sim.requests import RequestCounter
 from exchange_sim.settings import SimSettings
 from exchange_sim.wsconn import ConnectionRegistry
 
@@ -36,6 +37,7 @@ class SimState:
     replayer: Replayer
     faults: FaultInjector = field(default_factory=FaultInjector)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    requests: RequestCounter = field(default_factory=RequestCounter)
     started_ms: int = field(default_factory=now_ms)
 
     @classmethod

@@ -39,6 +39,8 @@ class WsSession:
         self.closing = False
         # What this connection is subscribed to, e.g. "binance:btcusdt@trade" (shown by /_sim/health).
         self.topics: set[str] = set()
+        # API keys whose private (user data) events this connection receives (shown by /_sim/user-streams).
+        self.user_keys: set[str] = set()
 
     def send(self, frame: str | bytes) -> None:
         """Queue a text (str) or binary (bytes) frame; a client too far behind is dropped."""
@@ -124,6 +126,14 @@ class ConnectionRegistry:
     def count(self) -> int:
         """How many sessions are open."""
         return len(self._sessions)
+
+    def user_streams(self) -> dict[tuple[Venue, str], int]:
+        """How many open sessions receive each (venue, API key)'s private events."""
+        counts: dict[tuple[Venue, str], int] = {}
+        for session in self._sessions:
+            for api_key in session.user_keys:
+                counts[(session.venue, api_key)] = counts.get((session.venue, api_key), 0) + 1
+        return counts
 
     def topics(self) -> dict[str, int]:
         """How many open sessions subscribe to each topic."""

@@ -41,6 +41,8 @@ def apply_defaults(db_path: Path, sim_url: str) -> None:
     os.environ.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{db_path}")
     # Services reach each other by name; in-process ASGI transports stand in for these URLs.
     os.environ.setdefault("SERVICES", json.dumps({name: internal_url(name) for name in UPSTREAMS}))
+    # Not routed, but the gateway's readiness covers it (reached through its in-process transport).
+    os.environ.setdefault("READINESS_CHECKS", json.dumps({"engine": internal_url("engine")}))
     os.environ.setdefault("CREDENTIALS_URL", internal_url("credentials"))
     os.environ.setdefault("BOTS_URL", internal_url("bots"))
 
@@ -51,6 +53,7 @@ def internal_url(name: str) -> str:
 
 
 UPSTREAMS = ("auth", "credentials", "bots", "market-data")
+SIM_STATE_FILE = "exchange-sim.json"
 
 
 async def serve(host: str, port: int, db_path: Path) -> None:
@@ -73,6 +76,9 @@ async def serve(host: str, port: int, db_path: Path) -> None:
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
     sim_settings = SimSettings()
+    if sim_settings.state_file is None:
+        # The simulator's accounts and orders live beside the database: a restart resumes both together.
+        sim_settings = sim_settings.model_copy(update={"state_file": db_path.parent / SIM_STATE_FILE})
     apply_defaults(db_path, f"http://127.0.0.1:{sim_settings.port}")
     await asyncio.to_thread(migrate_all, os.environ["DATABASE_URL"])
 
@@ -84,12 +90,15 @@ async def serve(host: str, port: int, db_path: Path) -> None:
         "bots": bots_app,
         "market-data": create_market_data(MarketDataSettings(), bots_transport=_transport(bots_app)),
     }
+    # Not behind the gateway: the engine has no public routes, only its health (in the gateway's readiness).
+    engine_app = create_engine(EngineSettings(), credentials_transport=_transport(credentials_app))
     gateway_settings = GatewaySettings(port=port, host=host)
     gateway_app = create_gateway(
-        gateway_settings, transports={name: _transport(app) for name, app in apps.items()}
+        gateway_settings,
+        transports={name: _transport(app) for name, app in apps.items()},
+        probe_transports={"engine": _transport(engine_app)},
     )
-    # Not behind the gateway: the engine has no public routes, only its health.
-    apps["engine"] = create_engine(EngineSettings(), credentials_transport=_transport(credentials_app))
+    apps["engine"] = engine_app
     async with AsyncExitStack() as stack:
         # The exchanges of this mode: the simulator, a server inside this process on SIM_PORT (8900).
         sim = await serve_in_background(sim_settings)
@@ -108,10 +117,11 @@ async def serve(host: str, port: int, db_path: Path) -> None:
         )
         server = uvicorn.Server(config)
         log.info(
-            "gridbot (embedded) on http://localhost:%s/api — database %s, exchange simulator %s",
+            "gridbot (embedded) on http://localhost:%s/api — database %s, exchange simulator %s (state %s)",
             port,
             db_path,
             sim.url,
+            sim_settings.state_file,
         )
         await server.serve()
 

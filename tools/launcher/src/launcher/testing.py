@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from common.testing.infra import free_port
+from launcher.dev import wait_healthy
 
 # Polls go through the gateway and count against the user's 100 requests a minute: one request a second
 # stays within it however long a wait runs, and leaves room for the test's own requests. A poll that makes
@@ -25,6 +32,51 @@ class System:
 
     gateway: str
     sim: str
+
+
+# What the embedded process must not inherit from the test run: it brings its own of each.
+_OWN_ENV = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RABBITMQ_URL",
+    "SERVICES",
+    "READINESS_CHECKS",
+    "CREDENTIALS_URL",
+    "BOTS_URL",
+)
+
+
+@contextmanager
+def embedded(workdir: Path, root: Path, **env: str) -> Iterator[System]:
+    """`make run`'s one process (scratch SQLite in `workdir`, free ports), `env` added; stopped on exit."""
+    port, sim_port = free_port(), free_port()
+    child_env = {k: v for k, v in os.environ.items() if k not in _OWN_ENV}
+    child_env.update(PORT=str(port), SIM_PORT=str(sim_port), GRIDBOT_DB_PATH=str(workdir / "gridbot.db"))
+    child_env.update(env)
+    log = workdir / "embedded.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "launcher.embedded"],
+            cwd=root,
+            env=child_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_healthy(
+                f"http://127.0.0.1:{port}/health",
+                proc,
+                # Generous: a loaded machine can take long to import, migrate and start everything.
+                timeout=120,
+                describe=lambda: log.read_text(errors="replace")[-4000:],
+            )
+            yield System(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 async def register(client: httpx.AsyncClient) -> dict[str, str]:

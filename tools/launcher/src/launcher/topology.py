@@ -34,6 +34,8 @@ class ServiceSpec:
     settings: str  # "package.settings:Settings", the class whose fields are the env vars it reads
     migrate_module: str | None = None
     upstream: bool = True  # reached by the gateway
+    # Not routed, but part of the gateway's GET /health/ready (READINESS_CHECKS), e.g. the engine.
+    readiness_checked: bool = False
     uses_cache: bool = True
     uses_db: bool = False  # reads/writes another service's schema (migrations are that service's)
     uses_bus: bool = False
@@ -96,6 +98,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         3004,
         "engine.settings:Settings",
         upstream=False,
+        readiness_checked=True,
         uses_db=True,
         uses_bus=True,
         uses_exchanges=True,
@@ -157,6 +160,9 @@ def service_env(
     if spec.name == "gateway":
         env["SERVICES"] = json.dumps(
             {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.upstream}
+        )
+        env["READINESS_CHECKS"] = json.dumps(
+            {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.readiness_checked}
         )
     env.update(spec.extra_env)
     return env

@@ -7,7 +7,7 @@ exact decimal strings — a JSON float would round them — integers as JSON num
 
 * `{"type": "trade", "botId", "trade": {...}}` — a trade as `GET /bots/:id/trades` shows it;
 * `{"type": "grid_level", "botId", "level": {...}}` — a level as `GET /bots/:id/grid-levels` shows it;
-* `{"type": "bot_status", "botId", "status", "errorMessage"?}`;
+* `{"type": "bot_status", "botId", "status", "errorMessage"?, "stopReason"?}` (why it stopped, once not running);
 * `{"type": "bot_stats", "botId", "currentProfit", "profitPercent", "totalTrades", "lastExecutedAt"}`.
 
 The gateway binds `user.*.events` on one transient queue per replica and fans each message out to that

@@ -1,8 +1,10 @@
 """The exchange adapter shared by market-data, credentials and the engine: ids, settings, ccxt, errors."""
 
+from common.exchanges.budget import ExchangeBudget
 from common.exchanges.ccxt_client import ccxt_config, ccxt_overrides, create_ccxt
 from common.exchanges.errors import (
     ErrorKind,
+    ExchangeBudgetExhaustedError,
     ExchangeCallError,
     PermanentExchangeError,
     TransientExchangeError,
@@ -23,6 +25,8 @@ from common.exchanges.settings import ExchangeSettings, sim_exchange_env
 __all__ = [
     "ErrorKind",
     "Exchange",
+    "ExchangeBudget",
+    "ExchangeBudgetExhaustedError",
     "ExchangeCallError",
     "ExchangeSettings",
     "PermanentExchangeError",

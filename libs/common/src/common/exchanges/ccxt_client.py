@@ -1,4 +1,4 @@
-"""ccxt clients (async) configured from ExchangeSettings: rate limiting, timeouts, and URL overrides.
+"""ccxt clients (async) configured from ExchangeSettings: the shared call budget, timeouts, URL overrides.
 
 When an exchange's REST URL is not the real one (the simulator, a proxy), every REST base URL of the ccxt
 client is moved onto it, keeping each URL's path, so that no call can leave for the real exchange. Binance
@@ -14,12 +14,13 @@ import functools
 from typing import Any
 from urllib.parse import urlsplit
 
+from common.exchanges.budget import ExchangeBudget, account_id, charges
 from common.exchanges.ids import Exchange
 from common.exchanges.settings import ExchangeSettings
-from common.logging import quiet_ccxt
+from common.logging import quiet_wire_loggers
 
-# Whatever the process's logging setup, ccxt's DEBUG lines (keys, signatures) stay off.
-quiet_ccxt()
+# Whatever the process's logging setup, ccxt's and websockets' DEBUG lines (keys, signatures) stay off.
+quiet_wire_loggers()
 
 # Without these, load_markets/fetch_balance reach sapi/fapi/dapi endpoints that a spot bot never needs
 # (and that need keys or another host).
@@ -135,15 +136,45 @@ def ccxt_config(
     return config
 
 
+@functools.lru_cache(maxsize=4)
+def _budgeted_class(exchange: Exchange) -> Any:
+    """ccxt's async client class of `exchange`, every REST call of which is charged to a budget first."""
+    import ccxt.async_support as ccxt_async
+
+    base: Any = getattr(ccxt_async, exchange.value)
+
+    async def fetch2(
+        self: Any,
+        path: str,
+        api: Any = "public",
+        method: str = "GET",
+        params: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> Any:
+        params, config = params if params is not None else {}, config if config is not None else {}
+        cost = self.calculate_rate_limiter_cost(api, method, path, params, config)
+        await self.gridbot_budget.spend(
+            exchange, charges(exchange, api, method, path, cost), self.gridbot_account
+        )
+        return await base.fetch2(self, path, api, method, params, config)
+
+    return type(f"Budgeted{base.__name__}", (base,), {"fetch2": fetch2})
+
+
 def create_ccxt(
     exchange: Exchange,
     settings: ExchangeSettings,
     *,
+    budget: ExchangeBudget,
     api_key: str | None = None,
     secret: str | None = None,
 ) -> Any:
-    """A `ccxt.async_support` client for `exchange` (close it with `await client.close()`)."""
-    import ccxt.async_support as ccxt_async
+    """A `ccxt.async_support` client for `exchange` whose every call is charged to `budget` first.
 
+    Close it with `await client.close()`.
+    """
     config = ccxt_config(exchange, settings, api_key=api_key, secret=secret)
-    return getattr(ccxt_async, exchange.value)(config)
+    client = _budgeted_class(exchange)(config)
+    client.gridbot_budget = budget
+    client.gridbot_account = account_id(api_key)
+    return client

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,19 @@ class ExchangeCallError(Exception):
 
 class TransientExchangeError(ExchangeCallError):
     """Network trouble, timeouts, rate limits, 5xx, maintenance: worth retrying with backoff."""
+
+
+class ExchangeBudgetExhaustedError(TransientExchangeError):
+    """Our shared budget of calls to an exchange is spent for longer than the caller may wait (budget.py)."""
+
+    def __init__(self, exchange: str, bucket: str, retry_after: float) -> None:
+        super().__init__(
+            f"{exchange} call budget ({bucket}) exhausted for {retry_after:.1f}s",
+            exchange=exchange,
+            source="ExchangeBudgetExhaustedError",
+        )
+        self.bucket = bucket
+        self.retry_after = retry_after
 
 
 class PermanentExchangeError(ExchangeCallError):
@@ -199,6 +213,11 @@ def to_app_error(exc: BaseException) -> AppError:
     details: dict[str, Any] = {}
     if error.exchange:
         details["exchange"] = error.exchange
+    if isinstance(error, ExchangeBudgetExhaustedError):
+        # Our own budget of calls to the exchange is spent: try again later.
+        details["reason"] = "exchange_budget"
+        seconds = str(max(1, math.ceil(error.retry_after)))
+        return AppError(ErrorCode.SERVICE_UNAVAILABLE, details, headers={"Retry-After": seconds})
     if not isinstance(error, PermanentExchangeError):
         return AppError(ErrorCode.EXCHANGE_API_ERROR, details)
     details["kind"] = error.kind.value
@@ -245,7 +264,9 @@ async def call(
                 return await fn(*args, **kw)
             except Exception as exc:
                 error = classify(exc)
-                if isinstance(error, PermanentExchangeError) or attempt == attempts:
+                # The budget already waited as long as a caller may: retrying at once only spends more.
+                spent = isinstance(error, ExchangeBudgetExhaustedError)
+                if isinstance(error, PermanentExchangeError) or spent or attempt == attempts:
                     raise error from exc
                 delay = backoff(attempt, base_delay, max_delay)
                 log.info(

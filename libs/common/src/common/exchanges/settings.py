@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.exchanges.ids import Exchange
 from common.settings import ServiceSettings
@@ -52,6 +52,24 @@ class ExchangeSettings(ServiceSettings):
     binance_ws_url: str = DEFAULT_URLS["binance_ws_url"]
     binance_ws_api_url: str = DEFAULT_URLS["binance_ws_api_url"]
     exchange_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    # How long a call may wait for room in the shared exchange call budget before failing (budget.py).
+    exchange_budget_wait_seconds: float = Field(default=3.0, ge=0, le=120)
+    # Other limits per window for the budget's buckets, {"<exchange>.<bucket>": units}, e.g.
+    # {"binance.weight": 1500} when this IP is shared with another system (or tests want small ones).
+    exchange_budget_limits: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("exchange_budget_limits")
+    @classmethod
+    def _known_buckets(cls, value: dict[str, int]) -> dict[str, int]:
+        from common.exchanges.budget import BUCKETS
+
+        known = {f"{exchange.value}.{bucket.name}" for exchange, found in BUCKETS.items() for bucket in found}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown budget buckets {unknown}; known: {sorted(known)}")
+        if any(limit < 1 for limit in value.values()):
+            raise ValueError("budget limits must be >= 1")
+        return value
 
     @model_validator(mode="after")
     def _refuse_plaintext_exchanges(self) -> Self:

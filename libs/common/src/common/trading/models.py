@@ -13,7 +13,9 @@ setting `stop_command_id` (status unchanged: orders may still rest on the exchan
 `bot.stop` with that id. The engine cancels every open order of the bot, then in one transaction, only
 where `stop_command_id` still equals the command's id, sets `status` to the command's `status` (`stopped`,
 or `error` when the command says so), clears `error_message`/`error_code` when that status is `stopped`,
-and enqueues `bot.stopped`. `bot.start` clears `stop_command_id`.
+and enqueues `bot.stopped`. `bot.start` clears `stop_command_id`. Whoever writes a `stopped`/`error` status
+writes its `stop_reason` with it (engine: user, stopAtMax, credentialRemoved, error; bots service: error);
+a start clears it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ class BotStatus(StrEnum):
 
     RUNNING = "running"
     STOPPED = "stopped"
+    ERROR = "error"
+
+
+class StopReason(StrEnum):
+    """Why a bot is not running (API.md "Grid options": `stopReason`); NULL while it runs or never ran."""
+
+    USER = "user"
+    STOP_AT_MAX = "stopAtMax"
+    TAKE_PROFIT = "takeProfit"
+    STOP_LOSS = "stopLoss"
+    CREDENTIAL_REMOVED = "credentialRemoved"
     ERROR = "error"
 
 
@@ -113,6 +126,7 @@ class Bot(Base):
         Index("ix_bots_user_id_status", "user_id", "status"),
         Index("ix_bots_exchange_ticker_status", "exchange", "ticker", "status"),
         _one_of("status", BotStatus),
+        _one_of("stop_reason", StopReason),
         _one_of("mode", BotMode),
         _one_of("grid_type", GridType),
         CheckConstraint("grid_count >= 1", name="grid_count"),
@@ -135,6 +149,8 @@ class Bot(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Set with error_message when the bots service knows the cause, so the API can show it in ko or en.
     error_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Why the bot stopped (StopReason), written with the stopped/error status; cleared by a start.
+    stop_reason: Mapped[str | None] = mapped_column(String(24), nullable=True)
     # The pending stop (its command id): set when a stop is requested, cleared by a start.
     stop_command_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     stop_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -7,6 +7,7 @@ model the latter two share. State is plain data (`GridBot.snapshot()` / `GridBot
 from engine.core.codec import command_from_dict, command_to_dict, event_from_dict, event_to_dict
 from engine.core.commands import CancelOrder, Command, PlaceOrder, RecordTrade, SetStatus, SlotChanged
 from engine.core.events import (
+    Abandon,
     ConfigChanged,
     Event,
     OrderCanceled,
@@ -20,10 +21,21 @@ from engine.core.ids import bot_prefix, client_order_id, parse_client_order_id
 from engine.core.invariants import violations
 from engine.core.machine import MONEY_QUANTUM, GridBot, Watch
 from engine.core.paper import PaperStep, apply, paper_fill, simulate_tick, tick_path
-from engine.core.state import GridConfig, GridState, OpenOrder, Phase, Side, Slot, SlotState, Status
+from engine.core.state import (
+    GridConfig,
+    GridState,
+    OpenOrder,
+    Phase,
+    Side,
+    Slot,
+    SlotState,
+    Status,
+    StopReason,
+)
 
 __all__ = [
     "MONEY_QUANTUM",
+    "Abandon",
     "CancelOrder",
     "Command",
     "ConfigChanged",
@@ -47,6 +59,7 @@ __all__ = [
     "Start",
     "Status",
     "Stop",
+    "StopReason",
     "Tick",
     "Watch",
     "apply",

@@ -19,6 +19,7 @@ _EVENTS: dict[str, type[Any]] = {
         events.OrderCanceled,
         events.OrderRejected,
         events.Stop,
+        events.Abandon,
         events.ConfigChanged,
     )
 }

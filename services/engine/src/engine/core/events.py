@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from engine.core.state import StopReason
+
 
 def _positive(name: str, value: Decimal) -> None:
     if not value.is_finite() or value <= 0:
@@ -79,9 +81,22 @@ class OrderRejected:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Cancel every open order and stop; with `error_message`, end in status error (a stop-with-error)."""
+    """Cancel every open order and stop; with `error_message`, end in status error (a stop-with-error).
+
+    `reason` says why (default: the user asked); a stop with an error message is always `error`.
+    """
 
     error_message: str | None = None
+    reason: StopReason = StopReason.USER
+
+
+@dataclass(frozen=True, slots=True)
+class Abandon:
+    """The exchange can no longer be reached about a halting bot's open orders (its keys are gone).
+
+    The core forgets them (they may still rest at the exchange; the driver tells the user which) and the
+    halt ends. Ignored unless the bot is halting: a running bot is stopped first.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,4 +111,4 @@ class ConfigChanged:
             _positive("order_amount", self.order_amount)
 
 
-Event = Start | Tick | OrderFilled | OrderCanceled | OrderRejected | Stop | ConfigChanged
+Event = Start | Tick | OrderFilled | OrderCanceled | OrderRejected | Stop | Abandon | ConfigChanged

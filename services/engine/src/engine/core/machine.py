@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.core.commands import CancelOrder, Command, PlaceOrder, RecordTrade, SetStatus, SlotChanged
 from engine.core.events import (
+    Abandon,
     ConfigChanged,
     Event,
     OrderCanceled,
@@ -30,7 +31,18 @@ from engine.core.events import (
     Tick,
 )
 from engine.core.ids import bot_prefix, client_order_id
-from engine.core.state import ZERO, GridConfig, GridState, OpenOrder, Phase, Side, Slot, SlotState, Status
+from engine.core.state import (
+    ZERO,
+    GridConfig,
+    GridState,
+    OpenOrder,
+    Phase,
+    Side,
+    Slot,
+    SlotState,
+    Status,
+    StopReason,
+)
 
 _CTX = Context(prec=40, traps=[InvalidOperation, DivisionByZero, Overflow])
 # Money columns are NUMERIC(38, 18): a cost share (the one inexact division) is rounded to 18 decimals so
@@ -164,6 +176,8 @@ class GridBot:
                 self._on_start(event, out)
             elif isinstance(event, Stop):
                 self._on_stop(event, out)
+            elif isinstance(event, Abandon):
+                self._on_abandon(out)
             elif isinstance(event, ConfigChanged):
                 self._on_config(event, out)
             else:  # pragma: no cover - the Event union is closed
@@ -178,11 +192,11 @@ class GridBot:
             return
         state.epoch += 1
         state.phase, state.status, state.error_message = Phase.RUNNING, Status.RUNNING, None
-        state.halt_status = Status.STOPPED
+        state.halt_status, state.stop_reason = Status.STOPPED, None
         state.last_price = event.price
         out.append(SetStatus(Status.RUNNING))
         if state.stop_at_max and event.price >= self._config.upper_price:
-            self._halt(Status.STOPPED, None, out)
+            self._halt(Status.STOPPED, None, StopReason.STOP_AT_MAX, out)
             return
         for slot in state.slots:
             slot.blocked = None
@@ -194,7 +208,7 @@ class GridBot:
         if state.phase is not Phase.RUNNING:
             return
         if state.stop_at_max and tick.high >= self._config.upper_price:
-            self._halt(Status.STOPPED, None, out)
+            self._halt(Status.STOPPED, None, StopReason.STOP_AT_MAX, out)
             return
         # Idle slots are sorted by level, so the ones the high passed are a prefix: O(log n + armed).
         end = bisect_left(self._idle, tick.high, key=self._levels.__getitem__)
@@ -311,17 +325,30 @@ class GridBot:
     def _on_stop(self, event: Stop, out: list[Command]) -> None:
         state = self.state
         target = Status.ERROR if event.error_message else Status.STOPPED
+        reason = StopReason.ERROR if event.error_message else event.reason
         if state.phase is Phase.RUNNING:
-            self._halt(target, event.error_message, out)
+            self._halt(target, event.error_message, reason, out)
         elif state.phase is Phase.HALTING:
             state.halt_status = target
             if target is Status.ERROR:
                 state.error_message = event.error_message
+            # The halt under way keeps its cause, unless this stop turns it into an error.
+            if target is Status.ERROR or state.stop_reason is None:
+                state.stop_reason = reason
         else:
             # Already at rest: confirm at once (the driver's stop handshake waits for a SetStatus).
-            state.status = target
+            state.status, state.stop_reason = target, reason
             state.error_message = event.error_message if target is Status.ERROR else None
             out.append(SetStatus(state.status, state.error_message))
+
+    def _on_abandon(self, out: list[Command]) -> None:
+        if self.state.phase is not Phase.HALTING:
+            return
+        for slot in self.state.slots:
+            if slot.order is not None:
+                self._close(slot)
+                self._set_idle(slot, None, out, armable=False)
+        self._finish_halt(out)
 
     def _on_config(self, event: ConfigChanged, out: list[Command]) -> None:
         state = self.state
@@ -393,10 +420,12 @@ class GridBot:
                 self._idle.insert(position, slot.index)
         out.append(SlotChanged(slot.index, SlotState.IDLE, reason=reason))
 
-    def _halt(self, target: Status, error_message: str | None, out: list[Command]) -> None:
+    def _halt(
+        self, target: Status, error_message: str | None, reason: StopReason, out: list[Command]
+    ) -> None:
         """Cancel every open order; the bot reaches `target` once each is confirmed closed."""
         state = self.state
-        state.phase, state.halt_status = Phase.HALTING, target
+        state.phase, state.halt_status, state.stop_reason = Phase.HALTING, target, reason
         if target is Status.ERROR:
             state.error_message = error_message
         self._idle.clear()
@@ -421,5 +450,6 @@ class GridBot:
         if state.phase is not Phase.RUNNING:
             return
         state.status, state.error_message = Status.ERROR, message
+        state.stop_reason = StopReason.ERROR
         out.append(SetStatus(Status.ERROR, message))
-        self._halt(Status.ERROR, message, out)
+        self._halt(Status.ERROR, message, StopReason.ERROR, out)

@@ -41,6 +41,15 @@ class Status(StrEnum):
     ERROR = "error"
 
 
+class StopReason(StrEnum):
+    """Why a bot halted (API.md `stopReason`)."""
+
+    USER = "user"
+    STOP_AT_MAX = "stopAtMax"
+    CREDENTIAL_REMOVED = "credentialRemoved"
+    ERROR = "error"
+
+
 class Phase(StrEnum):
     """Where the machine is: trading, waiting for cancel confirmations, or at rest (no open orders)."""
 
@@ -200,6 +209,8 @@ class GridState:
     # The status a halt in progress ends in (a stop: stopped; an error or a stop-with-error: error).
     halt_status: Status = Status.STOPPED
     error_message: str | None = None
+    # Why the last (or current) halt happened; None while running and before the first halt.
+    stop_reason: StopReason | None = None
     # Bumped by every Start; part of every client order id, so a state rebuilt with a higher epoch
     # (e.g. after a grid change) can never reuse an id of an earlier run.
     epoch: int = 0
@@ -229,6 +240,7 @@ class GridState:
             "phase": self.phase.value,
             "halt_status": self.halt_status.value,
             "error_message": self.error_message,
+            "stop_reason": None if self.stop_reason is None else self.stop_reason.value,
             "epoch": self.epoch,
             "last_price": None if self.last_price is None else _text(self.last_price),
             "realized_profit": _text(self.realized_profit),
@@ -254,6 +266,8 @@ class GridState:
             phase=Phase(data["phase"]),
             halt_status=Status(data["halt_status"]),
             error_message=data.get("error_message"),
+            # Absent from snapshots written before stop reasons existed.
+            stop_reason=None if data.get("stop_reason") is None else StopReason(data["stop_reason"]),
             epoch=int(data["epoch"]),
             last_price=None if last is None else Decimal(last),
             realized_profit=Decimal(data["realized_profit"]),

@@ -24,6 +24,7 @@ import httpx
 from common.exchanges import (
     ErrorKind,
     Exchange,
+    ExchangeBudget,
     PermanentExchangeError,
     TransientExchangeError,
     call,
@@ -79,6 +80,11 @@ def park_hook(settings: Settings) -> Fault | None:
     return park
 
 
+def client_key(handle: BotHandle) -> ClientKey:
+    """Whose keys on which exchange the bot trades with."""
+    return (str(handle.row.user_id), Exchange(handle.row.exchange))
+
+
 def rejection_reason(error: PermanentExchangeError) -> str:
     """A clear, key-free errorMessage cause for a permanent refusal."""
     if error.kind is ErrorKind.INSUFFICIENT_FUNDS:
@@ -102,11 +108,13 @@ class LiveBroker:
         shard_for: Callable[[uuid.UUID], Shard],
         fills: FillConsumer,
         metrics: Metrics,
+        budget: ExchangeBudget,
         *,
         credentials_transport: httpx.AsyncBaseTransport | None = None,
         publish: Publish | None = None,
     ) -> None:
         self.settings = settings
+        self.budget = budget
         self.registry = registry
         self._shard_for = shard_for
         self._fills = fills
@@ -171,7 +179,7 @@ class LiveBroker:
 
     async def client(self, handle: BotHandle) -> ExchangeClient:
         """The user's client for the bot's exchange (keys fetched from the credentials service once)."""
-        key = (str(handle.row.user_id), Exchange(handle.row.exchange))
+        key = client_key(handle)
         client = self._clients.get(key)
         if client is not None:
             return client
@@ -180,7 +188,7 @@ class LiveBroker:
             client = self._clients.get(key)
             if client is None:
                 keys = await self._credentials.keys(key[0], key[1])
-                client = ExchangeClient(key[1], self.settings, keys)
+                client = ExchangeClient(key[1], self.settings, keys, self.budget)
                 self._clients[key] = client
                 if self.settings.private_streams:
                     stream = PrivateStream(
@@ -197,24 +205,38 @@ class LiveBroker:
 
     async def forget_client(self, handle: BotHandle) -> None:
         """Drop a user's client (its keys were refused): the next call fetches the keys again."""
-        key = (str(handle.row.user_id), Exchange(handle.row.exchange))
-        client = self._clients.pop(key, None)
-        stream = self.streams.pop(key, None)
+        await self.drop_client(client_key(handle))
+
+    def held_client(self, key: ClientKey) -> ExchangeClient | None:
+        """The client this engine holds for a user and exchange, if any (never fetches keys)."""
+        return self._clients.get(key)
+
+    async def drop_client(self, key: ClientKey) -> None:
+        """Close a user's client and private stream: the next call fetches the keys again (new client)."""
+        # Under the key's lock: a client being built from keys fetched before the change is dropped too.
+        async with self._client_locks.setdefault(key, asyncio.Lock()):
+            client = self._clients.pop(key, None)
+            stream = self.streams.pop(key, None)
         if stream is not None:
             await stream.close()
         if client is not None:
             await client.close()
 
+    async def fresh_client(self, key: ClientKey) -> ExchangeClient:
+        """A client on the keys the credentials service holds now (not cached; the caller closes it)."""
+        keys = await self._credentials.keys(key[0], key[1])
+        return ExchangeClient(key[1], self.settings, keys, self.budget)
+
     def stream_up(self, handle: BotHandle) -> bool:
         """True when the user's private stream for the bot's exchange is connected."""
-        stream = self.streams.get((str(handle.row.user_id), Exchange(handle.row.exchange)))
+        stream = self.streams.get(client_key(handle))
         return stream is not None and stream.connected
 
     async def public_price(self, exchange: Exchange, ticker: str) -> Decimal | None:
         """The exchange's last price (public endpoint, no keys)."""
         client = self._public.get(exchange)
         if client is None:
-            client = self._public[exchange] = create_ccxt(exchange, self.settings)
+            client = self._public[exchange] = create_ccxt(exchange, self.settings, budget=self.budget)
         return await call(public_price, client, exchange, ticker, attempts=2, total_timeout=10)
 
     def lock(self, cid: str) -> asyncio.Lock:
@@ -331,15 +353,15 @@ class LiveBroker:
 
     # --- canceling and checking --------------------------------------------------------------------------------
 
-    async def cancel(self, bot_id: uuid.UUID, cid: str) -> None:
-        """Cancel an order at the exchange, then fold its fills and close it in the core."""
+    async def cancel(self, bot_id: uuid.UUID, cid: str, *, client: ExchangeClient | None = None) -> None:
+        """Cancel an order at the exchange (with `client` when given), then fold its fills and close it."""
         async with self.lock(cid):
             handle = self.registry.handles.get(bot_id)
             ref = handle.orders.get(cid) if handle is not None else None
             if handle is None or ref is None or handle.core.open_order(cid) is None:
                 return
             if ref.status != "new" or ref.exchange_order_id is not None:
-                client = await self.client(handle)
+                client = client or await self.client(handle)
                 self._metrics.exchange_calls += 1
                 await call(
                     client.cancel,
@@ -348,21 +370,23 @@ class LiveBroker:
                     ref.exchange_order_id,
                     attempts=self.settings.exchange_attempts,
                 )
-            await self._check_locked(bot_id, cid, closing=True)
+            await self._check_locked(bot_id, cid, closing=True, client=client)
 
     async def check(self, bot_id: uuid.UUID, cid: str) -> None:
         """Ask the exchange about one order and bring the core in line with it."""
         async with self.lock(cid):
             await self._check_locked(bot_id, cid)
 
-    async def _check_locked(self, bot_id: uuid.UUID, cid: str, *, closing: bool = False) -> None:
+    async def _check_locked(
+        self, bot_id: uuid.UUID, cid: str, *, closing: bool = False, client: ExchangeClient | None = None
+    ) -> None:
         for poll in range(_CLOSE_POLLS if closing else 1):
             handle = self.registry.handles.get(bot_id)
             found = handle.core.open_order(cid) if handle is not None else None
             ref = handle.orders.get(cid) if handle is not None else None
             if handle is None or found is None or ref is None:
                 return
-            client = await self.client(handle)
+            client = client or await self.client(handle)
             self._metrics.exchange_calls += 1
             ex = await call(
                 client.fetch,
@@ -458,7 +482,7 @@ class LiveBroker:
     async def _stream_connected(self, key: ClientKey) -> None:
         # Whatever happened while the stream was down is found by asking the exchange.
         for handle in list(self.registry.handles.values()):
-            if not handle.is_paper and (str(handle.row.user_id), Exchange(handle.row.exchange)) == key:
+            if not handle.is_paper and client_key(handle) == key:
                 self.spawn(self.reconciler.reconcile(handle.id), f"reconcile:{handle.id}")
 
     async def reconcile_all(self) -> None:

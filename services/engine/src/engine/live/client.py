@@ -16,6 +16,7 @@ from typing import Any
 from common.exchanges import (
     ErrorKind,
     Exchange,
+    ExchangeBudget,
     ExchangeSettings,
     PermanentExchangeError,
     classify,
@@ -91,11 +92,15 @@ def _not_found(exc: Exception) -> bool:
 class ExchangeClient:
     """A ccxt client holding one user's keys for one exchange (raises ccxt errors; callers classify)."""
 
-    def __init__(self, exchange: Exchange, settings: ExchangeSettings, keys: Keys) -> None:
+    def __init__(
+        self, exchange: Exchange, settings: ExchangeSettings, keys: Keys, budget: ExchangeBudget
+    ) -> None:
         self.exchange = exchange
         self.api_key = keys.api_key
         self.secret = keys.secret
-        self._ccxt: Any = create_ccxt(exchange, settings, api_key=keys.api_key, secret=keys.secret)
+        self._ccxt: Any = create_ccxt(
+            exchange, settings, budget=budget, api_key=keys.api_key, secret=keys.secret
+        )
         self._quote = "KRW" if exchange is Exchange.UPBIT else "USDT"
 
     async def close(self) -> None:

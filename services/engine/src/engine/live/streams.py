@@ -4,8 +4,14 @@ Upbit: `<UPBIT_WS_URL>/private` with a JWT (access_key, nonce) on the upgrade, r
 with state `trade` is one fill (`trade_uuid`, `trade_fee`), `cancel` an order closed. Binance: the
 WebSocket API's `userDataStream.subscribe.signature` (HMAC-SHA256 over the sorted params); an
 `executionReport` with execution type TRADE is one fill (trade id `t`, commission `n`/`N`), CANCELED or
-EXPIRED an order closed. Every (re)connection calls `on_connected`, so whatever happened while the stream
-was down is found by a reconciliation; numbers are parsed as exact Decimals.
+EXPIRED an order closed. Every (re)connection calls `on_connected` once the exchange has accepted the
+subscription, so whatever happened while the stream was down is found by a reconciliation; numbers are
+parsed as exact Decimals.
+
+Reconnection backs off exponentially (the lower half of each delay fixed, the upper half jittered). Keys the
+exchange refuses (Binance's subscription answered with an auth error; Upbit's INVALID_AUTH, or a 401 on the
+upgrade) back off further, up to `REJECTED_MAX_BACKOFF`, and the count is kept per key pair across stream
+objects: a client rebuilt after a refusal does not start over at once.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import jwt
 import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from common.exchanges import Exchange, ExchangeSettings
 from engine.live.client import ExchangeFill
@@ -38,7 +46,37 @@ OnClosed = Callable[[str, str], Awaitable[None]]  # client order id, exchange or
 OnConnected = Callable[[], Awaitable[None]]
 
 _MAX_BACKOFF = 30.0
+_BASE_BACKOFF = 0.5
+REJECTED_MAX_BACKOFF = 300.0
+_REJECTED_BASE_BACKOFF = 2.0
 _CLOSED = ("CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED")
+# Binance: API key format invalid, key invalid (or IP, or permissions), signature invalid.
+_BINANCE_AUTH_CODES = frozenset({-2014, -2015, -1022})
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class KeysRejectedError(ConnectionError):
+    """The exchange refused the stream's keys (not a network failure: retrying soon cannot help)."""
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential delay before reconnection number `attempt` (1-based): half fixed, half jittered."""
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 30))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+@dataclass
+class _Refusals:
+    count: int = 0
+    not_before: float = 0.0
+
+
+# Per (exchange, API key hash), process-wide: a stream made again for refused keys waits its turn.
+_REFUSALS: dict[str, _Refusals] = {}
+
+
+def _key_id(exchange: Exchange, api_key: str) -> str:
+    return hashlib.sha256(f"{exchange.value}:{api_key}".encode()).hexdigest()
 
 
 def _dec(value: object) -> Decimal:
@@ -61,10 +99,15 @@ class PrivateStream:
         on_fill: OnFill,
         on_closed: OnClosed,
         on_connected: OnConnected,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.exchange = exchange
         self._settings = settings
         self._keys = keys
+        self._key_id = _key_id(exchange, keys.api_key)
+        self._sleep = sleep
+        self._failures = 0
+        self.rejections = 0
         self._on_fill = on_fill
         self._on_closed = on_closed
         self._on_connected = on_connected
@@ -87,19 +130,43 @@ class PrivateStream:
                 await task
 
     async def _run(self) -> None:
-        failures = 0
         while True:
+            refusals = _REFUSALS.get(self._key_id)
+            if refusals is not None:
+                # Refused before (maybe by a stream since replaced): not again before its backoff is over.
+                wait = refusals.not_before - time.monotonic()
+                if wait > 0:
+                    await self._sleep(wait)
             try:
                 await self._session()
-                failures = 0
+                delay = backoff_delay(1, _BASE_BACKOFF, _MAX_BACKOFF)
             except asyncio.CancelledError:
                 raise
+            except KeysRejectedError:
+                self.rejections += 1
+                refusals = _REFUSALS.setdefault(self._key_id, _Refusals())
+                refusals.count += 1
+                delay = backoff_delay(refusals.count, _REJECTED_BASE_BACKOFF, REJECTED_MAX_BACKOFF)
+                refusals.not_before = time.monotonic() + delay
+                log.warning(
+                    "%s private stream: keys refused (%d in a row); next try in %.0fs",
+                    self.exchange.value,
+                    refusals.count,
+                    delay,
+                )
+                self.connected = False
+                continue  # the wait at the top of the loop is the backoff
             except Exception as exc:
-                failures += 1
+                self._failures += 1
+                delay = backoff_delay(self._failures, _BASE_BACKOFF, _MAX_BACKOFF)
                 log.info("%s private stream dropped: %s", self.exchange.value, type(exc).__name__)
             self.connected = False
-            delay = random.uniform(0.1, min(_MAX_BACKOFF, 0.5 * 2 ** min(failures, 6)))  # noqa: S311 - jitter
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
+
+    def _accepted(self) -> None:
+        """The exchange took the subscription: the keys work (and forget any earlier refusal)."""
+        _REFUSALS.pop(self._key_id, None)
+        self._failures = 0
 
     async def _session(self) -> None:
         if self.exchange is Exchange.BINANCE:
@@ -112,11 +179,20 @@ class PrivateStream:
                 f"{self._settings.upbit_ws_url.rstrip('/')}/private",
                 {"Authorization": f"Bearer {token}"},
             )
-        async with websockets.connect(url, additional_headers=headers, open_timeout=10, max_size=2**22) as ws:
+        try:
+            connection = await websockets.connect(
+                url, additional_headers=headers, open_timeout=10, max_size=2**22
+            )
+        except InvalidStatus as exc:
+            if exc.response.status_code in (401, 403):
+                raise KeysRejectedError(f"upgrade refused with {exc.response.status_code}") from None
+            raise
+        async with connection as ws:
             if self.exchange is Exchange.BINANCE:
                 await self._binance_subscribe(ws)
             else:
-                await ws.send(json.dumps([{"ticket": uuid.uuid4().hex}, {"type": "myOrder"}]))
+                await self._upbit_subscribe(ws)
+            self._accepted()
             self.connected = True
             self.connections += 1
             await self._on_connected()
@@ -147,7 +223,40 @@ class PrivateStream:
                 break
         if reply.get("status") != 200:
             code = (reply.get("error") or {}).get("code")
+            if code in _BINANCE_AUTH_CODES:
+                raise KeysRejectedError(f"Binance refused the keys (code {code})")
             raise ConnectionError(f"Binance refused the user data subscription (code {code})")
+
+    async def _upbit_subscribe(self, ws: Any) -> None:
+        """Ask for myOrder, then PING: Upbit answers {"status":"UP"} once it has taken the request.
+
+        A refused JWT shows as an INVALID_AUTH error frame first (or the connection closed for policy).
+        """
+        try:
+            await ws.send(json.dumps([{"ticket": uuid.uuid4().hex}, {"type": "myOrder"}]))
+            await ws.send("PING")
+            while True:
+                frame = await asyncio.wait_for(ws.recv(), 10)
+                text = frame.decode("utf-8") if isinstance(frame, bytes) else frame
+                try:
+                    data = json.loads(text, parse_float=Decimal)
+                except ValueError:
+                    continue
+                if not isinstance(data, dict):
+                    continue
+                name = (data.get("error") or {}).get("name") if isinstance(data.get("error"), dict) else None
+                if name == "INVALID_AUTH":
+                    raise KeysRejectedError("Upbit refused the keys (INVALID_AUTH)")
+                if name is not None:
+                    raise ConnectionError(f"Upbit refused the myOrder request ({name})")
+                if data.get("status") == "UP":
+                    return
+                await self._upbit_event(data)  # an order event already: the subscription is live
+                return
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code == 1008:
+                raise KeysRejectedError(f"Upbit closed the stream ({exc.rcvd.reason or 'policy'})") from None
+            raise
 
     async def _binance_event(self, data: Any) -> None:
         event = data.get("event") if isinstance(data, dict) else None

@@ -3,8 +3,8 @@
 The token comes from `Sec-WebSocket-Protocol: bearer, <token>` (a browser's `new WebSocket(url, ["bearer",
 token])`; the server answers the subprotocol `bearer`, as browsers require) or from `?token=`. It is verified
 exactly as an HTTP request's is. A refused handshake is accepted and closed at once with a code and a short
-reason (1008 and the error code for an authentication failure), because a handshake refused at the HTTP
-level reaches a browser as a bare 1006 with no code at all.
+reason (1008 and the error code for an authentication failure, VALIDATION_ERROR for more than one token),
+because a handshake refused at the HTTP level reaches a browser as a bare 1006 with no code at all.
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ class LiveEndpoint:
         """ASGI entry point of one WebSocket connection."""
         if (await receive())["type"] != "websocket.connect":
             return
-        token, subprotocol = _token(scope)
+        token, subprotocol, ambiguous = _token(scope)
+        if ambiguous:
+            await _refuse(send, subprotocol, POLICY_VIOLATION, ErrorCode.VALIDATION_ERROR.value)
+            return
         refusal, socket = await self._authenticate(scope, token)
         if refusal is not None or socket is None:
             code, reason = refusal or (POLICY_VIOLATION, ErrorCode.UNAUTHORIZED.value)
@@ -98,15 +101,19 @@ class LiveEndpoint:
         return None, socket
 
 
-def _token(scope: Scope) -> tuple[str | None, str | None]:
-    """(the token, the subprotocol to answer): the protocol header first, else the query string."""
+def _token(scope: Scope) -> tuple[str | None, str | None, bool]:
+    """(the token, the subprotocol to answer, whether more than one token was offered).
+
+    The protocol header first, else the query string. Two tokens are refused rather than picked from:
+    whichever one the gateway verified, another could be read further on.
+    """
     offered: list[str] = list(scope.get("subprotocols") or [])
+    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True)
+    values = query.get("token") or []
     if SUBPROTOCOL in offered:
         others = [p for p in offered if p != SUBPROTOCOL]
-        return (others[0] if others else None), SUBPROTOCOL
-    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
-    values = query.get("token")
-    return (values[0] if values else None), None
+        return (others[0] if others else None), SUBPROTOCOL, len(others) + len(values) > 1
+    return (values[0] if values else None), None, len(values) > 1
 
 
 async def _refuse(send: Send, subprotocol: str | None, code: int, reason: str) -> None:

@@ -109,6 +109,7 @@ class WsApiSession:
             self._next_subscription += 1
             self.subscriptions[subscription_id] = account
             self.session.topics.add("binance:userDataStream")
+            self.session.user_keys.add(account.api_key)
             self._reply(request_id, {"subscriptionId": subscription_id})
         elif method == "userDataStream.unsubscribe":
             wanted = params.get("subscriptionId")
@@ -125,6 +126,7 @@ class WsApiSession:
                     )
             if not self.subscriptions:
                 self.session.topics.discard("binance:userDataStream")
+            self.session.user_keys = {account.api_key for account in self.subscriptions.values()}
             self._reply(request_id, {})
         elif method in ("userDataStream.subscribe", "session.logon", "session.logout"):
             # Needs an Ed25519 session logon, which this simulator (HMAC keys only) does not offer.

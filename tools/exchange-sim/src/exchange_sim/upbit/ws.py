@@ -204,6 +204,8 @@ def upbit_ws_routes(state: SimState) -> list[BaseRoute]:
         if private and account is None:
             session.send(error_frame("INVALID_AUTH"))
             session.close(1008, "INVALID_AUTH")
+        if account is not None:
+            session.user_keys.add(account.api_key)  # a private connection: that key's events only
         stream = UpbitStream(state, session, account)
         unsubscribe = state.hub.subscribe(stream.on_event)
         try:
