@@ -14,7 +14,7 @@ from xdist.scheduler import LoadScopeScheduling
 
 from common.testing.infra import free_port, scratch_database
 from launcher.dev import Stack
-from launcher.testing import System, embedded
+from launcher.testing import System, embedded, random_client_ip
 from launcher.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,5 +160,4 @@ def gateway_url(system: System) -> str:
 @pytest.fixture
 def client_ip() -> str:
     """A client address of its own per test (sent as X-Forwarded-For through the trusted proxy)."""
-    n = uuid.uuid4().int
-    return f"10.{n % 250}.{(n >> 8) % 250}.{(n >> 16) % 250 + 1}"
+    return random_client_ip()

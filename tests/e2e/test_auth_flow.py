@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from launcher.dev import Stack
-from launcher.testing import window_left
+from launcher.testing import random_client_ip, window_left
 
 pytestmark = pytest.mark.e2e
 
@@ -115,12 +115,13 @@ async def test_auth_routes_are_rate_limited_per_client_ip(gateway_url: str, clie
     async with httpx.AsyncClient(base_url=f"{gateway_url}/api", timeout=10) as c:
         body = {"email": email(), "password": "wrong-password-1"}
         # The minute is a clock-aligned window (shifted per client): one ending before the six logins are
-        # through would let the sixth in. Such a client is swapped for a neighbour, whose window differs.
-        for attempt in range(5):
+        # through would let the sixth in. Such a client is swapped for another (a random address: neighbours'
+        # windows are close).
+        for _ in range(5):
             first = await c.post("/auth/login", json=body, headers={"x-forwarded-for": client_ip})
             if window_left(first) > 25:
                 break
-            client_ip = client_ip.rsplit(".", 1)[0] + f".{251 + attempt}"
+            client_ip = random_client_ip()
         else:
             pytest.fail("five clients in a row had less than 25 s left in their window")
         statuses = [first.status_code] + [
@@ -133,7 +134,7 @@ async def test_auth_routes_are_rate_limited_per_client_ip(gateway_url: str, clie
         assert int(r.headers["retry-after"]) > 0
         assert r.headers["x-ratelimit-remaining"] == "0"
         assert r.headers["x-ratelimit-limit"] == "5"
-        neighbour = client_ip.rsplit(".", 1)[0] + (".250" if not client_ip.endswith(".250") else ".249")
+        neighbour = client_ip.rsplit(".", 1)[0] + (".254" if not client_ip.endswith(".254") else ".253")
         other = await c.post("/auth/login", json=body, headers={"x-forwarded-for": neighbour})
         assert other.status_code == 401
 

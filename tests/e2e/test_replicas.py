@@ -9,7 +9,7 @@ import pytest
 
 from common.testing.infra import free_port
 from launcher.dev import Stack
-from launcher.testing import window_left
+from launcher.testing import random_client_ip, window_left
 
 pytestmark = pytest.mark.e2e
 
@@ -25,11 +25,11 @@ async def test_logout_and_limits_are_shared_by_replicas(dev_stack: Stack, client
         r = await c.post(f"{a}/auth/register", json={"email": address, "password": "securePassword123"})
         assert r.status_code == 201, r.text
         # The minute is a clock-aligned window (shifted per client): if it ends before the five calls below
-        # are through, the count starts over midway. Such a client is swapped for a neighbour.
-        for attempt in range(5):
+        # are through, the count starts over midway. Such a client is swapped for another.
+        for _ in range(5):
             if window_left(r) > 25:
                 break
-            xff = {"x-forwarded-for": client_ip.rsplit(".", 1)[0] + f".{251 + attempt}"}
+            xff = {"x-forwarded-for": random_client_ip()}
             r = await c.post(
                 f"{a}/auth/login", json={"email": address, "password": "securePassword123"}, headers=xff
             )

@@ -211,6 +211,12 @@ def exchange_fills(orders: list[dict[str, Any]]) -> list[tuple[str, Decimal, Dec
     )
 
 
+def random_client_ip() -> str:
+    """A client address of its own (sent as X-Forwarded-For through the trusted proxy), never x.x.x.0."""
+    n = uuid.uuid4().int
+    return f"10.{n % 250}.{(n >> 8) % 250}.{(n >> 16) % 250 + 1}"
+
+
 def window_left(response: httpx.Response) -> float:
     """Seconds until the rate-limit window this response was counted in resets (X-RateLimit-Reset)."""
     return int(response.headers["x-ratelimit-reset"]) - time.time()
