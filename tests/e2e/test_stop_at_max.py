@@ -56,7 +56,11 @@ async def test_a_price_above_the_grid_stops_the_bot_and_cancels_its_orders(
 
             await eventually(stopped, timeout=15, interval=POLL, message="the bot never stopped")
             shown = body(await api.get(f"/api/bots/{bot_id}", headers=auth))
-            assert shown.get("errorMessage") is None and shown["totalTrades"] == 0
+            assert (shown["stopReason"], shown.get("errorMessage"), shown["totalTrades"]) == (
+                "stopAtMax",
+                None,
+                0,
+            )
 
             orders = await sim_orders(sim, api_key, exchange)
             assert sorted((o["side"], o["status"], Decimal(o["price"])) for o in orders) == [
