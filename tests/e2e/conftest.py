@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from bots.consumers import CREDENTIAL_EVENTS_QUEUE as BOTS_CREDENTIAL_EVENTS
-from common.bus.port import DLQ_SUFFIX, DLX_NAME
-from common.contracts.bots import BOTS_EXCHANGE
-from common.contracts.credentials import CREDENTIALS_EXCHANGE
-from common.contracts.events import EVENTS_EXCHANGE
-from common.contracts.market import MARKET_EXCHANGE
 from common.testing.infra import free_port, scratch_database
-from engine.consumers import COMMANDS_QUEUE as ENGINE_COMMANDS
-from engine.contracts import FILLS_QUEUE as ENGINE_FILLS
-from engine.contracts import ORDERS_EXCHANGE
-from engine.live.keychange import CREDENTIAL_EVENTS_QUEUE as ENGINE_CREDENTIAL_EVENTS
+from common.testing.sweep import sweep_namespaces
 from launcher.dev import Stack
 from launcher.testing import System, embedded, random_client_ip
 from launcher.topology import SERVICES
-from market_data.consumers import LIFECYCLE_QUEUE as MARKET_DATA_LIFECYCLE
 
 ROOT = Path(__file__).resolve().parents[2]
 # How long a dev stack's process may take to answer /health: generous (as `embedded` gives `make run`), the
@@ -139,37 +126,7 @@ def _dev_stack(
         yield stack
     finally:
         stack.stop()
-        asyncio.run(_delete_topology(rabbitmq_url, namespace))
-
-
-# What the services declare durably (transient queues go with their connections): each stack's own names.
-DURABLE_QUEUES = (
-    ENGINE_COMMANDS,
-    ENGINE_FILLS,
-    ENGINE_CREDENTIAL_EVENTS,
-    BOTS_CREDENTIAL_EVENTS,
-    MARKET_DATA_LIFECYCLE,
-)
-EXCHANGES = (BOTS_EXCHANGE, CREDENTIALS_EXCHANGE, EVENTS_EXCHANGE, MARKET_EXCHANGE, ORDERS_EXCHANGE, DLX_NAME)
-
-
-async def _delete_topology(rabbitmq_url: str, namespace: str) -> None:
-    """Delete a stack's queues (dead letters too) and exchanges: a stack's names are never used again, and
-    RabbitMQ keeps a quorum queue's machinery alive until it is deleted."""
-    try:
-        async with asyncio.timeout(30):
-            connection = await aio_pika.connect(rabbitmq_url)
-            try:
-                channel = await connection.channel()
-                for queue in DURABLE_QUEUES:
-                    await channel.queue_delete(f"{namespace}.{queue}")
-                    await channel.queue_delete(f"{namespace}.{queue}{DLQ_SUFFIX}")
-                for exchange in EXCHANGES:
-                    await channel.exchange_delete(f"{namespace}.{exchange}")
-            finally:
-                await connection.close()
-    except (TimeoutError, aio_pika.exceptions.AMQPError, OSError) as exc:
-        warnings.warn(f"RabbitMQ topology of {namespace} not deleted: {exc!r}", stacklevel=1)
+        sweep_namespaces(rabbitmq_url, [namespace])
 
 
 @pytest.fixture(scope="session")

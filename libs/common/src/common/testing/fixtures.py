@@ -14,6 +14,10 @@ from common.testing.infra import (
     scratch_database,
     server_url,
 )
+from common.testing.sweep import sweep_namespaces
+
+# Every namespace this process handed out: its RabbitMQ names are deleted when the run ends.
+_NAMESPACES: set[str] = set()
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +45,15 @@ def redis_url() -> Iterator[str]:
 def rabbitmq_url() -> Iterator[str]:
     """The real RabbitMQ; tests isolate themselves with a name namespace (see `namespace`)."""
     with server_url("RabbitMQ", "TEST_RABBITMQ_URL", DEFAULT_RABBITMQ, 5672, "rabbitmq:3.13") as url:
-        yield url
+        try:
+            yield url
+        finally:
+            sweep_namespaces(url, _NAMESPACES)
 
 
 @pytest.fixture
 def namespace() -> str:
     """A prefix unique to one test, for Redis keys and RabbitMQ exchange/queue names."""
-    return f"t{uuid.uuid4().hex[:12]}"
+    name = f"t{uuid.uuid4().hex[:12]}"
+    _NAMESPACES.add(name)
+    return name
