@@ -59,6 +59,10 @@ async def running_grid(
     grid = Grid(bot_id, symbol, levels, max(i for i, price in enumerate(levels) if price < start))
 
     async def resting() -> bool:
+        if mode == "paper":
+            # A paper bot places on the first tick after its start; a pinned market that traded before the
+            # bot existed sends none, so the market trades again at the same price (as a live one would).
+            await move(sim, EXCHANGE, symbol, start)
         return await pending(api, auth, bot_id, "buy") == grid.k + 1
 
     await eventually(resting, timeout=20, interval=POLL, message=f"{mode} bot's buys never rested")
