@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from common.cache import Cache, CacheError
@@ -12,6 +13,8 @@ from common.exchanges import Exchange
 log = logging.getLogger(__name__)
 
 PublicPrice = Callable[[Exchange, str], Awaitable[Decimal | None]]
+# A cached price older than this may be a market nobody streams any more: the exchange is asked instead.
+CACHE_MAX_AGE = timedelta(seconds=10)
 
 
 def _positive(text: str | None) -> Decimal | None:
@@ -22,6 +25,17 @@ def _positive(text: str | None) -> Decimal | None:
     except InvalidOperation:
         return None
     return value if value.is_finite() and value > 0 else None
+
+
+def fresh(fields: Mapping[str, str], now: datetime, max_age: timedelta = CACHE_MAX_AGE) -> bool:
+    """True when the cached entry's `timestamp` (its last trade) is at most `max_age` old."""
+    try:
+        at = datetime.fromisoformat(fields.get("timestamp", "").replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if at.tzinfo is None:
+        return False
+    return now - at <= max_age
 
 
 class PriceSource:
@@ -39,7 +53,7 @@ class PriceSource:
             log.warning("price cache unavailable for %s:%s", exchange.value, ticker)
             fields = {}
         price = _positive(fields.get("price"))
-        if price is not None or self._public is None:
+        if self._public is None or (price is not None and fresh(fields, datetime.now(UTC))):
             return price
         try:
             return await self._public(exchange, ticker)
