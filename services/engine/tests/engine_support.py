@@ -24,6 +24,7 @@ from bots.commands import command_payload
 from bots.service import level_rows
 from bots.stats import performance, trade_stats
 from common.bus import Bus, Envelope
+from common.cache import Cache
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent
 from common.contracts.envelope import new_message_id
 from common.contracts.market import MARKET_EXCHANGE, PriceTick
@@ -185,6 +186,13 @@ class BotFactory:
                 .values(owner=None, lease_expires_at=None)
             )
             await session.commit()
+
+
+async def cache_price(cache: Cache, ticker: str, price: str, exchange: str = "upbit") -> None:
+    """Write a price the way market-data does: with the time of its last trade (now), so it counts as fresh."""
+    await cache.hset(
+        f"price:{exchange}:{ticker}", {"price": price, "timestamp": datetime.now(UTC).isoformat()}
+    )
 
 
 async def publish_command(bus: Bus, bot: Bot, event: BotEvent, status: str = "running") -> Envelope:

@@ -11,6 +11,7 @@ from engine_support import (
     BotFactory,
     BotSpec,
     TickPublisher,
+    cache_price,
     orders_of,
     performance_of,
     publish_command,
@@ -74,7 +75,7 @@ async def test_a_paper_round_trip_on_sqlite_and_the_in_process_bus(
     try:
         assert len(engine.shards) == 1  # one writer on SQLite
         bot = await bots.create(BotSpec())
-        await cache.hset("price:upbit:KRW-BTC", {"price": "53500000"})
+        await cache_price(cache, "KRW-BTC", "53500000")
         await publish_command(bus, bot, BotEvent.START)
         await eventually(lambda: _open(sqlite_db, bot.id, 4), timeout=10)
         ticks = TickPublisher(bus)

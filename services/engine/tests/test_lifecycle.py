@@ -14,6 +14,7 @@ from engine_support import (
     CredentialsStub,
     EventSink,
     TickPublisher,
+    cache_price,
     orders_of,
     publish_command,
     trades_of,
@@ -87,7 +88,7 @@ async def test_a_new_order_amount_applies_to_orders_placed_from_then_on(
     spec = BotSpec()
     bot = await bots.create(spec)
     assert engine.cache is not None
-    await engine.cache.hset("price:upbit:KRW-BTC", {"price": "53500000"})
+    await cache_price(engine.cache, "KRW-BTC", "53500000")
     await publish_command(bus, bot, BotEvent.START)
     await eventually(lambda: _open_count(db, bot.id, 4), timeout=10)
     async with db() as session:
@@ -126,7 +127,7 @@ async def test_stop_at_max_cancels_everything_and_stops_the_bot(
 ) -> None:
     bot = await bots.create(BotSpec(stop_at_max=True))
     assert engine.cache is not None
-    await engine.cache.hset("price:upbit:KRW-BTC", {"price": "53500000"})
+    await cache_price(engine.cache, "KRW-BTC", "53500000")
     await publish_command(bus, bot, BotEvent.START)
     await eventually(lambda: _open_count(db, bot.id, 4), timeout=10)
     ticks = TickPublisher(bus)
@@ -150,7 +151,7 @@ async def test_a_bot_started_while_no_engine_listened_starts_when_one_comes_up(
     bot = await bots.create(BotSpec())
     cache = await acquire_cache(redis_url, namespace)
     try:
-        await cache.hset("price:upbit:KRW-BTC", {"price": "53500000"})  # what market-data cached
+        await cache_price(cache, "KRW-BTC", "53500000")  # what market-data cached
     finally:
         await release_cache(cache)
     engine: EngineRuntime = await engine_factory()

@@ -9,6 +9,7 @@ from engine_support import (
     BotSpec,
     EventSink,
     TickPublisher,
+    cache_price,
     levels_of,
     orders_of,
     performance_of,
@@ -46,7 +47,7 @@ async def test_three_levels_down_and_back_up_books_three_round_trips_with_fees(
     bot = await bots.create(spec)
     levels = plan_grid(spec.lower, spec.upper, spec.percent, spec.amount, spec.rules()).levels
     assert engine.cache is not None
-    await engine.cache.hset("price:upbit:KRW-BTC", {"price": "53500000"})
+    await cache_price(engine.cache, "KRW-BTC", "53500000")
     await publish_command(bus, bot, BotEvent.START)
     # Started between L3 and L4: a buy rests at each of L0..L3, the levels above are idle.
     await eventually(lambda: _has(db, bot.id, "buy", [0, 1, 2, 3]), timeout=10)
@@ -122,7 +123,7 @@ async def test_redelivered_tick_fill_and_command_change_nothing(
 ) -> None:
     bot = await bots.create(BotSpec())
     assert engine.cache is not None
-    await engine.cache.hset("price:upbit:KRW-BTC", {"price": "53500000"})
+    await cache_price(engine.cache, "KRW-BTC", "53500000")
     start = await publish_command(bus, bot, BotEvent.START)
     await eventually(lambda: _has(db, bot.id, "buy", [0, 1, 2, 3]), timeout=10)
     # The same start again (same message id): no second set of orders.
@@ -182,7 +183,7 @@ async def test_stop_cancels_every_order_and_confirms(
     )
     bot = await bots.create(BotSpec())
     assert engine.cache is not None
-    await engine.cache.hset("price:upbit:KRW-BTC", {"price": "53500000"})
+    await cache_price(engine.cache, "KRW-BTC", "53500000")
     await publish_command(bus, bot, BotEvent.START)
     await eventually(lambda: _has(db, bot.id, "buy", [0, 1, 2, 3]), timeout=10)
     stopping = await bots.request_stop(bot.id)

@@ -11,7 +11,15 @@ from typing import Any
 import httpx
 import pytest
 from engine_process import EngineSupervisor
-from engine_support import BotFactory, BotSpec, CredentialsStub, orders_of, publish_command, trades_of
+from engine_support import (
+    BotFactory,
+    BotSpec,
+    CredentialsStub,
+    cache_price,
+    orders_of,
+    publish_command,
+    trades_of,
+)
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -109,7 +117,7 @@ async def test_a_second_engine_refuses_to_drive_bots_another_engine_holds(
     first: EngineRuntime = await engine_factory()
     bot = await bots.create(BotSpec())
     assert first.cache is not None
-    await first.cache.hset("price:upbit:KRW-BTC", {"price": "53500000"})
+    await cache_price(first.cache, "KRW-BTC", "53500000")
     await publish_command(bus, bot, BotEvent.START)
     await eventually(lambda: _open_count(db, bot.id, 4), timeout=10)
     with pytest.raises(LeaseConflictError):
