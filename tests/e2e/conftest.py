@@ -115,10 +115,7 @@ def _dev_stack(
         log_dir=tmp_path_factory.mktemp("dev-logs"),
         cache_namespace=namespace,
         bus_namespace=namespace,
-        # The engine keeps its default id (hostname-pid), as deployed: an engine restarted after a kill is
-        # refused while the dead one's lease is live and is started again, as a supervisor would, until it
-        # takes over; the short lease makes that seconds.
-        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}, "engine": {"LEASE_SECONDS": "3"}},
+        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}},
     )
     try:
         stack.migrate()

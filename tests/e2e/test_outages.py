@@ -1,8 +1,8 @@
 """Processes of `make dev` dying under a running system and coming back, seen through the gateway only.
 
 They kill processes of the session's dev stack, so they run after every other test of it (the `outage`
-marker) and leave it whole again. The stack's engine has a short lease: a restarted engine is refused while
-the dead one's lease is live, and is started again, as a supervisor would, until it takes over.
+marker) and leave it whole again. A restarted engine keeps its replica name (as a restarted container does)
+and takes its partitions back at once.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,17 @@ from common.contracts.events import EVENTS_EXCHANGE
 from common.db import create_engine, create_session_factory
 from common.testing.infra import scratch_database
 from common.testing.wait import eventually
-from common.trading.models import SCHEMA, EngineState
+from common.trading.models import SCHEMA, EngineReplica
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 from exchange_sim import SimServer, SimSettings
 
 # The tests import their helpers by module name (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine_process import LEASE_SECONDS, EngineSupervisor, engine_env, serving
+from engine_process import REPLICA_TTL_SECONDS, EngineSupervisor, engine_env, serving
 from engine_support import BotFactory, CredentialsStub, EventSink, make_settings
 
-ENGINE_QUEUES = ("engine.commands", "engine.fills", "engine.credential-events", "test.events", "test.bots")
+ENGINE_QUEUES = ("test.events", "test.bots")
 EXCHANGES = ("bots", "orders", "events", "market", "credentials", "dlx")
 
 
@@ -179,7 +180,7 @@ async def supervisor(
     bots: BotFactory,  # set up first, so that its cleanup runs once no engine runs any more
     tmp_path: Path,
 ) -> AsyncIterator[EngineSupervisor]:
-    """Engine processes on the test's infrastructure; none left running, and no lease left live, after it."""
+    """Engine processes on the test's infrastructure; none left running, and no replica alive, after it."""
     async with serving(credentials.app()) as credentials_url:
         env = engine_env(
             database_url=migrated_postgres,
@@ -194,13 +195,16 @@ async def supervisor(
             yield engines
         finally:
             await engines.close()
-    # The last process was killed holding its leases: later tests' engines start once they ran out.
-    await eventually(lambda: _no_live_lease(db), timeout=LEASE_SECONDS + 10, interval=0.2)
+    # The last process was killed holding partitions: later tests' engines find them claimable once its
+    # heartbeat went stale, as a replica started after a crash would.
+    await eventually(lambda: _no_live_replica(db), timeout=REPLICA_TTL_SECONDS + 10, interval=0.2)
 
 
-async def _no_live_lease(db: async_sessionmaker[AsyncSession]) -> bool:
+async def _no_live_replica(db: async_sessionmaker[AsyncSession]) -> bool:
     async with db() as session:
         live = await session.scalar(
-            select(func.count()).select_from(EngineState).where(EngineState.lease_expires_at > func.now())
+            select(func.count())
+            .select_from(EngineReplica)
+            .where(EngineReplica.heartbeat_at > func.now() - timedelta(seconds=REPLICA_TTL_SECONDS))
         )
     return live == 0

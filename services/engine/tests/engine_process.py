@@ -1,8 +1,9 @@
 """`python -m engine` as a real process for the crash tests: killed with SIGKILL, restarted as a supervisor would.
 
-The supervisor gives the process no ENGINE_ID (its default identity, `<hostname>-<pid>`, changes with every
-process), so a restart is refused while the dead process's lease runs: it restarts the engine until one runs,
-and every process that exited on the way must have been refused for that reason and no other.
+A supervisor runs one replica: every process it starts carries the replica's name (ENGINE_ID), as a
+container or pod restarted in place does, so a restart takes the dead process's partitions back at once.
+`rename=True` starts it under a new name instead (a pod rescheduled elsewhere): the dead name's partitions
+then wait for its heartbeat to go stale. A process that exits by itself fails the test with its log.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -26,12 +26,10 @@ from common.testing.infra import free_port
 from common.testing.wait import eventually
 
 REPO = Path(__file__).resolve().parents[3]
-# Short, so a restart waits seconds (not the production 30) for the dead lease; longer than an engine
-# usually takes to start, so a supervisor restarting at once usually meets the refusal first.
-LEASE_SECONDS = 8.0
-REFUSED = "LeaseConflictError"
+# The production defaults: a replica silent this long is dead and its partitions are taken over.
+REPLICA_TTL_SECONDS = 3.0
 # Whatever the test process inherited, an engine under test must not pin its identity or park.
-_NOT_INHERITED = ("ENGINE_ID", "TEST_PARK_AT", "TEST_PARK_FILE", "LEASE_SECONDS")
+_NOT_INHERITED = ("ENGINE_ID", "TEST_PARK_AT", "TEST_PARK_FILE", "ENGINE_REPLICA_TTL_SECONDS")
 
 
 @contextlib.asynccontextmanager
@@ -75,7 +73,7 @@ def engine_env(
             "BUS_NAMESPACE": namespace,
             "CREDENTIALS_URL": credentials_url,
             "INTERNAL_KEYS_TOKEN": INTERNAL_TOKEN,
-            "LEASE_SECONDS": str(LEASE_SECONDS),
+            "ENGINE_REPLICA_TTL_SECONDS": str(REPLICA_TTL_SECONDS),
             "EXCHANGE_TIMEOUT_SECONDS": "3",
             "OUTBOX_POLL_SECONDS": "0.2",
             **extra,
@@ -87,34 +85,41 @@ def engine_env(
 class EngineSupervisor:
     """Runs `python -m engine`, one process at a time, each with a log of its own."""
 
-    def __init__(self, env: Mapping[str, str], logs: Path) -> None:
+    def __init__(self, env: Mapping[str, str], logs: Path, replica: str = "engine-a") -> None:
         self.env = dict(env)
         self.logs = logs
+        self.replica = replica
+        self.names = 0
         self.port = 0
         self.process: asyncio.subprocess.Process | None = None
         self.log: Path | None = None
         self.spawned = 0
         self.kills = 0
-        self.refusals = 0
         self._http = httpx.AsyncClient(timeout=2)
 
-    @property
-    def engine_id(self) -> str:
-        """The running process's default identity (engine_states.owner while it holds the lease)."""
-        assert self.process is not None
-        return f"{socket.gethostname()[:40]}-{self.process.pid}"
-
-    async def spawn(self, **extra: str) -> None:
+    async def spawn(self, *, rename: bool = False, **extra: str) -> None:
         """Start one new engine process (the last one must have ended), with `extra` in its environment."""
         assert self.process is None or self.process.returncode is not None, "an engine is still running"
+        if rename:
+            self.names += 1
         self.spawned += 1
         self.port = free_port()
-        self.log = self.logs / f"engine-{self.spawned}.log"
-        env = {**self.env, "PORT": str(self.port), **extra}
+        self.log = self.logs / f"{self.replica}-{self.spawned}.log"
+        env = {**self.env, "PORT": str(self.port), "ENGINE_ID": self.engine_id, **extra}
         with self.log.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "engine", cwd=REPO, env=env, stdout=log, stderr=log
             )
+
+    @property
+    def engine_id(self) -> str:
+        """The replica name the processes run under."""
+        return self.replica if not self.names else f"{self.replica}-{self.names}"
+
+    async def signal(self, number: int) -> None:
+        """Send a signal to the running process (SIGSTOP, SIGCONT, SIGTERM)."""
+        assert self.process is not None and self.process.returncode is None
+        self.process.send_signal(number)
 
     async def kill(self) -> None:
         """SIGKILL: no cleanup of any kind (a process that already ended is only reaped)."""
@@ -139,29 +144,19 @@ class EngineSupervisor:
         """The end of the current process's log (for failure messages)."""
         return self.log.read_text(errors="replace")[-chars:] if self.log is not None else ""
 
-    async def _running_or_restarted(self, extra: Mapping[str, str]) -> bool:
+    async def _running(self) -> bool:
         if await self.ready():
             return True
         assert self.process is not None
-        if self.process.returncode is None:
-            return False
-        # It ended by itself: only a refusal for the dead engine's live lease is a reason to try again.
-        assert REFUSED in self.tail(), (
-            f"engine exited ({self.process.returncode}) not refused:\n{self.tail()}"
-        )
-        self.refusals += 1
-        await self.spawn(**extra)
+        assert self.process.returncode is None, f"engine exited ({self.process.returncode}):\n{self.tail()}"
         return False
 
-    async def run_until_ready(self, timeout: float = 60, **extra: str) -> None:  # noqa: ASYNC109
-        """Start the engine, restarting it each time it is refused, until one process is ready."""
+    async def run_until_ready(self, timeout: float = 60, *, rename: bool = False, **extra: str) -> None:  # noqa: ASYNC109
+        """Start the engine (when none runs) and wait until it is ready; it must never exit meanwhile."""
         if self.process is None or self.process.returncode is not None:
-            await self.spawn(**extra)
+            await self.spawn(rename=rename, **extra)
         await eventually(
-            lambda: self._running_or_restarted(extra),
-            timeout=timeout,
-            interval=0.2,
-            message="the engine never became ready",
+            self._running, timeout=timeout, interval=0.1, message="the engine never became ready"
         )
 
     async def close(self) -> None:

@@ -31,7 +31,7 @@ from common.contracts.market import MARKET_EXCHANGE, PriceTick
 from common.exchanges import Exchange, sim_exchange_env
 from common.grid import MarketRules, plan_grid
 from common.testing.shared import shared_file
-from common.trading.models import Bot, EngineState, GridLevel, Order, Trade
+from common.trading.models import Bot, GridLevel, Order, Trade
 from engine.settings import Settings
 
 D = Decimal
@@ -178,12 +178,6 @@ class BotFactory:
                 update(Order)
                 .where(Order.bot_id.in_(self.created), Order.status.in_(("new", "open")))
                 .values(status="canceled")
-            )
-            # A killed engine's leases would keep the next test's engine from starting.
-            await session.execute(
-                update(EngineState)
-                .where(EngineState.bot_id.in_(self.created))
-                .values(owner=None, lease_expires_at=None)
             )
             await session.commit()
 

@@ -90,7 +90,7 @@ async def handled(db: async_sessionmaker[AsyncSession], message_id: str) -> bool
     async with db() as session:
         found = await session.execute(
             select(InboxMessage.id).where(
-                InboxMessage.consumer == QUEUE, InboxMessage.message_id == message_id
+                InboxMessage.consumer.startswith(QUEUE), InboxMessage.message_id == message_id
             )
         )
         return found.first() is not None

@@ -93,7 +93,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_places_nothing_twice(
     try:
         for _ in range(KILLS):
             if rng.random() < 0.3:
-                # While it starts (perhaps refused: the killed engine's lease still runs) and reconciles.
+                # While it starts (taking its partitions back under a new epoch) and reconciles.
                 await supervisor.spawn()
                 kill_at = time.monotonic() + rng.uniform(0.1, 1.5)
             else:

@@ -29,8 +29,8 @@ from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
-from common.trading.models import EngineState
-from engine.lease import LeaseConflictError
+from common.trading.models import ENGINE_PARTITIONS, EnginePartition
+from engine.ownership import partition_of
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 
@@ -62,8 +62,8 @@ async def test_a_kill_9_around_the_exchange_call_never_places_an_order_twice(
     # The first process parks every order it places at `point`; the test kills it once all six are there.
     parked = tmp_path / "parked"
     await supervisor.run_until_ready(TEST_PARK_AT=point, TEST_PARK_FILE=str(parked))
-    first_owner = supervisor.engine_id
     bot = await bots.create(spec)
+    first = await _owner(db, bot.id)
     await publish_command(bus, bot, BotEvent.START)
     await eventually(lambda: len(_parked(parked)) == 6, timeout=30, message="the six buys never parked")
     await supervisor.kill()
@@ -77,11 +77,11 @@ async def test_a_kill_9_around_the_exchange_call_never_places_an_order_twice(
     # While the engine is down the market falls through L5 and L4: what rests there fills.
     await set_price(sim_http, levels[4] - D("0.01"))
 
-    # Restarted without the hook and without a pinned identity: refused until the dead lease ran out.
+    # Restarted without the hook under the same replica name, as a supervisor restarts a container: it
+    # takes its partitions back at once (a new epoch fences anything the dead process might still write).
     await supervisor.run_until_ready()
-    async with db() as session:
-        owner = await session.scalar(select(EngineState.owner).where(EngineState.bot_id == bot.id))
-    assert owner == supervisor.engine_id != first_owner
+    owner, epoch = await _owner(db, bot.id)
+    assert owner == first[0] == supervisor.engine_id and epoch > first[1]
     # after_place: L5 and L4 filled while down; before_place: placed now, they fill at once (marketable).
     await eventually(lambda: _sells(db, bot.id, [4, 5]), timeout=30)
     await eventually(lambda: _all_open(db, bot.id), timeout=30)
@@ -111,24 +111,51 @@ async def _fills_match(
     return await recorded_fills(db, bot_id) == sim_fills(await sim_orders(http, api_key))
 
 
-async def test_a_second_engine_refuses_to_drive_bots_another_engine_holds(
+async def test_a_second_replica_shares_the_bots_and_a_clean_stop_hands_them_over(
     engine_factory: Any, bus: RabbitBus, bots: BotFactory, db: async_sessionmaker[AsyncSession]
 ) -> None:
-    first: EngineRuntime = await engine_factory()
-    bot = await bots.create(BotSpec())
+    first: EngineRuntime = await engine_factory(engine_id="replica-one")
+    assert first.ownership is not None and len(first.ownership.held) == ENGINE_PARTITIONS
+    second: EngineRuntime = await engine_factory(engine_id="replica-two")
+    assert second.ownership is not None
+    # The first hands the second its share on its next round; each partition has one owner throughout.
+    await eventually(lambda: _split(first, second), timeout=10)
+    assert not set(first.ownership.held) & set(second.ownership.held)
+    created = [await bots.create(BotSpec()) for _ in range(6)]
     assert first.cache is not None
     await cache_price(first.cache, "KRW-BTC", "53500000")
-    await publish_command(bus, bot, BotEvent.START)
-    await eventually(lambda: _open_count(db, bot.id, 4), timeout=10)
-    with pytest.raises(LeaseConflictError):
-        await engine_factory(engine_id="another-engine")
-    assert first.started  # the refused engine changed nothing
-    await first.stop()  # a clean stop gives the leases up at once
-    second: EngineRuntime = await engine_factory(engine_id="another-engine")
-    assert bot.id in second.registry.handles
+    for bot in created:
+        await publish_command(bus, bot, BotEvent.START)
+    for bot in created:
+        await eventually(lambda bot=bot: _open_count(db, bot.id, 4), timeout=10)  # type: ignore[misc]
+        owner = first if first.ownership.owns(bot.id) else second
+        assert bot.id in owner.registry.handles
+        assert (owner.settings.engine_id, owner.ownership.epoch(bot.id)) == await _owner(db, bot.id)
+    await first.stop()  # SIGTERM's path: its partitions are released, and the second takes them
+    await eventually(lambda: all(second.ownership.owns(bot.id) for bot in created), timeout=10)
+    assert len(second.ownership.held) == ENGINE_PARTITIONS
+    for bot in created:
+        assert bot.id in second.registry.handles
+    placed = [len(await orders_of(db, bot.id)) for bot in created]
+    assert placed == [4] * 6  # nothing placed again
+
+
+def _split(first: EngineRuntime, second: EngineRuntime) -> bool:
+    assert first.ownership is not None and second.ownership is not None
+    held = [len(first.ownership.held), len(second.ownership.held)]
+    return sum(held) == ENGINE_PARTITIONS and min(held) > 0
+
+
+async def _owner(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID) -> tuple[str | None, int]:
     async with db() as session:
-        owner = await session.scalar(select(EngineState.owner).where(EngineState.bot_id == bot.id))
-    assert owner == "another-engine"
+        row = (
+            await session.execute(
+                select(EnginePartition.owner, EnginePartition.epoch).where(
+                    EnginePartition.partition == partition_of(bot_id)
+                )
+            )
+        ).one()
+    return row.owner, int(row.epoch)
 
 
 async def _open_count(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID, count: int) -> bool:
@@ -147,12 +174,12 @@ def test_parking_orders_is_refused_outside_tests(environment: str, tmp_path: Pat
     assert Settings(environment="test", test_park_at="after_place", test_park_file=tmp_path).test_park_at
 
 
-async def test_the_supervisor_restarts_an_engine_only_when_a_live_lease_refused_it(
+async def test_an_engine_that_dies_at_start_fails_the_supervisor_at_once(
     supervisor: EngineSupervisor,
 ) -> None:
-    # An engine that dies at start for any other reason (here: TEST_PARK_AT without its file) fails the
-    # test at once, with its log, instead of being restarted until the deadline.
-    with pytest.raises(AssertionError, match="not refused") as failed:
+    # An engine that exits by itself (here: TEST_PARK_AT without its file) fails the test at once, with
+    # its log, instead of being waited for until the deadline.
+    with pytest.raises(AssertionError, match="engine exited") as failed:
         await supervisor.run_until_ready(TEST_PARK_AT="before_place")
     assert "TEST_PARK_FILE" in str(failed.value)
-    assert (supervisor.spawned, supervisor.refusals) == (1, 0)
+    assert supervisor.spawned == 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,7 +46,13 @@ def schema_translate_map(url: str, schemas: Sequence[str]) -> dict[str | None, s
 
 
 def create_engine(
-    url: str, *, schemas: Sequence[str] = (), pool_size: int = 10, pre_ping: bool = False, echo: bool = False
+    url: str,
+    *,
+    schemas: Sequence[str] = (),
+    pool_size: int = 10,
+    pre_ping: bool = False,
+    echo: bool = False,
+    server_settings: Mapping[str, str] | None = None,
 ) -> AsyncEngine:
     """An async engine; on SQLite with WAL, foreign keys on and a busy timeout (one writer at a time).
 
@@ -60,6 +66,8 @@ def create_engine(
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_recycle=1800)
+        if server_settings:
+            kwargs["connect_args"] = {"server_settings": dict(server_settings)}
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
 

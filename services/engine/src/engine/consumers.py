@@ -3,6 +3,11 @@
 Each message becomes work for its bot's shard, carrying its inbox id; the handler returns (and the bus
 acks) only once the shard committed the message's effects together with that inbox row. A message for a
 bot this process does not know is still recorded (a later start loads the bot from the database).
+
+Every replica gets every message (a queue of its own); a replica applies those of the bots it owns and
+acks the others unapplied: their owner got them too, and a replica taking a partition over does what its
+bots' rows ask (ResumeWork) and reconciles their orders with the exchange, so nothing sent during a
+handover is lost.
 """
 
 from __future__ import annotations
@@ -30,14 +35,22 @@ COMMANDS_QUEUE = "engine.commands"
 COMMAND_KEYS = (BotEvent.START.value, BotEvent.STOP.value, BotEvent.UPDATED.value, BotEvent.DELETED.value)
 
 PriceLookup = Callable[[Exchange, str], Awaitable[Decimal | None]]
+Owns = Callable[[uuid.UUID], Awaitable[bool]]
+
+
+async def _everything(_: uuid.UUID) -> bool:
+    return True
 
 
 class CommandConsumer:
     """`bot.start`, `bot.stop`, `bot.updated`, `bot.deleted`."""
 
-    def __init__(self, shard_for: Callable[[uuid.UUID], Shard], price: PriceLookup) -> None:
+    def __init__(
+        self, shard_for: Callable[[uuid.UUID], Shard], price: PriceLookup, owns: Owns = _everything
+    ) -> None:
         self._shard_for = shard_for
         self._price = price
+        self._owns = owns
 
     async def handle(self, envelope: Envelope) -> None:
         """Bus handler."""
@@ -47,6 +60,8 @@ class CommandConsumer:
             bot_id = uuid.UUID(command.bot_id)
         except (ValueError, ValidationError):
             log.warning("ignoring bots message %s (%s)", envelope.message_id, envelope.type)
+            return
+        if not await self._owns(bot_id):
             return
         price = None
         if kind is BotEvent.START:
@@ -65,9 +80,15 @@ class CommandConsumer:
 class FillConsumer:
     """`order.filled`, deduplicated by the fill's own id (exchange order id + fill id)."""
 
-    def __init__(self, shard_for: Callable[[uuid.UUID], Shard], metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        shard_for: Callable[[uuid.UUID], Shard],
+        metrics: Metrics | None = None,
+        owns: Owns = _everything,
+    ) -> None:
         self._shard_for = shard_for
         self._metrics = metrics
+        self.owns = owns
         self.in_flight = 0
 
     async def handle(self, envelope: Envelope) -> None:
@@ -77,6 +98,8 @@ class FillConsumer:
             bot_id = uuid.UUID(message.bot_id)
         except (ValueError, ValidationError):
             log.warning("ignoring orders message %s (%s)", envelope.message_id, envelope.type)
+            return
+        if not await self.owns(bot_id):
             return
         if self._metrics is not None and message.trigger_published_at is not None:
             self._metrics.tick_to_fill_message.append(time.time() - message.trigger_published_at.timestamp())

@@ -27,7 +27,7 @@ from engine.core import (
     StopReason,
     parse_client_order_id,
 )
-from engine.model import BotRow, OrderRef, new_core, same_grid
+from engine.model import BotHandle, BotRow, OrderRef, new_core, same_grid
 from engine.step import NEW, OPEN, Step
 from engine.work import (
     AbandonWork,
@@ -37,7 +37,7 @@ from engine.work import (
     FillWork,
     KeysGoneWork,
     OrderClosedWork,
-    StartWork,
+    ResumeWork,
     TickWork,
     Work,
 )
@@ -61,11 +61,8 @@ async def apply(session: AsyncSession, step: Step, work: Work) -> None:
         step.feed(work.event)
     elif isinstance(work, AdoptWork):
         await _adopt(session, step, work)
-    elif isinstance(work, StartWork):
-        row = await store.load_row(session, step.handle.id, lock=True)
-        if row is not None and row.wants_running and step.handle.halted:
-            step.handle.row = row
-            await start(session, step, row, work.price)
+    elif isinstance(work, ResumeWork):
+        await _resume(session, step, work)
     elif isinstance(work, KeysGoneWork):
         await _keys_gone(session, step, work)
     elif isinstance(work, AbandonWork):
@@ -255,6 +252,38 @@ async def _command(session: AsyncSession, step: Step, work: CommandWork) -> None
         step.state_changed = True
         if not handle.halted:
             step.feed(Stop())
+
+
+def needs_resume(handle: BotHandle, row: BotRow | None = None) -> bool:
+    """Whether the bot's row (as loaded, or `row`) asks for something its core has not done: a start never
+    heard, a stop never applied, newer settings. Read without a lock; `ResumeWork` checks again under one."""
+    row = row or handle.row
+    if row.wants_running:
+        return (handle.halted and not handle.pending_start) or row.config_version > handle.config_version
+    stopping = row.stop_command_id is not None or row.deleted
+    return stopping and (not handle.halted or row.status == WireStatus.RUNNING.value)
+
+
+async def _resume(session: AsyncSession, step: Step, work: ResumeWork) -> None:
+    """Do what the bot's row asks and the core has not done (its command went to a replica that did not
+    own the bot, or to none): start it, stop it (confirming the pending stop command), or reconfigure it."""
+    handle = step.handle
+    row = await store.load_row(session, handle.id, lock=True)
+    if row is None:
+        return
+    handle.row = row
+    if not needs_resume(handle):
+        return
+    if row.wants_running:
+        if handle.halted and not handle.pending_start:
+            await start(session, step, row, work.price)
+        elif row.config_version > handle.config_version:
+            _configure(step, row)
+        return
+    handle.pending_start = False
+    step.state_changed = True
+    error = (row.error_message or STOPPED_WITH_ERROR) if row.status == WireStatus.ERROR.value else None
+    step.feed(Stop(error, reason=StopReason.USER))
 
 
 async def _keys_gone(session: AsyncSession, step: Step, work: KeysGoneWork) -> None:

@@ -23,6 +23,8 @@ class Metrics:
     commit_seconds: float = 0.0  # time spent in batch transactions
     # Seconds from a price tick's publication to the commit of the orders it caused.
     tick_to_order: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    # Seconds from taking partitions over to driving their bots (load, reconcile, resume).
+    takeovers: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     # Stages of such paths, for diagnosis: a paper fill committed (with the orders it caused, in one
     # transaction); a live fill's message received from the bus.
     tick_to_paper_fill: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))

@@ -1,7 +1,8 @@
-"""The engine process: database, bus, relay, shards, consumers, brokers and the startup reconciliation.
+"""One engine replica: database, bus, relay, shards, consumers, brokers, and its share of the partitions.
 
-Start order matters for money: the bots this engine drives are loaded (and indexed) before any consumer
-runs, the live broker reconciles their orders with the exchanges before new ticks can place more, and the
+Order matters for money: a partition this replica takes (at start, from a dead replica, or handed over)
+has its bots loaded, their live orders reconciled with the exchanges and their rows' requests resumed
+before any tick, command or fill of theirs is applied here (`Ownership` marks it ready only then); the
 relay runs from the start so that fills written before a crash leave at once.
 """
 
@@ -13,7 +14,7 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -33,24 +34,26 @@ from common.exchanges import Exchange, ExchangeBudget
 from common.outbox import OutboxRelay
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.trading.models import OUTBOX, SCHEMA, InboxMessage
-from engine import store
+from engine import handlers, store
 from engine.consumers import COMMAND_KEYS, COMMANDS_QUEUE, CommandConsumer, FillConsumer
 from engine.contracts import FILLS_QUEUE, ORDER_FILLED, ORDERS_EXCHANGE, OrderFilledMessage
-from engine.lease import Lease
 from engine.live.broker import LiveBroker
 from engine.live.keychange import CREDENTIAL_EVENT_KEYS, CREDENTIAL_EVENTS_QUEUE, CredentialEventConsumer
 from engine.metrics import Metrics
+from engine.model import BotHandle, BotRow
+from engine.ownership import Ownership, Partitions, partition_of
 from engine.prices import PriceSource
 from engine.registry import Registry
 from engine.relay import PipelinedRelay
 from engine.settings import Settings
 from engine.shard import Shard
 from engine.ticks import TickRouter
-from engine.work import StartWork
+from engine.work import ResumeWork
 
 log = logging.getLogger(__name__)
 
 INBOX_RETENTION = timedelta(days=7)
+_IDLE_IN_TRANSACTION_MS = "5000"
 _HOUSEKEEPING_SECONDS = 3600.0
 # Young generations as CPython's default (short passes); a full pass after 100 middle ones, not 10.
 _GC_THRESHOLDS = (700, 10, 100)
@@ -79,8 +82,10 @@ class EngineRuntime:
         self.relay: OutboxRelay | None = None
         self.live: LiveBroker | None = None
         self.ticks: TickRouter | None = None
-        self.lease: Lease | None = None
-        self._fenced_out = False
+        self.ownership: Ownership | None = None
+        self.prices: PriceSource | None = None
+        self._superseded_by_other = False
+        self._stopping = False
         self.fills: FillConsumer | None = None
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
@@ -101,7 +106,14 @@ class EngineRuntime:
     async def _start(self) -> None:
         settings, stack = self.settings, self._stack
         url = settings.database_url.get_secret_value()
-        self.db = create_engine(url, schemas=[SCHEMA], pool_size=settings.database_pool_size)
+        # A replica paused inside a transaction (GC, SIGSTOP) would hold its partitions' rows and stall a
+        # takeover: the server ends such a session after a few seconds.
+        self.db = create_engine(
+            url,
+            schemas=[SCHEMA],
+            pool_size=settings.database_pool_size,
+            server_settings={"idle_in_transaction_session_timeout": _IDLE_IN_TRANSACTION_MS},
+        )
         stack.push_async_callback(self.db.dispose)
         self.factory = factory = create_session_factory(self.db)
         self.cache = await acquire_cache(settings.redis_url.get_secret_value(), settings.cache_namespace)
@@ -113,7 +125,16 @@ class EngineRuntime:
         )
         await relay.start()
         stack.push_async_callback(relay.stop)
-        self.fills = FillConsumer(self.shard_for, self.metrics)
+        self.ownership = ownership = Ownership(
+            factory,
+            settings.engine_id,
+            heartbeat_seconds=settings.engine_heartbeat_seconds,
+            ttl_seconds=settings.engine_replica_ttl_seconds,
+            on_gained=self._gained,
+            on_lost=self._lost,
+            on_superseded=self._superseded,
+        )
+        self.fills = FillConsumer(self.shard_for, self.metrics, ownership.ready)
         self.live = live = LiveBroker(
             settings,
             self.registry,
@@ -124,6 +145,7 @@ class EngineRuntime:
             credentials_transport=self._credentials_transport,
         )
         live.publish = self._publish_fill
+        live.authority = ownership.authority
         stack.push_async_callback(live.close)
         # SQLite has one writer at a time: more shards would only queue on its lock.
         count = 1 if is_sqlite(url) else settings.engine_shards
@@ -134,31 +156,52 @@ class EngineRuntime:
                 self.registry,
                 self.metrics,
                 batch_size=settings.engine_batch_size,
-                owner=settings.engine_id,
-                lease=timedelta(seconds=settings.lease_seconds),
+                ownership=ownership,
                 live=live,
                 on_commit=relay.nudge,
                 clock=self._clock,
             )
             for n in range(count)
         ]
-        self.lease = Lease(factory, settings.engine_id, settings.lease_seconds, self._fenced)
-        await self.lease.acquire()  # refuses to run beside another live engine
-        self.lease.start()
-        # Unwound after the shards stopped: the leases are given up once nothing writes any more.
-        stack.push_async_callback(self._release_lease)
-        stack.push_async_callback(self.lease.stop)
-        began = time.monotonic()
-        await self._load()
-        loaded = time.monotonic()
         for shard in self.shards:
             await shard.start()
             stack.push_async_callback(shard.stop)
         await live.start()
-        await live.reconcile_all()
-        reconciled = time.monotonic()
-        prices = PriceSource(self.cache, live.public_price)
-        await self._resume_starts(prices)
+        self.prices = prices = PriceSource(self.cache, live.public_price)
+        # Consumers first: a message for a partition being taken over waits for its load; one for a bot of
+        # another replica is acked unapplied (its owner has it, or resumes it from the bot's row).
+        commands = CommandConsumer(self.shard_for, prices.price, ownership.ready)
+        self.ticks = TickRouter(self.registry, self.shard_for, self.metrics, live, ownership.owns)
+        replica = f"{settings.engine_id}.{ownership.incarnation[:8]}"
+        await self._subscribe(
+            f"{COMMANDS_QUEUE}.{replica}", BOTS_EXCHANGE, list(COMMAND_KEYS), commands.handle, 64
+        )
+        await self._subscribe(
+            f"{FILLS_QUEUE}.{replica}", ORDERS_EXCHANGE, [ORDER_FILLED], self.fills.handle, 256
+        )
+        # One at a time: a user's key change is applied whole (halt, cancels, drop) before the next one.
+        keys = CredentialEventConsumer(
+            factory, live, self.shard_for, owns=ownership.ready, replica=settings.engine_id
+        )
+        await self._subscribe(
+            f"{CREDENTIAL_EVENTS_QUEUE}.{replica}",
+            CREDENTIALS_EXCHANGE,
+            list(CREDENTIAL_EVENT_KEYS),
+            keys.handle,
+            1,
+        )
+        await self._subscribe(
+            f"engine.ticks.{replica}",
+            MARKET_EXCHANGE,
+            [price_binding_key()],
+            self.ticks.handle,
+            256,
+            ticks=True,
+        )
+        began = time.monotonic()
+        await ownership.join()  # takes this replica's share: loads, reconciles and resumes those bots
+        ownership.start()
+        stack.push_async_callback(ownership.stop)
         # The bots just loaded live as long as the process: take them out of the collector's full passes,
         # which otherwise walk every one of their objects (~0.6 s with the loop stalled at 10,000 bots),
         # and make full passes rarer (almost everything the engine allocates dies by reference count;
@@ -166,41 +209,15 @@ class EngineRuntime:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*_GC_THRESHOLDS)
-        commands = CommandConsumer(self.shard_for, prices.price)
-        self.ticks = TickRouter(self.registry, self.shard_for, self.metrics, live)
-        await self._subscribe(
-            COMMANDS_QUEUE, BOTS_EXCHANGE, list(COMMAND_KEYS), commands.handle, QueueKind.DURABLE, 64
-        )
-        await self._subscribe(
-            FILLS_QUEUE, ORDERS_EXCHANGE, [ORDER_FILLED], self.fills.handle, QueueKind.DURABLE, 256
-        )
-        # One at a time: a user's key change is applied whole (halt, cancels, drop) before the next one.
-        keys = CredentialEventConsumer(factory, live, self.shard_for)
-        await self._subscribe(
-            CREDENTIAL_EVENTS_QUEUE,
-            CREDENTIALS_EXCHANGE,
-            list(CREDENTIAL_EVENT_KEYS),
-            keys.handle,
-            QueueKind.DURABLE,
-            1,
-        )
-        await self._subscribe(
-            f"engine.ticks.{settings.engine_id}.{uuid.uuid4().hex[:8]}",
-            MARKET_EXCHANGE,
-            [price_binding_key()],
-            self.ticks.handle,
-            QueueKind.TRANSIENT,
-            256,
-        )
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="engine-reconcile"))
+        self._tasks.append(asyncio.create_task(self._resume_loop(), name="engine-resume"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="engine-housekeeping"))
         self.started = True
         log.info(
-            "engine %s started with %d bots (load %.2fs, reconciliation %.2fs, total %.2fs)",
+            "engine replica %s started with %d partition(s), %d bots (%.2fs)",
             settings.engine_id,
+            len(ownership.held),
             len(self.registry.handles),
-            loaded - began,
-            reconciled - loaded,
             time.monotonic() - began,
         )
 
@@ -212,60 +229,102 @@ class EngineRuntime:
         )
 
     async def _subscribe(
-        self, queue: str, exchange: str, keys: list[str], handler: Handler, kind: QueueKind, prefetch: int
+        self,
+        queue: str,
+        exchange: str,
+        keys: list[str],
+        handler: Handler,
+        prefetch: int,
+        *,
+        ticks: bool = False,
     ) -> None:
+        """A queue of this replica's own (it dies with its connection; see the consumers' module doc)."""
         assert self.bus is not None
-        transient = kind is QueueKind.TRANSIENT
         subscription: Subscription = await self.bus.subscribe(
             queue,
             exchange,
             keys,
             handler,
-            kind=kind,
+            kind=QueueKind.TRANSIENT,
             prefetch=prefetch,
-            max_retries=3 if transient else 10,
+            max_retries=3 if ticks else 10,
             # Ticks are folded per ticker as they arrive; a deeper buffer rides out a slow batch without
-            # the broker dropping ticks (a dropped tick is a crossing a paper bot never sees).
-            max_length=5000 if transient else None,
+            # the broker dropping ticks (a dropped tick is a crossing a paper bot never sees). Commands
+            # and fills are few: their cap is only a bound on a replica that stopped consuming.
+            max_length=5000 if ticks else 100_000,
         )
         # Consumers stop before the shards do (the stack unwinds in reverse).
         self._stack.push_async_callback(subscription.cancel)
 
-    async def _load(self) -> None:
-        """Load every bot this engine must drive and index it."""
-        assert self.factory is not None
+    async def _gained(self, partitions: Partitions) -> None:
+        """Partitions taken (at start, from a dead replica, or handed over): load their bots, reconcile the
+        live ones with their exchanges, then do what their rows ask that their cores have not done."""
+        assert self.factory is not None and self.live is not None
+        began = time.monotonic()
         async with self.factory() as session:
-            ids = await store.active_bot_ids(session)
+            ids = [i for i in await store.active_bot_ids(session) if partition_of(i) in partitions]
             handles = await store.load_handles(session, ids)
         self.registry.add_all(handles)
+        await self.live.reconcile_bots(ids)
+        await self._resume((handle.row, handle) for handle in handles)
+        self.metrics.takeovers.append(time.monotonic() - began)
+        log.info(
+            "engine replica %s drives %d more bot(s) (%d partition(s), %.2fs)",
+            self.settings.engine_id,
+            len(handles),
+            len(partitions),
+            time.monotonic() - began,
+        )
 
-    async def _release_lease(self) -> None:
-        if self.lease is not None and not self._fenced_out:
-            try:
-                await self.lease.release()
-            except Exception as exc:  # it expires by itself
-                log.warning("releasing the lease failed: %s", type(exc).__name__)
+    async def _lost(self, partitions: Partitions) -> None:
+        """Partitions handed over or taken by another replica: stop driving their bots, let work in flight end."""
+        for handle in list(self.registry.handles.values()):
+            if partition_of(handle.id) in partitions:
+                self.registry.drop(handle)
+        await asyncio.gather(*(shard.barrier() for shard in self.shards), return_exceptions=True)
+        if self.live is not None:
+            await self.live.settle(timeout=self.settings.engine_replica_ttl_seconds)
 
-    async def _fenced(self) -> None:
-        """Another engine took bots over (this one stalled past its lease): stop driving anything."""
-        self._fenced_out = True
-        asyncio.create_task(self.stop(), name="engine-fenced-stop")  # noqa: RUF006 - stop() ends everything
+    async def _superseded(self) -> None:
+        """Another process took this replica's name: stop everything (the supervisor decides what follows)."""
+        self._superseded_by_other = True
+        asyncio.create_task(self.stop(), name="engine-superseded-stop")  # noqa: RUF006 - stop() ends everything
 
-    async def _resume_starts(self, prices: PriceSource) -> None:
-        """Start the bots whose rows say running but whose cores are at rest (a start nobody heard)."""
+    async def _resume(self, bots: Iterable[tuple[BotRow, BotHandle | None]]) -> None:
+        """Resume the bots whose rows ask for something their cores have not done (`needs_resume`; a bot
+        not loaded is loaded by its shard, which decides under the row's lock)."""
+        assert self.prices is not None
         known: dict[tuple[str, str], Decimal | None] = {}
         futures = []
-        for handle in list(self.registry.handles.values()):
-            if not (handle.row.wants_running and handle.halted and not handle.pending_start):
+        for row, handle in bots:
+            if handle is not None and not handlers.needs_resume(handle, row):
                 continue
-            key = (handle.row.exchange, handle.row.ticker)
-            if key not in known:
-                known[key] = await prices.price(Exchange(key[0]), key[1])
-            futures.append(self.shard_for(handle.id).submit(StartWork(bot_id=handle.id, price=known[key])))
+            price = None
+            if row.wants_running and (handle is None or handle.halted):
+                key = (row.exchange, row.ticker)
+                if key not in known:
+                    known[key] = await self.prices.price(Exchange(key[0]), key[1])
+                price = known[key]
+            futures.append(self.shard_for(row.id).submit(ResumeWork(bot_id=row.id, price=price)))
         results = await asyncio.gather(*futures, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):
-                log.warning("starting a bot at startup failed: %r", result)
+                log.warning("resuming a bot failed: %r", result)
+
+    async def _resume_loop(self) -> None:
+        """Catch commands no replica applied (sent while the bus or this replica's queue was away)."""
+        assert self.factory is not None and self.ownership is not None
+        ownership = self.ownership
+        while True:
+            await asyncio.sleep(self.settings.resume_interval_seconds)
+            try:
+                async with self.factory() as session:
+                    ids = [i for i in await store.active_bot_ids(session) if ownership.owns(i)]
+                    rows = await store.load_rows(session, ids)
+                handles = self.registry.handles
+                await self._resume((row, handles.get(row.id)) for row in rows)
+            except Exception as exc:
+                log.warning("resume sweep failed: %s", type(exc).__name__)
 
     async def _reconcile_loop(self) -> None:
         assert self.live is not None
@@ -289,15 +348,21 @@ class EngineRuntime:
                 log.warning("inbox purge failed: %s", type(exc).__name__)
 
     async def stop(self) -> None:
-        """Stop consuming, finish the batches in progress, close everything."""
+        """Hand this replica's partitions over (drained), stop consuming, close everything."""
+        if self._stopping:
+            return
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.ownership is not None and self.started and not self._superseded_by_other:
+            await self.ownership.handover()
         await self._stack.aclose()
         self.started = False
+        self._stopping = False
 
     async def __aenter__(self) -> EngineRuntime:
         await self.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 from typing import Literal, Self
@@ -17,8 +16,9 @@ ParkPoint = Literal["before_place", "after_place"]
 
 
 def default_engine_id() -> str:
-    """hostname-pid: unique per process, readable in the engine_states.owner column."""
-    return f"{socket.gethostname()[:40]}-{os.getpid()}"
+    """The host's name: stable across restarts of a container or pod, so a restarted replica takes its own
+    partitions back at once (set ENGINE_ID per replica when several run on one host)."""
+    return socket.gethostname()[:64] or "engine"
 
 
 class Settings(KeysTokenSettings, DatabaseSettings, CacheSettings, BusSettings, ExchangeSettings):
@@ -41,8 +41,12 @@ class Settings(KeysTokenSettings, DatabaseSettings, CacheSettings, BusSettings, 
     order_check_min_interval_seconds: float = Field(default=1.0, ge=0)
     # Private exchange streams (Upbit myOrder, Binance executionReport) for fill detection.
     private_streams: bool = True
-    # How long an engine owns the bots it drives without renewing its lease.
-    lease_seconds: float = Field(default=30.0, gt=1)
+    # Replica membership: a heartbeat this often; a replica silent for ENGINE_REPLICA_TTL_SECONDS is dead
+    # and its partitions are taken over (exchange calls stop a margin before that).
+    engine_heartbeat_seconds: float = Field(default=0.5, gt=0, le=60)
+    engine_replica_ttl_seconds: float = Field(default=3.0, gt=0.5, le=600)
+    # Bots' rows are compared with what their cores did this often (a command no replica heard).
+    resume_interval_seconds: float = Field(default=5.0, gt=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     # Transient exchange errors of one call are retried this many times (with backoff) before giving up.
     exchange_attempts: int = Field(default=4, ge=1, le=20)
@@ -50,6 +54,12 @@ class Settings(KeysTokenSettings, DatabaseSettings, CacheSettings, BusSettings, 
     # TEST_PARK_FILE and waits there for good, so the test can SIGKILL the process at that very moment.
     test_park_at: ParkPoint | None = None
     test_park_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _heartbeat_within_ttl(self) -> Self:
+        if self.engine_heartbeat_seconds * 3 > self.engine_replica_ttl_seconds:
+            raise ValueError("ENGINE_REPLICA_TTL_SECONDS must be at least three heartbeats")
+        return self
 
     @model_validator(mode="after")
     def _parking_is_for_tests(self) -> Self:

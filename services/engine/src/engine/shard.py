@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,7 +29,7 @@ from engine.metrics import Metrics
 from engine.model import BotHandle
 from engine.registry import Registry
 from engine.step import Step
-from engine.work import TickWork, Work
+from engine.work import Barrier, TickWork, Work
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,21 @@ class AfterCommit(Protocol):
         """Send the step's new orders and cancels (in the background)."""
 
 
+class Fence(Protocol):
+    """What a shard asks the replica's ownership: which bots are its own, at which epochs."""
+
+    replica_id: str
+
+    def epoch(self, bot_id: uuid.UUID) -> int | None:
+        """The epoch the bot's partition is held at, None when it is not this replica's."""
+
+    def fence(self, bot_ids: Iterable[uuid.UUID]) -> dict[int, int]:
+        """The partition epochs a batch of these bots must find unchanged."""
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget partitions another replica took."""
+
+
 class Shard:
     """One writer: a queue of work, applied and committed batch by batch."""
 
@@ -54,8 +70,7 @@ class Shard:
         metrics: Metrics,
         *,
         batch_size: int,
-        owner: str | None,
-        lease: timedelta | None = None,
+        ownership: Fence | None = None,
         live: AfterCommit | None = None,
         on_commit: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -65,8 +80,7 @@ class Shard:
         self._registry = registry
         self._metrics = metrics
         self._batch_size = batch_size
-        self._owner = owner
-        self._lease = lease
+        self._ownership = ownership
         self.live = live
         self._on_commit = on_commit
         self._clock = clock
@@ -101,21 +115,44 @@ class Shard:
             work = self._queue.get_nowait()
             _fail(work, RuntimeError("engine shutting down"))
 
+    async def barrier(self) -> None:
+        """Wait until every piece of work queued before this call is committed (or failed)."""
+        work = Barrier(bot_id=uuid.UUID(int=0))
+        await self.submit(work)
+
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            barriers = [work for work in batch if isinstance(work, Barrier)]
+            batch = self._own(batch)
             try:
-                await self._process(batch)
+                if batch:
+                    await self._process(batch)
             except asyncio.CancelledError:
-                for work in batch:
+                for work in batch + barriers:
                     _fail(work, RuntimeError("engine shutting down"))
                 raise
             except Exception as exc:  # never let one batch end the writer
                 log.exception("shard %d: batch failed", self.number)
                 for work in batch:
                     _fail(work, exc)
+            for work in barriers:
+                _done(work)
+
+    def _own(self, batch: list[Work]) -> list[Work]:
+        """The batch without barriers and without work for bots of partitions this replica does not hold
+        (ignored: their owner got the same message, or reconciles them when it takes them over)."""
+        kept = []
+        for work in batch:
+            if isinstance(work, Barrier):
+                continue
+            if self._ownership is not None and self._ownership.epoch(work.bot_id) is None:
+                _done(work)
+                continue
+            kept.append(work)
+        return kept
 
     async def _process(self, batch: list[Work]) -> None:
         try:
@@ -137,6 +174,8 @@ class Shard:
         attempts = 0
         while isinstance(error, store.StaleStateError) and attempts < _STALE_RETRIES:
             attempts += 1
+            if not self._own([work]):
+                return  # its partition was lost meanwhile: nothing of it is this replica's to write
             try:
                 await self._commit([work])
                 return
@@ -157,6 +196,13 @@ class Shard:
         touched: list[BotHandle] = []
         try:
             async with self._factory() as session, session.begin():
+                if self._ownership is not None:
+                    epochs = self._ownership.fence(work.bot_id for work in batch)
+                    try:
+                        await store.fence(session, self._ownership.replica_id, epochs)
+                    except store.FencedError as exc:
+                        self._ownership.revoke(exc.partitions)
+                        raise
                 skip = await self._claim(session, batch)
                 for position, work in enumerate(batch, 1):
                     if position % _YIELD_EVERY == 0:
@@ -174,7 +220,7 @@ class Shard:
                         touched.append(handle)
                     await handlers.apply(session, step, work)
                 written = [step for step in steps.values() if _finish(step)]
-                await store.flush(session, written, self._owner, self._lease)
+                await store.flush(session, written)
         except BaseException:
             for handle in touched:
                 handle.stale = True
@@ -248,6 +294,11 @@ def _at_rest(handle: BotHandle) -> bool:
 def _finish(step: Step) -> bool:
     step.finish()
     return step.writes_anything
+
+
+def _done(work: Work) -> None:
+    if work.future is not None and not work.future.done():
+        work.future.set_result(None)
 
 
 def _fail(work: Work, error: BaseException) -> None:

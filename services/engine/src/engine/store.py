@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.trading.models import (
     OUTBOX,
     Bot,
+    EnginePartition,
     EngineState,
     GridLevel,
     InboxMessage,
@@ -38,11 +39,40 @@ LEVELS: Table = GridLevel.__table__  # type: ignore[assignment]
 BOTS: Table = Bot.__table__  # type: ignore[assignment]
 STATES: Table = EngineState.__table__  # type: ignore[assignment]
 INBOX: Table = InboxMessage.__table__  # type: ignore[assignment]
+PARTITIONS: Table = EnginePartition.__table__  # type: ignore[assignment]
 _CHUNK = 1000
 
 
 class StaleStateError(Exception):
     """Another writer advanced a bot's engine state since this one loaded it."""
+
+
+class FencedError(StaleStateError):
+    """Another replica claimed partitions of the batch's bots: this replica must not write them any more."""
+
+    def __init__(self, partitions: set[int]) -> None:
+        super().__init__(f"partitions {sorted(partitions)} belong to another engine replica now")
+        self.partitions = partitions
+
+
+async def fence(session: AsyncSession, owner: str, epochs: Mapping[int, int]) -> None:
+    """Check, first in a batch's transaction, that this replica still holds the batch's partitions at the
+    epochs it claimed them at; raises FencedError otherwise.
+
+    On PostgreSQL the rows are taken FOR SHARE: a claim (which raises the epoch) waits until this batch
+    committed, and a batch that started after the claim finds the new epoch.
+    """
+    if not epochs:
+        return
+    query = select(PARTITIONS.c.partition).where(
+        tuple_(PARTITIONS.c.partition, PARTITIONS.c.epoch).in_(list(epochs.items())),
+        PARTITIONS.c.owner == owner,
+    )
+    if _dialect(session) == "postgresql":
+        query = query.with_for_update(read=True)
+    held = set((await session.execute(query)).scalars())
+    if len(held) != len(epochs):
+        raise FencedError(set(epochs) - held)
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -125,6 +155,16 @@ async def load_row(session: AsyncSession, bot_id: uuid.UUID, *, lock: bool = Fal
         query = query.with_for_update()
     bot = (await session.execute(query)).one_or_none()
     return None if bot is None else _bot_row(bot)
+
+
+async def load_rows(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> list[BotRow]:
+    """The rows of these bots (those that exist), unlocked."""
+    rows: list[BotRow] = []
+    for chunk in _chunks(bot_ids):
+        rows.extend(
+            _bot_row(bot) for bot in await session.execute(select(*_BOT_COLUMNS).where(BOTS.c.id.in_(chunk)))
+        )
+    return rows
 
 
 async def load_levels(
@@ -302,9 +342,7 @@ async def write_status(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def flush(
-    session: AsyncSession, steps: Sequence[Step], owner: str | None, lease: timedelta | None = None
-) -> None:
+async def flush(session: AsyncSession, steps: Sequence[Step]) -> None:
     """Write every row the steps produced; raises StaleStateError when a bot's state moved on meanwhile."""
     for step in steps:
         if step.error_write is not None:
@@ -318,7 +356,7 @@ async def flush(
                 stop_reason="error",
             )
     if _dialect(session) == "postgresql":
-        await _flush_postgresql(session, steps, owner, lease)
+        await _flush_postgresql(session, steps)
         return
     await _claim_applied(session, steps)
     order_inserts = [row for step in steps for row in step.order_inserts]
@@ -385,7 +423,7 @@ async def flush(
             update(BOTS).where(BOTS.c.id == bindparam("b_id")).values(last_executed_at=bindparam("b_last")),
             executed,
         )
-    await _write_states(session, [step for step in steps if step.state_changed], owner, lease)
+    await _write_states(session, [step for step in steps if step.state_changed])
     outbox = [row for step in steps for row in step.outbox]
     if outbox:
         await session.execute(insert(OUTBOX), outbox)
@@ -407,9 +445,7 @@ async def _claim_applied(session: AsyncSession, steps: Sequence[Step]) -> None:
             raise StaleStateError(f"fills already recorded ({consumer}): {', '.join(sorted(earlier))}")
 
 
-async def _write_states(
-    session: AsyncSession, steps: Sequence[Step], owner: str | None, lease: timedelta | None
-) -> None:
+async def _write_states(session: AsyncSession, steps: Sequence[Step]) -> None:
     inserts = [step for step in steps if step.handle.version == 0]
     updates = [step for step in steps if step.handle.version != 0]
     for step in inserts:
@@ -418,8 +454,6 @@ async def _write_states(
                 bot_id=step.handle.id,
                 state=step.handle.snapshot(),
                 version=1,
-                owner=owner,
-                lease_expires_at=step.now + lease if lease is not None else None,
                 updated_at=step.now,
             )
         )
@@ -492,12 +526,11 @@ _BATCH = text(
                AS v(id, last_executed_at)
          WHERE t.id = v.id
     ), n AS (
-        INSERT INTO bots.engine_states (bot_id, state, version, owner, lease_expires_at, updated_at)
-        SELECT v.bot_id, CAST(v.state AS json), 1, v.owner, v.lease_expires_at, v.updated_at
+        INSERT INTO bots.engine_states (bot_id, state, version, updated_at)
+        SELECT v.bot_id, CAST(v.state AS json), 1, v.updated_at
           FROM unnest(
-            CAST(:n_bot_id AS uuid[]), CAST(:n_state AS text[]), CAST(:n_owner AS text[]),
-            CAST(:n_lease_expires_at AS timestamptz[]), CAST(:n_updated_at AS timestamptz[])
-          ) AS v(bot_id, state, owner, lease_expires_at, updated_at)
+            CAST(:n_bot_id AS uuid[]), CAST(:n_state AS text[]), CAST(:n_updated_at AS timestamptz[])
+          ) AS v(bot_id, state, updated_at)
     ), s AS (
         UPDATE bots.engine_states AS t
            SET state = CAST(v.state AS json), version = t.version + 1, updated_at = v.updated_at
@@ -547,7 +580,7 @@ _PARTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("updated_at", "time"),
     ),
     "b": (("id", ""), ("last_executed_at", "time")),
-    "n": (("bot_id", ""), ("state", ""), ("owner", ""), ("lease_expires_at", "time"), ("updated_at", "time")),
+    "n": (("bot_id", ""), ("state", ""), ("updated_at", "time")),
     "s": (("bot_id", ""), ("state", ""), ("version", ""), ("updated_at", "time")),
     "x": (
         ("message_id", ""), ("exchange", ""), ("routing_key", ""), ("payload", ""), ("request_id", ""),
@@ -578,9 +611,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-async def _flush_postgresql(
-    session: AsyncSession, steps: Sequence[Step], owner: str | None, lease: timedelta | None
-) -> None:
+async def _flush_postgresql(session: AsyncSession, steps: Sequence[Step]) -> None:
     rows: dict[str, list[dict[str, Any]]] = {part: [] for part in _PARTS}
     inserted: dict[uuid.UUID, dict[str, Any]] = {}
     for step in steps:
@@ -620,11 +651,7 @@ async def _flush_postgresql(
         if step.state_changed:
             state = _json(handle.snapshot())
             if handle.version == 0:
-                expires = now + lease if lease is not None else None
-                rows["n"].append(
-                    {"bot_id": handle.id, "state": state, "owner": owner, "lease_expires_at": expires,
-                     "updated_at": now}
-                )  # fmt: skip
+                rows["n"].append({"bot_id": handle.id, "state": state, "updated_at": now})
             else:
                 rows["s"].append(
                     {"bot_id": handle.id, "state": state, "version": handle.version, "updated_at": now}
@@ -633,7 +660,7 @@ async def _flush_postgresql(
         rows["i"].extend({"consumer": c, "message_id": m} for c, m in step.inbox_claims)
     if not any(rows.values()):
         return
-    rows["s"].sort(key=lambda row: row["bot_id"])  # states are locked in bot id order, as the lease does
+    rows["s"].sort(key=lambda row: row["bot_id"])  # states are locked in bot id order by every writer
     params: dict[str, Any] = {}
     for part, columns in _PARTS.items():
         for name, kind in columns:

@@ -76,8 +76,11 @@ class TickRouter:
         shard_for: Callable[[uuid.UUID], Shard],
         metrics: Metrics,
         checks: CrossingChecks | None = None,
+        owns: Callable[[uuid.UUID], bool] | None = None,
     ) -> None:
         self._registry = registry
+        # Bots of a partition still being taken over (loaded, reconciled) get no tick until that is done.
+        self._owns = owns
         self._shard_for = shard_for
         self._metrics = metrics
         self.checks = checks
@@ -135,7 +138,7 @@ class TickRouter:
         futures: list[asyncio.Future[None]] = []
         for bot_id in crossed + list(waiting):
             handle = registry.handles.get(bot_id)
-            if handle is None:
+            if handle is None or (self._owns is not None and not self._owns(bot_id)):
                 continue
             if handle.is_paper:
                 if not handle.stale and not _paper_needs(handle, merged):

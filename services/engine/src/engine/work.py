@@ -74,10 +74,16 @@ class AdoptWork(Work):
 
 
 @dataclass(eq=False, kw_only=True)
-class StartWork(Work):
-    """Start a bot whose row says running but whose core is at rest (e.g. its start was never heard)."""
+class ResumeWork(Work):
+    """Bring a bot in line with what its row asks (start, stop, new settings): on takeover, at startup, and
+    when a sweep finds a command that never reached this replica."""
 
     price: Decimal | None = None
+
+
+@dataclass(eq=False, kw_only=True)
+class Barrier(Work):
+    """Completes once the work queued before it in its shard did (draining a partition being handed over)."""
 
 
 @dataclass(eq=False, kw_only=True)

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -251,9 +252,40 @@ class EngineState(Base):
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Optimistic concurrency: two engine replicas can never both advance one bot.
     version: Mapped[int] = mapped_column(Integer, default=0)
-    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+
+
+ENGINE_PARTITIONS = 64
+"""Bots are spread over this many partitions (`engine_partitions` rows); each is driven by one engine replica.
+
+Fixed for a deployment: replicas must agree on which partition a bot is in (`engine.ownership.partition_of`).
+"""
+
+
+class EngineReplica(Base):
+    """A running engine process (one row per replica name): its heartbeat tells the others it is alive."""
+
+    __tablename__ = "engine_replicas"
+
+    replica_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Changes with every start of a process under this name: a superseded process sees it and stops.
+    incarnation: Mapped[str] = mapped_column(String(32))
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Handing its partitions over (SIGTERM): alive, but no longer assigned any.
+    stopping: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EnginePartition(Base):
+    """Which replica drives a partition's bots, and the fencing epoch every write of those bots checks."""
+
+    __tablename__ = "engine_partitions"
+
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Raised by every claim: a write carrying an older epoch is refused (the replica lost the partition).
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
 class InboxMessage(Base):

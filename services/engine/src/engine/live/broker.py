@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -136,6 +136,9 @@ class LiveBroker:
         self.reconciler = Reconciler(self)
         # Crash tests park orders at named points of placing ("before_place"); None in production.
         self.fault: Fault | None = park_hook(settings)
+        # Whether this replica may still call the exchange for a bot (engine.ownership.Ownership.authority):
+        # asked right before every place and cancel, so a replica paused past its ownership sends nothing.
+        self.authority: Callable[[uuid.UUID], Awaitable[bool]] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -169,6 +172,15 @@ class LiveBroker:
         task = asyncio.create_task(guarded(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def may_act(self, bot_id: uuid.UUID) -> bool:
+        """Whether this replica may place or cancel for the bot now (see `authority`)."""
+        return self.authority is None or await self.authority(bot_id)
+
+    async def settle(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a deadline parameter
+        """Wait (at most `timeout` seconds) for the exchange calls in flight (a partition being handed over)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
 
     async def idle(self) -> None:
         """Wait until no exchange call is in flight (tests)."""
@@ -321,6 +333,8 @@ class LiveBroker:
         for attempt in range(1, self.settings.exchange_attempts + 1):
             if self.fault is not None:
                 await self.fault("before_place", cid)
+            if not await self.may_act(handle.id):
+                return None  # no longer this replica's bot: its new owner reconciles the order
             try:
                 self._metrics.exchange_calls += 1
                 placed = await client.place(ticker, side, price, qty, cid)
@@ -362,6 +376,8 @@ class LiveBroker:
                 return
             if ref.status != "new" or ref.exchange_order_id is not None:
                 client = client or await self.client(handle)
+                if not await self.may_act(bot_id):
+                    return
                 self._metrics.exchange_calls += 1
                 await call(
                     client.cancel,
@@ -488,3 +504,7 @@ class LiveBroker:
     async def reconcile_all(self) -> None:
         """Reconcile every live bot with its exchange (startup, then periodically)."""
         await self.reconciler.reconcile_all()
+
+    async def reconcile_bots(self, bot_ids: Iterable[uuid.UUID]) -> None:
+        """Reconcile these bots (a partition taken over)."""
+        await self.reconciler.reconcile_bots(bot_ids)

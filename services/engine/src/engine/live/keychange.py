@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -60,10 +60,16 @@ class CredentialEventConsumer:
         factory: async_sessionmaker[AsyncSession],
         broker: LiveBroker,
         shard_for: Callable[[uuid.UUID], Shard],
+        *,
+        owns: Callable[[uuid.UUID], Awaitable[bool]] | None = None,
+        replica: str = "",
     ) -> None:
         self._factory = factory
         self._broker = broker
         self._shard_for = shard_for
+        # Every replica gets the event and halts only the bots it owns; each records the event as its own.
+        self._owns = owns
+        self._consumer = f"{CREDENTIAL_EVENTS_QUEUE}:{replica}"[:64] if replica else CREDENTIAL_EVENTS_QUEUE
 
     async def handle(self, envelope: Envelope) -> None:
         """Bus handler (raising asks for a redelivery)."""
@@ -78,9 +84,11 @@ class CredentialEventConsumer:
             return  # the bots service's to handle
         key: ClientKey = (event.user_id, event.exchange)
         async with self._factory() as session:
-            if await _inbox_has(session, envelope.message_id):
+            if await _inbox_has(session, self._consumer, envelope.message_id):
                 return  # handled whole before: its bots were stopped and the old client dropped
             bot_ids = await _live_bot_ids(session, user, event.exchange.value)
+        if self._owns is not None:
+            bot_ids = [bot_id for bot_id in bot_ids if await self._owns(bot_id)]
         note: str | None = None
         if kind is CredentialEventType.UPDATED:
             note = moved_note(event.exchange.value)
@@ -97,7 +105,7 @@ class CredentialEventConsumer:
         await self._broker.drop_client(key)
         await self._reconnect(key)
         async with self._factory() as session, session.begin():
-            await store.claim_inbox(session, CREDENTIAL_EVENTS_QUEUE, [envelope.message_id])
+            await store.claim_inbox(session, self._consumer, [envelope.message_id])
 
     async def _account_changed(self, key: ClientKey, bot_ids: list[uuid.UUID]) -> bool:
         """Whether the new keys are another account's: they cannot see an order the bots rest (asked once)."""
@@ -213,11 +221,9 @@ async def _live_bot_ids(session: AsyncSession, user_id: uuid.UUID, exchange: str
     return sorted(ids)
 
 
-async def _inbox_has(session: AsyncSession, message_id: str) -> bool:
+async def _inbox_has(session: AsyncSession, consumer: str, message_id: str) -> bool:
     inbox = store.INBOX
     found = await session.execute(
-        select(inbox.c.id).where(
-            inbox.c.consumer == CREDENTIAL_EVENTS_QUEUE, inbox.c.message_id == message_id
-        )
+        select(inbox.c.id).where(inbox.c.consumer == consumer, inbox.c.message_id == message_id)
     )
     return found.first() is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from common.exchanges import ExchangeCallError, call
@@ -36,10 +37,17 @@ class Reconciler:
 
     async def reconcile_all(self) -> None:
         """Every live bot with an order open or a stop under way."""
+        await self.reconcile_bots(list(self._broker.registry.handles))
+
+    async def reconcile_bots(self, bot_ids: Iterable[uuid.UUID]) -> None:
+        """Those of these bots that are live with an order open or a stop under way."""
+        handles = self._broker.registry.handles
         ids = [
-            handle.id
-            for handle in self._broker.registry.handles.values()
-            if not handle.is_paper and handle.core.open_orders()
+            bot_id
+            for bot_id in bot_ids
+            if (handle := handles.get(bot_id)) is not None
+            and not handle.is_paper
+            and handle.core.open_orders()
         ]
         limit = asyncio.Semaphore(_PARALLEL)
 

@@ -1,0 +1,367 @@
+"""Which engine replica drives which bots: membership by heartbeat, partitions by rendezvous hashing, and
+a fencing epoch per partition that every write of a bot's trading state checks (see docs/engine.md).
+
+Every replica runs `Ownership`: one row in `engine_replicas` it heartbeats (one UPDATE per round, not a
+rewrite of every bot row), and a round loop that reads the replicas and the `engine_partitions` rows,
+works out which partitions the live set assigns to it (rendezvous hashing: each partition goes to the live
+replica with the highest hash of (partition, replica), so a change of the set moves only the partitions of
+the replica that came or went), releases the ones it should no longer drive (after its runtime drained
+them) and claims the ones it should (unowned, released, its own previous incarnation's, or a dead replica's),
+raising their epoch. A replica is dead once its heartbeat is older than `ttl` by the database's clock.
+
+Two rules keep one bot driven by one replica:
+* the database: every batch takes the batch's partitions `FOR SHARE` with the epochs this replica claimed
+  them at (`store.fence`), so a claim (which raises the epoch) waits for a batch in flight, and a batch of a
+  replica that lost the partition fails;
+* the exchange: a replica calls an exchange for a bot only while its last confirmed heartbeat is younger
+  than `ttl - margin` (`authority`); nobody may claim its partitions before `ttl` has passed since that
+  heartbeat, so a replica paused past it (GC, SIGSTOP, a network cut) never places or cancels again before
+  it has learnt what it lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from common.dbtypes import utc_now
+from common.trading.models import ENGINE_PARTITIONS, EnginePartition, EngineReplica
+
+log = logging.getLogger(__name__)
+
+Partitions = frozenset[int]
+Change = Callable[[Partitions], Awaitable[None]]
+
+
+def partition_of(bot_id: uuid.UUID) -> int:
+    """The partition a bot belongs to (its id's high half: the shards use the low one)."""
+    return (bot_id.int >> 64) % ENGINE_PARTITIONS
+
+
+def _score(partition: int, replica: str) -> bytes:
+    return hashlib.blake2b(f"{partition}:{replica}".encode(), digest_size=8).digest()
+
+
+def assign(partition: int, replicas: Iterable[str]) -> str | None:
+    """The replica a partition goes to among `replicas` (rendezvous hashing), None when there is none."""
+    return max(replicas, key=lambda replica: _score(partition, replica), default=None)
+
+
+class SupersededError(RuntimeError):
+    """Another process started under this replica's name: this one must stop driving bots."""
+
+
+@dataclass
+class _Held:
+    epoch: int
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Ownership:
+    """This replica's membership and partitions; `join()` then `start()`, `handover()` on a clean stop."""
+
+    def __init__(
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        replica_id: str,
+        *,
+        heartbeat_seconds: float,
+        ttl_seconds: float,
+        on_gained: Change,
+        on_lost: Change,
+        on_superseded: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._factory = factory
+        self.replica_id = replica_id
+        self.incarnation = uuid.uuid4().hex[:16]
+        self.heartbeat_seconds = heartbeat_seconds
+        self.ttl = ttl_seconds
+        # Exchange calls stop this long before the others may take over (scheduling, clock rates).
+        self.margin = min(1.0, ttl_seconds / 3)
+        self._on_gained = on_gained
+        self._on_lost = on_lost
+        self._on_superseded = on_superseded
+        self.held: dict[int, _Held] = {}
+        self._confirmed_at = float("-inf")
+        self._confirmed = asyncio.Condition()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._round_lock = asyncio.Lock()
+        self.rounds = 0
+
+    # --- what the runtime asks ----------------------------------------------------------------------------
+
+    def epoch(self, bot_id: uuid.UUID) -> int | None:
+        """The epoch this replica holds the bot's partition at (loaded or loading), None when not its own."""
+        held = self.held.get(partition_of(bot_id))
+        return None if held is None else held.epoch
+
+    def owns(self, bot_id: uuid.UUID) -> bool:
+        """True when the bot's partition is this replica's and loaded."""
+        held = self.held.get(partition_of(bot_id))
+        return held is not None and held.ready.is_set()
+
+    async def ready(self, bot_id: uuid.UUID) -> bool:
+        """Whether this replica drives the bot, once its partition finished loading (waits for that)."""
+        held = self.held.get(partition_of(bot_id))
+        if held is None:
+            return False
+        await held.ready.wait()
+        return self.held.get(partition_of(bot_id)) is held
+
+    def fence(self, bot_ids: Iterable[uuid.UUID]) -> dict[int, int]:
+        """The (partition → epoch) pairs a batch touching these bots must find unchanged in the database."""
+        pairs: dict[int, int] = {}
+        for bot_id in bot_ids:
+            partition = partition_of(bot_id)
+            held = self.held.get(partition)
+            if held is not None:
+                pairs[partition] = held.epoch
+        return pairs
+
+    def confirmed(self) -> bool:
+        """True while the last confirmed heartbeat is recent enough to act on the exchange."""
+        return time.monotonic() < self._confirmed_at + self.ttl - self.margin
+
+    async def authority(self, bot_id: uuid.UUID) -> bool:
+        """Whether this replica may call an exchange for the bot now; waits (up to `ttl`) for a heartbeat
+        when the last one is too old (a pause), and says no once the bot's partition is lost."""
+        deadline = time.monotonic() + self.ttl
+        while True:
+            if self.epoch(bot_id) is None:
+                return False
+            if self.confirmed():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            async with self._confirmed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._confirmed.wait(), remaining)
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget partitions a write found fenced (another replica claimed them); the next round drains them."""
+        for partition in partitions:
+            self.held.pop(partition, None)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Register this process under its name (superseding an earlier one) and take its first share."""
+        async with self._factory() as session, session.begin():
+            now = utc_now()
+            values = {
+                "replica_id": self.replica_id,
+                "incarnation": self.incarnation,
+                "heartbeat_at": now,
+                "started_at": now,
+                "stopping": False,
+            }
+            insert: Any = (
+                postgresql.insert(EngineReplica)
+                if session.get_bind().dialect.name == "postgresql"
+                else sqlite.insert(EngineReplica)
+            )
+            stmt = insert.values(values)
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[EngineReplica.replica_id],
+                    set_={
+                        k: stmt.excluded[k] for k in ("incarnation", "heartbeat_at", "started_at", "stopping")
+                    },
+                )
+            )
+        log.info("engine replica %s joined (incarnation %s)", self.replica_id, self.incarnation)
+        await self.run_round()
+
+    def start(self) -> None:
+        """Run rounds in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="engine-ownership")
+
+    async def stop(self) -> None:
+        """Stop the rounds (what is held stays held until the heartbeat goes stale or `handover()`)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def handover(self) -> None:
+        """A clean stop: drain and release every partition now, so the others take them at once."""
+        self._stopping = True
+        await self.stop()
+        try:
+            await self.run_round()
+        except Exception as exc:  # the others take over once the heartbeat is stale
+            log.warning("handover of replica %s failed: %s", self.replica_id, type(exc).__name__)
+            return
+        async with self._factory() as session, session.begin():
+            await session.execute(
+                update(EngineReplica)
+                .where(
+                    EngineReplica.replica_id == self.replica_id, EngineReplica.incarnation == self.incarnation
+                )
+                .values(heartbeat_at=utc_now() - timedelta(seconds=self.ttl * 2))
+            )
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self.run_round()
+            except asyncio.CancelledError:
+                raise
+            except SupersededError:
+                log.critical(
+                    "engine replica %s was started again elsewhere (incarnation changed): this process stops "
+                    "driving bots; ENGINE_ID must be unique among running engines",
+                    self.replica_id,
+                )
+                await self._drop(frozenset(self.held))
+                await self._on_superseded()
+                return
+            except Exception as exc:  # the database is away: exchange calls pause once the heartbeat is old
+                log.warning("engine ownership round failed: %s", type(exc).__name__)
+
+    # --- one round --------------------------------------------------------------------------------------------
+
+    async def run_round(self) -> None:
+        """Heartbeat, then release what the live set assigns elsewhere and claim what it assigns here."""
+        async with self._round_lock:
+            await self._round()
+            self.rounds += 1
+
+    async def _round(self) -> None:
+        began = time.monotonic()
+        async with self._factory() as session, session.begin():
+            postgres = session.get_bind().dialect.name == "postgresql"
+            now: Any = func.now() if postgres else literal(utc_now())
+            beat = await session.execute(
+                update(EngineReplica)
+                .where(
+                    EngineReplica.replica_id == self.replica_id, EngineReplica.incarnation == self.incarnation
+                )
+                .values(heartbeat_at=now if postgres else utc_now(), stopping=self._stopping)
+                .returning(EngineReplica.replica_id)
+            )
+            if beat.first() is None:
+                raise SupersededError(self.replica_id)
+            cutoff = self._cutoff(postgres)
+            members = (
+                await session.execute(
+                    select(EngineReplica.replica_id, EngineReplica.stopping).where(
+                        EngineReplica.heartbeat_at > cutoff
+                    )
+                )
+            ).all()
+            rows = (
+                await session.execute(
+                    select(EnginePartition.partition, EnginePartition.owner, EnginePartition.epoch)
+                )
+            ).all()
+        await self._confirm(began)
+        alive = {m.replica_id for m in members}
+        live = {m.replica_id for m in members if not m.stopping}
+        owners = {row.partition: (row.owner, int(row.epoch)) for row in rows}
+        # Fenced: the database says another replica holds what this one thinks it holds.
+        lost = frozenset(p for p, held in self.held.items() if owners.get(p) != (self.replica_id, held.epoch))
+        if lost:
+            log.warning(
+                "engine replica %s lost partitions %s to another replica", self.replica_id, sorted(lost)
+            )
+            await self._drop(lost)
+        wanted = set() if self._stopping else {p for p in owners if assign(p, live) == self.replica_id}
+        release = frozenset(p for p in self.held if p not in wanted)
+        if release:
+            await self._release(release)
+        claim = [
+            p
+            for p in wanted
+            if p not in self.held
+            and (owners[p][0] is None or owners[p][0] == self.replica_id or owners[p][0] not in alive)
+        ]
+        if claim:
+            await self._claim(claim)
+
+    def _cutoff(self, postgres: bool) -> Any:
+        if postgres:
+            return func.now() - timedelta(seconds=self.ttl)
+        return literal(utc_now() - timedelta(seconds=self.ttl))
+
+    async def _confirm(self, began: float) -> None:
+        self._confirmed_at = began
+        async with self._confirmed:
+            self._confirmed.notify_all()
+
+    async def _drop(self, partitions: Partitions) -> None:
+        for partition in partitions:
+            self.held.pop(partition, None)
+        await self._on_lost(partitions)
+
+    async def _release(self, partitions: Partitions) -> None:
+        """Drain, then give the partitions up (unowned: their new owner claims them on its next round)."""
+        epochs = {p: self.held[p].epoch for p in partitions}
+        await self._drop(partitions)
+        async with self._factory() as session, session.begin():
+            for partition, epoch in epochs.items():
+                await session.execute(
+                    update(EnginePartition)
+                    .where(
+                        EnginePartition.partition == partition,
+                        EnginePartition.owner == self.replica_id,
+                        EnginePartition.epoch == epoch,
+                    )
+                    .values(owner=None, updated_at=utc_now())
+                )
+        log.info("engine replica %s handed over %d partition(s)", self.replica_id, len(partitions))
+
+    async def _claim(self, partitions: list[int]) -> None:
+        """Take partitions (raising their epochs), then have the runtime load and reconcile their bots."""
+        async with self._factory() as session, session.begin():
+            postgres = session.get_bind().dialect.name == "postgresql"
+            alive = select(EngineReplica.replica_id).where(
+                EngineReplica.heartbeat_at > self._cutoff(postgres)
+            )
+            result = await session.execute(
+                update(EnginePartition)
+                .where(
+                    EnginePartition.partition.in_(partitions),
+                    or_(
+                        EnginePartition.owner.is_(None),
+                        EnginePartition.owner == self.replica_id,
+                        and_(EnginePartition.owner.is_not(None), EnginePartition.owner.not_in(alive)),
+                    ),
+                )
+                .values(owner=self.replica_id, epoch=EnginePartition.epoch + 1, updated_at=utc_now())
+                .returning(EnginePartition.partition, EnginePartition.epoch)
+            )
+            claimed = {int(row.partition): int(row.epoch) for row in result}
+        if not claimed:
+            return
+        for partition, epoch in claimed.items():
+            self.held[partition] = _Held(epoch)
+        gained = frozenset(claimed)
+        log.info("engine replica %s took %d partition(s)", self.replica_id, len(gained))
+        try:
+            await self._on_gained(gained)
+        except BaseException:
+            # Not loaded: give them back to the next round (claimed again, reloaded) rather than half-driven.
+            for partition in gained:
+                self.held.pop(partition, None)
+            raise
+        for partition in gained:
+            held = self.held.get(partition)
+            if held is not None:
+                held.ready.set()
