@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -197,6 +198,44 @@ async def supervisor(
             await engines.close()
     # The last process was killed holding partitions: later tests' engines find them claimable once its
     # heartbeat went stale, as a replica started after a crash would.
+    await eventually(lambda: _no_live_replica(db), timeout=REPLICA_TTL_SECONDS + 10, interval=0.2)
+
+
+@pytest.fixture
+async def cluster(
+    migrated_postgres: str,
+    redis_url: str,
+    rabbitmq_url: str,
+    namespace: str,
+    sim: SimServer,
+    credentials: CredentialsStub,
+    db: async_sessionmaker[AsyncSession],
+    bots: BotFactory,  # set up first, so that its cleanup runs once no engine runs any more
+    tmp_path: Path,
+) -> AsyncIterator[Callable[[str], EngineSupervisor]]:
+    """Supervisors of engine replicas by name (`cluster("engine-a")`), on the test's infrastructure."""
+    supervisors: list[EngineSupervisor] = []
+    async with serving(credentials.app()) as credentials_url:
+        env = engine_env(
+            database_url=migrated_postgres,
+            redis_url=redis_url,
+            rabbitmq_url=rabbitmq_url,
+            namespace=namespace,
+            sim_url=sim.url,
+            credentials_url=credentials_url,
+        )
+
+        def replica(name: str) -> EngineSupervisor:
+            supervisor = EngineSupervisor(env, tmp_path, replica=name)
+            supervisors.append(supervisor)
+            return supervisor
+
+        try:
+            yield replica
+        finally:
+            for supervisor in supervisors:
+                with contextlib.suppress(ProcessLookupError):
+                    await supervisor.close()
     await eventually(lambda: _no_live_replica(db), timeout=REPLICA_TTL_SECONDS + 10, interval=0.2)
 
 

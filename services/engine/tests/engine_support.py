@@ -99,13 +99,13 @@ class BotFactory:
         self.factory = factory
         self.created: list[uuid.UUID] = []
 
-    async def create(self, spec: BotSpec, *, status: str = "running") -> Bot:
+    async def create(self, spec: BotSpec, *, status: str = "running", bot_id: uuid.UUID | None = None) -> Bot:
         """Insert the bot and its levels (status running: what autoStart commits)."""
         rules = spec.rules()
         plan = plan_grid(spec.lower, spec.upper, spec.percent, spec.amount, rules)
         now = datetime.now(UTC)
         bot = Bot(
-            id=uuid.uuid4(),
+            id=bot_id or uuid.uuid4(),
             user_id=spec.user_id,
             exchange=spec.exchange,
             ticker=spec.ticker,

@@ -271,17 +271,20 @@ class Ownership:
                     select(EnginePartition.partition, EnginePartition.owner, EnginePartition.epoch)
                 )
             ).all()
-        await self._confirm(began)
         alive = {m.replica_id for m in members}
         live = {m.replica_id for m in members if not m.stopping}
         owners = {row.partition: (row.owner, int(row.epoch)) for row in rows}
-        # Fenced: the database says another replica holds what this one thinks it holds.
+        # Fenced: the database says another replica holds what this one thinks it holds. Forgotten before
+        # the heartbeat counts as confirmed, so no exchange call waiting for it goes out for those bots.
         lost = frozenset(p for p, held in self.held.items() if owners.get(p) != (self.replica_id, held.epoch))
+        for partition in lost:
+            self.held.pop(partition, None)
+        await self._confirm(began)
         if lost:
             log.warning(
                 "engine replica %s lost partitions %s to another replica", self.replica_id, sorted(lost)
             )
-            await self._drop(lost)
+            await self._on_lost(lost)
         wanted = set() if self._stopping else {p for p in owners if assign(p, live) == self.replica_id}
         release = frozenset(p for p in self.held if p not in wanted)
         if release:
