@@ -172,7 +172,12 @@ sys.exit(serve(Stack(**options, services=(service("auth"),)), ready_timeout=120)
 
 
 def children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    """A process's children (the kernel lists them per thread that started them)."""
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
 
 
 def gone(pid: int) -> bool:
