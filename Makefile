@@ -34,7 +34,7 @@ install: ## Install uv (if missing) and every workspace package into .venv
 run: install ## Run the whole system in one process (SQLite, in-process bus and cache) on :3000
 	$(UV) run --frozen python -m launcher.embedded
 
-dev: install ## Run every service as its own process over local RabbitMQ/PostgreSQL/Redis
+dev: install ## Run every service as its own process (two engines) over local RabbitMQ/PostgreSQL/Redis; restarts what dies
 	$(UV) run --frozen python -m launcher.dev
 
 secrets: ## Write .env with fresh random secrets for docker compose (never overwrites an existing one)

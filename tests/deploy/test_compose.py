@@ -25,6 +25,7 @@ from launcher.topology import (
     KEYS_TOKEN,
     SERVICES,
     ServiceSpec,
+    dev_ports,
     fresh_tokens,
     service,
     service_env,
@@ -50,9 +51,10 @@ def settings_fields(spec: ServiceSpec) -> set[str]:
 
 
 def owner(name: str) -> tuple[ServiceSpec, bool]:
-    """The topology service a compose service runs, and whether it is its migration step."""
+    """The topology service a compose service runs (one replica of it: `engine-2`), and whether it is its
+    migration step."""
     for spec in SERVICES:
-        if name == spec.name:
+        if name in spec.replica_names():
             return spec, False
         if spec.migrate_module and name == f"{spec.name}-migrate":
             return spec, True
@@ -66,7 +68,7 @@ def ours() -> dict[str, dict[str, Any]]:
 def test_every_topology_service_is_in_compose() -> None:
     names = set(ours())
     for spec in SERVICES:
-        assert spec.name in names
+        assert set(spec.replica_names()) <= names, spec.name
         if spec.migrate_module:
             assert f"{spec.name}-migrate" in names
 
@@ -88,15 +90,51 @@ def test_every_variable_is_read_by_the_settings(name: str) -> None:
 
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda s: s.name)
 def test_make_dev_env_is_read_by_the_settings(spec: ServiceSpec) -> None:
-    env = service_env(
-        spec,
-        database_url="postgresql+asyncpg://x/y",
-        redis_url="redis://x",
-        rabbitmq_url="amqp://x",
-        ports={s.name: s.port for s in SERVICES},
-        tokens=fresh_tokens(),
-    )
-    assert not set(env) - settings_fields(spec)
+    for replica in spec.replica_names():
+        env = service_env(
+            spec,
+            database_url="postgresql+asyncpg://x/y",
+            redis_url="redis://x",
+            rabbitmq_url="amqp://x",
+            ports=dev_ports(),
+            tokens=fresh_tokens(),
+            replica=replica if spec.replica_id_env else None,
+        )
+        assert not set(env) - settings_fields(spec)
+        if spec.replica_id_env:
+            assert env[spec.replica_id_env] == replica
+
+
+def test_compose_runs_the_engine_replicas_make_dev_runs_alike_but_for_their_engine_id() -> None:
+    spec = service("engine")
+    names = spec.replica_names()
+    assert names == ["engine-1", "engine-2"]
+    replicas = {name: ours()[name] for name in names}
+    assert {name: svc["environment"]["ENGINE_ID"] for name, svc in replicas.items()} == {n: n for n in names}
+
+    # Alike otherwise: one image, command, health check, dependencies and environment.
+    def alike(svc: dict[str, Any]) -> dict[str, Any]:
+        rest = {k: v for k, v in svc.items() if k != "build"}
+        rest["environment"] = {k: v for k, v in svc["environment"].items() if k != "ENGINE_ID"}
+        return rest
+
+    one, two = (alike(svc) for svc in replicas.values())
+    assert one == two and one["image"] == "gridbot/engine"
+    # One of them builds the image (the other uses it), and both answer as `engine` on the network.
+    assert [name for name, svc in replicas.items() if "build" in svc] == ["engine-1"]
+    for svc in replicas.values():
+        assert "engine" in svc["networks"]["default"]["aliases"]
+        assert svc["environment"]["PORT"] == str(spec.port)
+
+
+@pytest.mark.parametrize("name", sorted(compose()["services"]))
+def test_every_long_running_service_is_restarted_when_it_dies(name: str) -> None:
+    svc = compose()["services"][name]
+    if name.endswith("-migrate"):
+        # A one-shot step whose success the services wait for: a failed migration stops the deployment.
+        assert svc.get("restart", "no") == "no"
+    else:
+        assert svc.get("restart") == "unless-stopped", name
 
 
 def test_only_the_gateway_publishes_a_port_on_loopback_by_default() -> None:
@@ -167,7 +205,8 @@ def test_gateway_readiness_covers_every_service_of_ours() -> None:
         assert set(routed) | set(checked) == {s.name for s in SERVICES} - {"gateway", "exchange-sim"}
         assert checked == {s.name: f"http://{host(s.name)}:{s.port}" for s in SERVICES if s.readiness_checked}
     assert "engine" in json.loads(composed["READINESS_CHECKS"])
-    assert ours()["gateway"]["depends_on"]["engine"] == {"condition": "service_healthy"}
+    # The gateway starts once replica 1 is healthy, as `make dev` waits for replica 1 alone.
+    assert ours()["gateway"]["depends_on"]["engine-1"] == {"condition": "service_healthy"}
 
 
 # --- secrets and internal tokens -------------------------------------------------------------------------
@@ -345,12 +384,16 @@ def test_make_secrets_gives_a_deployment_every_service_accepts(config: Config, t
     for spec in SERVICES:
         if spec.name == "exchange-sim":
             continue
-        environment = {k: str(v) for k, v in resolved[spec.name]["environment"].items()}
-        assert environment["ENVIRONMENT"] == "production"
-        tokens = {name for name in INTERNAL_TOKENS if secrets[name] in environment.values()}
-        assert tokens == set(spec.tokens), spec.name
-        # What compose hands the service, its settings accept in production: no placeholder left.
-        assert service_settings(spec, environment).environment == "production"
+        for name in spec.replica_names():
+            environment = {k: str(v) for k, v in resolved[name]["environment"].items()}
+            assert environment["ENVIRONMENT"] == "production"
+            tokens = {token for token in INTERNAL_TOKENS if secrets[token] in environment.values()}
+            assert tokens == set(spec.tokens), name
+            # What compose hands the service, its settings accept in production: no placeholder left.
+            settings = service_settings(spec, environment)
+            assert settings.environment == "production"
+            if spec.replica_id_env:
+                assert getattr(settings, spec.replica_id_env.lower()) == name
     market_data = set(resolved["market-data"]["environment"].values())
     assert not {secrets[name] for name in KEY_OPENERS} & market_data
     assert secrets["REDIS_PASSWORD"] in resolved["redis"]["command"]
@@ -378,7 +421,7 @@ def test_the_sim_profile_as_make_secrets_documents_it(config: Config, tmp_path: 
     for spec in SERVICES:
         if not spec.uses_exchanges:
             continue
-        environment = {k: str(v) for k, v in resolved[spec.name]["environment"].items()}
+        environment = {k: str(v) for k, v in resolved[spec.replica_names()[0]]["environment"].items()}
         assert environment["UPBIT_REST_URL"] == "http://exchange-sim:8900/upbit"
         assert environment["ENVIRONMENT"] == "development"
         # Development on 0.0.0.0 with real secrets: accepted...

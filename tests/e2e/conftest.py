@@ -116,6 +116,11 @@ def _dev_stack(
         cache_namespace=namespace,
         bus_namespace=namespace,
         extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}},
+        # One engine (`engine-1`, its ENGINE_ID as deployed) until engines share bots between them: today a
+        # second one beside it either is refused (while the first leases bots) or runs unaware of the first.
+        engine_replicas=1,
+        # As `make dev` and compose run it: a process that dies is started again, and the tests that kill one
+        # rely on that (or hold it down with `kill(..., hold=True)` while they look at the outage).
     )
     try:
         stack.migrate()

@@ -1,13 +1,15 @@
 """Processes of `make dev` dying under a running system and coming back, seen through the gateway only.
 
 They kill processes of the session's dev stack, so they run after every other test of it (the `outage`
-marker) and leave it whole again. A restarted engine keeps its replica name (as a restarted container does)
-and takes its partitions back at once.
+marker) and leave it whole again. The launcher starts a dead process again, as compose's restart policy
+would; a test holds one down (`kill(..., hold=True)`) while it looks at the outage, then lets the launcher
+start it again (`restart`), which an engine restarted under its own ENGINE_ID takes over at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from decimal import Decimal
 from typing import Any
 
@@ -109,7 +111,7 @@ async def test_a_killed_engine_comes_back_and_its_bots_trade_on_with_nothing_pla
 
             await eventually(live_sell_rests, timeout=20, interval=POLL, message="the sell never rested")
 
-            dev_stack.kill("engine")
+            await asyncio.to_thread(dev_stack.kill, "engine-1", signal.SIGKILL, True)
             # While the engine is dead the live bot's next buy fills at the exchange.
             below = live.levels[live.k - 1]
             await move(sim, EXCHANGE, live.symbol, below)
@@ -120,7 +122,7 @@ async def test_a_killed_engine_comes_back_and_its_bots_trade_on_with_nothing_pla
             ]
             assert [o["status"] for o in filled] == ["done"]
 
-            await asyncio.to_thread(dev_stack.restart, "engine", 120.0)
+            await asyncio.to_thread(dev_stack.restart, "engine-1", 120.0)  # the launcher starts it
 
             # The fill it missed is folded in once; then both bots trade on from the state they had.
             async def caught_up() -> bool:
@@ -181,7 +183,7 @@ async def test_a_dead_bots_service_answers_503_and_is_named_until_it_is_back(
         }
         bot_id = body(await api.post("/api/bots", headers=auth, json=spec))["botId"]
 
-        dev_stack.kill("bots")
+        await asyncio.to_thread(dev_stack.kill, "bots", signal.SIGKILL, True)  # held down meanwhile
         for method, path in (
             ("GET", "/api/bots"),
             ("GET", f"/api/bots/{bot_id}/trades"),

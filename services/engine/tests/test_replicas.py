@@ -304,7 +304,9 @@ async def test_a_rolling_restart_of_every_replica_leaves_no_bot_undriven_beyond_
     await ticks.send(ticks.tick(levels[4] - D("0.01"), D(95_000), levels[4] - D("0.01")))
     for bot, api_key in pairs:
         await settle(db, sim_http, bot, api_key)
-        assert await _sells_at(db, bot.id, [4, 5]), [(r.side, r.slot, r.status) for r in await orders_of(db, bot.id)]
+        assert await _sells_at(db, bot.id, [4, 5]), [
+            (r.side, r.slot, r.status) for r in await orders_of(db, bot.id)
+        ]
         await check_books(db, sim_http, bot, api_key)
 
 

@@ -47,6 +47,23 @@ class ServiceSpec:
     # The internal route tokens it holds, and no others (the server's and the caller's side of each route).
     tokens: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Run as several replicas (the engine): each process is named `<name>-<n>` and gets that name as its
+    # stable identity in this variable, the same after every restart of that replica.
+    replica_id_env: str | None = None
+    # The dev topology's ports of replicas 2, 3, ... (replica 1 listens on `port`); their number sets how many
+    # replicas `make dev` and compose run.
+    replica_ports: tuple[int, ...] = ()
+
+    @property
+    def replicas(self) -> int:
+        """How many processes of it `make dev` and compose run."""
+        return 1 + len(self.replica_ports)
+
+    def replica_names(self, count: int | None = None) -> list[str]:
+        """The process names of its replicas (`engine-1`, `engine-2`), or just its name if not replicated."""
+        if self.replica_id_env is None:
+            return [self.name]
+        return [f"{self.name}-{n}" for n in range(1, (count or self.replicas) + 1)]
 
     @property
     def command(self) -> list[str]:
@@ -98,12 +115,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
         3004,
         "engine.settings:Settings",
         upstream=False,
+        # The gateway's readiness check asks replica 1 (its `port`): see `service_env`.
         readiness_checked=True,
         uses_db=True,
         uses_bus=True,
         uses_exchanges=True,
         links={"CREDENTIALS_URL": "credentials"},
         tokens=(KEYS_TOKEN,),
+        replica_id_env="ENGINE_ID",
+        replica_ports=(3006,),
     ),
     ServiceSpec(
         "market-data",
@@ -129,6 +149,15 @@ def service(name: str) -> ServiceSpec:
     raise KeyError(name)
 
 
+def dev_ports() -> dict[str, int]:
+    """`make dev`'s ports: each service's by its name (its replica 1's), and further replicas' by theirs."""
+    ports = {spec.name: spec.port for spec in SERVICES}
+    for spec in SERVICES:
+        names = spec.replica_names()
+        ports.update(zip(names[1:], spec.replica_ports, strict=True))
+    return ports
+
+
 def service_env(
     spec: ServiceSpec,
     *,
@@ -140,9 +169,14 @@ def service_env(
     host: str = "127.0.0.1",
     environment: str = "development",
     cache_namespace: str = "gridbot",
+    replica: str | None = None,
 ) -> dict[str, str]:
-    """The environment one service process gets in the dev topology."""
-    env = {f"{spec.env_prefix}HOST": host, f"{spec.env_prefix}PORT": str(ports[spec.name])}
+    """The environment one service process gets in the dev topology (`replica`: that process's name, for a
+    replicated service; it listens on `ports[replica]` when given, else on the service's port)."""
+    port = ports.get(replica, ports[spec.name]) if replica else ports[spec.name]
+    env = {f"{spec.env_prefix}HOST": host, f"{spec.env_prefix}PORT": str(port)}
+    if spec.replica_id_env and replica:
+        env[spec.replica_id_env] = replica
     if not spec.env_prefix:
         env["ENVIRONMENT"] = environment
     if spec.uses_cache:
@@ -161,6 +195,8 @@ def service_env(
         env["SERVICES"] = json.dumps(
             {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.upstream}
         )
+        # A replicated service is checked at replica 1: the gateway has no "any of" check, and asking every
+        # replica would call the system down whenever one replica is (its bots are another's meanwhile).
         env["READINESS_CHECKS"] = json.dumps(
             {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.readiness_checked}
         )
