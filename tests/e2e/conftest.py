@@ -116,9 +116,9 @@ def _dev_stack(
         cache_namespace=namespace,
         bus_namespace=namespace,
         extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}},
-        # One engine (`engine-1`, its ENGINE_ID as deployed) until engines share bots between them: today a
-        # second one beside it either is refused (while the first leases bots) or runs unaware of the first.
-        engine_replicas=1,
+        # Two engine replicas (`engine-1`, `engine-2`), as `make dev` and compose run them: they share the
+        # bots' partitions, and one killed has its bots taken over by the other.
+        engine_replicas=2,
         # As `make dev` and compose run it: a process that dies is started again, and the tests that kill one
         # rely on that (or hold it down with `kill(..., hold=True)` while they look at the outage).
     )
