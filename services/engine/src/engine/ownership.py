@@ -27,12 +27,12 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,7 +42,7 @@ from common.trading.models import ENGINE_PARTITIONS, EnginePartition, EngineRepl
 log = logging.getLogger(__name__)
 
 Partitions = frozenset[int]
-Change = Callable[[Partitions], Awaitable[None]]
+Change = Callable[[Partitions], Coroutine[Any, Any, None]]
 
 
 def partition_of(bot_id: uuid.UUID) -> int:
@@ -67,6 +67,8 @@ class SupersededError(RuntimeError):
 class _Held:
     epoch: int
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Being handed over: queued work still commits under this epoch, nothing new is taken in.
+    releasing: bool = False
 
 
 class Ownership:
@@ -99,7 +101,11 @@ class Ownership:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._round_lock = asyncio.Lock()
+        # Loads and drains run beside the rounds: a long takeover (slow exchange, spent call budget) must
+        # never delay the heartbeat, or the others would think this replica dead while it loads.
+        self._transitions: set[asyncio.Task[None]] = set()
         self.rounds = 0
+        self._picture: tuple[object, ...] = ()
 
     # --- what the runtime asks ----------------------------------------------------------------------------
 
@@ -109,9 +115,9 @@ class Ownership:
         return None if held is None else held.epoch
 
     def owns(self, bot_id: uuid.UUID) -> bool:
-        """True when the bot's partition is this replica's and loaded."""
+        """True when the bot's partition is this replica's, loaded and not being handed over."""
         held = self.held.get(partition_of(bot_id))
-        return held is not None and held.ready.is_set()
+        return held is not None and held.ready.is_set() and not held.releasing
 
     async def ready(self, bot_id: uuid.UUID) -> bool:
         """Whether this replica drives the bot, once its partition finished loading (waits for that)."""
@@ -119,7 +125,12 @@ class Ownership:
         if held is None:
             return False
         await held.ready.wait()
-        return self.held.get(partition_of(bot_id)) is held
+        return self.held.get(partition_of(bot_id)) is held and not held.releasing
+
+    async def settled(self) -> None:
+        """Wait until the loads and hand-overs under way are done."""
+        while self._transitions:
+            await asyncio.gather(*list(self._transitions), return_exceptions=True)
 
     def fence(self, bot_ids: Iterable[uuid.UUID]) -> dict[int, int]:
         """The (partition → epoch) pairs a batch touching these bots must find unchanged in the database."""
@@ -185,6 +196,8 @@ class Ownership:
             )
         log.info("engine replica %s joined (incarnation %s)", self.replica_id, self.incarnation)
         await self.run_round()
+        self.start()
+        await self.settled()
 
     def start(self) -> None:
         """Run rounds in the background."""
@@ -198,12 +211,21 @@ class Ownership:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    async def close(self) -> None:
+        """Stop the rounds and end the loads and hand-overs under way."""
+        await self.stop()
+        for transition in list(self._transitions):
+            transition.cancel()
+        await asyncio.gather(*list(self._transitions), return_exceptions=True)
+
     async def handover(self) -> None:
         """A clean stop: drain and release every partition now, so the others take them at once."""
         self._stopping = True
         await self.stop()
         try:
+            await self.settled()
             await self.run_round()
+            await self.settled()
         except Exception as exc:  # the others take over once the heartbeat is stale
             log.warning("handover of replica %s failed: %s", self.replica_id, type(exc).__name__)
             return
@@ -229,7 +251,9 @@ class Ownership:
                     "driving bots; ENGINE_ID must be unique among running engines",
                     self.replica_id,
                 )
-                await self._drop(frozenset(self.held))
+                lost = frozenset(self.held)
+                self.held.clear()
+                await self._on_lost(lost)
                 await self._on_superseded()
                 return
             except Exception as exc:  # the database is away: exchange calls pause once the heartbeat is old
@@ -247,13 +271,12 @@ class Ownership:
         began = time.monotonic()
         async with self._factory() as session, session.begin():
             postgres = session.get_bind().dialect.name == "postgresql"
-            now: Any = func.now() if postgres else literal(utc_now())
             beat = await session.execute(
                 update(EngineReplica)
                 .where(
                     EngineReplica.replica_id == self.replica_id, EngineReplica.incarnation == self.incarnation
                 )
-                .values(heartbeat_at=now if postgres else utc_now(), stopping=self._stopping)
+                .values(heartbeat_at=func.now() if postgres else utc_now(), stopping=self._stopping)
                 .returning(EngineReplica.replica_id)
             )
             if beat.first() is None:
@@ -284,39 +307,80 @@ class Ownership:
             log.warning(
                 "engine replica %s lost partitions %s to another replica", self.replica_id, sorted(lost)
             )
-            await self._on_lost(lost)
+            self._spawn(self._on_lost(lost), "engine-drain-lost")
         wanted = set() if self._stopping else {p for p in owners if assign(p, live) == self.replica_id}
-        release = frozenset(p for p in self.held if p not in wanted)
+        release = frozenset(
+            p
+            for p, held in self.held.items()
+            if p not in wanted and held.ready.is_set() and not held.releasing
+        )
         if release:
-            await self._release(release)
+            for partition in release:
+                self.held[partition].releasing = True
+            self._spawn(self._release(release), "engine-handover")
+        # Recorded as this replica's but not held (a takeover that failed to load, a release whose UPDATE
+        # failed, a previous incarnation's) and assigned elsewhere: nothing of them runs here, so they are
+        # given up at once, or their assigned owner would wait for them for ever.
+        orphans = {
+            p: epoch
+            for p, (owner, epoch) in owners.items()
+            if owner == self.replica_id and p not in self.held and p not in wanted
+        }
+        if orphans:
+            await self._give_up(orphans)
         claim = [
             p
             for p in wanted
             if p not in self.held
             and (owners[p][0] is None or owners[p][0] == self.replica_id or owners[p][0] not in alive)
         ]
+        picture = (tuple(sorted(live)), len(wanted), len(self.held), len(claim))
+        if picture != self._picture:
+            self._picture = picture
+            waiting = len([p for p in wanted if p not in self.held]) - len(claim)
+            log.info(
+                "engine replica %s: live %s, assigned %d partition(s), holds %d, claims %d, waits for %d",
+                self.replica_id,
+                ", ".join(sorted(live)),
+                len(wanted),
+                len(self.held),
+                len(claim),
+                waiting,
+            )
         if claim:
             await self._claim(claim)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._transitions.add(task)
+        task.add_done_callback(self._transition_done)
+
+    def _transition_done(self, task: asyncio.Task[None]) -> None:
+        self._transitions.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("engine ownership change failed: %r", task.exception())
 
     def _cutoff(self, postgres: bool) -> Any:
         if postgres:
             return func.now() - timedelta(seconds=self.ttl)
-        return literal(utc_now() - timedelta(seconds=self.ttl))
+        return utc_now() - timedelta(seconds=self.ttl)
 
     async def _confirm(self, began: float) -> None:
         self._confirmed_at = began
         async with self._confirmed:
             self._confirmed.notify_all()
 
-    async def _drop(self, partitions: Partitions) -> None:
-        for partition in partitions:
-            self.held.pop(partition, None)
-        await self._on_lost(partitions)
-
     async def _release(self, partitions: Partitions) -> None:
         """Drain, then give the partitions up (unowned: their new owner claims them on its next round)."""
-        epochs = {p: self.held[p].epoch for p in partitions}
-        await self._drop(partitions)
+        epochs = {p: self.held[p].epoch for p in partitions if p in self.held}
+        await self._on_lost(partitions)
+        for partition in partitions:
+            self.held.pop(partition, None)
+        await self._give_up(epochs)
+        log.info("engine replica %s handed over %d partition(s)", self.replica_id, len(partitions))
+
+    async def _give_up(self, epochs: dict[int, int]) -> None:
+        """Record partitions as unowned (only while this replica still owns them at those epochs)."""
         async with self._factory() as session, session.begin():
             for partition, epoch in epochs.items():
                 await session.execute(
@@ -328,12 +392,14 @@ class Ownership:
                     )
                     .values(owner=None, updated_at=utc_now())
                 )
-        log.info("engine replica %s handed over %d partition(s)", self.replica_id, len(partitions))
 
     async def _claim(self, partitions: list[int]) -> None:
         """Take partitions (raising their epochs), then have the runtime load and reconcile their bots."""
         async with self._factory() as session, session.begin():
             postgres = session.get_bind().dialect.name == "postgresql"
+            if postgres:
+                # A partition row held by a frozen batch must not stall the round (and the next heartbeat).
+                await session.execute(text("SET LOCAL lock_timeout = '1s'"))
             alive = select(EngineReplica.replica_id).where(
                 EngineReplica.heartbeat_at > self._cutoff(postgres)
             )
@@ -357,14 +423,16 @@ class Ownership:
             self.held[partition] = _Held(epoch)
         gained = frozenset(claimed)
         log.info("engine replica %s took %d partition(s)", self.replica_id, len(gained))
+        self._spawn(self._load(gained, {p: self.held[p] for p in gained}), "engine-takeover")
+
+    async def _load(self, gained: Partitions, held: dict[int, _Held]) -> None:
         try:
             await self._on_gained(gained)
         except BaseException:
-            # Not loaded: give them back to the next round (claimed again, reloaded) rather than half-driven.
-            for partition in gained:
-                self.held.pop(partition, None)
+            # Not loaded: the next round claims them again (a new epoch) and reloads, rather than half-driving.
+            for partition, entry in held.items():
+                if self.held.get(partition) is entry:
+                    self.held.pop(partition)
             raise
-        for partition in gained:
-            held = self.held.get(partition)
-            if held is not None:
-                held.ready.set()
+        for entry in held.values():
+            entry.ready.set()

@@ -199,9 +199,8 @@ class EngineRuntime:
             ticks=True,
         )
         began = time.monotonic()
+        stack.push_async_callback(ownership.close)
         await ownership.join()  # takes this replica's share: loads, reconciles and resumes those bots
-        ownership.start()
-        stack.push_async_callback(ownership.stop)
         # The bots just loaded live as long as the process: take them out of the collector's full passes,
         # which otherwise walk every one of their objects (~0.6 s with the loop stalled at 10,000 bots),
         # and make full passes rarer (almost everything the engine allocates dies by reference count;
@@ -265,8 +264,11 @@ class EngineRuntime:
             ids = [i for i in await store.active_bot_ids(session) if partition_of(i) in partitions]
             handles = await store.load_handles(session, ids)
         self.registry.add_all(handles)
-        await self.live.reconcile_bots(ids)
-        await self._resume((handle.row, handle) for handle in handles)
+        try:
+            await self.live.reconcile_bots(ids)
+            await self._resume((handle.row, handle) for handle in handles)
+        finally:
+            self._forget_unowned(handles)
         self.metrics.takeovers.append(time.monotonic() - began)
         log.info(
             "engine replica %s drives %d more bot(s) (%d partition(s), %.2fs)",
@@ -275,6 +277,13 @@ class EngineRuntime:
             len(partitions),
             time.monotonic() - began,
         )
+
+    def _forget_unowned(self, handles: Iterable[BotHandle]) -> None:
+        """Drop loaded bots whose partition this replica lost while it was taking it over."""
+        assert self.ownership is not None
+        for handle in handles:
+            if self.ownership.epoch(handle.id) is None and self.registry.handles.get(handle.id) is handle:
+                self.registry.drop(handle)
 
     async def _lost(self, partitions: Partitions) -> None:
         """Partitions handed over or taken by another replica: stop driving their bots, let work in flight end."""
