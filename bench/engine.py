@@ -41,10 +41,12 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
+import asyncpg  # noqa: E402
 from enginekit import (  # noqa: E402
     TICKERS,
     Market,
     PriceCache,
+    Published,
     TickStream,
     create_database,
     drop_database,
@@ -60,6 +62,7 @@ from enginereplicas import (  # noqa: E402
     proc_cpu,
     proc_rss,
     quantile,
+    worst,
 )
 
 from common.bus import create_bus  # noqa: E402
@@ -67,6 +70,7 @@ from common.contracts.market import MARKET_EXCHANGE  # noqa: E402
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
 
 LATENCY = "engine_tick_to_order_seconds"
+LOOP_LAG = "engine_event_loop_lag_seconds"
 
 
 def delta(
@@ -99,17 +103,41 @@ class Run:
         """Pid → name of the processes the CPU meter should name."""
         return {os.getpid(): "bench", **{r.pid: r.name for r in self.group.all}}
 
-    def meter(self) -> CpuMeter:
-        """A CPU meter started now."""
-        meter = CpuMeter(self.url.rsplit("/", 1)[1])
+    async def meter(self) -> tuple[CpuMeter, int]:
+        """A CPU meter started now, and PostgreSQL's count of sessions opened to the run's database."""
+        meter = CpuMeter(self.database)
         meter.start()
-        return meter
+        return meter, await self.sessions()
+
+    async def usage(self, meter: tuple[CpuMeter, int], published: Published) -> dict[str, Any]:
+        """Where the CPU went since `meter()`, and how many database sessions were opened meanwhile (a pool
+        that closes and reopens connections costs PostgreSQL a process start each)."""
+        figures = meter[0].read(self.names(), {"tick publisher": published.cpu_s})
+        figures["pg_sessions_opened"] = await self.sessions() - meter[1]
+        return figures
+
+    async def sessions(self) -> int:
+        """pg_stat_database.sessions of the run's database."""
+        conn = await asyncpg.connect(self.args.postgres)
+        try:
+            return int(
+                await conn.fetchval("SELECT sessions FROM pg_stat_database WHERE datname = $1", self.database)
+                or 0
+            )
+        finally:
+            await conn.close()
+
+    @property
+    def database(self) -> str:
+        """The run's database name."""
+        return self.url.rsplit("/", 1)[1]
 
     async def start(self) -> dict[str, Any]:
         """Database, replicas with no bot (the RSS baseline), then the bots: seeded, started, loaded."""
         args = self.args
         self.url = await create_database(args.postgres)
-        env = engine_env(self.url, args.redis, args.rabbitmq, self.namespace)
+        extra = dict(item.split("=", 1) for item in args.engine_env)
+        env = engine_env(self.url, args.redis, args.rabbitmq, self.namespace, **extra)
         self.replicas = replicas = Replicas(env, self.logs, self.count)
         await replicas.start()
         await replicas.wait_split({})
@@ -145,7 +173,7 @@ class Run:
         group = self.group
         before = await group.scrape()
         cpu0 = {r.name: proc_cpu(r.pid) for r in group.all}
-        meter = self.meter()
+        meter = await self.meter()
         self.stream.start(self.args.rate, 0.00001, self.args.seconds, prebuilt=True)
         # Each replica's consumption ends when its counter stops moving (it drains what the broker kept).
         key = "engine_ticks_consumed_total"
@@ -160,7 +188,7 @@ class Run:
             if waiter.done() and all(now - at > 0.5 for _, at in last.values()):
                 break
         published = waiter.result()
-        usage = meter.read(self.names(), {"tick publisher": published.cpu_s})
+        usage = await self.usage(meter, published)
         cpu = {r.name: proc_cpu(r.pid) - cpu0[r.name] for r in group.all}
         await group.wait_quiet(self.url)
         per: dict[str, Any] = {}
@@ -190,7 +218,7 @@ class Run:
         """Big swings through many levels: committed fills per second until the backlog drained."""
         assert self.stream is not None
         before = await self.group.scrape()
-        meter = self.meter()
+        meter = await self.meter()
         began = time.perf_counter()
         self.stream.start(200, 0.004, self.args.seconds)
         published = await self.stream.wait()
@@ -203,7 +231,7 @@ class Run:
             "fills_per_s": round(sum(fills.values()) / elapsed),
             "fills_per_s_by_replica": {k: round(v / elapsed) for k, v in fills.items()},
             "fill_phase_s": round(elapsed, 1),
-            "cpu": meter.read(self.names(), {"tick publisher": published.cpu_s}),
+            "cpu": await self.usage(meter, published),
         }
 
     async def settle(self) -> dict[str, Any]:
@@ -231,7 +259,7 @@ class Run:
         args, group = self.args, self.group
         before = await group.scrape()
         cpu0 = {r.name: proc_cpu(r.pid) for r in group.all}
-        meter = self.meter()
+        meter = await self.meter()
         began = time.perf_counter()
         self.stream.start(200, args.latency_move * 1000 / self.bots, args.max_latency_seconds)
         while True:
@@ -248,7 +276,7 @@ class Run:
         await group.wait_quiet(self.url)
         elapsed = time.perf_counter() - began
         after = await group.scrape()
-        usage = meter.read(self.names(), {"tick publisher": published.cpu_s})
+        usage = await self.usage(meter, published)
         buckets = merge_delta(after.values(), before.values(), LATENCY)
         p50, p99 = quantile(0.5, buckets), quantile(0.99, buckets)
         ticks = delta(after, before, "engine_ticks_consumed_total")
@@ -257,9 +285,13 @@ class Run:
         for r in group.all:
             cpu = proc_cpu(r.pid) - cpu0[r.name]
             replica_buckets = merge_delta([after[r.name]], [before[r.name]], LATENCY)
+            lags = merge_delta([after[r.name]], [before[r.name]], LOOP_LAG)
             per[r.name] = {
                 "samples": int(replica_buckets[-1][1]) if replica_buckets else 0,
                 "p99_ms": round(quantile(0.99, replica_buckets)[0] * 1000, 1),
+                # The event loop's lateness waking a 50 ms sleeper: stalls the ticks' path would also meet.
+                "loop_lag_p99_ms": round(quantile(0.99, lags)[0] * 1000, 1),
+                "loop_lag_worst_bucket_ms": round(worst(lags) * 1000, 1),
                 "cpu_share": round(cpu / elapsed, 2),
                 "cpu_s_per_1000_ticks": round(cpu / max(1, ticks[r.name]) * 1000, 3),
             }
@@ -344,6 +376,9 @@ def main() -> None:
     parser.add_argument("--max-latency-seconds", type=float, default=120.0)
     parser.add_argument("--latency-move", type=float, default=0.0005, help="tick move σ at 1,000 bots")
     parser.add_argument("--phases", default="ticks,fills,latency")
+    parser.add_argument(
+        "--engine-env", action="append", default=[], metavar="KEY=VALUE", help="engines' environment"
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 bots, 5 s phases")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument("--rabbitmq", default=os.environ.get("BENCH_RABBITMQ_URL", DEFAULT_RABBITMQ))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import signal
 import sys
 import time
@@ -291,6 +292,13 @@ def quantile(q: float, buckets: list[tuple[float, float]]) -> tuple[float, float
     return (float("nan"),) * 3
 
 
+def worst(buckets: list[tuple[float, float]]) -> float:
+    """The upper bound of the highest bucket that counted anything (NaN when none did)."""
+    if not buckets or buckets[-1][1] <= 0:
+        return float("nan")
+    return next(bound for bound, count in buckets if count >= buckets[-1][1])
+
+
 class CpuMeter:
     """CPU seconds spent between two readings, by who spent them: the replicas and this bench (by pid),
     processes that reported their own (the tick publisher), PostgreSQL (this run's database's sessions apart
@@ -298,27 +306,34 @@ class CpuMeter:
 
     def __init__(self, database: str) -> None:
         self.database = database
-        self._start: dict[int, tuple[str, float]] = {}
+        self._start: dict[tuple[int, str], float] = {}
         self._busy = 0.0
         self._wall = 0.0
+        try:
+            self._rabbitmq_uid = pwd.getpwnam("rabbitmq").pw_uid
+        except KeyError:
+            self._rabbitmq_uid = -1
 
-    def _groups(self) -> dict[int, tuple[str, float]]:
-        seen: dict[int, tuple[str, float]] = {}
+    def _groups(self) -> dict[tuple[int, str], float]:
+        """CPU seconds so far by (pid, group) of every live process (what ended in between is the
+        remainder: `other: exited`, PostgreSQL sessions that closed included)."""
+        seen: dict[tuple[int, str], float] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
                 comm = (entry / "comm").read_text().strip()
-                if comm == "postgres":
-                    cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    group = "postgres (this run)" if f" {self.database} " in cmdline else "postgres (other)"
-                elif comm.startswith(("beam.smp", "erl_child_setup", "epmd", "inet_gethost")):
-                    group = "rabbitmq"
-                else:
-                    group = f"other: {comm}"
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                uid = entry.stat().st_uid
             except OSError:
                 continue
-            seen[int(entry.name)] = (group, proc_cpu(int(entry.name)))
+            if comm == "postgres":
+                group = "postgres (this run)" if f" {self.database} " in cmdline else "postgres (other)"
+            elif uid == self._rabbitmq_uid:
+                group = "rabbitmq"
+            else:
+                group = f"other: {comm}"
+            seen[(int(entry.name), group)] = proc_cpu(int(entry.name))
         return seen
 
     def start(self) -> None:
@@ -334,10 +349,9 @@ class CpuMeter:
         now = self._groups()
         wall = time.perf_counter() - self._wall
         spent: dict[str, float] = dict(reported or {})
-        for pid, (group, cpu) in now.items():
-            label = names.get(pid, group)
-            before = self._start.get(pid)
-            spent[label] = spent.get(label, 0.0) + cpu - (before[1] if before and before[0] == group else 0.0)
+        for (pid, group), cpu in now.items():
+            label = names.get(pid, group) if group.startswith("other: ") else group
+            spent[label] = spent.get(label, 0.0) + cpu - self._start.get((pid, group), 0.0)
         busy = _machine_busy() - self._busy
         spent["other: exited"] = max(0.0, busy - sum(spent.values()))
         others = {k: v for k, v in spent.items() if k.startswith("other: ")}

@@ -92,6 +92,7 @@ async def test_metrics_count_the_ticks_fills_orders_and_latencies_of_a_paper_bot
             s <= bound for s in samples
         )
     assert seen["engine_tick_to_order_seconds_bucket{le=+Inf}"] == len(samples)
+    assert seen["engine_event_loop_lag_seconds_count"] >= 1
     assert seen["process_resident_memory_bytes"] > 0
 
 

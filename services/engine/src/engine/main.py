@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from prometheus_client.process_collector import ProcessCollector
 from common.resources import infrastructure_checks
 from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
-from engine.metrics import EngineCollector, Gauges
+from engine.metrics import EngineCollector, Gauges, watch_loop_lag
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 
@@ -35,9 +36,12 @@ def create_app(
         app.state.runtime = runtime
         app.state.metrics_registry = metrics_registry(runtime)
         await runtime.start()
+        watch = asyncio.create_task(watch_loop_lag(runtime.metrics.loop_lag), name="engine-loop-lag")
         try:
             yield
         finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             await runtime.stop()
 
     app = create_base_app(title="gridbot engine", lifespan=lifespan, max_body_bytes=settings.max_body_bytes)

@@ -3,6 +3,7 @@ in Prometheus text format (`EngineCollector`) for operators and the benchmarks t
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -18,6 +19,16 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 # Seconds a takeover (or the start's share) spent loading, reconciling and resuming its bots.
 TAKEOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
+LOOP_LAG_INTERVAL = 0.05
+
+
+async def watch_loop_lag(samples: Samples, interval: float = LOOP_LAG_INTERVAL) -> None:
+    """Sleep `interval` again and again, counting how late each wake-up came (runs until cancelled)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        began = loop.time()
+        await asyncio.sleep(interval)
+        samples.append(max(0.0, loop.time() - began - interval))
 
 
 class Histogram:
@@ -82,6 +93,8 @@ class Metrics:
     # transaction); a live fill's message received from the bus.
     tick_to_paper_fill: Samples = field(default_factory=_samples())
     tick_to_fill_message: Samples = field(default_factory=_samples())
+    # How late the event loop woke a task that slept (a stall: a long synchronous step, GC, no CPU).
+    loop_lag: Samples = field(default_factory=_samples(LATENCY_BUCKETS, 10_000))
     # What `reset()` took out of the counters above, so that the exported totals never go down.
     before_reset: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -124,6 +137,7 @@ _HISTOGRAMS = (
     ("tick_to_paper_fill", "engine_tick_to_paper_fill_seconds", "A price tick's publication to the commit of the paper fills it caused"),
     ("tick_to_fill_message", "engine_tick_to_fill_message_seconds", "A price tick's publication to the receipt of the live fill it led to"),
     ("takeovers", "engine_takeover_seconds", "Loading, reconciling and resuming the bots of partitions taken"),
+    ("loop_lag", "engine_event_loop_lag_seconds", "How late the event loop woke a task sleeping 50 ms"),
 )  # fmt: skip
 
 # Gauges read at scrape time: metric name → (help, reader).
