@@ -183,7 +183,7 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
         finally:
             await conn.close()
         print(
-            f"{args.kills} SIGKILLs, {args.bots} bots on 2 replicas, each victim restarted after the takeover:"
+            f"{len(results)} SIGKILLs, {args.bots} bots on 2 replicas, each victim restarted after the takeover:"
         )
         for key, label in (
             ("takeover_s", "kill → first order/trade of its bots (survivor)"),
