@@ -71,6 +71,7 @@ from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_RED
 
 LATENCY = "engine_tick_to_order_seconds"
 LOOP_LAG = "engine_event_loop_lag_seconds"
+GC_PAUSE = "engine_gc_full_pause_seconds"
 
 
 def delta(
@@ -286,12 +287,15 @@ class Run:
             cpu = proc_cpu(r.pid) - cpu0[r.name]
             replica_buckets = merge_delta([after[r.name]], [before[r.name]], LATENCY)
             lags = merge_delta([after[r.name]], [before[r.name]], LOOP_LAG)
+            pauses = merge_delta([after[r.name]], [before[r.name]], GC_PAUSE)
             per[r.name] = {
                 "samples": int(replica_buckets[-1][1]) if replica_buckets else 0,
                 "p99_ms": round(quantile(0.99, replica_buckets)[0] * 1000, 1),
                 # The event loop's lateness waking a 50 ms sleeper: stalls the ticks' path would also meet.
                 "loop_lag_p99_ms": round(quantile(0.99, lags)[0] * 1000, 1),
                 "loop_lag_worst_bucket_ms": round(worst(lags) * 1000, 1),
+                "gc_full_collections": int(pauses[-1][1]) if pauses else 0,
+                "gc_full_pause_worst_bucket_ms": round(worst(pauses) * 1000, 1),
                 "cpu_share": round(cpu / elapsed, 2),
                 "cpu_s_per_1000_ticks": round(cpu / max(1, ticks[r.name]) * 1000, 3),
             }

@@ -63,7 +63,6 @@ class Replica:
     log_dir: Path
     port: int = 0
     process: asyncio.subprocess.Process | None = None
-    spawned_at: float = 0.0
     starts: int = 0
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=5))
 
@@ -88,7 +87,6 @@ class Replica:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "engine", cwd=REPO, env=env, stdout=out, stderr=out
             )
-        self.spawned_at = time.time()
 
     async def scrape(self) -> dict[str, float]:
         """Its /metrics now ({} while it does not answer)."""

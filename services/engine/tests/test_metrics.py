@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from common.contracts.bots import BotEvent
 from common.testing.wait import eventually
 from common.trading.models import ENGINE_PARTITIONS, Trade
 from engine.main import create_app
-from engine.metrics import LATENCY_BUCKETS, Metrics
+from engine.metrics import LATENCY_BUCKETS, Metrics, time_full_collections
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 
@@ -96,6 +97,20 @@ async def test_metrics_count_the_ticks_fills_orders_and_latencies_of_a_paper_bot
     assert seen["process_resident_memory_bytes"] > 0
 
 
+def test_full_collections_are_timed_until_stopped() -> None:
+    metrics = Metrics()
+    stop = time_full_collections(metrics.gc_full_pause)
+    try:
+        gc.collect(1)
+        gc.collect()
+        gc.collect()
+    finally:
+        stop()
+    gc.collect()
+    assert len(metrics.gc_full_pause) == 2
+    assert all(0 <= pause < 5 for pause in metrics.gc_full_pause)
+
+
 def test_reset_zeroes_what_the_readers_see_but_never_the_exported_totals() -> None:
     metrics = Metrics()
     metrics.fills, metrics.commit_seconds = 5, 1.5
@@ -107,6 +122,9 @@ def test_reset_zeroes_what_the_readers_see_but_never_the_exported_totals() -> No
     assert list(metrics.tick_to_order) == [0.03]
     assert metrics.total("fills") == 7
     assert metrics.total("commit_seconds") == 1.5
+    assert list(metrics.tick_to_order.histogram.counts) == [
+        1 if b in (0.004, 0.03) else 0 for b in (*LATENCY_BUCKETS, None)
+    ]
     buckets: Any = dict(metrics.tick_to_order.histogram.cumulative())
     assert buckets["0.004"] == 1
     assert buckets["0.03"] == buckets["+Inf"] == 2

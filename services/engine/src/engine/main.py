@@ -15,7 +15,7 @@ from prometheus_client.process_collector import ProcessCollector
 from common.resources import infrastructure_checks
 from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
-from engine.metrics import EngineCollector, Gauges, watch_loop_lag
+from engine.metrics import EngineCollector, Gauges, time_full_collections, watch_loop_lag
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 
@@ -37,9 +37,11 @@ def create_app(
         app.state.metrics_registry = metrics_registry(runtime)
         await runtime.start()
         watch = asyncio.create_task(watch_loop_lag(runtime.metrics.loop_lag), name="engine-loop-lag")
+        untime = time_full_collections(runtime.metrics.gc_full_pause)
         try:
             yield
         finally:
+            untime()
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
             await runtime.stop()

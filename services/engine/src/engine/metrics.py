@@ -4,6 +4,8 @@ in Prometheus text format (`EngineCollector`) for operators and the benchmarks t
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +31,22 @@ async def watch_loop_lag(samples: Samples, interval: float = LOOP_LAG_INTERVAL) 
         began = loop.time()
         await asyncio.sleep(interval)
         samples.append(max(0.0, loop.time() - began - interval))
+
+
+def time_full_collections(samples: Samples) -> Callable[[], None]:
+    """Count every full garbage collection's duration into `samples`; returns the function that stops it."""
+    began = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            samples.append(time.perf_counter() - began[0])
+
+    gc.callbacks.append(callback)
+    return lambda: gc.callbacks.remove(callback)
 
 
 class Histogram:
@@ -95,6 +113,8 @@ class Metrics:
     tick_to_fill_message: Samples = field(default_factory=_samples())
     # How late the event loop woke a task that slept (a stall: a long synchronous step, GC, no CPU).
     loop_lag: Samples = field(default_factory=_samples(LATENCY_BUCKETS, 10_000))
+    # How long each full (generation 2) garbage collection held the process.
+    gc_full_pause: Samples = field(default_factory=_samples(LATENCY_BUCKETS, 10_000))
     # What `reset()` took out of the counters above, so that the exported totals never go down.
     before_reset: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -138,6 +158,7 @@ _HISTOGRAMS = (
     ("tick_to_fill_message", "engine_tick_to_fill_message_seconds", "A price tick's publication to the receipt of the live fill it led to"),
     ("takeovers", "engine_takeover_seconds", "Loading, reconciling and resuming the bots of partitions taken"),
     ("loop_lag", "engine_event_loop_lag_seconds", "How late the event loop woke a task sleeping 50 ms"),
+    ("gc_full_pause", "engine_gc_full_pause_seconds", "How long each full garbage collection took"),
 )  # fmt: skip
 
 # Gauges read at scrape time: metric name → (help, reader).
