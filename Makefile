@@ -17,6 +17,9 @@ COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose
 # The whole-system tests (tests/e2e) start real stacks; this many pytest-xdist workers run them side by side,
 # each on stacks of its own (`make test E2E_WORKERS=0` runs them in the one process).
 E2E_WORKERS ?= 2
+# The engine benches (bench/engine.py, bench/takeover.py) run 2,000 bots with --quick (a few minutes);
+# `make bench BENCH_ARGS=` runs the issue's 10,000 bots and 10 kills (about a quarter of an hour).
+BENCH_ARGS ?= --quick
 SRC := libs/common/src $(wildcard services/*/src) $(wildcard tools/*/src)
 
 .PHONY: help install run dev secrets up down test lint fmt typecheck bench migrate rotate-keys clean
@@ -61,9 +64,11 @@ fmt: install ## Format and auto-fix
 typecheck: install ## mypy (strict) over every package
 	$(UV) run --frozen mypy $(SRC)
 
-bench: install ## Run the benchmarks (they print figures)
+bench: install ## Run the benchmarks (they print figures); BENCH_ARGS= for the engine's 10,000-bot runs
 	$(UV) run --frozen python bench/gateway.py
 	$(UV) run --frozen python bench/market_data.py
+	$(UV) run --frozen python bench/engine.py --replicas 1,2 $(BENCH_ARGS)
+	$(UV) run --frozen python bench/takeover.py $(BENCH_ARGS)
 
 migrate: install ## Apply every service's migrations to DATABASE_URL
 	$(UV) run --frozen python -m launcher.migrate

@@ -1,493 +1,425 @@
-"""Engine throughput and latency: N running paper bots over 20 tickers in PostgreSQL, ticks on RabbitMQ.
+"""Engine throughput, latency, memory and CPU with 1, 2, … replicas as real processes over PostgreSQL and
+RabbitMQ: N paper bots over 20 tickers.
 
-For each bot count (default 1,000 and 10,000) a fresh database gets the bots schema and N paper bots
-(random geometric grids around each ticker's price, as the bots service would create them); the engine
-runtime starts in this process and starts them (placing their first orders); then three phases run:
+For each replica count a fresh database gets the bots schema; engine-1..n start on it (`python -m engine`,
+ports of their own, one bus namespace) and split the 64 partitions with no bot yet (their RSS then is the
+baseline); N paper bots are inserted and started as the bots service does (rows, then `bot.start` on the
+bus); once every replica drives its share and the first orders are committed, the phases run, each read
+from the replicas' `GET /metrics` and /proc:
 
-* quiet: ticks at a fixed rate (default 2,500/s over 20 tickers) that move the price a hair: what the
-  engine must keep up with at any bot count (ticks/s published and consumed; dropped = not consumed);
-* fills: ticks sweeping each price down and up through many levels: committed fills/s (each fill is
-  a trade row committed together with the core state, levels, the next order and the outbox);
-* settle: one tick per ticker at its price, which fills the orders the fills phase's last ticks left
-  marketable (reported as settle_*: a burst, not the pace below);
-* latency: ticks at market-data's pace (one per ticker per 100 ms) that cross levels: tick publication
-  (the publisher's clock when it built the tick; the earliest of the ticks a ticker's worker folded
-  together) → commit of the order it caused (an idle level armed, or the next order after a paper fill,
-  which the paper broker applies in the very transaction that detected it): p50 / p99.
+* ticks: ticks at `--rate` (default 6,000/s) that move the price a hair, for `--seconds`: ticks/s each
+  replica consumed (every replica consumes every tick; the broker drops the oldest past 5,000 queued),
+  CPU-seconds per 1,000 ticks and CPU share of each replica, and where the machine's CPU went;
+* fills: ticks sweeping each price through many levels: committed fills/s (each a trade committed with
+  the core state, levels, the next order and the outbox);
+* settle: one tick per ticker at its price (the fills phase leaves marketable orders; that burst is not
+  the latency below);
+* latency: market-data's pace (one tick per ticker per 100 ms) with moves that cross levels, until at least
+  `--samples` tick→order samples (tick publication → commit of the order it caused): p50/p99 from the
+  replicas' histograms (1 ms buckets to 5 ms, 2.5 ms to 25 ms, linear inside a bucket).
 
-    uv run python bench/engine.py [--bots 1000,10000] [--seconds 10] [--rate 2500] [--profile out.prof]
+RSS per bot = (RSS − the replica's own 0-bot baseline) / its bots, once loaded and after the phases.
+
+    uv run python bench/engine.py [--replicas 1,2] [--bots 10000] [--seconds 10] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import json
-import multiprocessing
 import os
-import pstats
 import random
 import sys
+import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-import asyncpg
-from sqlalchemy import insert
+# This file is bench/engine.py: the `engine` package must win over it (bench/ goes to the end of the path).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-# This file is bench/engine.py: drop its directory from the path, or it would shadow the `engine` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import asyncpg  # noqa: E402
+from enginekit import (  # noqa: E402
+    TICKERS,
+    Market,
+    PriceCache,
+    Published,
+    TickStream,
+    create_database,
+    drop_database,
+    seed,
+    send_starts,
+)
+from enginereplicas import (  # noqa: E402
+    CpuMeter,
+    Replicas,
+    bots_per_replica,
+    engine_env,
+    merge_delta,
+    proc_cpu,
+    proc_rss,
+    quantile,
+    worst,
+)
 
-from bots.migrate import upgrade  # noqa: E402
 from common.bus import create_bus  # noqa: E402
-from common.contracts.market import MARKET_EXCHANGE, PriceTick  # noqa: E402
-from common.db import create_engine, create_session_factory  # noqa: E402
-from common.exchanges import Exchange  # noqa: E402
-from common.grid import MarketRules, plan_grid  # noqa: E402
-from common.runtime import acquire_cache, release_cache  # noqa: E402
+from common.contracts.market import MARKET_EXCHANGE  # noqa: E402
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
-from common.testing.shared import shared_dir  # noqa: E402
-from common.trading.models import SCHEMA, Bot, GridLevel  # noqa: E402
-from engine.runtime import EngineRuntime  # noqa: E402
-from engine.settings import Settings  # noqa: E402
 
-D = Decimal
-TICKERS = [f"B{n:02d}USDT" for n in range(20)]
-BASE_PRICE = D(100_000)
+LATENCY = "engine_tick_to_order_seconds"
+LOOP_LAG = "engine_event_loop_lag_seconds"
+GC_PAUSE = "engine_gc_full_pause_seconds"
 
 
-def rules() -> MarketRules:
-    """Binance BTCUSDT's rules (tick 0.01, step 0.00001, min notional 5)."""
-    path = shared_dir() / "wire" / "binance_exchangeInfo_symbol_BTCUSDT_ccxt.json"
-    if path.exists():
-        info: dict[str, Any] = json.loads(path.read_text())
-        market = {
-            "id": "BTCUSDT",
-            "base": "BTC",
-            "quote": "USDT",
-            "maker": 0.001,
-            "taker": 0.001,
-            "info": info,
-        }
-        return MarketRules.from_ccxt_market(market)
-    return MarketRules.binance(
-        base="BTC",
-        quote="USDT",
-        tick_size=D("0.01"),
-        lot_step=D("0.00001"),
-        min_qty=D("0.00001"),
-        min_notional=D(5),
-    )
+def delta(
+    after: dict[str, dict[str, float]], before: dict[str, dict[str, float]], key: str
+) -> dict[str, float]:
+    """A counter's increase per replica."""
+    return {name: page.get(key, 0) - before.get(name, {}).get(key, 0) for name, page in after.items()}
 
 
-async def create_database(admin: str) -> str:
-    """A fresh database; its SQLAlchemy URL."""
-    name = f"gridbot_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return admin.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}"
+class Run:
+    """One replica count: its database, replicas, market and meters."""
 
+    def __init__(self, args: argparse.Namespace, replicas: int, bots: int, logs: Path) -> None:
+        self.args, self.count, self.bots = args, replicas, bots
+        self.namespace = f"bench{uuid.uuid4().hex[:8]}"
+        self.logs = logs
+        self.rng = random.Random(bots)
+        self.market = Market(self.rng)
+        self.url = ""
+        self.replicas: Replicas | None = None
+        self.stream: TickStream | None = None
 
-async def drop_database(admin: str, url: str) -> None:
-    """Drop the bench database."""
-    name = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    @property
+    def group(self) -> Replicas:
+        """The replicas (once started)."""
+        assert self.replicas is not None
+        return self.replicas
 
+    def names(self) -> dict[int, str]:
+        """Pid → name of the processes the CPU meter should name."""
+        return {os.getpid(): "bench", **{r.pid: r.name for r in self.group.all}}
 
-async def seed(url: str, count: int, rng: random.Random) -> None:
-    """N running paper bots with their grid levels, inserted as the bots service would create them."""
-    market = rules()
-    engine = create_engine(url, schemas=[SCHEMA])
-    factory = create_session_factory(engine)
-    now = datetime.now(UTC)
-    bots: list[dict[str, Any]] = []
-    levels: list[dict[str, Any]] = []
-    for n in range(count):
-        lower = (BASE_PRICE * D(1 - rng.uniform(0.04, 0.12))).quantize(D("0.01"))
-        upper = (BASE_PRICE * D(1 + rng.uniform(0.04, 0.12))).quantize(D("0.01"))
-        percent = D(str(round(rng.uniform(0.4, 1.5), 2)))
-        plan = plan_grid(lower, upper, percent, D(20), market)
-        bot_id = uuid.uuid4()
-        bots.append(
-            {
-                "id": bot_id,
-                "user_id": uuid.uuid4(),
-                "exchange": "binance",
-                "ticker": TICKERS[n % len(TICKERS)],
-                "mode": "paper",
-                "grid_type": "geometric",
-                "lower_price": lower,
-                "upper_price": upper,
-                "price_change_percent": percent,
-                "grid_count": plan.grid_count,
-                "order_amount": D(20),
-                "investment_amount": plan.investment_amount,
-                "stop_at_max": False,
-                "status": "running",
-                "market_rules": market.to_dict(),
-                "config_version": 1,
-                "created_at": now,
-                "updated_at": now,
-                "first_started_at": now,
-            }
-        )
-        for i, price in enumerate(plan.levels):
-            levels.append(
-                {
-                    "id": uuid.uuid4(),
-                    "bot_id": bot_id,
-                    "level_index": i,
-                    "price": price,
-                    "type": "buy" if i < len(plan.levels) - 1 else "sell",
-                    "status": "available",
-                    "updated_at": now,
-                }
-            )
-    async with factory() as session, session.begin():
-        for start in range(0, len(bots), 2000):
-            await session.execute(insert(Bot.__table__), bots[start : start + 2000])
-        for start in range(0, len(levels), 5000):
-            await session.execute(insert(GridLevel.__table__), levels[start : start + 5000])
-    await engine.dispose()
+    async def meter(self) -> tuple[CpuMeter, int]:
+        """A CPU meter started now, and PostgreSQL's count of sessions opened to the run's database."""
+        meter = CpuMeter(self.database)
+        meter.start()
+        return meter, await self.sessions()
 
+    async def usage(self, meter: tuple[CpuMeter, int], published: Published) -> dict[str, Any]:
+        """Where the CPU went since `meter()`, and how many database sessions were opened meanwhile (a pool
+        that closes and reopens connections costs PostgreSQL a process start each)."""
+        figures = meter[0].read(self.names(), {"tick publisher": published.cpu_s})
+        figures["pg_sessions_opened"] = await self.sessions() - meter[1]
+        return figures
 
-class Market:
-    """Per-ticker prices and tick sequences (one publisher epoch)."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.epoch = uuid.uuid4().hex[:12]
-        self.seq = dict.fromkeys(TICKERS, 0)
-        self.price = dict.fromkeys(TICKERS, BASE_PRICE)
-
-    def tick(self, ticker: str, move: float) -> PriceTick:
-        """The next tick of a ticker, the price moved by `move` (a fraction, e.g. 0.001 = 0.1 %)."""
-        before = self.price[ticker]
-        after = (before * D(1 + move)).quantize(D("0.01"))
-        # Keep every ticker inside the band the grids cover.
-        after = min(max(after, BASE_PRICE * D("0.9")), BASE_PRICE * D("1.1"))
-        self.price[ticker] = after
-        self.seq[ticker] += 1
-        now = datetime.now(UTC)
-        return PriceTick(
-            exchange=Exchange.BINANCE,
-            ticker=ticker,
-            last=after,
-            high=max(before, after),
-            low=min(before, after),
-            seq=self.seq[ticker],
-            epoch=self.epoch,
-            trades=1,
-            first_trade_at=now,
-            last_trade_at=now,
-            published_at=now,
-        )
-
-
-async def _publish_at(
-    url: str, namespace: str, market: Market, rate: float, seconds: float, move: float
-) -> int:
-    bus = create_bus(url, namespace)
-    await bus.start()
-    sent = 0
-    started = time.perf_counter()
-    try:
-        while (elapsed := time.perf_counter() - started) < seconds:
-            due = int(rate * elapsed) - sent
-            batch = []
-            for _ in range(max(0, due)):
-                ticker = TICKERS[sent % len(TICKERS)]
-                tick = market.tick(ticker, market.rng.gauss(0, move))
-                batch.append(bus.publish(MARKET_EXCHANGE, tick.routing_key, tick, persistent=False))
-                sent += 1
-            if batch:
-                await asyncio.gather(*batch)
-            await asyncio.sleep(0.005)
-    finally:
-        await bus.close()
-    return sent
-
-
-def _publisher(
-    url: str, namespace: str, market: Market, rate: float, seconds: float, move: float, out: Any
-) -> None:
-    sent = asyncio.run(_publish_at(url, namespace, market, rate, seconds, move))
-    out.put((sent, market.seq, market.price, market.rng.getstate()))
-
-
-async def publish_at(
-    url: str, namespace: str, market: Market, rate: float, seconds: float, move: float
-) -> int:
-    """Publish ticks round-robin over the tickers at `rate`/s for `seconds`, from another process (so the
-    publisher does not share the engine's CPU); the count sent."""
-    context = multiprocessing.get_context("spawn")
-    out = context.Queue()
-    process = context.Process(target=_publisher, args=(url, namespace, market, rate, seconds, move, out))
-    process.start()
-    sent, market.seq, market.price, state = await asyncio.to_thread(out.get)
-    market.rng.setstate(state)
-    await asyncio.to_thread(process.join)
-    return int(sent)
-
-
-async def wait_quiet(runtime: EngineRuntime, url: str, namespace: str, within: float = 600) -> None:
-    """Until no shard has work queued, the outbox is empty and the fill queue is empty at the broker."""
-    deadline = time.monotonic() + within
-    assert runtime.relay is not None
-    connection = await aio_pika.connect(url)
-    try:
-        channel = await connection.channel()
-
-        async def quiet() -> bool:
-            queue = await channel.declare_queue(f"{namespace}.engine.fills", passive=True)
-            return (
-                all(s.backlog == 0 for s in runtime.shards)
-                and runtime.fills is not None
-                and runtime.fills.in_flight == 0
-                and await runtime.relay.pending() == 0  # type: ignore[union-attr]
-                and queue.declaration_result.message_count == 0
-            )
-
-        while time.monotonic() < deadline:
-            if await quiet():
-                fills = runtime.metrics.fills
-                await asyncio.sleep(0.5)
-                if await quiet() and runtime.metrics.fills == fills:
-                    return
-            await asyncio.sleep(0.1)
-    finally:
-        await connection.close()
-    raise TimeoutError(
-        f"the engine did not settle: backlog {[s.backlog for s in runtime.shards]}, "
-        f"fills in flight {runtime.fills.in_flight if runtime.fills else None}"
-    )
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine so far (Linux /proc/stat)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
-def percentile(values: list[float], p: float) -> float:
-    """The p-th percentile (nearest rank)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
-
-
-async def phase_quiet(
-    runtime: EngineRuntime, args: argparse.Namespace, namespace: str, market: Market
-) -> dict[str, Any]:
-    """Ticks that move the price a hair (~0.001 %): what the index must absorb at any bot count."""
-    runtime.metrics.reset()
-    sent = await publish_at(args.rabbitmq, namespace, market, args.rate, args.seconds, 0.00001)
-    await wait_quiet(runtime, args.rabbitmq, namespace)
-    return {
-        "quiet_ticks_published_per_s": round(sent / args.seconds),
-        "quiet_ticks_consumed_per_s": round(runtime.metrics.ticks / args.seconds),
-        "quiet_ticks_dropped": sent - runtime.metrics.ticks,
-    }
-
-
-async def phase_fills(
-    runtime: EngineRuntime, args: argparse.Namespace, namespace: str, market: Market
-) -> dict[str, Any]:
-    """Big swings through many levels: committed fills per second while the backlog drains."""
-    runtime.metrics.reset()
-    began, cpu = time.perf_counter(), time.process_time()
-    await publish_at(args.rabbitmq, namespace, market, 200, args.seconds, 0.004)
-    await wait_quiet(runtime, args.rabbitmq, namespace)
-    elapsed = time.perf_counter() - began
-    m = runtime.metrics
-    return {
-        "fills_committed": m.fills,
-        "fills_per_s": round(m.fills / elapsed),
-        "fill_phase_s": round(elapsed, 1),
-        "fill_phase_cpu_share": round((time.process_time() - cpu) / elapsed, 2),
-        "transactions_per_s": round(m.transactions / elapsed),
-        "work_per_transaction": round(m.work_items / max(1, m.transactions), 1),
-        "ms_per_transaction": round(m.commit_seconds / max(1, m.transactions) * 1000, 1),
-    }
-
-
-async def settle(
-    runtime: EngineRuntime, args: argparse.Namespace, namespace: str, market: Market
-) -> dict[str, Any]:
-    """One tick per ticker at its current price, then quiet: the book as the previous phase left it settles.
-
-    The last (folded) ticks of the fills phase leave orders that are already marketable (an order rests
-    from the tick after the fill that placed it): they all fill on the next tick of their ticker. That
-    burst is the fills phase's tail, not latency at market-data's pace, so it is taken here and reported
-    on its own (settle_*), and the latency phase starts from a settled book.
-    """
-    runtime.metrics.reset()
-    began = time.perf_counter()
-    bus = create_bus(args.rabbitmq, namespace)
-    await bus.start()
-    try:
-        for ticker in TICKERS:
-            tick = market.tick(ticker, 0.0)
-            await bus.publish(MARKET_EXCHANGE, tick.routing_key, tick, persistent=False)
-    finally:
-        await bus.close()
-    await wait_quiet(runtime, args.rabbitmq, namespace)
-    m = runtime.metrics
-    values = [v * 1000 for v in m.tick_to_order]
-    return {
-        "settle_fills": m.fills,
-        "settle_s": round(time.perf_counter() - began, 1),
-        "settle_tick_to_order_p50_ms": round(percentile(values, 50), 1),
-        "settle_tick_to_order_p99_ms": round(percentile(values, 99), 1),
-    }
-
-
-async def phase_latency(
-    runtime: EngineRuntime, args: argparse.Namespace, namespace: str, market: Market, count: int
-) -> dict[str, Any]:
-    """Market-data's pace (one tick per ticker per 100 ms), moves scaled to the grids' density so that
-    fills come at a rate the engine sustains: tick publication -> commit of the order it caused."""
-    runtime.metrics.reset()
-    began, cpu = time.perf_counter(), time.process_time()
-    busy0, total0 = machine_busy()
-    lags: list[float] = []
-    in_flight: list[float] = []
-    backlog: list[float] = []
-
-    async def lag_monitor() -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(0.005)
-            lags.append((time.perf_counter() - before - 0.005) * 1000)
-            in_flight.append(runtime.fills.in_flight if runtime.fills else 0)
-            backlog.append(sum(s.backlog for s in runtime.shards))
-
-    monitor = asyncio.create_task(lag_monitor())
-    await publish_at(args.rabbitmq, namespace, market, 200, args.seconds, args.latency_move * 1000 / count)
-    await wait_quiet(runtime, args.rabbitmq, namespace)
-    monitor.cancel()
-    elapsed = time.perf_counter() - began
-    busy1, total1 = machine_busy()
-    m = runtime.metrics
-    figures: dict[str, Any] = {
-        "latency_phase_fills_per_s": round(m.fills / elapsed),
-        "latency_phase_cpu_share": round((time.process_time() - cpu) / elapsed, 2),
-        "latency_phase_machine_busy": round((busy1 - busy0) / max(1, total1 - total0), 2),
-        "loop_lag_p99_ms": round(percentile(lags, 99), 1),
-        "fills_in_flight_p50": percentile(in_flight, 50),
-        "fills_in_flight_max": max(in_flight, default=0),
-        "shard_backlog_p50": percentile(backlog, 50),
-        "shard_backlog_p99": percentile(backlog, 99),
-        "latency_phase_ms_per_transaction": round(m.commit_seconds / max(1, m.transactions) * 1000, 1),
-        "latency_phase_work_per_transaction": round(m.work_items / max(1, m.transactions), 1),
-        "latency_phase_shard_busy": round(m.commit_seconds / elapsed / max(1, len(runtime.shards)), 2),
-        "latency_samples": len(m.tick_to_order),
-    }
-    for stage in ("tick_to_order", "tick_to_paper_fill"):
-        values = [v * 1000 for v in getattr(m, stage)]
-        figures[f"{stage}_p50_ms"] = round(percentile(values, 50), 1)
-        figures[f"{stage}_p99_ms"] = round(percentile(values, 99), 1)
-    return figures
-
-
-async def run(count: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One bot count: seed, start, the phases; the figures."""
-    rng = random.Random(count)
-    url = await create_database(args.postgres)
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
-    try:
-        await asyncio.to_thread(upgrade, url)
-        began = time.perf_counter()
-        await seed(url, count, rng)
-        seeded = time.perf_counter() - began
-        settings = Settings(
-            environment="development",
-            database_url=url,
-            database_pool_size=20,
-            redis_url=args.redis,
-            cache_namespace=namespace,
-            rabbitmq_url=args.rabbitmq,
-            bus_namespace=namespace,
-            engine_id=f"bench-{namespace}",
-            log_json=False,
-            **({"engine_shards": args.shards} if args.shards else {}),
-        )
-        runtime = EngineRuntime(settings)
-        # The bots start at the cached price, as after market-data wrote it.
-        cache = await acquire_cache(args.redis, namespace)
-        for ticker in TICKERS:
-            await cache.hset(f"price:binance:{ticker}", {"price": str(BASE_PRICE)})
-        began = time.perf_counter()
-        await runtime.start()
+    async def sessions(self) -> int:
+        """pg_stat_database.sessions of the run's database."""
+        conn = await asyncpg.connect(self.args.postgres)
         try:
-            await wait_quiet(runtime, args.rabbitmq, namespace)
-            figures: dict[str, Any] = {
-                "bots": count,
-                "shards": len(runtime.shards),
-                "seed_s": round(seeded, 1),
-                "start_s": round(time.perf_counter() - began, 1),
-                "initial_orders": runtime.metrics.orders_placed,
-            }
-            market = Market(rng)
-            phases = args.phases.split(",")
-            profile = cProfile.Profile() if args.profile else None
-            if profile:
-                profile.enable()
-            if "quiet" in phases:
-                figures.update(await phase_quiet(runtime, args, namespace, market))
-            if "fills" in phases:
-                figures.update(await phase_fills(runtime, args, namespace, market))
-            if "latency" in phases:
-                figures.update(await settle(runtime, args, namespace, market))
-                figures.update(await phase_latency(runtime, args, namespace, market, count))
-            if profile:
-                profile.disable()
-                profile.dump_stats(args.profile)
+            return int(
+                await conn.fetchval("SELECT sessions FROM pg_stat_database WHERE datname = $1", self.database)
+                or 0
+            )
         finally:
-            await runtime.stop()
-            await release_cache(cache)
+            await conn.close()
+
+    @property
+    def database(self) -> str:
+        """The run's database name."""
+        return self.url.rsplit("/", 1)[1]
+
+    async def start(self) -> dict[str, Any]:
+        """Database, replicas with no bot (the RSS baseline), then the bots: seeded, started, loaded."""
+        args = self.args
+        self.url = await create_database(args.postgres)
+        extra = dict(item.split("=", 1) for item in args.engine_env)
+        env = engine_env(self.url, args.redis, args.rabbitmq, self.namespace, **extra)
+        self.replicas = replicas = Replicas(env, self.logs, self.count)
+        await replicas.start()
+        await replicas.wait_split({})
+        baseline = {r.name: proc_rss(r.pid) for r in replicas.all}
+        began = time.perf_counter()
+        bots = await seed(self.url, self.bots, self.rng)
+        seeded = time.perf_counter() - began
+        expected = bots_per_replica((b.id for b in bots), replicas.share())
+        began = time.perf_counter()
+        await send_starts(args.rabbitmq, self.namespace, bots)
+        await replicas.wait_split(expected)
+        await replicas.wait_quiet(self.url)
+        self.stream = TickStream(args.rabbitmq, self.namespace, self.market)
+        return {
+            "seed_s": round(seeded, 1),
+            "start_s": round(time.perf_counter() - began, 1),
+            "bots_per_replica": expected,
+            "baseline_rss_mb": {k: round(v / 2**20, 1) for k, v in baseline.items()},
+            "_baseline": baseline,
+            "_expected": expected,
+        }
+
+    def rss_per_bot(self, baseline: dict[str, int], expected: dict[str, int]) -> dict[str, float]:
+        """KB per bot of each replica: (RSS − its 0-bot baseline) / its bots."""
+        return {
+            r.name: round((proc_rss(r.pid) - baseline[r.name]) / max(1, expected[r.name]) / 1024, 1)
+            for r in self.group.all
+        }
+
+    async def ticks(self) -> dict[str, Any]:
+        """Ticks at `--rate` that barely move the price, for `--seconds`: what each replica consumes."""
+        assert self.stream is not None
+        group = self.group
+        before = await group.scrape()
+        cpu0 = {r.name: proc_cpu(r.pid) for r in group.all}
+        meter = await self.meter()
+        self.stream.start(self.args.rate, 0.00001, self.args.seconds, prebuilt=True)
+        # Each replica's consumption ends when its counter stops moving (it drains what the broker kept).
+        key = "engine_ticks_consumed_total"
+        last = {r.name: (before[r.name][key], time.time()) for r in group.all}
+        waiter = asyncio.ensure_future(self.stream.wait())
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.time()
+            for name, page in (await group.scrape()).items():
+                if page.get(key, 0) != last[name][0]:
+                    last[name] = (page.get(key, 0), now)
+            if waiter.done() and all(now - at > 0.5 for _, at in last.values()):
+                break
+        published = waiter.result()
+        usage = await self.usage(meter, published)
+        cpu = {r.name: proc_cpu(r.pid) - cpu0[r.name] for r in group.all}
+        await group.wait_quiet(self.url)
+        per: dict[str, Any] = {}
+        for name, (value, at) in last.items():
+            consumed = value - before[name][key]
+            elapsed = max(at - published.started, 1e-9)
+            per[name] = {
+                "consumed": int(consumed),
+                "consumed_per_s": round(consumed / elapsed),
+                "dropped": int(published.sent - consumed),
+                "cpu_share": round(cpu[name] / elapsed, 2),
+                "cpu_s_per_1000_ticks": round(cpu[name] / max(1, consumed) * 1000, 3),
+            }
+        return {
+            "ticks_published": published.sent,
+            "ticks_published_per_s": round(published.per_s),
+            "publisher_cpu_share": round(
+                published.cpu_publishing_s / (published.ended - published.started), 2
+            ),
+            # Every replica needs every tick: the deployment keeps up with the slowest one. When none dropped
+            # any, that is the publisher's pace and the engines' capacity is at least that (not measured).
+            "ticks_consumed_per_s": min(p["consumed_per_s"] for p in per.values()),
+            "kept_up": all(p["dropped"] <= 0 for p in per.values()),
+            "replicas": per,
+            "cpu": usage,
+        }
+
+    async def fills(self) -> dict[str, Any]:
+        """Big swings through many levels: committed fills per second until the backlog drained."""
+        assert self.stream is not None
+        before = await self.group.scrape()
+        meter = await self.meter()
+        began = time.perf_counter()
+        self.stream.start(200, 0.004, self.args.seconds)
+        published = await self.stream.wait()
+        await self.group.wait_quiet(self.url)
+        elapsed = time.perf_counter() - began
+        after = await self.group.scrape()
+        fills = delta(after, before, "engine_fills_committed_total")
+        return {
+            "fills_committed": int(sum(fills.values())),
+            "fills_per_s": round(sum(fills.values()) / elapsed),
+            "fills_per_s_by_replica": {k: round(v / elapsed) for k, v in fills.items()},
+            "fill_phase_s": round(elapsed, 1),
+            "cpu": await self.usage(meter, published),
+        }
+
+    async def settle(self) -> dict[str, Any]:
+        """One tick per ticker at its current price: the book the fills phase left settles."""
+        before = await self.group.scrape()
+        bus = create_bus(self.args.rabbitmq, self.namespace)
+        await bus.start()
+        try:
+            for ticker in TICKERS:
+                tick = self.market.tick(ticker, 0.0)
+                await bus.publish(MARKET_EXCHANGE, tick.routing_key, tick, persistent=False)
+        finally:
+            await bus.close()
+        began = time.perf_counter()
+        await self.group.wait_quiet(self.url)
+        after = await self.group.scrape()
+        return {
+            "settle_fills": int(sum(delta(after, before, "engine_fills_committed_total").values())),
+            "settle_s": round(time.perf_counter() - began, 1),
+        }
+
+    async def latency(self) -> dict[str, Any]:
+        """Market-data's pace until `--samples` tick→order samples (at least `--seconds`)."""
+        assert self.stream is not None
+        args, group = self.args, self.group
+        before = await group.scrape()
+        cpu0 = {r.name: proc_cpu(r.pid) for r in group.all}
+        meter = await self.meter()
+        began = time.perf_counter()
+        self.stream.start(200, args.latency_move * 1000 / self.bots, args.max_latency_seconds)
+        while True:
+            await asyncio.sleep(1)
+            pages = await group.scrape()
+            group.check_alive()
+            buckets = merge_delta(pages.values(), before.values(), LATENCY)
+            elapsed = time.perf_counter() - began
+            if buckets and buckets[-1][1] >= args.samples and elapsed >= args.seconds:
+                break
+            if elapsed >= args.max_latency_seconds:
+                break
+        published = await self.stream.stop()
+        await group.wait_quiet(self.url)
+        elapsed = time.perf_counter() - began
+        after = await group.scrape()
+        usage = await self.usage(meter, published)
+        buckets = merge_delta(after.values(), before.values(), LATENCY)
+        p50, p99 = quantile(0.5, buckets), quantile(0.99, buckets)
+        ticks = delta(after, before, "engine_ticks_consumed_total")
+        fills = delta(after, before, "engine_fills_committed_total")
+        per: dict[str, Any] = {}
+        for r in group.all:
+            cpu = proc_cpu(r.pid) - cpu0[r.name]
+            replica_buckets = merge_delta([after[r.name]], [before[r.name]], LATENCY)
+            lags = merge_delta([after[r.name]], [before[r.name]], LOOP_LAG)
+            pauses = merge_delta([after[r.name]], [before[r.name]], GC_PAUSE)
+            per[r.name] = {
+                "samples": int(replica_buckets[-1][1]) if replica_buckets else 0,
+                "p99_ms": round(quantile(0.99, replica_buckets)[0] * 1000, 1),
+                # The event loop's lateness waking a 50 ms sleeper: stalls the ticks' path would also meet.
+                "loop_lag_p99_ms": round(quantile(0.99, lags)[0] * 1000, 1),
+                "loop_lag_worst_bucket_ms": round(worst(lags) * 1000, 1),
+                "gc_full_collections": int(pauses[-1][1]) if pauses else 0,
+                "gc_full_pause_worst_bucket_ms": round(worst(pauses) * 1000, 1),
+                "cpu_share": round(cpu / elapsed, 2),
+                "cpu_s_per_1000_ticks": round(cpu / max(1, ticks[r.name]) * 1000, 3),
+            }
+        return {
+            "latency_samples": int(buckets[-1][1]) if buckets else 0,
+            "tick_to_order_p50_ms": round(p50[0] * 1000, 1),
+            "tick_to_order_p50_bucket_ms": [round(p50[1] * 1000, 1), round(p50[2] * 1000, 1)],
+            "tick_to_order_p99_ms": round(p99[0] * 1000, 1),
+            "tick_to_order_p99_bucket_ms": [round(p99[1] * 1000, 1), round(p99[2] * 1000, 1)],
+            "latency_phase_s": round(elapsed, 1),
+            "latency_phase_fills_per_s": round(sum(fills.values()) / elapsed),
+            "replicas": per,
+            "cpu": usage,
+        }
+
+    async def close(self) -> None:
+        """Stop the replicas (SIGTERM) and drop the database."""
+        if self.replicas is not None:
+            await self.replicas.stop()
+        if self.url:
+            await drop_database(self.args.postgres, self.url)
+
+
+async def run(replicas: int, bots: int, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    """One replica count: start, the phases; the figures."""
+    current = Run(args, replicas, bots, logs)
+    prices = PriceCache(args.redis, current.namespace)
+    await prices.start()
+    try:
+        started = await current.start()
+        baseline, expected = started.pop("_baseline"), started.pop("_expected")
+        figures: dict[str, Any] = {"replicas": replicas, "bots": bots, **started}
+        figures["rss_kb_per_bot_loaded"] = current.rss_per_bot(baseline, expected)
+        phases = args.phases.split(",")
+        if "ticks" in phases:
+            figures["ticks"] = await current.ticks()
+        if "fills" in phases:
+            figures["fills"] = await current.fills()
+        if "latency" in phases:
+            figures["settle"] = await current.settle()
+            figures["latency"] = await current.latency()
+        figures["rss_kb_per_bot_after"] = current.rss_per_bot(baseline, expected)
         return figures
     finally:
-        await drop_database(args.postgres, url)
+        await current.close()
+        await prices.stop()
 
 
-async def main() -> None:
-    """Parse arguments, run each bot count, print the figures."""
+def summary(results: list[dict[str, Any]]) -> str:
+    """The figures the issue asks for, one line per run, and the scaling of ticks/s against one replica."""
+    lines = ["replicas  bots    ticks/s  fills/s  p50 ms  p99 ms (samples)  KB/bot (after)  CPU-s/1k ticks"]
+    for r in results:
+        ticks, lat = r.get("ticks", {}), r.get("latency", {})
+        cpu = ", ".join(f"{v['cpu_s_per_1000_ticks']}" for v in ticks.get("replicas", {}).values())
+        rss = ", ".join(f"{v}" for v in r["rss_kb_per_bot_after"].values())
+        rate = f"{'≥' if ticks.get('kept_up') else ''}{ticks.get('ticks_consumed_per_s', '-')}"
+        lines.append(
+            f"{r['replicas']:>8}  {r['bots']:>6}  {rate:>7}  "
+            f"{r.get('fills', {}).get('fills_per_s', '-'):>7}  {lat.get('tick_to_order_p50_ms', '-'):>6}  "
+            f"{lat.get('tick_to_order_p99_ms', '-'):>6} ({lat.get('latency_samples', '-')})  {rss:>14}  {cpu}"
+        )
+    ones = {r["bots"]: r for r in results if r["replicas"] == 1 and "ticks" in r}
+    for r in results:
+        one = ones.get(r["bots"])
+        if r["replicas"] > 1 and one and "ticks" in r:
+            ratio = r["ticks"]["ticks_consumed_per_s"] / max(1, one["ticks"]["ticks_consumed_per_s"])
+            note = (
+                " (a run kept up with the publisher: a bound, not a capacity)"
+                if r["ticks"]["kept_up"] or one["ticks"]["kept_up"]
+                else ""
+            )
+            lines.append(f"{r['replicas']} replicas / 1 at {r['bots']} bots: ticks/s ×{ratio:.2f}{note}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Parse arguments, run each (bots, replicas) pair, print the figures."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--bots", default="1000,10000")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rate", type=float, default=2500.0, help="quiet ticks per second")
+    parser.add_argument("--replicas", default="1,2")
+    parser.add_argument("--bots", default="10000")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the ticks and fills phases")
+    parser.add_argument("--rate", type=float, default=6000.0, help="ticks/s published in the ticks phase")
+    parser.add_argument(
+        "--samples", type=int, default=1000, help="tick→order samples the latency phase waits for"
+    )
+    parser.add_argument("--max-latency-seconds", type=float, default=120.0)
+    parser.add_argument("--latency-move", type=float, default=0.0005, help="tick move σ at 1,000 bots")
+    parser.add_argument("--phases", default="ticks,fills,latency")
+    parser.add_argument(
+        "--engine-env", action="append", default=[], metavar="KEY=VALUE", help="engines' environment"
+    )
+    parser.add_argument("--quick", action="store_true", help="2,000 bots, 5 s phases")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument("--rabbitmq", default=os.environ.get("BENCH_RABBITMQ_URL", DEFAULT_RABBITMQ))
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
-    parser.add_argument("--profile", default=None, help="write a cProfile of the phases here")
-    parser.add_argument("--shards", type=int, default=None, help="ENGINE_SHARDS (default: the engine's)")
-    parser.add_argument("--phases", default="quiet,fills,latency")
-    parser.add_argument("--latency-move", type=float, default=0.0002, help="tick move σ at 1,000 bots")
+    parser.add_argument(
+        "--logs", default=None, help="directory for the engines' logs (default: a temporary one)"
+    )
     args = parser.parse_args()
-    for count in (int(n) for n in args.bots.split(",")):
-        figures = await run(count, args)
-        print(json.dumps(figures), flush=True)
-        if args.profile:
-            stats = pstats.Stats(args.profile)
-            stats.sort_stats("cumulative").print_stats(30)
+    if args.quick:
+        args.bots, args.seconds = "2000", 5.0
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as scratch:
+        logs = Path(args.logs or scratch)
+        logs.mkdir(parents=True, exist_ok=True)
+        results = asyncio.run(run_all(args, logs))
+    print(summary(results), flush=True)
+
+
+async def run_all(args: argparse.Namespace, logs: Path) -> list[dict[str, Any]]:
+    """Each bot count with each replica count, printed as it ends."""
+    results = []
+    for bots in (int(n) for n in args.bots.split(",")):
+        for replicas in (int(n) for n in args.replicas.split(",")):
+            figures = await run(replicas, bots, args, logs)
+            figures["load_average"] = os.getloadavg()
+            print(json.dumps(figures), flush=True)
+            results.append(figures)
+    return results
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

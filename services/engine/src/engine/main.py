@@ -1,17 +1,21 @@
-"""The engine's FastAPI app: its lifespan runs the engine runtime; /health and /health/ready only."""
+"""The engine's FastAPI app: its lifespan runs the engine runtime; /health, /health/ready and /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.process_collector import ProcessCollector
 
 from common.resources import infrastructure_checks
 from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
+from engine.metrics import EngineCollector, Gauges, time_full_collections, watch_loop_lag
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 
@@ -30,10 +34,16 @@ def create_app(
         runtime = EngineRuntime(settings, credentials_transport=credentials_transport)
         app.state.settings = settings
         app.state.runtime = runtime
+        app.state.metrics_registry = metrics_registry(runtime)
         await runtime.start()
+        watch = asyncio.create_task(watch_loop_lag(runtime.metrics.loop_lag), name="engine-loop-lag")
+        untime = time_full_collections(runtime.metrics.gc_full_pause)
         try:
             yield
         finally:
+            untime()
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             await runtime.stop()
 
     app = create_base_app(title="gridbot engine", lifespan=lifespan, max_body_bytes=settings.max_body_bytes)
@@ -47,7 +57,47 @@ def create_app(
         return {**infrastructure_checks(runtime.db, runtime.cache, runtime.bus), "engine": engine}
 
     add_health_routes(app, checks)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """This replica's figures in Prometheus text format (the service port only, never behind /api)."""
+        registry: CollectorRegistry = app.state.metrics_registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     return app
+
+
+def metrics_registry(runtime: EngineRuntime) -> CollectorRegistry:
+    """A registry of this runtime's own (several runtimes may share a test process): its counters and
+    histograms, what it drives now, its queues, and the process's CPU and memory."""
+
+    def partitions_ready() -> int:
+        held = runtime.ownership.held if runtime.ownership is not None else {}
+        return sum(1 for h in held.values() if h.ready.is_set())
+
+    gauges: Gauges = {
+        "engine_bots_driven": (
+            "Bots loaded and driven by this replica",
+            lambda: len(runtime.registry.handles),
+        ),
+        "engine_partitions_held": (
+            "Partitions this replica holds (loading or loaded)",
+            lambda: len(runtime.ownership.held) if runtime.ownership is not None else 0,
+        ),
+        "engine_partitions_ready": ("Partitions this replica holds, loaded and driven", partitions_ready),
+        "engine_shard_backlog": (
+            "Units of work waiting for a batch, over all shards",
+            lambda: sum(shard.backlog for shard in runtime.shards),
+        ),
+        "engine_fills_in_flight": (
+            "Fill messages received and not yet committed",
+            lambda: runtime.fills.in_flight if runtime.fills is not None else 0,
+        ),
+    }
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EngineCollector(runtime.metrics, runtime.settings.engine_id, gauges))
+    registry.register(ProcessCollector(registry=None))
+    return registry
 
 
 def run() -> None:

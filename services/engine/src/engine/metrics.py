@@ -1,14 +1,96 @@
-"""Counters and latency samples of one engine process (read by the bench and the tests)."""
+"""Counters and latency samples of one engine process: read in-process by the tests, exported at `GET /metrics`
+in Prometheus text format (`EngineCollector`) for operators and the benchmarks that run engines as processes."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import time
+from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+# Tick→order seconds: 1 ms steps up to 5 ms, 2.5 ms up to 25 ms (the aim), coarser beyond.
+LATENCY_BUCKETS = (
+    0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.0225, 0.025,
+    0.03, 0.035, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+# Seconds a takeover (or the start's share) spent loading, reconciling and resuming its bots.
+TAKEOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
+LOOP_LAG_INTERVAL = 0.05
+
+
+async def watch_loop_lag(samples: Samples, interval: float = LOOP_LAG_INTERVAL) -> None:
+    """Sleep `interval` again and again, counting how late each wake-up came (runs until cancelled)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        began = loop.time()
+        await asyncio.sleep(interval)
+        samples.append(max(0.0, loop.time() - began - interval))
+
+
+def time_full_collections(samples: Samples) -> Callable[[], None]:
+    """Count every full garbage collection's duration into `samples`; returns the function that stops it."""
+    began = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            samples.append(time.perf_counter() - began[0])
+
+    gc.callbacks.append(callback)
+    return lambda: gc.callbacks.remove(callback)
+
+
+class Histogram:
+    """Cumulative bucket counts since the process started (never reset: Prometheus counts only grow)."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket; the last is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one sample."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(le, count of samples ≤ le) pairs, ending with +Inf, as the exposition format wants them."""
+        pairs, running = [], 0
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts, strict=True):
+            running += count
+            pairs.append((bound, float(running)))
+        return pairs
+
+
+class Samples(deque[float]):
+    """The most recent samples (for in-process readers), each also counted into a histogram (exported)."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS, maxlen: int = 200_000) -> None:
+        super().__init__(maxlen=maxlen)
+        self.histogram = Histogram(bounds)
+
+    def append(self, value: float) -> None:
+        """Keep the sample and count it."""
+        super().append(value)
+        self.histogram.observe(value)
+
+
+def _samples(bounds: tuple[float, ...] = LATENCY_BUCKETS, maxlen: int = 200_000) -> Callable[[], Samples]:
+    return lambda: Samples(bounds, maxlen)
 
 
 @dataclass
 class Metrics:
-    """What the engine did since it started."""
+    """What the engine did since it started (or since the last `reset()`, for the in-process readers)."""
 
     ticks: int = 0  # price ticks consumed
     tick_batches: int = 0  # merged ticks processed (one per ticker worker round)
@@ -22,16 +104,89 @@ class Metrics:
     duplicates: int = 0  # units of work skipped as already handled (their inbox id was recorded)
     commit_seconds: float = 0.0  # time spent in batch transactions
     # Seconds from a price tick's publication to the commit of the orders it caused.
-    tick_to_order: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    tick_to_order: Samples = field(default_factory=_samples())
     # Seconds from taking partitions over to driving their bots (load, reconcile, resume).
-    takeovers: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    takeovers: Samples = field(default_factory=_samples(TAKEOVER_BUCKETS, 1000))
     # Stages of such paths, for diagnosis: a paper fill committed (with the orders it caused, in one
     # transaction); a live fill's message received from the bus.
-    tick_to_paper_fill: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
-    tick_to_fill_message: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    tick_to_paper_fill: Samples = field(default_factory=_samples())
+    tick_to_fill_message: Samples = field(default_factory=_samples())
+    # How late the event loop woke a task that slept (a stall: a long synchronous step, GC, no CPU).
+    loop_lag: Samples = field(default_factory=_samples(LATENCY_BUCKETS, 10_000))
+    # How long each full (generation 2) garbage collection held the process.
+    gc_full_pause: Samples = field(default_factory=_samples(LATENCY_BUCKETS, 10_000))
+    # What `reset()` took out of the counters above, so that the exported totals never go down.
+    before_reset: dict[str, float] = field(default_factory=dict, repr=False)
 
     def reset(self) -> None:
-        """Zero every figure (the bench measures one phase at a time)."""
-        fresh = Metrics()
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(fresh, name))
+        """Zero every figure the in-process readers see (the bench measures one phase at a time); the
+        exported totals and histograms go on counting."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Samples):
+                value.clear()
+            elif isinstance(value, int | float):
+                self.before_reset[f.name] = self.before_reset.get(f.name, 0) + value
+                setattr(self, f.name, type(value)())
+
+    def total(self, name: str) -> float:
+        """A counter's value since the process started."""
+        return float(getattr(self, name)) + self.before_reset.get(name, 0)
+
+
+# Exported counters: (attribute, metric name without _total, help).
+_COUNTERS = (
+    (
+        "ticks",
+        "engine_ticks_consumed",
+        "Price ticks consumed from the bus (every replica consumes every tick)",
+    ),
+    ("tick_batches", "engine_tick_batches", "Folded ticks processed (one per ticker worker round)"),
+    ("transactions", "engine_transactions", "Batch transactions committed"),
+    ("rolled_back", "engine_transactions_rolled_back", "Batch transactions rolled back"),
+    ("fills", "engine_fills_committed", "Fills applied to a bot and committed (paper and live)"),
+    ("paper_fills", "engine_paper_fills_committed", "Fills the paper broker made, committed"),
+    ("orders_placed", "engine_orders_placed", "Order rows written (placed on paper, or to place live)"),
+    ("exchange_calls", "engine_exchange_calls", "Calls made to exchanges"),
+    ("work_items", "engine_work_items", "Units of work committed"),
+    ("duplicates", "engine_work_duplicates", "Units of work skipped as already handled (inbox)"),
+    ("commit_seconds", "engine_batch_seconds", "Seconds spent in batch transactions"),
+)
+_HISTOGRAMS = (
+    ("tick_to_order", "engine_tick_to_order_seconds", "A price tick's publication to the commit of the orders it caused"),
+    ("tick_to_paper_fill", "engine_tick_to_paper_fill_seconds", "A price tick's publication to the commit of the paper fills it caused"),
+    ("tick_to_fill_message", "engine_tick_to_fill_message_seconds", "A price tick's publication to the receipt of the live fill it led to"),
+    ("takeovers", "engine_takeover_seconds", "Loading, reconciling and resuming the bots of partitions taken"),
+    ("loop_lag", "engine_event_loop_lag_seconds", "How late the event loop woke a task sleeping 50 ms"),
+    ("gc_full_pause", "engine_gc_full_pause_seconds", "How long each full garbage collection took"),
+)  # fmt: skip
+
+# Gauges read at scrape time: metric name → (help, reader).
+Gauges = Mapping[str, tuple[str, Callable[[], float]]]
+
+
+class EngineCollector(Collector):
+    """The engine's figures for a prometheus_client registry, read from `Metrics` (and `gauges`) at scrape
+    time: the hot paths only bump plain attributes."""
+
+    def __init__(self, metrics: Metrics, replica: str, gauges: Gauges | None = None) -> None:
+        self.metrics = metrics
+        self.replica = replica
+        self.gauges = dict(gauges or {})
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        """One family per figure, each labelled with the replica's name."""
+        labels = ["replica"]
+        for attribute, name, documentation in _COUNTERS:
+            counter = CounterMetricFamily(name, documentation, labels=labels)
+            counter.add_metric([self.replica], self.metrics.total(attribute))
+            yield counter
+        for attribute, name, documentation in _HISTOGRAMS:
+            histogram: Histogram = getattr(self.metrics, attribute).histogram
+            family = HistogramMetricFamily(name, documentation, labels=labels)
+            family.add_metric([self.replica], histogram.cumulative(), histogram.sum)
+            yield family
+        for name, (documentation, read) in self.gauges.items():
+            gauge = GaugeMetricFamily(name, documentation, labels=labels)
+            gauge.add_metric([self.replica], float(read()))
+            yield gauge
