@@ -19,7 +19,7 @@ from engine_support import (
     publish_command,
     trades_of,
 )
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_live import binance_spec, set_price, sim_account, sim_orders
 
@@ -196,3 +196,24 @@ async def _status(bots: BotFactory, bot_id: uuid.UUID, status: str) -> bool:
 def _config_applied(engine: EngineRuntime, bot_id: uuid.UUID, version: int) -> bool:
     handle = engine.registry.handles.get(bot_id)
     return handle is not None and handle.config_version == version
+
+
+async def test_commands_that_never_reached_the_engine_are_applied_from_the_rows(
+    engine_factory: Any, bots: BotFactory, db: async_sessionmaker[AsyncSession]
+) -> None:
+    # A start and a stop whose messages were lost (published while this replica's queue was away): the
+    # rows say what the user asked, and the resume sweep does it.
+    engine: EngineRuntime = await engine_factory(resume_interval_seconds=0.3)
+    assert engine.cache is not None
+    await cache_price(engine.cache, "KRW-BTC", "53500000")
+    bot = await bots.create(BotSpec())  # running, as POST /bots with autoStart commits it; nothing published
+    await eventually(lambda: _open_count(db, bot.id, 4), timeout=10)
+    stop = await bots.request_stop(bot.id)  # the pending stop command; its bot.stop never sent
+    await eventually(lambda: _stopped(db, bot.id, stop.stop_command_id), timeout=10)
+    assert not [o for o in await orders_of(db, bot.id) if o.status in ("new", "open")]
+
+
+async def _stopped(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID, command_id: str | None) -> bool:
+    async with db() as session:
+        row = (await session.execute(select(Bot.status, Bot.stop_command_id).where(Bot.id == bot_id))).one()
+    return row.status == "stopped" and row.stop_command_id == command_id

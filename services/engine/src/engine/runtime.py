@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 INBOX_RETENTION = timedelta(days=7)
 _IDLE_IN_TRANSACTION_MS = "5000"
+_RESUME_LOOKBACK = timedelta(seconds=60)
 _HOUSEKEEPING_SECONDS = 3600.0
 # Young generations as CPython's default (short passes); a full pass after 100 middle ones, not 10.
 _GC_THRESHOLDS = (700, 10, 100)
@@ -269,6 +270,11 @@ class EngineRuntime:
             await self._resume((handle.row, handle) for handle in handles)
         finally:
             self._forget_unowned(handles)
+        if self.started:
+            # The bots just taken over live as long as they are driven here: out of the full collections'
+            # walk, as the ones loaded at start are (see _start).
+            gc.collect(1)
+            gc.freeze()
         self.metrics.takeovers.append(time.monotonic() - began)
         log.info(
             "engine replica %s drives %d more bot(s) (%d partition(s), %.2fs)",
@@ -326,10 +332,13 @@ class EngineRuntime:
         ownership = self.ownership
         while True:
             await asyncio.sleep(self.settings.resume_interval_seconds)
+            # Only rows changed lately: every command changes its bot's row, a row is looked at for a while
+            # after each change (commits land after their timestamps), and a takeover reads every row anyway.
+            # Reading all of them every few seconds made garbage enough for full collections to stall the loop.
+            since = self._clock() - _RESUME_LOOKBACK
             try:
                 async with self.factory() as session:
-                    ids = [i for i in await store.active_bot_ids(session) if ownership.owns(i)]
-                    rows = await store.load_rows(session, ids)
+                    rows = [row for row in await store.changed_rows(session, since) if ownership.owns(row.id)]
                 handles = self.registry.handles
                 await self._resume((row, handles.get(row.id)) for row in rows)
             except Exception as exc:

@@ -157,14 +157,10 @@ async def load_row(session: AsyncSession, bot_id: uuid.UUID, *, lock: bool = Fal
     return None if bot is None else _bot_row(bot)
 
 
-async def load_rows(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> list[BotRow]:
-    """The rows of these bots (those that exist), unlocked."""
-    rows: list[BotRow] = []
-    for chunk in _chunks(bot_ids):
-        rows.extend(
-            _bot_row(bot) for bot in await session.execute(select(*_BOT_COLUMNS).where(BOTS.c.id.in_(chunk)))
-        )
-    return rows
+async def changed_rows(session: AsyncSession, since: datetime) -> list[BotRow]:
+    """The rows of bots changed at or after `since` (unlocked)."""
+    result = await session.execute(select(*_BOT_COLUMNS).where(BOTS.c.updated_at >= since))
+    return [_bot_row(bot) for bot in result]
 
 
 async def load_levels(
