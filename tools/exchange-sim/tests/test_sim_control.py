@@ -165,6 +165,53 @@ async def test_request_counts_show_what_each_venue_received(http, clients) -> No
     assert only == {"total": 1, "requests": {"upbit GET /v1/ticker": 1}}
 
 
+async def test_request_counts_per_api_key_include_refused_keys(http, clients, new_account) -> None:
+    keys, other = await new_account(USDT=10, KRW=10000), await new_account(USDT=10, KRW=10000)
+    await http.delete("/_sim/requests")
+    await clients("binance", keys).fetch_balance()
+    await clients("upbit", keys).fetch_balance()
+    await clients("upbit", other).fetch_balance()
+    stranger = {"apiKey": "s" * 64, "secretKey": "t" * 64}
+    with pytest.raises(ccxt.AuthenticationError):
+        await clients("binance", stranger).fetch_balance()
+
+    async def counted(api_key: str, exchange: str | None = None) -> dict[str, object]:
+        params = {"apiKey": api_key, **({"exchange": exchange} if exchange else {})}
+        return (await http.get("/_sim/requests", params=params)).json()
+
+    mine = await counted(keys["apiKey"])
+    assert mine["requests"] == {"binance GET /api/v3/account": 1, "upbit GET /v1/accounts": 1}
+    assert (await counted(other["apiKey"], "upbit"))["total"] == 1
+    assert (await counted(other["apiKey"], "binance"))["total"] == 0
+    assert (await counted("s" * 64))["requests"] == {"binance GET /api/v3/account": 1}
+
+
+async def test_drop_websockets_for_a_while_closes_new_connections_until_it_ends(sim, http) -> None:
+    url = f"{sim.ws_url}/binance/ws/xrpusdt@trade"
+    held = (await http.post("/_sim/faults", json={"kind": "drop_websockets", "seconds": 3})).json()
+    assert held["seconds"] == 3
+    began = time.monotonic()
+    async with websockets.connect(url) as during:
+        await asyncio.wait_for(during.wait_closed(), 5)
+        assert during.close_code == 1012
+    upbit = f"{sim.ws_url}/upbit/websocket/v1"
+    async with websockets.connect(upbit) as upbit_during:
+        await asyncio.wait_for(upbit_during.wait_closed(), 5)
+
+    async def stays_open() -> bool:
+        async with websockets.connect(url) as after:
+            try:
+                await asyncio.wait_for(after.wait_closed(), 0.3)
+            except TimeoutError:
+                return True
+            return False
+
+    await eventually(stays_open, within=8)
+    assert time.monotonic() - began >= 3
+    refused = await http.post("/_sim/faults", json={"kind": "drop_websockets", "seconds": "long"})
+    assert refused.status_code == 400
+
+
 async def test_fault_requests_are_validated(http) -> None:
     assert (await http.post("/_sim/faults", json={"kind": "meteor"})).status_code == 400
     assert (await http.post("/_sim/faults", json={"kind": "http_500", "count": 0})).status_code == 400

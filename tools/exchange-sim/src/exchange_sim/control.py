@@ -311,7 +311,14 @@ class ControlApi:
         kind = body.get("kind")
         exchange = _venue(body["exchange"]) if body.get("exchange") is not None else None
         if kind == "drop_websockets":
-            return 200, {"kind": kind, "dropped": self.state.connections.drop_all(exchange)}
+            try:
+                seconds = float(body.get("seconds", 0))
+            except (TypeError, ValueError) as exc:
+                raise ControlError(400, "seconds must be a number") from exc
+            if not 0 <= seconds <= 3600:
+                raise ControlError(400, "seconds must be between 0 and 3600")
+            dropped = self.state.connections.drop_all(exchange, hold_seconds=seconds)
+            return 200, {"kind": kind, "dropped": dropped, "seconds": seconds}
         if kind not in HTTP_FAULT_KINDS:
             raise ControlError(
                 400, f"kind must be one of {', '.join((*HTTP_FAULT_KINDS, 'drop_websockets'))}"
@@ -331,14 +338,14 @@ class ControlApi:
         return 201, fault.as_json()
 
     async def requests(self, request: Request) -> tuple[int, Any]:
-        """GET /_sim/requests?exchange=&path_prefix=: exchange requests received; DELETE resets the counts."""
+        """GET /_sim/requests?exchange=&path_prefix=&apiKey=: exchange requests received; DELETE resets them."""
         counter = self.state.requests
         if request.method == "DELETE":
             counter.clear()
             return 200, counter.view()
         query = request.query_params
         venue = _venue(query["exchange"]) if "exchange" in query else None
-        return 200, counter.view(venue, query.get("path_prefix"))
+        return 200, counter.view(venue, query.get("path_prefix"), query.get("apiKey"))
 
 
 def control_routes(state: SimState) -> list[BaseRoute]:

@@ -10,7 +10,7 @@ from typing import Literal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exchange_sim.markets import VENUES, Venue
-from exchange_sim.requests import RequestCounter
+from exchange_sim.requests import RequestCounter, request_api_key
 
 HttpFaultKind = Literal["http_500", "http_429", "timeout"]
 HTTP_FAULT_KINDS: tuple[HttpFaultKind, ...] = ("http_500", "http_429", "timeout")
@@ -110,7 +110,8 @@ class FaultMiddleware:
         if scope["type"] == "http":
             split = split_venue_path(scope["path"])
             if split is not None and self.counter is not None:
-                self.counter.add(split[0], scope["method"], split[1])
+                api_key = request_api_key(split[0], scope.get("headers") or [])
+                self.counter.add(split[0], scope["method"], split[1], api_key)
             fault = self.injector.take(*split) if split is not None else None
             if fault is not None and split is not None:
                 await self._fail(fault.kind, split[0], receive, send)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from exchange_sim.markets import Venue
+from exchange_sim.markets import VENUES, Venue
 
 log = logging.getLogger(__name__)
 _MAX_QUEUED = 10_000
@@ -82,6 +83,9 @@ class WsSession:
     async def serve(self, handler: MessageHandler) -> None:
         """Run until the client leaves or the session is closed."""
         self.registry.add(self)
+        if self.registry.holding(self.venue):
+            # The venue is dropping every WebSocket for a while: this one goes as soon as it came.
+            self.close(DROP_CODE, "dropped by simulator")
         sender = asyncio.create_task(self._send_loop())
         receiver = asyncio.create_task(self._receive_loop(handler))
         try:
@@ -103,8 +107,11 @@ class WsSession:
 class ConnectionRegistry:
     """Every open WebSocket session, so the control API can drop them."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._sessions: set[WsSession] = set()
+        self._clock = clock
+        # Until when (clock seconds) every new WebSocket of a venue is closed at once.
+        self._held_until: dict[Venue, float] = {}
 
     def add(self, session: WsSession) -> None:
         """Track a session."""
@@ -114,14 +121,25 @@ class ConnectionRegistry:
         """Forget a session."""
         self._sessions.discard(session)
 
-    def drop_all(self, venue: Venue | None = None) -> int:
-        """Close every session (of one venue when given); returns how many."""
+    def drop_all(self, venue: Venue | None = None, hold_seconds: float = 0.0) -> int:
+        """Close every session (of one venue when given); returns how many.
+
+        With `hold_seconds`, sessions that open during that time are closed at once too.
+        """
+        if hold_seconds > 0:
+            until = self._clock() + hold_seconds
+            for held in VENUES if venue is None else (venue,):
+                self._held_until[held] = max(until, self._held_until.get(held, 0.0))
         dropped = 0
         for session in list(self._sessions):
             if venue is None or session.venue == venue:
                 session.close(DROP_CODE, "dropped by simulator")
                 dropped += 1
         return dropped
+
+    def holding(self, venue: Venue) -> bool:
+        """True while the venue drops every WebSocket that opens."""
+        return self._clock() < self._held_until.get(venue, 0.0)
 
     def count(self) -> int:
         """How many sessions are open."""
