@@ -113,6 +113,20 @@ async def test_bad_keys_are_authentication_errors(ccxt_client: Make) -> None:
         assert "B" * 32 not in str(error)
 
 
+async def test_a_key_deleted_after_it_worked_is_refused_for_good(
+    ccxt_client: Make, new_account: Callable[..., Awaitable[dict[str, str]]], http: httpx.AsyncClient
+) -> None:
+    keys = await new_account(KRW=10_000, USDT=10)
+    clients = {exchange: ccxt_client(exchange, keys) for exchange in Exchange}
+    for client in clients.values():
+        await client.fetch_balance()  # signed in once: ccxt reads Binance's -2015 differently afterwards
+    await http.post(f"/_sim/accounts/{keys['apiKey']}/revoke")
+    for exchange, client in clients.items():
+        error = await _fail(client.fetch_balance())
+        assert isinstance(error, PermanentExchangeError), (exchange, error)
+        assert error.kind is ErrorKind.AUTHENTICATION
+
+
 async def test_insufficient_funds(
     ccxt_client: Make, new_account: Callable[..., Awaitable[dict[str, str]]], set_price: Any
 ) -> None:

@@ -25,6 +25,7 @@ T = TypeVar("T")
 _MAX_MESSAGE = 500
 _SIGNATURE = re.compile(r"(signature=)[0-9A-Za-z%+/=_-]+", re.IGNORECASE)
 _UPBIT_NAME = re.compile(r'"name"\s*:\s*"?([A-Za-z0-9_]+)"?')
+_BINANCE_KEY_REFUSED = re.compile(r'"code"\s*:\s*-2015\b')
 
 
 class ErrorKind(StrEnum):
@@ -179,6 +180,10 @@ def classify(exc: BaseException, exchange: str | None = None) -> ExchangeCallErr
     if not isinstance(exc, ccxt.BaseError):
         # aiohttp/socket trouble that escaped ccxt, or our own deadline.
         return TransientExchangeError(text or source, exchange=venue, source=source)
+    if venue == "binance" and isinstance(exc, ccxt.DDoSProtection) and _BINANCE_KEY_REFUSED.search(text):
+        # ccxt reads -2015 as a temporary ban once a client has signed in successfully; Binance means that
+        # the key, its IP whitelist or its permissions no longer let it act (a key deleted or restricted).
+        return permanent(ErrorKind.AUTHENTICATION)
     if isinstance(exc, ccxt.OperationFailed):
         # NetworkError (timeouts, DDoSProtection/RateLimitExceeded, ExchangeNotAvailable/OnMaintenance,
         # InvalidNonce) and BadResponse/NullResponse/CancelPending: all temporary.
