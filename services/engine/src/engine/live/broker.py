@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
@@ -25,6 +24,7 @@ from common.exchanges import (
     ErrorKind,
     Exchange,
     ExchangeBudget,
+    ExchangeCallError,
     PermanentExchangeError,
     TransientExchangeError,
     call,
@@ -42,9 +42,12 @@ from engine.live.client import (
     ExchangeFill,
     ExchangeOrder,
     public_price,
+    rejection_reason,
 )
 from engine.live.credentials import CredentialsClient
+from engine.live.park import Fault, park_hook
 from engine.live.reconcile import Reconciler
+from engine.live.recovery import ClientKey, Recovery, client_key, keys_refused
 from engine.live.streams import PrivateStream
 from engine.metrics import Metrics
 from engine.model import BotHandle
@@ -55,47 +58,8 @@ from engine.work import AckWork, OrderClosedWork, Work
 
 log = logging.getLogger(__name__)
 
-ClientKey = tuple[str, Exchange]
 Publish = Callable[[OrderFilledMessage], Awaitable[None]]
 _CLOSE_POLLS = 6
-
-
-Fault = Callable[[str, str], Awaitable[None]]
-
-
-def park_hook(settings: Settings) -> Fault | None:
-    """TEST_PARK_AT's hook: at its point an order notes itself in TEST_PARK_FILE and never goes on."""
-    point, path = settings.test_park_at, settings.test_park_file
-    if point is None or path is None:
-        return None
-
-    async def park(where: str, cid: str) -> None:
-        if where != point:
-            return
-        with path.open("a", encoding="utf-8") as note:
-            note.write(f"{where} {cid}\n")
-        log.warning("order %s parked at %s (TEST_PARK_AT): waiting to be killed", cid, where)
-        await asyncio.Event().wait()
-
-    return park
-
-
-def client_key(handle: BotHandle) -> ClientKey:
-    """Whose keys on which exchange the bot trades with."""
-    return (str(handle.row.user_id), Exchange(handle.row.exchange))
-
-
-def rejection_reason(error: PermanentExchangeError) -> str:
-    """A clear, key-free errorMessage cause for a permanent refusal."""
-    if error.kind is ErrorKind.INSUFFICIENT_FUNDS:
-        return "INSUFFICIENT_BALANCE: the account's balance does not cover this order"
-    if error.kind in (ErrorKind.AUTHENTICATION, ErrorKind.PERMISSION):
-        return "INVALID_CREDENTIALS: the exchange rejected the API keys"
-    if error.kind is ErrorKind.BAD_SYMBOL:
-        return "TICKER_NOT_FOUND: the exchange does not list this market"
-    if error.kind is ErrorKind.INVALID_ORDER:
-        return f"ORDER_FAILED: the exchange refused the order ({error.reason or error.source or 'invalid'})"
-    return f"EXCHANGE_API_ERROR: the exchange refused the order ({error.source or 'error'})"
 
 
 class LiveBroker:
@@ -131,9 +95,9 @@ class LiveBroker:
         self.streams: dict[ClientKey, PrivateStream] = {}
         self._public: dict[Exchange, Any] = {}
         self._order_locks: dict[str, asyncio.Lock] = {}
-        self._last_check: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.reconciler = Reconciler(self)
+        self.recovery = Recovery(self)
         # Crash tests park orders at named points of placing ("before_place"); None in production.
         self.fault: Fault | None = park_hook(settings)
         # Whether this replica may still call the exchange for a bot (engine.ownership.Ownership.authority):
@@ -147,6 +111,7 @@ class LiveBroker:
 
     async def close(self) -> None:
         """Stop every call in flight, every stream and client."""
+        await self.recovery.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -199,7 +164,12 @@ class LiveBroker:
         async with lock:
             client = self._clients.get(key)
             if client is None:
-                keys = await self._credentials.keys(key[0], key[1])
+                try:
+                    keys = await self._credentials.keys(key[0], key[1])
+                except PermanentExchangeError as exc:
+                    if exc.kind is ErrorKind.AUTHENTICATION:
+                        self.recovery.refused(key, exc)  # no keys stored: nothing to call the exchange with
+                    raise
                 client = ExchangeClient(key[1], self.settings, keys, self.budget)
                 self._clients[key] = client
                 if self.settings.private_streams:
@@ -229,6 +199,7 @@ class LiveBroker:
         async with self._client_locks.setdefault(key, asyncio.Lock()):
             client = self._clients.pop(key, None)
             stream = self.streams.pop(key, None)
+            self.recovery.accepted(key)  # other keys may come: their first refusal is news again
         if stream is not None:
             await stream.close()
         if client is not None:
@@ -240,9 +211,9 @@ class LiveBroker:
         return ExchangeClient(key[1], self.settings, keys, self.budget)
 
     def stream_up(self, handle: BotHandle) -> bool:
-        """True when the user's private stream for the bot's exchange is connected."""
+        """True when the user's private stream is connected and the bot caught up since it (re)connected."""
         stream = self.streams.get(client_key(handle))
-        return stream is not None and stream.connected
+        return stream is not None and stream.connected and not self.recovery.owes(handle.id)
 
     async def public_price(self, exchange: Exchange, ticker: str) -> Decimal | None:
         """The exchange's last price (public endpoint, no keys)."""
@@ -266,23 +237,19 @@ class LiveBroker:
         for command in places:
             self.spawn(self.place(handle.id, command.client_order_id), f"place:{command.client_order_id}")
         for cid in cancels:
-            self.spawn(self.cancel(handle.id, cid), f"cancel:{cid}")
+            self.spawn(self._guarded(handle, self.cancel(handle.id, cid)), f"cancel:{cid}")
 
     def on_crossing(self, handle: BotHandle, tick: Tick) -> None:
-        """A tick crossed the bot's order prices: without a live stream, ask the exchange about them now."""
-        if self.stream_up(handle):
-            return
-        core, now = handle.core, time.monotonic()
-        slots = core.buys_at_or_above(tick.low) + core.sells_at_or_below(tick.high)
-        for slot in slots:
-            order = core.state.slots[slot].order
-            if order is None:
-                continue
-            cid = order.client_order_id
-            if now - self._last_check.get(cid, 0.0) < self.settings.order_check_min_interval_seconds:
-                continue
-            self._last_check[cid] = now
-            self.spawn(self.check(handle.id, cid), f"check:{cid}")
+        """A tick crossed the bot's order prices: without a stream covering it, ask the exchange now."""
+        self.recovery.on_crossing(handle, tick)
+
+    async def _guarded(self, handle: BotHandle, coro: Awaitable[None]) -> None:
+        """Run a background call; a failure owes the bot a reconciliation (or notes refused keys)."""
+        try:
+            await coro
+        except ExchangeCallError as exc:
+            log.info("bot %s: exchange call failed (%s)", handle.id, exc.source or type(exc).__name__)
+            self.recovery.failed(handle, exc)
 
     # --- placing ---------------------------------------------------------------------------------------------
 
@@ -308,7 +275,8 @@ class LiveBroker:
             return
         placed = await self._send(handle, client, cid, order.side, order.price, order.qty)
         if placed is None:
-            return  # still `new`: the next reconciliation looks it up again before any new attempt
+            return  # refused, or still `new`: the reconciliation owed looks it up before any new attempt
+        self.recovery.accepted(client_key(handle))
         await self.submit(
             AckWork(bot_id=bot_id, client_order_id=cid, exchange_order_id=placed.exchange_order_id)
         )
@@ -349,6 +317,8 @@ class LiveBroker:
                     client = await self.client(handle)
                     continue
                 await self._reject(handle.id, cid, error)
+                if keys_refused(error):
+                    self.recovery.refused(client_key(handle), error)
                 return None
             # Unknown outcome (timeout, 5xx) or "duplicate": the exchange may have the order. Look first.
             await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
@@ -356,9 +326,11 @@ class LiveBroker:
                 existing = await call(client.fetch, ticker, cid, None, attempts=3)
             except TransientExchangeError:
                 log.info("order %s: outcome unknown after %s; left for reconciliation", cid, error.source)
+                self.recovery.owe(handle.id)
                 return None
             if existing is not None:
                 return existing
+        self.recovery.owe(handle.id)
         return None
 
     async def _reject(self, bot_id: uuid.UUID, cid: str, error: PermanentExchangeError) -> None:
@@ -375,26 +347,55 @@ class LiveBroker:
             if handle is None or ref is None or handle.core.open_order(cid) is None:
                 return
             if ref.status != "new" or ref.exchange_order_id is not None:
-                client = client or await self.client(handle)
                 if not await self.may_act(bot_id):
                     return
-                self._metrics.exchange_calls += 1
-                await call(
-                    client.cancel,
-                    handle.row.ticker,
-                    cid,
-                    ref.exchange_order_id,
-                    attempts=self.settings.exchange_attempts,
-                )
+                held = await self._cancel_call(handle, cid, ref.exchange_order_id, client)
+                if held is None:
+                    return  # the keys are refused (the bot's orders were abandoned), or the bot is not ours
+                client = held
             await self._check_locked(bot_id, cid, closing=True, client=client)
 
-    async def check(self, bot_id: uuid.UUID, cid: str) -> None:
+    async def _cancel_call(
+        self, handle: BotHandle, cid: str, exchange_order_id: str | None, client: ExchangeClient | None
+    ) -> ExchangeClient | None:
+        """Ask for the cancel (with fresh keys once if refused); the client used, None to go no further."""
+        for attempt in (1, 2):
+            if attempt > 1 and not await self.may_act(handle.id):
+                return None
+            try:
+                held = client or await self.client(handle)
+                self._metrics.exchange_calls += 1
+                await call(
+                    held.cancel,
+                    handle.row.ticker,
+                    cid,
+                    exchange_order_id,
+                    attempts=self.settings.exchange_attempts,
+                )
+                return held
+            except PermanentExchangeError as exc:
+                if not keys_refused(exc):
+                    raise
+                if client is None:
+                    await self.forget_client(handle)  # keys may have been rotated: fetch them again once
+                    if attempt == 1:
+                        continue
+                await self.recovery.abandon(handle, exc)
+        return None
+
+    async def check(self, bot_id: uuid.UUID, cid: str, *, attempts: int | None = None) -> None:
         """Ask the exchange about one order and bring the core in line with it."""
         async with self.lock(cid):
-            await self._check_locked(bot_id, cid)
+            await self._check_locked(bot_id, cid, attempts=attempts)
 
     async def _check_locked(
-        self, bot_id: uuid.UUID, cid: str, *, closing: bool = False, client: ExchangeClient | None = None
+        self,
+        bot_id: uuid.UUID,
+        cid: str,
+        *,
+        closing: bool = False,
+        client: ExchangeClient | None = None,
+        attempts: int | None = None,
     ) -> None:
         for poll in range(_CLOSE_POLLS if closing else 1):
             handle = self.registry.handles.get(bot_id)
@@ -409,7 +410,7 @@ class LiveBroker:
                 handle.row.ticker,
                 cid,
                 ref.exchange_order_id,
-                attempts=self.settings.exchange_attempts,
+                attempts=attempts or self.settings.exchange_attempts,
             )
             if ex is None:
                 if ref.status == "new" and not found[1].cancel_requested:
@@ -422,7 +423,8 @@ class LiveBroker:
                 await self.submit(
                     AckWork(bot_id=bot_id, client_order_id=cid, exchange_order_id=ex.exchange_order_id)
                 )
-            await self.fold(handle, cid, ex, await call(client.fills, handle.row.ticker, ex, attempts=3))
+            fills = await call(client.fills, handle.row.ticker, ex, attempts=min(3, attempts or 3))
+            await self.fold(handle, cid, ex, fills)
             if ex.status in (CANCELED, REJECTED):
                 await self.submit(OrderClosedWork(bot_id=bot_id, event=OrderCanceled(cid)))
                 return
@@ -493,13 +495,14 @@ class LiveBroker:
         parsed = parse_client_order_id(cid)
         handle = self.registry.by_prefix(parsed.prefix) if parsed is not None else None
         if handle is not None and handle.core.open_order(cid) is not None:
-            self.spawn(self.check(handle.id, cid), f"check:{cid}")
+            self.spawn(self._guarded(handle, self.check(handle.id, cid)), f"check:{cid}")
 
     async def _stream_connected(self, key: ClientKey) -> None:
-        # Whatever happened while the stream was down is found by asking the exchange.
+        # Whatever happened while the stream was down is found by asking the exchange, until an answer comes;
+        # the stream covers each bot only from then on.
         for handle in list(self.registry.handles.values()):
-            if not handle.is_paper and client_key(handle) == key:
-                self.spawn(self.reconciler.reconcile(handle.id), f"reconcile:{handle.id}")
+            if not handle.is_paper and client_key(handle) == key and handle.core.open_orders():
+                self.recovery.owe(handle.id)
 
     async def reconcile_all(self) -> None:
         """Reconcile every live bot with its exchange (startup, then periodically)."""

@@ -84,6 +84,19 @@ def _text(value: Decimal) -> str:
     return format(value, "f")
 
 
+def rejection_reason(error: PermanentExchangeError) -> str:
+    """A clear, key-free errorMessage cause for a permanent refusal."""
+    if error.kind is ErrorKind.INSUFFICIENT_FUNDS:
+        return "INSUFFICIENT_BALANCE: the account's balance does not cover this order"
+    if error.kind in (ErrorKind.AUTHENTICATION, ErrorKind.PERMISSION):
+        return "INVALID_CREDENTIALS: the exchange rejected the API keys"
+    if error.kind is ErrorKind.BAD_SYMBOL:
+        return "TICKER_NOT_FOUND: the exchange does not list this market"
+    if error.kind is ErrorKind.INVALID_ORDER:
+        return f"ORDER_FAILED: the exchange refused the order ({error.reason or error.source or 'invalid'})"
+    return f"EXCHANGE_API_ERROR: the exchange refused the order ({error.source or 'error'})"
+
+
 def _not_found(exc: Exception) -> bool:
     error = classify(exc)
     return isinstance(error, PermanentExchangeError) and error.kind is ErrorKind.ORDER_NOT_FOUND

@@ -33,7 +33,8 @@ from common.contracts.envelope import Envelope
 from common.exchanges import ExchangeCallError, TransientExchangeError, call
 from engine import store
 from engine.core import Phase
-from engine.live.broker import ClientKey, LiveBroker, client_key
+from engine.live.broker import LiveBroker
+from engine.live.recovery import ClientKey, client_key
 from engine.shard import Shard
 from engine.work import AbandonWork, KeysGoneWork
 

@@ -5,6 +5,9 @@ anything else is checked by its id (filled while we were away → fills folded o
 slot places a new order; never seen (`new`) → placed now under the same id; a cancel that was under way →
 sent again). Open orders at the exchange that carry the bot's client-order-id prefix but that the core does
 not know are adopted when they fit their slot, and canceled otherwise.
+
+A reconciliation that ends on a transient error leaves the bot owed one (`recovery.py`): it is tried again
+within seconds, not at the next periodic round. Bots whose keys stand refused are left out.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from common.exchanges import ExchangeCallError, call
+from common.exchanges import ExchangeCallError, TransientExchangeError, call
 from engine.core import bot_prefix
 from engine.live.client import ExchangeOrder
+from engine.live.recovery import client_key, keys_refused
 from engine.work import AdoptWork
 
 if TYPE_CHECKING:
@@ -33,14 +37,15 @@ class Reconciler:
 
     def __init__(self, broker: LiveBroker) -> None:
         self._broker = broker
-        self._running: set[uuid.UUID] = set()
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
 
     async def reconcile_all(self) -> None:
-        """Every live bot with an order open or a stop under way."""
+        """Every live bot with an order open or a stop under way, whose keys are not refused."""
         await self.reconcile_bots(list(self._broker.registry.handles))
 
     async def reconcile_bots(self, bot_ids: Iterable[uuid.UUID]) -> None:
-        """Those of these bots that are live with an order open or a stop under way."""
+        """Those of these bots that are live with an order open or a stop under way, and not left alone."""
+        recovery = self._broker.recovery
         handles = self._broker.registry.handles
         ids = [
             bot_id
@@ -48,26 +53,31 @@ class Reconciler:
             if (handle := handles.get(bot_id)) is not None
             and not handle.is_paper
             and handle.core.open_orders()
+            and not recovery.left_alone(handle)
         ]
         limit = asyncio.Semaphore(_PARALLEL)
 
         async def one(bot_id: uuid.UUID) -> None:
             async with limit:
-                await self.reconcile(bot_id)
+                if not await self.reconcile(bot_id):
+                    recovery.owe(bot_id)
 
         await asyncio.gather(*(one(bot_id) for bot_id in ids))
 
-    async def reconcile(self, bot_id: uuid.UUID) -> None:
-        """One bot (skipped when its reconciliation is already running)."""
-        if bot_id in self._running:
-            return
-        self._running.add(bot_id)
-        try:
-            await self._reconcile(bot_id)
-        except ExchangeCallError as exc:
-            log.warning("reconciliation of bot %s incomplete: %s", bot_id, exc.source or type(exc).__name__)
-        finally:
-            self._running.discard(bot_id)
+    async def reconcile(self, bot_id: uuid.UUID) -> bool:
+        """One bot, after any reconciliation of it already running; False when it ended on a transient error."""
+        async with self._locks.setdefault(bot_id, asyncio.Lock()):
+            try:
+                await self._reconcile(bot_id)
+            except ExchangeCallError as exc:
+                log.warning(
+                    "reconciliation of bot %s incomplete: %s", bot_id, exc.source or type(exc).__name__
+                )
+                handle = self._broker.registry.handles.get(bot_id)
+                if handle is not None and keys_refused(exc):
+                    self._broker.recovery.refused(client_key(handle), exc)
+                return not isinstance(exc, TransientExchangeError)
+        return True
 
     async def _reconcile(self, bot_id: uuid.UUID) -> None:
         broker = self._broker
