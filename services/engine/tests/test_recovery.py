@@ -11,13 +11,23 @@ from typing import Any
 
 import httpx
 import pytest
-from engine_support import BotFactory, CredentialsStub, TickPublisher, orders_of, publish_command
+from engine_support import (
+    BotFactory,
+    BotSpec,
+    CredentialsStub,
+    TickPublisher,
+    cache_price,
+    orders_of,
+    publish_command,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_live import binance_spec, recorded_fills, set_price, sim_account, sim_fills, sim_orders
 
 from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.grid import plan_grid
+from common.testing.infra import host_tool
+from common.testing.rabbit import close_connection, connection_pids
 from common.testing.wait import eventually
 from common.trading.models import Bot
 from engine.live.broker import client_key
@@ -210,6 +220,53 @@ async def _lookups_failing(http: httpx.AsyncClient) -> bool:
 
 async def _lookups_answered(http: httpx.AsyncClient) -> bool:
     return not await _lookups_failing(http)
+
+
+async def test_the_engine_trades_on_at_once_after_the_broker_closes_its_bus_connection(
+    engine_factory: Any,
+    bus: RabbitBus,
+    bots: BotFactory,
+    credentials: CredentialsStub,
+    sim_http: httpx.AsyncClient,
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    rabbitmqctl = host_tool("rabbitmqctl")
+    levels = _levels()
+    await set_price(sim_http, "95000")
+    engine: EngineRuntime = await engine_factory()
+    live, _ = await _running_bot(engine, bus, bots, credentials, sim_http, db)
+    live_cid = await _cid_at(db, live.id, 5)
+    paper_spec = BotSpec()  # Upbit KRW-BTC on paper: its fills come from ticks over the bus
+    paper = await bots.create(paper_spec)
+    paper_levels = plan_grid(
+        paper_spec.lower, paper_spec.upper, paper_spec.percent, paper_spec.amount, paper_spec.rules()
+    ).levels
+    assert engine.cache is not None and engine.bus is not None
+    await cache_price(engine.cache, "KRW-BTC", "53500000")  # between L3 and L4: buys rest at L0..L3
+    await publish_command(bus, paper, BotEvent.START)
+    await eventually(lambda: _open_buys(db, paper.id, 4), timeout=10)
+    paper_cid = await _cid_at(db, paper.id, 3)
+    name = engine.bus.connection_name
+
+    await close_connection(rabbitmqctl, name, "recovery test: the broker closes the engine's connection")
+    # The market moves at once: the live fill reaches the engine over the bus from its private stream, the
+    # paper one through the engine's tick queue, both on the connection the broker just closed.
+    await set_price(sim_http, levels[5] - D("0.01"))
+    ticks = TickPublisher(bus)
+    low = paper_levels[3] - 1000
+    await ticks.send(ticks.tick(low, paper_levels[4], low))
+    await eventually(
+        lambda: _both_filled(db, live.id, live_cid, paper.id, paper_cid),
+        timeout=RECOVERED_WITHIN,
+        message="the engine did not trade on within the aim after its bus connection was closed",
+    )
+    assert len(await connection_pids(rabbitmqctl, name)) == 1  # the engine is connected again
+
+
+async def _both_filled(
+    db: async_sessionmaker[AsyncSession], live: uuid.UUID, live_cid: str, paper: uuid.UUID, paper_cid: str
+) -> bool:
+    return await _filled(db, live, live_cid) and await _filled(db, paper, paper_cid)
 
 
 async def _requests_of(http: httpx.AsyncClient, api_key: str, path_prefix: str | None = None) -> int:

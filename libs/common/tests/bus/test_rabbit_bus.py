@@ -10,9 +10,11 @@ import aio_pika
 import pytest
 from aio_pika import DeliveryMode, ExchangeType
 from aio_pika.abc import AbstractRobustConnection
+from aio_pika.exceptions import ChannelNotFoundEntity
 
 from common.bus import Envelope, PublishNotConfirmedError, QueueKind, RabbitBus
 from common.testing.infra import host_tool
+from common.testing.rabbit import close_connection
 from common.testing.wait import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -96,25 +98,6 @@ async def test_publish_before_start_is_refused(rabbitmq_url: str) -> None:
         await RabbitBus(rabbitmq_url).publish("x", "k", {})
 
 
-async def _close_from_the_broker(rabbitmqctl: str, connection_name: str) -> None:
-    """Have RabbitMQ itself close our connection (as a broker restart or an operator would)."""
-
-    async def run(*args: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            rabbitmqctl, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await process.communicate()
-        assert process.returncode == 0, err.decode()
-        return out.decode()
-
-    # Table output: "<pid>\t<client properties>"; the JSON formatter renders pids unusably.
-    listing = await run("list_connections", "pid", "client_properties", "-q", "--no-table-headers")
-    marker = f'{{"connection_name","{connection_name}"}}'
-    names = [line.split("\t", 1)[0] for line in listing.splitlines() if marker in line]
-    assert len(names) == 1, f"expected one broker connection named {connection_name}: {names}"
-    await run("close_connection", names[0], "contract test: forced close")
-
-
 async def test_subscriptions_survive_a_connection_closed_by_the_broker(bus: RabbitBus) -> None:
     # The broker's own CLI closes the connection; without it the test fails under CI, never skips there.
     rabbitmqctl = host_tool("rabbitmqctl")
@@ -132,7 +115,7 @@ async def test_subscriptions_survive_a_connection_closed_by_the_broker(bus: Rabb
     await bus.publish("orders", "order.filled", {}, message_id="before")
     await eventually(lambda: durable == ["before"])
 
-    await _close_from_the_broker(rabbitmqctl, bus.connection_name)
+    await close_connection(rabbitmqctl, bus.connection_name, "contract test: forced close")
     await eventually(lambda: bus.reconnects >= 1, timeout=20, message="no reconnection")
 
     await bus.publish("orders", "order.filled", {}, message_id="after")
@@ -140,3 +123,55 @@ async def test_subscriptions_survive_a_connection_closed_by_the_broker(bus: Rabb
     await eventually(lambda: durable == ["before", "after"], timeout=10)
     await eventually(lambda: transient == ["tick-after"], timeout=10)
     assert await bus.ping()
+
+
+async def test_a_transient_queue_keeps_what_is_published_while_its_consumer_reconnects(
+    bus: RabbitBus, rabbitmq_url: str, namespace: str
+) -> None:
+    rabbitmqctl = host_tool("rabbitmqctl")
+    received: list[str] = []
+
+    async def on_tick(envelope: Envelope) -> None:
+        received.append(envelope.message_id)
+
+    await bus.subscribe("ticks", "market", ["price.#"], on_tick, kind=QueueKind.TRANSIENT, max_length=100_000)
+    publisher = RabbitBus(rabbitmq_url, namespace, connection_name=f"gridbot-test-publisher:{namespace}")
+    await publisher.start()
+    sent: list[str] = []
+    stop = asyncio.Event()
+
+    async def market() -> None:
+        # Ticks at a steady pace from another connection, across the consumer's reconnection.
+        while not stop.is_set():
+            message_id = f"tick-{len(sent)}"
+            await publisher.publish("market", "price.upbit.BTC", {}, message_id=message_id, persistent=False)
+            sent.append(message_id)
+            await asyncio.sleep(0.002)
+
+    ticking = asyncio.create_task(market())
+    try:
+        await eventually(lambda: len(received) >= 20, timeout=10)
+        await close_connection(rabbitmqctl, bus.connection_name, "contract test: forced close")
+        await eventually(lambda: bus.reconnects >= 1, timeout=20, message="no reconnection")
+        after = len(sent)
+        await eventually(lambda: len(sent) >= after + 50, timeout=10)
+    finally:
+        stop.set()
+        await ticking
+        await publisher.close()
+    await eventually(lambda: set(sent) <= set(received), timeout=10, message="ticks were lost")
+
+
+async def test_a_cancelled_transient_subscription_takes_its_queue_away(
+    bus: RabbitBus, raw: AbstractRobustConnection, namespace: str
+) -> None:
+    async def ignore(envelope: Envelope) -> None:
+        return None
+
+    subscription = await bus.subscribe("feed", "market", ["price.#"], ignore, kind=QueueKind.TRANSIENT)
+    channel = await raw.channel()
+    await channel.declare_queue(f"{namespace}.feed", passive=True)  # there while subscribed
+    await subscription.cancel()
+    channel = await raw.channel()
+    with pytest.raises(ChannelNotFoundEntity):
+        await channel.declare_queue(f"{namespace}.feed", passive=True)

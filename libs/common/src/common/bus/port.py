@@ -28,7 +28,11 @@ class QueueKind(StrEnum):
     DURABLE = "durable"
     """Survives restarts (quorum queue); bounded retries, then the `<queue>.dlq` queue."""
     TRANSIENT = "transient"
-    """Lives with its consumer, capped at `max_length` keeping the newest; no DLQ (price ticks)."""
+    """Lives with its consumer, capped at `max_length` keeping the newest; no DLQ (price ticks).
+
+    Cancelling the subscription deletes it; a lost connection does not: what arrives until the consumer is
+    back is kept (RabbitMQ: until `transient_expires` passes without one).
+    """
 
 
 class BusError(Exception):

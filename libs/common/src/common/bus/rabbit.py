@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -51,6 +52,7 @@ from common.contracts.envelope import Envelope
 
 log = logging.getLogger(__name__)
 
+_BUS_NUMBERS = itertools.count(1)
 _TOPOLOGY_CONFLICTS = (ChannelPreconditionFailed, ChannelLockedResource, ChannelAccessRefused)
 
 
@@ -69,6 +71,7 @@ class RabbitBus(Bus):
         reconnect_interval: float = 1.0,
         cancel_grace: float = 10.0,
         connection_name: str | None = None,
+        transient_expires: float = 120.0,
     ) -> None:
         super().__init__(namespace)
         self.url = url
@@ -78,7 +81,12 @@ class RabbitBus(Bus):
         self.publish_timeout = publish_timeout
         self.reconnect_interval = reconnect_interval
         self.cancel_grace = cancel_grace
-        self.connection_name = connection_name or f"gridbot:{namespace or '-'}:{os.getpid()}"
+        self.transient_expires = transient_expires
+        """How long a transient queue outlives a lost connection (seconds), keeping what arrives meanwhile."""
+        # Unique per bus (a process may hold several): the broker's CLI can then close exactly this one.
+        self.connection_name = connection_name or (
+            f"gridbot:{namespace or '-'}:{os.getpid()}:{next(_BUS_NUMBERS)}"
+        )
         self.reconnects = 0
         """How many times the connection came back after a drop."""
         self._connection: AbstractRobustConnection | None = None
@@ -246,14 +254,17 @@ class RabbitBus(Bus):
     ) -> AbstractQueue:
         self._declared_queues.add(name)
         if kind is QueueKind.TRANSIENT:
+            # Not exclusive nor auto-delete, which would take the queue and its binding away with a lost
+            # connection: whatever was published until the consumer is back (aio-pika declares and consumes
+            # again on reconnection) would be routed nowhere. Durable, so that a broker restart keeps it bound
+            # too. Its names are unique per process; a cancel deletes it, and x-expires a crashed owner's.
             return await channel.declare_queue(
                 name,
-                durable=False,
-                exclusive=True,
-                auto_delete=True,
+                durable=True,
                 arguments={
                     "x-max-length": max_length or self.transient_max_length,
                     "x-overflow": "drop-head",
+                    "x-expires": max(1, round(self.transient_expires * 1000)),
                 },
             )
         dlx_name = self.full_name(DLX_NAME)

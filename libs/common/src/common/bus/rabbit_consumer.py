@@ -56,6 +56,13 @@ class RabbitSubscription(Subscription):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._kind is QueueKind.TRANSIENT:
+            # It lives with its consumer: not auto-delete (it must outlive a lost connection), so deleted here.
+            try:
+                if not self._channel.is_closed:
+                    await self._queue.delete(if_unused=False, if_empty=False)
+            except (AMQPError, ChannelInvalidStateError, ConnectionError):
+                log.debug("deleting %s failed; it expires by itself", self.queue, exc_info=True)
         # Closing the channel hands every still-unacked message back to the broker.
         if not self._channel.is_closed:
             await self._channel.close()
