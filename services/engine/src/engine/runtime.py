@@ -238,7 +238,8 @@ class EngineRuntime:
         *,
         ticks: bool = False,
     ) -> None:
-        """A queue of this replica's own (it dies with its connection; see the consumers' module doc)."""
+        """A queue of this replica's own: it outlives a lost connection (up to 2 minutes unused) and goes with its
+        cancel; see the consumers' module doc."""
         assert self.bus is not None
         subscription: Subscription = await self.bus.subscribe(
             queue,
