@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from common.cache.memory import InMemoryCache
 from common.exchanges import Exchange
-from engine.prices import PriceSource, fresh
+from engine.intake.prices import PriceSource, fresh
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 

@@ -4,7 +4,7 @@
   private stream. Its envelope `message_id` is derived from the exchange order id (paper: the client order
   id) and the fill id, so the same fill detected twice (stream and status check, or a redelivery) is one
   message id, and the consumer's inbox drops the second. A paper fill is the same message, applied by the
-  shard in the transaction that detected it and recorded in the inbox under that id (engine.paper).
+  shard in the transaction that detected it and recorded in the inbox under that id (engine.applying.paper_broker).
 * User events (`events` exchange, `user.<userId>.events`) are common.contracts.events: the gateway reads
   them too.
 """

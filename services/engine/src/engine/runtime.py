@@ -34,21 +34,22 @@ from common.exchanges import Exchange, ExchangeBudget
 from common.outbox import OutboxRelay
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.trading.models import OUTBOX, SCHEMA, InboxMessage
-from engine import handlers, store
-from engine.consumers import COMMAND_KEYS, COMMANDS_QUEUE, CommandConsumer, FillConsumer
+from engine.applying import handlers
 from engine.contracts import FILLS_QUEUE, ORDER_FILLED, ORDERS_EXCHANGE, OrderFilledMessage
+from engine.intake.messages import COMMAND_KEYS, COMMANDS_QUEUE, CommandConsumer, FillConsumer
+from engine.intake.prices import PriceSource
+from engine.intake.ticks import TickRouter
 from engine.live.broker import LiveBroker
 from engine.live.keychange import CREDENTIAL_EVENT_KEYS, CREDENTIAL_EVENTS_QUEUE, CredentialEventConsumer
 from engine.metrics import Metrics
 from engine.model import BotHandle, BotRow
 from engine.ownership import Ownership, Partitions, partition_of
-from engine.prices import PriceSource
-from engine.registry import Registry
-from engine.relay import PipelinedRelay
+from engine.persistence import reads
+from engine.persistence.relay import PipelinedRelay
+from engine.scheduling.registry import Registry
+from engine.scheduling.shard import Shard
+from engine.scheduling.work import ResumeWork
 from engine.settings import Settings
-from engine.shard import Shard
-from engine.ticks import TickRouter
-from engine.work import ResumeWork
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +264,8 @@ class EngineRuntime:
         assert self.factory is not None and self.live is not None
         began = time.monotonic()
         async with self.factory() as session:
-            ids = [i for i in await store.active_bot_ids(session) if partition_of(i) in partitions]
-            handles = await store.load_handles(session, ids)
+            ids = [i for i in await reads.active_bot_ids(session) if partition_of(i) in partitions]
+            handles = await reads.load_handles(session, ids)
         self.registry.add_all(handles)
         try:
             await self.live.reconcile_bots(ids)
@@ -339,7 +340,7 @@ class EngineRuntime:
             since = self._clock() - _RESUME_LOOKBACK
             try:
                 async with self.factory() as session:
-                    rows = [row for row in await store.changed_rows(session, since) if ownership.owns(row.id)]
+                    rows = [row for row in await reads.changed_rows(session, since) if ownership.owns(row.id)]
                 handles = self.registry.handles
                 await self._resume((row, handles.get(row.id)) for row in rows)
             except Exception as exc:

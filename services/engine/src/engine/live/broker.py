@@ -31,9 +31,9 @@ from common.exchanges import (
     classify,
     create_ccxt,
 )
-from engine.consumers import FillConsumer
 from engine.contracts import OrderFilledMessage
 from engine.core import OrderCanceled, OrderRejected, PlaceOrder, Side, Tick, parse_client_order_id
+from engine.intake.messages import FillConsumer
 from engine.live.client import (
     CANCELED,
     FILLED,
@@ -51,10 +51,10 @@ from engine.live.recovery import ClientKey, Recovery, client_key, keys_refused
 from engine.live.streams import PrivateStream
 from engine.metrics import Metrics
 from engine.model import BotHandle
-from engine.registry import Registry
+from engine.scheduling.registry import Registry
+from engine.scheduling.shard import Shard
+from engine.scheduling.work import AckWork, OrderClosedWork, Work
 from engine.settings import Settings
-from engine.shard import Shard
-from engine.work import AckWork, OrderClosedWork, Work
 
 log = logging.getLogger(__name__)
 

@@ -31,12 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from common.contracts.credentials import CredentialEvent, CredentialEventType
 from common.contracts.envelope import Envelope
 from common.exchanges import ExchangeCallError, TransientExchangeError, call
-from engine import store
 from engine.core import Phase
 from engine.live.broker import LiveBroker
 from engine.live.recovery import ClientKey, client_key
-from engine.shard import Shard
-from engine.work import AbandonWork, KeysGoneWork
+from engine.persistence import tables, writes
+from engine.scheduling.shard import Shard
+from engine.scheduling.work import AbandonWork, KeysGoneWork
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class CredentialEventConsumer:
         await self._broker.drop_client(key)
         await self._reconnect(key)
         async with self._factory() as session, session.begin():
-            await store.claim_inbox(session, self._consumer, [envelope.message_id])
+            await writes.claim_inbox(session, self._consumer, [envelope.message_id])
 
     async def _account_changed(self, key: ClientKey, bot_ids: list[uuid.UUID]) -> bool:
         """Whether the new keys are another account's: they cannot see an order the bots rest (asked once)."""
@@ -206,7 +206,7 @@ async def _all(futures: Iterable[asyncio.Future[None]]) -> None:
 
 
 async def _live_bot_ids(session: AsyncSession, user_id: uuid.UUID, exchange: str) -> list[uuid.UUID]:
-    bots, orders = store.BOTS, store.ORDERS
+    bots, orders = tables.BOTS, tables.ORDERS
     mine = (bots.c.user_id == user_id) & (bots.c.exchange == exchange) & (bots.c.mode == "live")
     wanted = select(bots.c.id).where(
         mine, bots.c.deleted_at.is_(None), (bots.c.status == "running") | bots.c.stop_command_id.is_not(None)
@@ -223,7 +223,7 @@ async def _live_bot_ids(session: AsyncSession, user_id: uuid.UUID, exchange: str
 
 
 async def _inbox_has(session: AsyncSession, consumer: str, message_id: str) -> bool:
-    inbox = store.INBOX
+    inbox = tables.INBOX
     found = await session.execute(
         select(inbox.c.id).where(inbox.c.consumer == consumer, inbox.c.message_id == message_id)
     )

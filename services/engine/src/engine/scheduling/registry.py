@@ -7,10 +7,10 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine import store
 from engine.core import Phase, bot_prefix
-from engine.index import TickerIndex, TickerKey
+from engine.intake.index import TickerIndex, TickerKey
 from engine.model import BotHandle
+from engine.persistence import reads
 
 
 class Registry:
@@ -26,7 +26,7 @@ class Registry:
         handle = self.handles.get(bot_id)
         if handle is not None and not handle.stale:
             return handle
-        loaded = await store.load_handles(session, [bot_id])
+        loaded = await reads.load_handles(session, [bot_id])
         if not loaded:
             if handle is not None:
                 self.drop(handle)

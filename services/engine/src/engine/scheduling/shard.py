@@ -23,13 +23,14 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.dbtypes import utc_now
-from engine import handlers, store
+from engine.applying import handlers
+from engine.applying.step import Step
 from engine.core import PlaceOrder
 from engine.metrics import Metrics
 from engine.model import BotHandle
-from engine.registry import Registry
-from engine.step import Step
-from engine.work import Barrier, TickWork, Work
+from engine.persistence import errors, writes
+from engine.scheduling.registry import Registry
+from engine.scheduling.work import Barrier, TickWork, Work
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class Shard:
 
     async def _retry_alone(self, work: Work, error: Exception) -> None:
         attempts = 0
-        while isinstance(error, store.StaleStateError) and attempts < _STALE_RETRIES:
+        while isinstance(error, errors.StaleStateError) and attempts < _STALE_RETRIES:
             attempts += 1
             if not self._own([work]):
                 return  # its partition was lost meanwhile: nothing of it is this replica's to write
@@ -199,8 +200,8 @@ class Shard:
                 if self._ownership is not None:
                     epochs = self._ownership.fence(work.bot_id for work in batch)
                     try:
-                        await store.fence(session, self._ownership.replica_id, epochs)
-                    except store.FencedError as exc:
+                        await writes.fence(session, self._ownership.replica_id, epochs)
+                    except errors.FencedError as exc:
                         self._ownership.revoke(exc.partitions)
                         raise
                 skip = await self._claim(session, batch)
@@ -220,7 +221,7 @@ class Shard:
                         touched.append(handle)
                     await handlers.apply(session, step, work)
                 written = [step for step in steps.values() if _finish(step)]
-                await store.flush(session, written)
+                await writes.flush(session, written)
         except BaseException:
             for handle in touched:
                 handle.stale = True
@@ -238,7 +239,7 @@ class Shard:
                 by_consumer.setdefault(work.inbox[0], []).append(work.inbox[1])
         earlier: set[tuple[str, str]] = set()
         for consumer, ids in by_consumer.items():
-            earlier.update((consumer, mid) for mid in await store.claim_inbox(session, consumer, ids))
+            earlier.update((consumer, mid) for mid in await writes.claim_inbox(session, consumer, ids))
         skip: set[int] = set()
         seen: set[tuple[str, str]] = set()
         for work in batch:

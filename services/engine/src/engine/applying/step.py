@@ -16,7 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from common.contracts.events import EventKind
-from engine import events
+from engine.applying import outgoing as events
+from engine.applying.levels import refresh
 from engine.core import (
     CancelOrder,
     Command,
@@ -33,7 +34,6 @@ from engine.core import (
     Status,
     StopReason,
 )
-from engine.levels import refresh
 from engine.model import BotHandle, OrderRef
 
 NEW, OPEN, FILLED, CANCELED, REJECTED = "new", "open", "filled", "canceled", "rejected"

@@ -26,8 +26,8 @@ from common.exchanges import Exchange
 from common.trading.commands import BotCommand
 from engine.contracts import FILLS_QUEUE, OrderFilledMessage
 from engine.metrics import Metrics
-from engine.shard import Shard
-from engine.work import CommandWork, FillWork
+from engine.scheduling.shard import Shard
+from engine.scheduling.work import CommandWork, FillWork
 
 log = logging.getLogger(__name__)
 

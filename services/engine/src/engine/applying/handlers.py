@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.contracts.bots import BotEvent
 from common.contracts.bots import BotStatus as WireStatus
-from engine import events, paper, store
+from engine.applying import outgoing as events
+from engine.applying import paper_broker as paper
+from engine.applying.step import NEW, OPEN, Step
 from engine.contracts import FILLS_QUEUE, OrderFilledMessage
 from engine.core import (
     Abandon,
@@ -28,8 +30,8 @@ from engine.core import (
     parse_client_order_id,
 )
 from engine.model import BotHandle, BotRow, OrderRef, new_core, same_grid
-from engine.step import NEW, OPEN, Step
-from engine.work import (
+from engine.persistence import reads, tables, writes
+from engine.scheduling.work import (
     AbandonWork,
     AckWork,
     AdoptWork,
@@ -77,7 +79,7 @@ async def apply(session: AsyncSession, step: Step, work: Work) -> None:
 async def _tick(session: AsyncSession, step: Step, work: TickWork) -> None:
     handle, tick = step.handle, work.tick
     if handle.pending_start and handle.halted:
-        row = await store.load_row(session, handle.id, lock=True)
+        row = await reads.load_row(session, handle.id, lock=True)
         if row is not None:
             await start(session, step, row, tick.last)
             if work.published_at is not None:
@@ -189,7 +191,7 @@ async def _adopt(session: AsyncSession, step: Step, work: AdoptWork) -> None:
     step.state_changed = True
     step.touch(parsed.slot)
     existing = (
-        await session.execute(select(store.ORDERS.c.id).where(store.ORDERS.c.client_order_id == cid))
+        await session.execute(select(tables.ORDERS.c.id).where(tables.ORDERS.c.client_order_id == cid))
     ).scalar_one_or_none()
     ref = OrderRef(
         existing or uuid.uuid4(),
@@ -229,7 +231,7 @@ async def _adopt(session: AsyncSession, step: Step, work: AdoptWork) -> None:
 
 async def _command(session: AsyncSession, step: Step, work: CommandWork) -> None:
     handle, command = step.handle, work.command
-    row = await store.load_row(session, handle.id, lock=True)
+    row = await reads.load_row(session, handle.id, lock=True)
     if row is None:
         return
     handle.row = row
@@ -268,7 +270,7 @@ async def _resume(session: AsyncSession, step: Step, work: ResumeWork) -> None:
     """Do what the bot's row asks and the core has not done (its command went to a replica that did not
     own the bot, or to none): start it, stop it (confirming the pending stop command), or reconfigure it."""
     handle = step.handle
-    row = await store.load_row(session, handle.id, lock=True)
+    row = await reads.load_row(session, handle.id, lock=True)
     if row is None:
         return
     handle.row = row
@@ -289,7 +291,7 @@ async def _resume(session: AsyncSession, step: Step, work: ResumeWork) -> None:
 async def _keys_gone(session: AsyncSession, step: Step, work: KeysGoneWork) -> None:
     """Halt a bot whose keys are gone: its orders are cancelled (while the old client lasts), then it stops."""
     handle = step.handle
-    row = await store.load_row(session, handle.id, lock=True)
+    row = await reads.load_row(session, handle.id, lock=True)
     if row is None:
         return
     handle.row = row
@@ -362,7 +364,7 @@ async def start(session: AsyncSession, step: Step, row: BotRow, price: Decimal |
     if phase is Phase.HALTING:
         handle.pending_start = True  # the stop in progress ends first; the start follows it
         return
-    levels = (await store.load_levels(session, [row.id])).get(row.id, [])
+    levels = (await reads.load_levels(session, [row.id])).get(row.id, [])
     if not same_grid(handle.core, row, levels):
         if any(slot.holding_qty for slot in handle.core.state.slots):
             log.warning("bot %s: grid rebuilt; base held by the old grid's slots is no longer traded", row.id)
@@ -383,13 +385,13 @@ async def complete_halt(session: AsyncSession, step: Step) -> None:
     assert done is not None
     handle, now = step.handle, step.now
     handle.halt_note = None  # told with this status (done.error_message)
-    row = await store.load_row(session, handle.id, lock=True)
+    row = await reads.load_row(session, handle.id, lock=True)
     if row is None:
         return
     handle.row = row
     reason = done.stop_reason.value if done.stop_reason is not None else None
     if row.stop_command_id is not None:
-        await store.write_status(
+        await writes.write_status(
             session,
             row.id,
             done.status.value,
@@ -403,6 +405,6 @@ async def complete_halt(session: AsyncSession, step: Step) -> None:
     if handle.pending_start and row.wants_running:
         await start(session, step, row, None)
         return
-    await store.write_status(
+    await writes.write_status(
         session, row.id, done.status.value, done.error_message, now, stop_command_id=None, stop_reason=reason
     )

@@ -1,0 +1,226 @@
+"""Reads of the `bots` schema: a bot's row, levels, statistics and open orders, loaded as handles.
+
+Money on SQLite is text (common.dbtypes.Money): sums over it are done in Python there, never in SQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.core import Side
+from engine.model import BotHandle, BotRow, LevelView, OrderRef, Stats, new_core, restore_core
+from engine.persistence.tables import BOTS, LEVELS, ORDERS, STATES, TRADES, chunks, dialect
+
+
+def _bot_row(bot: Any) -> BotRow:
+    return BotRow(
+        id=bot.id,
+        user_id=bot.user_id,
+        exchange=bot.exchange,
+        ticker=bot.ticker,
+        mode=bot.mode,
+        status=bot.status,
+        error_message=bot.error_message,
+        stop_command_id=bot.stop_command_id,
+        config_version=bot.config_version,
+        order_amount=bot.order_amount,
+        stop_at_max=bot.stop_at_max,
+        upper_price=bot.upper_price,
+        investment_amount=bot.investment_amount,
+        market_rules=dict(bot.market_rules or {}),
+        deleted=bot.deleted_at is not None,
+    )
+
+
+_BOT_COLUMNS = (
+    BOTS.c.id,
+    BOTS.c.user_id,
+    BOTS.c.exchange,
+    BOTS.c.ticker,
+    BOTS.c.mode,
+    BOTS.c.status,
+    BOTS.c.error_message,
+    BOTS.c.stop_command_id,
+    BOTS.c.config_version,
+    BOTS.c.order_amount,
+    BOTS.c.stop_at_max,
+    BOTS.c.upper_price,
+    BOTS.c.investment_amount,
+    BOTS.c.market_rules,
+    BOTS.c.deleted_at,
+)
+
+
+async def load_row(session: AsyncSession, bot_id: uuid.UUID, *, lock: bool = False) -> BotRow | None:
+    """The bot's row (locked for the transaction when asked), or None when it does not exist."""
+    query = select(*_BOT_COLUMNS).where(BOTS.c.id == bot_id)
+    if lock and dialect(session) == "postgresql":
+        query = query.with_for_update()
+    bot = (await session.execute(query)).one_or_none()
+    return None if bot is None else _bot_row(bot)
+
+
+async def changed_rows(session: AsyncSession, since: datetime) -> list[BotRow]:
+    """The rows of bots changed at or after `since` (unlocked)."""
+    result = await session.execute(select(*_BOT_COLUMNS).where(BOTS.c.updated_at >= since))
+    return [_bot_row(bot) for bot in result]
+
+
+async def load_levels(
+    session: AsyncSession, bot_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[LevelView]]:
+    """Each bot's level rows, ascending."""
+    found: dict[uuid.UUID, list[LevelView]] = defaultdict(list)
+    for chunk in chunks(bot_ids):
+        rows = await session.execute(
+            select(
+                LEVELS.c.bot_id,
+                LEVELS.c.id,
+                LEVELS.c.level_index,
+                LEVELS.c.price,
+                LEVELS.c.type,
+                LEVELS.c.status,
+                LEVELS.c.order_id,
+                LEVELS.c.filled_at,
+            )
+            .where(LEVELS.c.bot_id.in_(chunk))
+            .order_by(LEVELS.c.bot_id, LEVELS.c.level_index)
+        )
+        for r in rows:
+            found[r.bot_id].append(
+                LevelView(r.id, r.level_index, r.price, r.type, r.status, r.order_id, r.filled_at)
+            )
+    return found
+
+
+async def load_stats(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Stats]:
+    """Each bot's trade count, realised profit and last execution, from `trades`."""
+    stats: dict[uuid.UUID, Stats] = defaultdict(Stats)
+    exact_sql = dialect(session) == "postgresql"
+    for chunk in chunks(bot_ids):
+        if exact_sql:
+            rows = await session.execute(
+                select(
+                    TRADES.c.bot_id, func.count(), func.sum(TRADES.c.profit), func.max(TRADES.c.executed_at)
+                )
+                .where(TRADES.c.bot_id.in_(chunk))
+                .group_by(TRADES.c.bot_id)
+            )
+            for bot_id, count, profit, last in rows:
+                stats[bot_id] = Stats(profit or Decimal(0), int(count), last)
+        else:
+            rows = await session.execute(
+                select(TRADES.c.bot_id, TRADES.c.profit, TRADES.c.executed_at).where(
+                    TRADES.c.bot_id.in_(chunk)
+                )
+            )
+            for bot_id, profit, executed_at in rows:
+                entry = stats[bot_id]
+                entry.trades += 1
+                entry.profit += profit or Decimal(0)
+                if entry.last_executed_at is None or executed_at > entry.last_executed_at:
+                    entry.last_executed_at = executed_at
+    return stats
+
+
+async def load_handles(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> list[BotHandle]:
+    """Handles of existing bots: row, core (restored, or new and stopped), levels, live order rows, stats."""
+    bots: dict[uuid.UUID, BotRow] = {}
+    for chunk in chunks(bot_ids):
+        for bot in await session.execute(select(*_BOT_COLUMNS).where(BOTS.c.id.in_(chunk))):
+            bots[bot.id] = _bot_row(bot)
+    if not bots:
+        return []
+    ids = list(bots)
+    states: dict[uuid.UUID, tuple[dict[str, Any], int]] = {}
+    for chunk in chunks(ids):
+        rows = await session.execute(
+            select(STATES.c.bot_id, STATES.c.state, STATES.c.version).where(STATES.c.bot_id.in_(chunk))
+        )
+        for bot_id, state, version in rows:
+            states[bot_id] = (state, version)
+    levels = await load_levels(session, ids)
+    stats = await load_stats(session, ids)
+    handles: list[BotHandle] = []
+    for bot_id, row in bots.items():
+        if bot_id in states:
+            state, version = states[bot_id]
+            core, config_version, pending = restore_core(state)
+        else:
+            core, config_version, pending, version = (
+                new_core(row, levels[bot_id], None),
+                row.config_version,
+                False,
+                0,
+            )
+        handle = BotHandle(
+            row=row,
+            core=core,
+            version=version,
+            config_version=config_version,
+            levels=levels[bot_id],
+            stats=stats[bot_id],
+            pending_start=pending,
+        )
+        handles.append(handle)
+    await _load_orders(session, handles)
+    return handles
+
+
+async def _load_orders(session: AsyncSession, handles: Sequence[BotHandle]) -> None:
+    """The order rows of every order each core still has open."""
+    by_cid: dict[str, BotHandle] = {}
+    for handle in handles:
+        for _, order in handle.core.open_orders():
+            by_cid[order.client_order_id] = handle
+    cids = list(by_cid)
+    for chunk in chunks(cids):
+        rows = await session.execute(
+            select(
+                ORDERS.c.id,
+                ORDERS.c.client_order_id,
+                ORDERS.c.slot,
+                ORDERS.c.side,
+                ORDERS.c.price,
+                ORDERS.c.quantity,
+                ORDERS.c.status,
+                ORDERS.c.exchange_order_id,
+            ).where(ORDERS.c.client_order_id.in_(chunk))
+        )
+        for r in rows:
+            handle = by_cid[r.client_order_id]
+            found = handle.core.open_order(r.client_order_id)
+            assert found is not None
+            # The core is the truth of what was applied; the row of a paper order may say filled already.
+            ref = OrderRef(
+                r.id, r.client_order_id, r.slot, Side(r.side), r.price, r.quantity, r.status,
+                r.exchange_order_id, found[1].filled_qty,
+            )  # fmt: skip
+            handle.orders[ref.client_order_id] = ref
+            if handle.is_paper and r.status == "filled":
+                handle.paper_filled.add(ref.client_order_id)
+    for handle in handles:
+        missing = [
+            o.client_order_id for _, o in handle.core.open_orders() if o.client_order_id not in handle.orders
+        ]
+        if missing:
+            raise LookupError(f"bot {handle.id}: open orders without rows: {', '.join(missing)}")
+
+
+async def active_bot_ids(session: AsyncSession) -> list[uuid.UUID]:
+    """Bots the engine must drive now: running or stopping ones, and any with an order still live."""
+    wanted = select(BOTS.c.id).where(
+        BOTS.c.deleted_at.is_(None), (BOTS.c.status == "running") | BOTS.c.stop_command_id.is_not(None)
+    )
+    with_orders = select(ORDERS.c.bot_id).where(ORDERS.c.status.in_(("new", "open"))).distinct()
+    ids = set((await session.execute(wanted)).scalars())
+    ids.update((await session.execute(with_orders)).scalars())
+    return sorted(ids)
