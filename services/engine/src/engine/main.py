@@ -42,8 +42,7 @@ def create_app(
             yield
         finally:
             untime()
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+            watch.cancel()  # not awaited: a shutdown cancelled meanwhile (a second Ctrl-C) must reach stop()
             await runtime.stop()
 
     app = create_base_app(title="gridbot engine", lifespan=lifespan, max_body_bytes=settings.max_body_bytes)

@@ -48,8 +48,8 @@ from engine.persistence import reads
 from engine.persistence.relay import PipelinedRelay
 from engine.scheduling.registry import Registry
 from engine.scheduling.shard import Shard
-from engine.scheduling.work import ResumeWork
 from engine.settings import Settings
+from engine.work import ResumeWork
 
 log = logging.getLogger(__name__)
 

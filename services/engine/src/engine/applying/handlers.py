@@ -11,9 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.contracts.bots import BotEvent
 from common.contracts.bots import BotStatus as WireStatus
-from engine.applying import outgoing as events
-from engine.applying import paper_broker as paper
-from engine.applying.step import NEW, OPEN, Step
+from engine import outgoing
+from engine.applying import paper_broker
 from engine.contracts import FILLS_QUEUE, OrderFilledMessage
 from engine.core import (
     Abandon,
@@ -31,7 +30,8 @@ from engine.core import (
 )
 from engine.model import BotHandle, BotRow, OrderRef, new_core, same_grid
 from engine.persistence import reads, tables, writes
-from engine.scheduling.work import (
+from engine.step import NEW, OPEN, Step
+from engine.work import (
     AbandonWork,
     AckWork,
     AdoptWork,
@@ -109,13 +109,13 @@ def _paper_fills(step: Step, work: TickWork) -> None:
     transaction: a copy of it ever arriving is dropped as a redelivery.
     """
     handle = step.handle
-    fills = paper.crossed_fills(handle, work.tick)
+    fills = paper_broker.crossed_fills(handle, work.tick)
     if not fills:
         return
     # All of the tick's fills are taken before any is applied (orders placed by one rest from the next
     # tick on), and each stays `paper_filled` until its own fill closes it: a cancel that an earlier fill
     # causes (a failure stopping the bot) leaves it to its fill, as on an exchange that filled it first.
-    messages = [paper.fill_message(handle, fill, step.now, work.published_at) for fill in fills]
+    messages = [paper_broker.fill_message(handle, fill, step.now, work.published_at) for fill in fills]
     handle.paper_filled.update(message.client_order_id for message in messages)
     for message in messages:
         step.inbox_claims.append((FILLS_QUEUE, message.message_id))
@@ -400,7 +400,7 @@ async def complete_halt(session: AsyncSession, step: Step) -> None:
             stop_command_id=row.stop_command_id,
             stop_reason=reason,
         )
-        step.outbox.append(events.stopped_row(row.id, row.stop_command_id, row.config_version, now))
+        step.outbox.append(outgoing.stopped_row(row.id, row.stop_command_id, row.config_version, now))
         return
     if handle.pending_start and row.wants_running:
         await start(session, step, row, None)

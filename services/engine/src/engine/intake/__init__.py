@@ -1,1 +1,1 @@
-"""Intake: price ticks (routed through the ticker index), bus messages, and the price a bot starts at."""
+"""Intake: price ticks (routed through the registry's ticker index), bus messages, and the price a bot starts at."""

@@ -27,7 +27,7 @@ from common.trading.commands import BotCommand
 from engine.contracts import FILLS_QUEUE, OrderFilledMessage
 from engine.metrics import Metrics
 from engine.scheduling.shard import Shard
-from engine.scheduling.work import CommandWork, FillWork
+from engine.work import CommandWork, FillWork
 
 log = logging.getLogger(__name__)
 

@@ -53,8 +53,8 @@ from engine.metrics import Metrics
 from engine.model import BotHandle
 from engine.scheduling.registry import Registry
 from engine.scheduling.shard import Shard
-from engine.scheduling.work import AckWork, OrderClosedWork, Work
 from engine.settings import Settings
+from engine.work import AckWork, OrderClosedWork, Work
 
 log = logging.getLogger(__name__)
 

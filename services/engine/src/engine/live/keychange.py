@@ -36,7 +36,7 @@ from engine.live.broker import LiveBroker
 from engine.live.recovery import ClientKey, client_key
 from engine.persistence import tables, writes
 from engine.scheduling.shard import Shard
-from engine.scheduling.work import AbandonWork, KeysGoneWork
+from engine.work import AbandonWork, KeysGoneWork
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from common.exchanges import ExchangeCallError, TransientExchangeError, call
 from engine.core import bot_prefix
 from engine.live.client import ExchangeOrder
 from engine.live.recovery import client_key, keys_refused
-from engine.scheduling.work import AdoptWork
+from engine.work import AdoptWork
 
 if TYPE_CHECKING:
     from engine.live.broker import LiveBroker

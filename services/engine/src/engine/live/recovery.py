@@ -37,7 +37,7 @@ from common.exchanges import (
 from engine.core import Phase, Tick
 from engine.live.streams import backoff_delay
 from engine.model import BotHandle
-from engine.scheduling.work import AbandonWork
+from engine.work import AbandonWork
 
 if TYPE_CHECKING:
     from engine.live.broker import LiveBroker

@@ -12,8 +12,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.applying.step import Step
 from engine.persistence.errors import StaleStateError
+from engine.step import Step
 
 # --- one statement per batch (PostgreSQL) -------------------------------------------------------------------
 #

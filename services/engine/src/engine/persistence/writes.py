@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.trading.models import (
     OUTBOX,
 )
-from engine.applying.step import Step
 from engine.persistence.batch import flush_postgresql
 from engine.persistence.errors import FencedError, StaleStateError
 from engine.persistence.tables import (
@@ -33,6 +32,7 @@ from engine.persistence.tables import (
     chunks,
     dialect,
 )
+from engine.step import Step
 
 
 async def fence(session: AsyncSession, owner: str, epochs: Mapping[int, int]) -> None:

@@ -1,1 +1,1 @@
-"""Scheduling: the loaded bots (registry), the units of work, and the shards that apply them in batches."""
+"""Scheduling: the loaded bots (registry) and the shards that apply work to them in batches."""

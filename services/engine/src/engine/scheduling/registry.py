@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.core import Phase, bot_prefix
-from engine.intake.index import TickerIndex, TickerKey
 from engine.model import BotHandle
 from engine.persistence import reads
+from engine.scheduling.index import TickerIndex, TickerKey
 
 
 class Registry:

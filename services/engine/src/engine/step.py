@@ -16,8 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from common.contracts.events import EventKind
-from engine.applying import outgoing as events
-from engine.applying.levels import refresh
+from engine import outgoing
 from engine.core import (
     CancelOrder,
     Command,
@@ -34,6 +33,7 @@ from engine.core import (
     Status,
     StopReason,
 )
+from engine.levels import refresh
 from engine.model import BotHandle, OrderRef
 
 NEW, OPEN, FILLED, CANCELED, REJECTED = "new", "open", "filled", "canceled", "rejected"
@@ -194,7 +194,7 @@ class Step:
         self._fills_at[level] = (command.side, command.client_order_id)
         self._touched.add(level)
         order_id = ref.exchange_order_id or ref.client_order_id
-        body = events.trade_body(
+        body = outgoing.trade_body(
             trade_id,
             command.side.value,
             command.price,
@@ -205,7 +205,7 @@ class Step:
             order_id,
             executed_at,
         )
-        self.user_events.append(events.user_event(handle, EventKind.TRADE, body))
+        self.user_events.append(outgoing.user_event(handle, EventKind.TRADE, body))
 
     def _status(self, command: SetStatus) -> None:
         handle = self.handle
@@ -216,8 +216,8 @@ class Step:
             # What the driver could not do for the halt (orders left at the exchange), for the user to see.
             message = f"{message} {handle.halt_note}" if message else handle.halt_note
         reason = state.stop_reason if command.status is not Status.RUNNING else None
-        body = events.status_body(command.status.value, message, reason.value if reason else None)
-        self.user_events.append(events.user_event(handle, EventKind.BOT_STATUS, body))
+        body = outgoing.status_body(command.status.value, message, reason.value if reason else None)
+        self.user_events.append(outgoing.user_event(handle, EventKind.BOT_STATUS, body))
         if halted:
             self.halt_done = HaltDone(state.status, message, state.stop_reason)
         elif command.status is Status.ERROR:
@@ -240,15 +240,17 @@ class Step:
             if refresh(handle.core, level, self._fills_at.get(index), self.now):
                 self.level_updates[index] = None
                 self.user_events.append(
-                    events.user_event(handle, EventKind.GRID_LEVEL, events.level_body(level))
+                    outgoing.user_event(handle, EventKind.GRID_LEVEL, outgoing.level_body(level))
                 )
         self._touched.clear()
         self._fills_at.clear()
         if self._stats_changed:
-            self.user_events.append(events.user_event(handle, EventKind.BOT_STATS, events.stats_body(handle)))
+            self.user_events.append(
+                outgoing.user_event(handle, EventKind.BOT_STATS, outgoing.stats_body(handle))
+            )
             self._stats_changed = False
         if self.user_events:
-            self.outbox.append(events.user_events_row(handle, self.user_events, self.now))
+            self.outbox.append(outgoing.user_events_row(handle, self.user_events, self.now))
             self.user_events = []
 
     @property
