@@ -55,6 +55,18 @@ async def running_grid(
     """A bot ±5 % around the pinned price of `symbol`, started, with its buys resting."""
     start = await sim_price(sim, EXCHANGE, symbol)
     await move(sim, EXCHANGE, symbol, start)
+
+    async def seen_by_market_data() -> bool:
+        # A bot starts at market-data's latest price: on a market that was moving a moment ago that can
+        # still be the price before the pin, one grid level away from `start`.
+        url = f"/api/exchange/candles/{EXCHANGE}/{symbol}?interval=1m&count=1"
+        candles = body(await api.get(url, headers=auth))["candles"]
+        if candles and Decimal(str(candles[-1]["close"])) == start:
+            return True
+        await move(sim, EXCHANGE, symbol, start)
+        return False
+
+    await eventually(seen_by_market_data, timeout=20, interval=POLL, message="market-data never saw the pin")
     spec = grid_around(EXCHANGE, symbol, start, "0.05", 1, 10000, mode=mode)
     bot_id = body(await api.post("/api/bots", headers=auth, json=spec))["botId"]
     levels = await level_prices(api, auth, bot_id)
