@@ -170,38 +170,6 @@ async def engine(engine_factory: RuntimeFactory) -> EngineRuntime:
 
 
 @pytest.fixture
-async def supervisor(
-    migrated_postgres: str,
-    redis_url: str,
-    rabbitmq_url: str,
-    namespace: str,
-    sim: SimServer,
-    credentials: CredentialsStub,
-    db: async_sessionmaker[AsyncSession],
-    bots: BotFactory,  # set up first, so that its cleanup runs once no engine runs any more
-    tmp_path: Path,
-) -> AsyncIterator[EngineSupervisor]:
-    """Engine processes on the test's infrastructure; none left running, and no replica alive, after it."""
-    async with serving(credentials.app()) as credentials_url:
-        env = engine_env(
-            database_url=migrated_postgres,
-            redis_url=redis_url,
-            rabbitmq_url=rabbitmq_url,
-            namespace=namespace,
-            sim_url=sim.url,
-            credentials_url=credentials_url,
-        )
-        engines = EngineSupervisor(env, tmp_path)
-        try:
-            yield engines
-        finally:
-            await engines.close()
-    # The last process was killed holding partitions: later tests' engines find them claimable once its
-    # heartbeat went stale, as a replica started after a crash would.
-    await eventually(lambda: _no_live_replica(db), timeout=REPLICA_TTL_SECONDS + 10, interval=0.2)
-
-
-@pytest.fixture
 async def cluster(
     migrated_postgres: str,
     redis_url: str,
@@ -236,7 +204,15 @@ async def cluster(
             for supervisor in supervisors:
                 with contextlib.suppress(ProcessLookupError):
                     await supervisor.close()
+    # The last processes were killed holding partitions: later tests' engines find them claimable once their
+    # heartbeats went stale, as a replica started after a crash would.
     await eventually(lambda: _no_live_replica(db), timeout=REPLICA_TTL_SECONDS + 10, interval=0.2)
+
+
+@pytest.fixture
+def supervisor(cluster: Callable[[str], EngineSupervisor]) -> EngineSupervisor:
+    """One replica's engine processes on the test's infrastructure (see `cluster`)."""
+    return cluster("engine-a")
 
 
 async def _no_live_replica(db: async_sessionmaker[AsyncSession]) -> bool:

@@ -11,6 +11,7 @@ import random
 import time
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -116,12 +117,20 @@ async def test_kill_9_at_random_moments_loses_nothing_and_places_nothing_twice(
     await supervisor.kill()
 
     assert supervisor.kills >= 3
+    fills, _ = await check_books(db, sim_http, bot.id, api_key)
+    assert fills >= 10, "the run produced too few fills to mean anything"
+
+
+async def check_books(
+    db: async_sessionmaker[AsyncSession], sim_http: httpx.AsyncClient, bot_id: uuid.UUID, api_key: str
+) -> tuple[int, dict[str, Any]]:
+    """Nothing placed twice, every exchange fill recorded once and none it did not make, profit = Σ round
+    trips; the number of fills and the bot's engine state."""
     at_sim = await sim_orders(sim_http, api_key)
     cids = [o["clientOrderId"] for o in at_sim]
-    assert len(cids) == len(set(cids)), "a client order id was placed twice"
+    assert len(cids) == len(set(cids)), f"bot {bot_id}: a client order id was placed twice"
     exchange_fills = sim_fills(at_sim)
-    assert len(exchange_fills) >= 10, "the run produced too few fills to mean anything"
-    assert await recorded_fills(db, bot.id) == exchange_fills
+    assert await recorded_fills(db, bot_id) == exchange_fills
     async with db() as session:
         rows = (
             await session.execute(
@@ -135,12 +144,12 @@ async def test_kill_9_at_random_moments_loses_nothing_and_places_nothing_twice(
                     Trade.profit,
                 )
                 .join(Order, Order.id == Trade.order_id)
-                .where(Trade.bot_id == bot.id)
+                .where(Trade.bot_id == bot_id)
                 .order_by(Trade.executed_at, Trade.created_at)
             )
         ).all()
-        state = (
-            await session.execute(select(EngineState.state).where(EngineState.bot_id == bot.id))
+        state: dict[str, Any] = (
+            await session.execute(select(EngineState.state).where(EngineState.bot_id == bot_id))
         ).scalar_one()
     assert len(rows) == len(exchange_fills)  # each exactly once
     booked = sum((r.profit for r in rows if r.profit is not None), D(0))
@@ -149,6 +158,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_places_nothing_twice(
     )
     assert abs(booked - replayed) < D("1e-12")
     assert D(state["core"]["realized_profit"]) == booked
+    return len(exchange_fills), state
 
 
 async def _settled(

@@ -28,14 +28,15 @@ from engine_support import (
 )
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from test_kill import _explain, _settled, replayed_profit
-from test_live import binance_spec, recorded_fills, set_price, sim_account, sim_fills, sim_orders
+from test_kill import _explain, _settled
+from test_kill import check_books as books
+from test_live import binance_spec, set_price, sim_account, sim_orders
 
 from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
-from common.trading.models import Bot, EnginePartition, EngineReplica, EngineState, Order, Trade
+from common.trading.models import Bot, EnginePartition, EngineReplica, EngineState
 from engine.ownership import assign, partition_of
 
 D = Decimal
@@ -117,42 +118,12 @@ async def settle(
 async def check_books(
     db: async_sessionmaker[AsyncSession], sim_http: httpx.AsyncClient, bot: Bot, api_key: str
 ) -> int:
-    """Nothing placed twice, every exchange fill recorded once, profit = Σ round trips; the fill count."""
-    at_sim = await sim_orders(sim_http, api_key)
-    cids = [o["clientOrderId"] for o in at_sim]
-    assert len(cids) == len(set(cids)), f"bot {bot.id}: a client order id was placed twice"
-    exchange_fills = sim_fills(at_sim)
-    assert await recorded_fills(db, bot.id) == exchange_fills
+    """The kill test's books check (`test_kill.check_books`), and the bot running; the fill count."""
+    fills, state = await books(db, sim_http, bot.id, api_key)
     async with db() as session:
-        rows = (
-            await session.execute(
-                select(
-                    Order.slot,
-                    Trade.side,
-                    Trade.price,
-                    Trade.amount,
-                    Trade.fee,
-                    Trade.fee_currency,
-                    Trade.profit,
-                )
-                .join(Order, Order.id == Trade.order_id)
-                .where(Trade.bot_id == bot.id)
-                .order_by(Trade.executed_at, Trade.created_at)
-            )
-        ).all()
-        state = (
-            await session.execute(select(EngineState.state).where(EngineState.bot_id == bot.id))
-        ).scalar_one()
         status = await session.scalar(select(Bot.status).where(Bot.id == bot.id))
-    assert len(rows) == len(exchange_fills)  # each exactly once, none the exchange did not fill
-    booked = sum((r.profit for r in rows if r.profit is not None), D(0))
-    replayed = replayed_profit(
-        [(r.slot, r.side, r.price, r.amount, r.fee, r.fee_currency) for r in rows], "BTC"
-    )
-    assert abs(booked - replayed) < D("1e-12")
-    assert D(state["core"]["realized_profit"]) == booked
     assert status == "running" and state["core"]["phase"] == "running"
-    return len(exchange_fills)
+    return fills
 
 
 @pytest.mark.timeout(420)

@@ -45,6 +45,7 @@ from engine.live.client import (
     rejection_reason,
 )
 from engine.live.credentials import CredentialsClient
+from engine.live.fills import fill_message
 from engine.live.park import Fault, park_hook
 from engine.live.reconcile import Reconciler
 from engine.live.recovery import ClientKey, Recovery, client_key, keys_refused
@@ -450,28 +451,7 @@ class LiveBroker:
         for fill in fills:
             if fill.fill_id in seen:
                 continue
-            await self._fills.apply(handle.id, self.message(handle, cid, ex.exchange_order_id, ex.side, fill))
-
-    def message(
-        self, handle: BotHandle, cid: str, exchange_order_id: str, side: Side, fill: ExchangeFill
-    ) -> OrderFilledMessage:
-        """The `order.filled` message of a live fill."""
-        return OrderFilledMessage(
-            bot_id=str(handle.id),
-            exchange=handle.row.exchange,
-            mode="live",
-            client_order_id=cid,
-            exchange_order_id=exchange_order_id,
-            fill_id=fill.fill_id,
-            side=side.value,
-            price=fill.price,
-            qty=fill.qty,
-            fee=fill.fee,
-            fee_currency=fill.fee_currency,
-            # The core closes an order when its fills add up to its quantity, whatever order they come in.
-            is_final=False,
-            executed_at=fill.executed_at,
-        )
+            await self._fills.apply(handle.id, fill_message(handle, cid, ex.exchange_order_id, ex.side, fill))
 
     # --- streams ---------------------------------------------------------------------------------------------
 
@@ -480,7 +460,7 @@ class LiveBroker:
         handle = self.registry.by_prefix(parsed.prefix) if parsed is not None else None
         if handle is None or parsed is None:
             return  # not an order of a bot this engine drives
-        message = self.message(handle, cid, exchange_order_id, parsed.side, fill)
+        message = fill_message(handle, cid, exchange_order_id, parsed.side, fill)
         if self.publish is not None:
             try:
                 await self.publish(message)
