@@ -8,7 +8,8 @@ bus); once every replica drives its share and the first orders are committed, th
 from the replicas' `GET /metrics` and /proc:
 
 * ticks: ticks at `--rate` (default 6,000/s) that move the price a hair, for `--seconds`: ticks/s each
-  replica consumed (every replica consumes every tick; the broker drops the oldest past 5,000 queued),
+  replica consumed (a replica takes the ticks of its bots' markets, bots being in their market's
+  partition; the broker drops the oldest past 5,000 queued) and their sum,
   CPU-seconds per 1,000 ticks and CPU share of each replica, and where the machine's CPU went;
 * fills: ticks sweeping each price through many levels: committed fills/s (each a trade committed with
   the core state, levels, the next order and the outbox);
@@ -68,6 +69,7 @@ from enginereplicas import (  # noqa: E402
 from common.bus import create_bus  # noqa: E402
 from common.contracts.market import MARKET_EXCHANGE  # noqa: E402
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
+from common.trading.partitions import market_partition  # noqa: E402
 
 LATENCY = "engine_tick_to_order_seconds"
 LOOP_LAG = "engine_event_loop_lag_seconds"
@@ -192,30 +194,45 @@ class Run:
         usage = await self.usage(meter, published)
         cpu = {r.name: proc_cpu(r.pid) - cpu0[r.name] for r in group.all}
         await group.wait_quiet(self.url)
+        # Each replica takes the ticks of its bots' markets (the tickers go round-robin, so a replica is
+        # offered its share of markets' share of what was sent).
+        offered = self.markets_share()
         per: dict[str, Any] = {}
         for name, (value, at) in last.items():
             consumed = value - before[name][key]
             elapsed = max(at - published.started, 1e-9)
             per[name] = {
+                "markets": offered[name],
                 "consumed": int(consumed),
                 "consumed_per_s": round(consumed / elapsed),
-                "dropped": int(published.sent - consumed),
+                "dropped": int(published.sent * offered[name] / len(TICKERS) - consumed),
                 "cpu_share": round(cpu[name] / elapsed, 2),
                 "cpu_s_per_1000_ticks": round(cpu[name] / max(1, consumed) * 1000, 3),
             }
+        ended = max(at for _, at in last.values())
         return {
             "ticks_published": published.sent,
             "ticks_published_per_s": round(published.per_s),
             "publisher_cpu_share": round(
                 published.cpu_publishing_s / (published.ended - published.started), 2
             ),
-            # Every replica needs every tick: the deployment keeps up with the slowest one. When none dropped
-            # any, that is the publisher's pace and the engines' capacity is at least that (not measured).
-            "ticks_consumed_per_s": min(p["consumed_per_s"] for p in per.values()),
+            # Each tick goes to the one replica driving its market: the deployment consumes their sum. When
+            # none dropped any, that is the publisher's pace and the engines' capacity is at least that.
+            "ticks_consumed_per_s": round(
+                sum(p["consumed"] for p in per.values()) / max(ended - published.started, 1e-9)
+            ),
             "kept_up": all(p["dropped"] <= 0 for p in per.values()),
             "replicas": per,
             "cpu": usage,
         }
+
+    def markets_share(self) -> dict[str, int]:
+        """How many of the bench's markets each replica drives (bots are in their market's partition)."""
+        owner = {p: name for name, parts in self.group.share().items() for p in parts}
+        counts = dict.fromkeys(owner.values(), 0)
+        for ticker in TICKERS:
+            counts[owner[market_partition("binance", ticker)]] += 1
+        return counts
 
     async def fills(self) -> dict[str, Any]:
         """Big swings through many levels: committed fills per second until the backlog drained."""

@@ -36,6 +36,7 @@ from common.grid import MarketRules, plan_grid
 from common.runtime import acquire_cache, release_cache
 from common.testing.shared import shared_dir
 from common.trading.models import SCHEMA, Bot, GridLevel
+from common.trading.partitions import new_bot_id
 
 D = Decimal
 TICKERS = [f"B{n:02d}USDT" for n in range(20)]
@@ -108,13 +109,15 @@ async def seed(url: str, count: int, rng: random.Random) -> list[Bot]:
         upper = (BASE_PRICE * D(1 + rng.uniform(0.04, 0.12))).quantize(D("0.01"))
         percent = D(str(round(rng.uniform(0.4, 1.5), 2)))
         plan = plan_grid(lower, upper, percent, D(20), market)
-        bot_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+        ticker = TICKERS[n % len(TICKERS)]
+        # As the bots service makes ids: in the market's partition.
+        bot_id = new_bot_id("binance", ticker, uuid.UUID(int=rng.getrandbits(128), version=4))
         bots.append(
             {
                 "id": bot_id,
                 "user_id": uuid.UUID(int=rng.getrandbits(128), version=4),
                 "exchange": "binance",
-                "ticker": TICKERS[n % len(TICKERS)],
+                "ticker": ticker,
                 "mode": "paper",
                 "grid_type": "geometric",
                 "lower_price": lower,

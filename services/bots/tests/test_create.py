@@ -20,6 +20,7 @@ from common.grid import MarketRules
 from common.testing.service import exact_json
 from common.testing.wait import eventually
 from common.trading.models import OUTBOX, Bot
+from common.trading.partitions import market_partition, partition_of
 
 from .conftest import SPEC_BOT
 
@@ -94,6 +95,15 @@ async def test_market_rules_are_stored_with_the_bot(app: FastAPI, create_bot: Cr
     rules = MarketRules.from_dict(bot.market_rules)
     assert rules.tick_size == Decimal("0.01") and rules.lot_step == Decimal("0.00001")
     assert rules.min_notional == 5 and rules.quote == "USDT"
+
+
+async def test_bots_of_one_market_share_its_engine_partition(create_bot: CreateBot) -> None:
+    spec = {"lowerPrice": 90000, "upperPrice": 110000, "orderAmount": 20}
+    btc = [await create_bot(exchange="binance", ticker="BTCUSDT", **spec) for _ in range(3)]
+    ids = [uuid.UUID(data["botId"]) for data in btc]
+    assert len(set(ids)) == 3 and all(bot_id.version == 4 for bot_id in ids)
+    # One engine replica drives the market's bots and alone needs its ticks.
+    assert {partition_of(bot_id) for bot_id in ids} == {market_partition("binance", "BTCUSDT")}
 
 
 async def test_an_exact_power_gives_the_exact_count(create_bot: CreateBot) -> None:

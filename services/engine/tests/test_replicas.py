@@ -37,7 +37,8 @@ from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
 from common.trading.models import Bot, EnginePartition, EngineReplica, EngineState
-from engine.ownership import assign, partition_of
+from common.trading.partitions import partition_of
+from engine.ownership import assign
 
 D = Decimal
 Cluster = Callable[[str], EngineSupervisor]

@@ -15,6 +15,7 @@ from engine_support import (
     BotFactory,
     BotSpec,
     CredentialsStub,
+    TickPublisher,
     cache_price,
     orders_of,
     publish_command,
@@ -30,7 +31,7 @@ from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
 from common.trading.models import ENGINE_PARTITIONS, EnginePartition
-from engine.ownership import partition_of
+from common.trading.partitions import new_bot_id, partition_of
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 
@@ -138,6 +139,44 @@ async def test_a_second_replica_shares_the_bots_and_a_clean_stop_hands_them_over
         assert bot.id in second.registry.handles
     placed = [len(await orders_of(db, bot.id)) for bot in created]
     assert placed == [4] * 6  # nothing placed again
+
+
+async def test_only_the_replica_driving_a_market_takes_its_ticks_and_its_successor_binds_them(
+    engine_factory: Any, bus: RabbitBus, bots: BotFactory, db: async_sessionmaker[AsyncSession]
+) -> None:
+    first: EngineRuntime = await engine_factory(engine_id="replica-one")
+    second: EngineRuntime = await engine_factory(engine_id="replica-two")
+    await eventually(lambda: _split(first, second), timeout=10)
+    assert first.ownership is not None and second.ownership is not None
+    # As the bots service creates them: ids in the market's partition, so one replica drives all three.
+    created = [await bots.create(BotSpec(), bot_id=new_bot_id("upbit", "KRW-BTC")) for _ in range(3)]
+    owner, other = (first, second) if first.ownership.owns(created[0].id) else (second, first)
+    assert all(owner.ownership.owns(bot.id) for bot in created)
+    assert first.cache is not None
+    await cache_price(first.cache, "KRW-BTC", "53500000")
+    for bot in created:
+        await publish_command(bus, bot, BotEvent.START)
+    for bot in created:
+        await eventually(lambda bot=bot: _open_count(db, bot.id, 4), timeout=10)  # type: ignore[misc]
+    assert owner.markets.bound == {("upbit", "KRW-BTC")} and not other.markets.bound
+    ticks = TickPublisher(bus)
+    await ticks.send(ticks.tick(53_400_000, 53_500_000, 53_400_000))  # crosses nothing
+    await eventually(lambda: owner.metrics.ticks >= 1, timeout=10)
+    assert other.metrics.ticks == 0  # never routed to it: its queue has no binding for the market
+
+    await (
+        owner.stop()
+    )  # hands the market's partition over: its successor binds the market as it loads the bots
+    await eventually(lambda: all(bot.id in other.registry.handles for bot in created), timeout=10)
+    assert other.markets.bound == {("upbit", "KRW-BTC")}
+    # The low passes L3, L2 and L1: the successor fills three paper buys per bot.
+    await ticks.send(ticks.tick(51_000_000, 53_500_000, 51_000_000))
+    for bot in created:
+        await eventually(lambda bot=bot: _trades(db, bot.id, 3), timeout=10)  # type: ignore[misc]
+
+
+async def _trades(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID, count: int) -> bool:
+    return len(await trades_of(db, bot_id)) == count
 
 
 def _split(first: EngineRuntime, second: EngineRuntime) -> bool:

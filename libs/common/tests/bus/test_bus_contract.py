@@ -158,6 +158,24 @@ async def test_topic_routing(bus: AnyBus) -> None:
     assert sorted(bots.ids) == ["bot", "bot-sentinel", "bot.a.b", "bot.start"]
 
 
+async def test_bindings_added_and_removed_while_consuming(bus: AnyBus) -> None:
+    rec = Recorder()
+    subscription = await bus.subscribe("ticks", "market", [], rec, kind=QueueKind.TRANSIENT)
+    await subscription.bind("price.upbit.BTC")
+    await subscription.bind("price.end.X")
+    await bus.publish("market", "price.upbit.ETH", {}, message_id="eth-unbound", persistent=False)
+    await bus.publish("market", "price.upbit.BTC", {}, message_id="btc-bound", persistent=False)
+    await bus.publish("market", "price.end.X", {}, message_id="sentinel-1", persistent=False)
+    await rec.wait_for("sentinel-1")
+    await subscription.unbind("price.upbit.BTC")
+    await subscription.bind("price.upbit.ETH")
+    await bus.publish("market", "price.upbit.BTC", {}, message_id="btc-unbound", persistent=False)
+    await bus.publish("market", "price.upbit.ETH", {}, message_id="eth-bound", persistent=False)
+    await bus.publish("market", "price.end.X", {}, message_id="sentinel-2", persistent=False)
+    await rec.wait_for("sentinel-2")
+    assert rec.ids == ["btc-bound", "sentinel-1", "eth-bound", "sentinel-2"]
+
+
 async def test_a_queue_gets_one_copy_when_several_bindings_match(bus: AnyBus) -> None:
     rec = Recorder()
     await bus.subscribe("q", "x", ["bot.start", "bot.*", "#"], rec)

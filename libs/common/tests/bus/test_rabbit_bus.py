@@ -111,7 +111,9 @@ async def test_subscriptions_survive_a_connection_closed_by_the_broker(bus: Rabb
         transient.append(envelope.message_id)
 
     await bus.subscribe("fills", "orders", ["order.filled"], on_fill)
-    await bus.subscribe("ticks", "market", ["price.#"], on_tick, kind=QueueKind.TRANSIENT)
+    ticks = await bus.subscribe("ticks", "market", [], on_tick, kind=QueueKind.TRANSIENT)
+    # Bound after the subscription (as the engine binds its markets): restored with the queue.
+    await ticks.bind("price.upbit.*")
     await bus.publish("orders", "order.filled", {}, message_id="before")
     await eventually(lambda: durable == ["before"])
 

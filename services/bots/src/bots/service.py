@@ -29,6 +29,7 @@ from common.exchanges import Exchange, parse_exchange
 from common.grid import GridKind, GridPlan, MarketRules, plan_grid, validate_order_amount
 from common.outbox import OutboxRelay, take_pending
 from common.trading.models import Bot, BotMode, BotStatus, GridLevel, LevelStatus, OrderSide, StopReason
+from common.trading.partitions import new_bot_id
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,8 @@ class BotService:
             await self.check_funding(user_id, exchange, ticker, rules, plan.levels, body.order_amount)
         now = self._clock()
         bot = Bot(
-            id=uuid.uuid4(),
+            # Its market's partition: one engine replica drives the market's bots and alone takes its ticks.
+            id=new_bot_id(exchange.value, ticker),
             user_id=user,
             exchange=exchange.value,
             ticker=ticker,

@@ -37,17 +37,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.dbtypes import utc_now
-from common.trading.models import ENGINE_PARTITIONS, EnginePartition, EngineReplica
+from common.trading.models import EnginePartition, EngineReplica
+from common.trading.partitions import partition_of
 
 log = logging.getLogger(__name__)
 
 Partitions = frozenset[int]
 Change = Callable[[Partitions], Coroutine[Any, Any, None]]
-
-
-def partition_of(bot_id: uuid.UUID) -> int:
-    """The partition a bot belongs to (its id's high half: the shards use the low one)."""
-    return (bot_id.int >> 64) % ENGINE_PARTITIONS
 
 
 def _score(partition: int, replica: str) -> bytes:

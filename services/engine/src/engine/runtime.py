@@ -27,15 +27,18 @@ from common.bus import Bus, Handler, QueueKind, Subscription
 from common.cache import Cache
 from common.contracts.bots import BOTS_EXCHANGE
 from common.contracts.credentials import CREDENTIALS_EXCHANGE
-from common.contracts.market import MARKET_EXCHANGE, price_binding_key
+from common.contracts.market import MARKET_EXCHANGE
 from common.db import create_engine, create_session_factory, is_sqlite
 from common.dbtypes import utc_now
 from common.exchanges import Exchange, ExchangeBudget
 from common.outbox import OutboxRelay
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.trading.models import OUTBOX, SCHEMA, InboxMessage
+from common.trading.partitions import partition_of
 from engine.applying import handlers
 from engine.contracts import FILLS_QUEUE, ORDER_FILLED, ORDERS_EXCHANGE, OrderFilledMessage
+from engine.intake import markets
+from engine.intake.markets import MarketBindings
 from engine.intake.messages import COMMAND_KEYS, COMMANDS_QUEUE, CommandConsumer, FillConsumer
 from engine.intake.prices import PriceSource
 from engine.intake.ticks import TickRouter
@@ -43,10 +46,10 @@ from engine.live.broker import LiveBroker
 from engine.live.keychange import CREDENTIAL_EVENT_KEYS, CREDENTIAL_EVENTS_QUEUE, CredentialEventConsumer
 from engine.metrics import Metrics
 from engine.model import BotHandle, BotRow
-from engine.ownership import Ownership, Partitions, partition_of
+from engine.ownership import Ownership, Partitions
 from engine.persistence import reads
 from engine.persistence.relay import PipelinedRelay
-from engine.scheduling.registry import Registry
+from engine.scheduling.registry import Registry, ticker_key
 from engine.scheduling.shard import Shard
 from engine.settings import Settings
 from engine.work import ResumeWork
@@ -75,7 +78,8 @@ class EngineRuntime:
         self._credentials_transport = credentials_transport
         self._clock = clock
         self.metrics = Metrics()
-        self.registry = Registry()
+        self.markets = MarketBindings()
+        self.registry = Registry(on_load=lambda market: self.markets.ensure([market]))
         self.shards: list[Shard] = []
         self.db: AsyncEngine | None = None
         self.factory: async_sessionmaker[AsyncSession] | None = None
@@ -175,6 +179,11 @@ class EngineRuntime:
         commands = CommandConsumer(self.shard_for, prices.price, ownership.ready)
         self.ticks = TickRouter(self.registry, self.shard_for, self.metrics, live, ownership.owns)
         replica = f"{settings.engine_id}.{ownership.incarnation[:8]}"
+        # Bound to no market yet: each is bound as the first of its bots is loaded here (intake.markets).
+        ticks = await self._subscribe(
+            f"engine.ticks.{replica}", MARKET_EXCHANGE, [], self.ticks.handle, 256, ticks=True
+        )
+        await self.markets.attach(ticks)
         await self._subscribe(
             f"{COMMANDS_QUEUE}.{replica}", BOTS_EXCHANGE, list(COMMAND_KEYS), commands.handle, 64
         )
@@ -192,14 +201,6 @@ class EngineRuntime:
             keys.handle,
             1,
         )
-        await self._subscribe(
-            f"engine.ticks.{replica}",
-            MARKET_EXCHANGE,
-            [price_binding_key()],
-            self.ticks.handle,
-            256,
-            ticks=True,
-        )
         began = time.monotonic()
         stack.push_async_callback(ownership.close)
         await ownership.join()  # takes this replica's share: loads, reconciles and resumes those bots
@@ -213,6 +214,7 @@ class EngineRuntime:
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="engine-reconcile"))
         self._tasks.append(asyncio.create_task(self._resume_loop(), name="engine-resume"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="engine-housekeeping"))
+        self._tasks.append(asyncio.create_task(self._markets_loop(), name="engine-markets"))
         self.started = True
         log.info(
             "engine replica %s started with %d partition(s), %d bots (%.2fs)",
@@ -238,7 +240,7 @@ class EngineRuntime:
         prefetch: int,
         *,
         ticks: bool = False,
-    ) -> None:
+    ) -> Subscription:
         """A queue of this replica's own: it outlives a lost connection (up to 2 minutes unused) and goes with its
         cancel; see the consumers' module doc."""
         assert self.bus is not None
@@ -257,6 +259,7 @@ class EngineRuntime:
         )
         # Consumers stop before the shards do (the stack unwinds in reverse).
         self._stack.push_async_callback(subscription.cancel)
+        return subscription
 
     async def _gained(self, partitions: Partitions) -> None:
         """Partitions taken (at start, from a dead replica, or handed over): load their bots, reconcile the
@@ -266,6 +269,7 @@ class EngineRuntime:
         async with self.factory() as session:
             ids = [i for i in await reads.active_bot_ids(session) if partition_of(i) in partitions]
             handles = await reads.load_handles(session, ids)
+        await self.markets.ensure(ticker_key(handle) for handle in handles)
         self.registry.add_all(handles)
         try:
             await self.live.reconcile_bots(ids)
@@ -354,6 +358,15 @@ class EngineRuntime:
                 await self.live.reconcile_all()
             except Exception:
                 log.exception("periodic reconciliation failed")
+
+    async def _markets_loop(self) -> None:
+        """Retry refused market bindings; unbind the markets of bots no longer driven here."""
+        while True:
+            await asyncio.sleep(markets.SWEEP_SECONDS)
+            try:
+                await self.markets.sweep(self.registry.markets())
+            except Exception:
+                log.exception("market bindings sweep failed")
 
     async def _housekeeping(self) -> None:
         """Forget inbox ids old enough that no redelivery can still carry them."""

@@ -79,10 +79,13 @@ class _Queue:
 
 
 class _MemorySubscription(Subscription):
-    def __init__(self, bus: InMemoryBus, queue: _Queue, handler: Handler, prefetch: int) -> None:
+    def __init__(
+        self, bus: InMemoryBus, queue: _Queue, exchange: str, handler: Handler, prefetch: int
+    ) -> None:
         self.queue = queue.name
         self._bus = bus
         self._queue = queue
+        self._exchange = exchange
         self._handler = handler
         self.stopping = False
         self._tasks = [
@@ -100,6 +103,12 @@ class _MemorySubscription(Subscription):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._bus._detach(self)
+
+    async def bind(self, key: str) -> None:
+        self._queue.bindings.add((self._exchange, key))
+
+    async def unbind(self, key: str) -> None:
+        self._queue.bindings.discard((self._exchange, key))
 
     async def _worker(self) -> None:
         queue = self._queue
@@ -254,7 +263,7 @@ class InMemoryBus(Bus):
         exchange_name = self.full_name(exchange)
         self._exchanges.add(exchange_name)
         declared.bindings.update((exchange_name, key) for key in binding_keys)
-        subscription = _MemorySubscription(self, declared, handler, prefetch)
+        subscription = _MemorySubscription(self, declared, exchange_name, handler, prefetch)
         declared.subscriptions.add(subscription)
         self._subscriptions.add(subscription)
         return subscription

@@ -57,6 +57,14 @@ class Subscription(ABC):
     async def cancel(self) -> None:
         """Stop consuming; in-flight handlers finish first. A durable queue keeps collecting."""
 
+    @abstractmethod
+    async def bind(self, key: str) -> None:
+        """Also take what the subscription's exchange routes with `key` (kept across reconnections)."""
+
+    @abstractmethod
+    async def unbind(self, key: str) -> None:
+        """No longer take what `key` routes (messages already queued stay)."""
+
 
 class Bus(ABC):
     """Publish envelopes to topic exchanges; consume them from queues with ack-after-handler."""

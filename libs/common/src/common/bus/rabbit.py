@@ -233,7 +233,7 @@ class RabbitBus(Bus):
             declared = await self._declare_queue(channel, name, kind, max_retries, max_length)
             for key in binding_keys:
                 await declared.bind(target, key)
-            subscription = RabbitSubscription(self, channel, declared, kind, handler, max_retries)
+            subscription = RabbitSubscription(self, channel, declared, target, kind, handler, max_retries)
             subscription.consumer_tag = await declared.consume(subscription.on_message)
         except _TOPOLOGY_CONFLICTS as exc:
             await _close_quietly(channel)

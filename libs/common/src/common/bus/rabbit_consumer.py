@@ -6,7 +6,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+)
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from common.bus.port import Handler, QueueKind, Subscription
@@ -27,6 +32,7 @@ class RabbitSubscription(Subscription):
         bus: RabbitBus,
         channel: AbstractRobustChannel,
         queue: AbstractQueue,
+        exchange: AbstractExchange,
         kind: QueueKind,
         handler: Handler,
         max_retries: int,
@@ -35,6 +41,7 @@ class RabbitSubscription(Subscription):
         self._bus = bus
         self._channel = channel
         self._queue = queue
+        self._exchange = exchange
         self._kind = kind
         self._handler = handler
         self._max_retries = max_retries
@@ -67,6 +74,13 @@ class RabbitSubscription(Subscription):
         if not self._channel.is_closed:
             await self._channel.close()
         self._bus.forget(self)
+
+    async def bind(self, key: str) -> None:
+        # A robust queue records its bindings and declares them again after a reconnection.
+        await self._queue.bind(self._exchange, key)
+
+    async def unbind(self, key: str) -> None:
+        await self._queue.unbind(self._exchange, key)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """aio-pika consumer callback: one task per delivered message."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +16,9 @@ from engine.scheduling.index import TickerIndex, TickerKey
 class Registry:
     """Handles by bot id; the index and the prefix map follow every committed change (`reindex`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_load: Callable[[TickerKey], Awaitable[None]] | None = None) -> None:
+        # Awaited before a bot loaded here is held: its market's ticks must reach this replica first.
+        self._on_load = on_load
         self.handles: dict[uuid.UUID, BotHandle] = {}
         self.index = TickerIndex()
         self._prefixes: dict[str, uuid.UUID] = {}
@@ -31,6 +33,8 @@ class Registry:
             if handle is not None:
                 self.drop(handle)
             return None
+        if self._on_load is not None:
+            await self._on_load(ticker_key(loaded[0]))
         self.add(loaded[0])
         return loaded[0]
 
@@ -63,6 +67,10 @@ class Registry:
         """The loaded bot whose client order ids start with this prefix."""
         bot_id = self._prefixes.get(prefix)
         return None if bot_id is None else self.handles.get(bot_id)
+
+    def markets(self) -> set[TickerKey]:
+        """The markets of the bots held."""
+        return {ticker_key(handle) for handle in self.handles.values()}
 
     def find(self, key: int) -> BotHandle | None:
         """The handle of a bot given as its uuid int (what the index returns)."""
