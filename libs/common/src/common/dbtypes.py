@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, Numeric, String
@@ -78,8 +78,10 @@ class Money(TypeDecorator[Decimal]):
         return _normalize(value if isinstance(value, Decimal) else Decimal(value))
 
 
+_NORMALIZE = Context(prec=MONEY_PRECISION + 2)
+"""Wide enough never to round a stored amount (a context of its own: cheaper than a local one per value)."""
+
+
 def _normalize(value: Decimal) -> Decimal:
     """Drop trailing zeros without rounding: the default context would cut to 28 significant digits."""
-    with localcontext() as ctx:
-        ctx.prec = MONEY_PRECISION + 2
-        return value.normalize()
+    return value.normalize(_NORMALIZE)

@@ -62,6 +62,12 @@ def _text(value: Decimal) -> str:
     return format(value, "f")  # plain notation: "0.00000001", never "1E-8"
 
 
+# Restoring 10,000 bots reads ~200,000 of these: a dict lookup is several times cheaper than the enum call
+# (which still runs for a value that is not a member, to raise its ValueError).
+_SIDES: dict[str, Side] = {member.value: member for member in Side}
+_SLOT_STATES: dict[str, SlotState] = {member.value: member for member in SlotState}
+
+
 @dataclass(frozen=True, slots=True)
 class GridConfig:
     """What a run of the grid is built from: bot id, level prices, the user's upperPrice, market rules."""
@@ -141,7 +147,7 @@ class OpenOrder:
         """The inverse of `to_dict`."""
         return cls(
             client_order_id=str(data["client_order_id"]),
-            side=Side(data["side"]),
+            side=_SIDES.get(data["side"]) or Side(data["side"]),
             price=Decimal(data["price"]),
             qty=Decimal(data["qty"]),
             filled_qty=Decimal(data["filled_qty"]),
@@ -186,7 +192,7 @@ class Slot:
         order = data.get("order")
         return cls(
             index=int(data["index"]),
-            state=SlotState(data["state"]),
+            state=_SLOT_STATES.get(data["state"]) or SlotState(data["state"]),
             seq=int(data["seq"]),
             order=None if order is None else OpenOrder.from_dict(order),
             holding_qty=Decimal(data["holding_qty"]),
