@@ -19,6 +19,8 @@ COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose
 E2E_WORKERS ?= 2
 # The engine benches (bench/engine.py, bench/takeover.py) run 2,000 bots with --quick (a few minutes);
 # `make bench BENCH_ARGS=` runs the issue's 10,000 bots and 10 kills (about a quarter of an hour).
+# bench/recovery.py runs its defaults: the exchange and bus faults, never the restarts of the shared servers
+# (those need --restart-servers, on a machine of your own).
 BENCH_ARGS ?= --quick
 SRC := $(wildcard libs/*/src services/*/src tools/*/src)
 
@@ -68,9 +70,10 @@ fmt: install ## Format and auto-fix
 typecheck: install ## mypy (strict) over every package
 	$(UV) run --frozen mypy $(SRC)
 
-bench: install ## Run the benchmarks (they print figures); BENCH_ARGS= for the engine's 10,000-bot runs
+bench: install ## Run every benchmark of bench/ (they print figures); BENCH_ARGS= for the engine's 10,000-bot runs
 	$(UV) run --frozen python bench/gateway.py
 	$(UV) run --frozen python bench/market_data.py
+	$(UV) run --frozen python bench/recovery.py
 	$(UV) run --frozen python bench/engine.py --replicas 1,2 $(BENCH_ARGS)
 	$(UV) run --frozen python bench/takeover.py $(BENCH_ARGS)
 
