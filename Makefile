@@ -19,10 +19,12 @@ COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose
 E2E_WORKERS ?= 2
 # The engine benches (bench/engine.py, bench/takeover.py) run 2,000 bots with --quick (a few minutes);
 # `make bench BENCH_ARGS=` runs the issue's 10,000 bots and 10 kills (about a quarter of an hour).
+# bench/recovery.py runs its defaults: the exchange and bus faults, never the restarts of the shared servers
+# (those need --restart-servers, on a machine of your own).
 BENCH_ARGS ?= --quick
-SRC := libs/common/src $(wildcard services/*/src) $(wildcard tools/*/src)
+SRC := $(wildcard libs/*/src services/*/src tools/*/src)
 
-.PHONY: help install run dev secrets up down test lint fmt typecheck bench migrate rotate-keys clean
+.PHONY: help install run dev secrets up down image test lint fmt typecheck bench migrate rotate-keys clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -49,6 +51,10 @@ up: ## docker compose up (every service in its own container; needs the .env of 
 down: ## docker compose down
 	$(COMPOSE) down
 
+image: ## Build one service's image from deploy/Dockerfile, tagged gridbot/<service>: make image SERVICE=auth
+	@test -n "$(SERVICE)" || { echo "name the service: make image SERVICE=auth (bots, credentials, engine, exchange-sim, gateway, market-data)" >&2; exit 2; }
+	docker build -f deploy/Dockerfile --build-arg SERVICE=$(SERVICE) -t gridbot/$(SERVICE) .
+
 test: install ## Run the whole test suite against real PostgreSQL, Redis and RabbitMQ
 	$(UV) run --frozen pytest --ignore=tests/e2e $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(UV) run --frozen pytest tests/e2e -n $(E2E_WORKERS) --dist loadgroup $(PYTEST_ARGS) || [ $$? -eq 5 ]
@@ -64,9 +70,10 @@ fmt: install ## Format and auto-fix
 typecheck: install ## mypy (strict) over every package
 	$(UV) run --frozen mypy $(SRC)
 
-bench: install ## Run the benchmarks (they print figures); BENCH_ARGS= for the engine's 10,000-bot runs
+bench: install ## Run every benchmark of bench/ (they print figures); BENCH_ARGS= for the engine's 10,000-bot runs
 	$(UV) run --frozen python bench/gateway.py
 	$(UV) run --frozen python bench/market_data.py
+	$(UV) run --frozen python bench/recovery.py
 	$(UV) run --frozen python bench/engine.py --replicas 1,2 $(BENCH_ARGS)
 	$(UV) run --frozen python bench/takeover.py $(BENCH_ARGS)
 

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from launcher.topology import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 INFRA = {"postgres", "redis", "rabbitmq"}
 # What must never reach market-data, which parses untrusted exchange feeds.
 KEY_OPENERS = {KEYS_TOKEN, "INTERNAL_BALANCE_TOKEN", "ENCRYPTION_KEY"}
@@ -157,34 +159,121 @@ def test_dependencies_wait_for_health_or_migration(name: str) -> None:
         assert f"{spec.name}-migrate" in svc["depends_on"]
 
 
+# --- deploy/Dockerfile: one recipe, SERVICE picks the service ------------------------------------------------
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    """deploy/Dockerfile's instructions by stage name, continuation lines joined and comments left out; the
+    last stage, unnamed, is ""."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []  # the global ARGs before the first FROM: not a stage
+    for raw in DOCKERFILE.read_text().replace("\\\n", " ").splitlines():
+        line = " ".join(raw.split())
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("FROM "):
+            words = line.split()
+            current = stages.setdefault(words[3] if len(words) == 4 and words[2] == "AS" else "", [])
+        current.append(line)
+    return stages
+
+
+def exec_form(line: str, instruction: str) -> list[str]:
+    """The JSON command of a CMD or HEALTHCHECK line (anything but valid JSON would be run by a shell)."""
+    command = json.loads(line[line.index(f"{instruction} [") + len(instruction) + 1 :])
+    assert isinstance(command, list)
+    return command
+
+
+def test_there_is_one_dockerfile_and_every_build_uses_it() -> None:
+    assert sorted((ROOT / "deploy").iterdir()) == [DOCKERFILE]
+    builds = [svc["build"] for svc in compose()["services"].values() if "build" in svc]
+    assert builds and all(
+        build
+        == {"context": ".", "dockerfile": "deploy/Dockerfile", "args": {"SERVICE": build["args"]["SERVICE"]}}
+        for build in builds
+    )
+    stages = {name for name in dockerfile_stages() if name.startswith("service-")}
+    assert stages == {f"service-{spec.name}" for spec in SERVICES}
+
+
+def test_dockerfile_builds_the_venv_from_uv_lock_and_runs_it_as_a_non_root_user() -> None:
+    stages = dockerfile_stages()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in DOCKERFILE.read_text()
+    for name in ("manifests", "build", "runtime"):
+        assert stages[name][0] == f"FROM ${{PYTHON_IMAGE}} AS {name}"
+    # Two steps, each from uv.lock alone: third-party dependencies first (a layer kept while only our code
+    # changes), then our packages, installed (not editable) into the venv the runtime takes.
+    syncs = [line for line in stages["build"] if "uv sync" in line]
+    assert len(syncs) == 2
+    assert all(
+        "uv sync --frozen --no-dev" in sync and '--package "gridbot-${SERVICE}"' in sync for sync in syncs
+    )
+    assert "--no-install-workspace" in syncs[0] and "--no-editable" in syncs[1]
+    runtime = stages["runtime"]
+    assert [line for line in runtime if line.startswith("COPY")] == [
+        "COPY --from=build /app/.venv /app/.venv"
+    ]
+    assert any(re.fullmatch(r"USER (?!root$)\w+", line) for line in runtime)
+    assert stages[""] == ["FROM service-${SERVICE}"]
+
+
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda s: s.name)
-def test_dockerfile_is_two_step_non_root_with_healthcheck(spec: ServiceSpec) -> None:
-    dockerfile = ROOT / "deploy" / f"{spec.name}.Dockerfile"
-    text = dockerfile.read_text()
-    assert len(re.findall(r"uv sync --frozen --no-dev", text)) == 2
-    assert "--no-install-workspace" in text
-    assert re.search(r"^USER (?!root)\w+", text, re.M)
-    assert "HEALTHCHECK" in text
-    module = spec.command[-1]
-    assert f'CMD ["python", "-m", "{module}"]' in text
-    built = {s.get("build", {}).get("dockerfile") for s in ours().values()}
-    assert f"deploy/{spec.name}.Dockerfile" in built
+def test_each_service_stage_runs_listens_and_is_probed_as_the_topology_says(spec: ServiceSpec) -> None:
+    stages = dockerfile_stages()
+    stage = stages[f"service-{spec.name}"]
+    assert stage[0] == f"FROM runtime AS service-{spec.name}"
+    assert [exec_form(line, "CMD") for line in stage if line.startswith("CMD")] == [spec.command]
+    prefix = spec.env_prefix
+    assert f"ENV {prefix}HOST=0.0.0.0 {prefix}PORT={spec.port}" in stage
+    assert f"EXPOSE {spec.port}" in stage
+    # Its own health check, or the runtime's: the health path on the port the service reads.
+    checks = [line for line in stage if line.startswith("HEALTHCHECK")] or [
+        line for line in stages["runtime"] if line.startswith("HEALTHCHECK")
+    ]
+    probe = exec_form(checks[-1], "CMD")
+    assert probe[:2] == ["python", "-c"]
+    assert f'http://127.0.0.1:{{os.environ["{prefix}PORT"]}}{spec.health_path}' in probe[2]
+    # Compose builds it once, under the image name every container of the service runs.
+    built = [
+        svc for svc in ours().values() if svc.get("build", {}).get("args", {}).get("SERVICE") == spec.name
+    ]
+    assert len(built) == 1 and built[0]["image"] == f"gridbot/{spec.name}"
+
+
+@pytest.mark.parametrize("name", sorted(ours()))
+def test_every_container_runs_the_image_of_its_service(name: str) -> None:
+    spec, _ = owner(name)
+    assert ours()[name]["image"] == f"gridbot/{spec.name}"
 
 
 def workspace_members() -> list[str]:
+    """The workspace members on disk, by the root pyproject's `members` globs."""
+    members = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]["members"]
     return sorted(
-        str(p.parent.relative_to(ROOT))
-        for pattern in ("libs/*/pyproject.toml", "services/*/pyproject.toml", "tools/*/pyproject.toml")
-        for p in ROOT.glob(pattern)
+        str(path.parent.relative_to(ROOT))
+        for pattern in members
+        for path in ROOT.glob(f"{pattern}/pyproject.toml")
     )
 
 
-@pytest.mark.parametrize("dockerfile", sorted((ROOT / "deploy").glob("*.Dockerfile")), ids=lambda p: p.name)
-def test_dockerfile_sees_every_workspace_member(dockerfile: Path) -> None:
-    # `uv sync --frozen` resolves the whole workspace: a member's pyproject missing from the image fails it.
-    text = dockerfile.read_text()
-    for member in workspace_members():
-        assert f"COPY {member}/pyproject.toml {member}/" in text, member
+def test_dockerfile_copies_every_workspace_member_without_naming_one() -> None:
+    members = workspace_members()
+    assert "libs/common" in members and "services/auth" in members
+    stages = dockerfile_stages()
+    # Whole top-level folders, so that a member added or moved under them needs no change here.
+    for name in ("manifests", "build"):
+        copied = {line.split()[1] for line in stages[name] if re.fullmatch(r"COPY ([a-z]+) \1", line)}
+        assert {member.split("/")[0] for member in members} <= copied, name
+    # The manifests stage keeps each member's pyproject.toml (`uv sync --frozen` reads the whole workspace:
+    # one missing fails it) and nothing else. GNU find's -regex matches the whole path, as fullmatch does.
+    prune = next(line for line in stages["manifests"] if line.startswith("RUN find"))
+    found = re.search(r"-regex '([^']+)'", prune)
+    assert found and "! -regex" in prune and "-delete" in prune
+    for member in members:
+        assert re.fullmatch(found.group(1), f"{member}/pyproject.toml"), member
+        for path in (ROOT / member).glob("src/*/__init__.py"):
+            assert not re.fullmatch(found.group(1), str(path.relative_to(ROOT))), path
 
 
 def test_gateway_readiness_covers_every_service_of_ours() -> None:
