@@ -34,8 +34,8 @@ from common.exchanges import (
     PermanentExchangeError,
     TransientExchangeError,
 )
+from common.retry import Backoff, Jitter
 from engine.core import Phase, Tick
-from engine.live.streams import backoff_delay
 from engine.model import BotHandle
 from engine.work import AbandonWork
 
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CATCH_UP_BASE_DELAY = 0.5
 CATCH_UP_MAX_DELAY = 2.0
+CATCH_UP = Backoff(base=0.5, cap=CATCH_UP_MAX_DELAY, jitter=Jitter.HALF)
 # After a failed crossing check, the next crossing tick asks no sooner than this (nor than the interval).
 CHECK_RETRY_GAP = 0.5
 _REFUSED_KINDS = (ErrorKind.AUTHENTICATION, ErrorKind.PERMISSION)
@@ -140,7 +140,7 @@ class Recovery:
                         continue
                     return
                 attempt += 1
-                await asyncio.sleep(backoff_delay(attempt, CATCH_UP_BASE_DELAY, CATCH_UP_MAX_DELAY))
+                await asyncio.sleep(CATCH_UP.delay(attempt))
         except asyncio.CancelledError:
             raise
         except Exception:
