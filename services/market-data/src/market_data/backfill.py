@@ -14,11 +14,11 @@ import logging
 import time
 from typing import Any
 
+from common.exchanges import MarketCatalog
 from common.exchanges.errors import ExchangeCallError
 from common.exchanges.ids import Exchange
 from common.retry import Backoff, Jitter
 from market_data.conflate import BufferedTrade, Conflator, TickerBook
-from market_data.markets import MarketCatalog
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from common.errors import AppError, ErrorCode
 from common.exchanges.ids import Exchange
 
 if TYPE_CHECKING:
+    from common.exchanges import MarketCatalog
     from market_data.conflate import Conflator
-    from market_data.markets import MarketCatalog
     from market_data.pricecache import PriceStore
 
 log = logging.getLogger(__name__)
