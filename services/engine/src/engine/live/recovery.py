@@ -25,7 +25,6 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from common.exchanges import (
     ErrorKind,
@@ -36,11 +35,9 @@ from common.exchanges import (
 )
 from common.retry import Backoff, Jitter
 from engine.core import Phase, Tick
+from engine.live.ports import Broker
 from engine.model import BotHandle
 from engine.work import AbandonWork
-
-if TYPE_CHECKING:
-    from engine.live.broker import LiveBroker
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +64,7 @@ def keys_refused(error: ExchangeCallError) -> bool:
 class Recovery:
     """Owed reconciliations, crossing checks and refused keys of one live broker."""
 
-    def __init__(self, broker: LiveBroker) -> None:
+    def __init__(self, broker: Broker) -> None:
         self._broker = broker
         self._owed: dict[uuid.UUID, asyncio.Task[None]] = {}
         # Owed again while a reconciliation of theirs was under way (it may have listed orders too early).
