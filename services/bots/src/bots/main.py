@@ -16,11 +16,10 @@ from bots.consumers import CredentialEventConsumer
 from bots.credentials_client import CredentialsClient
 from bots.endpoints import router
 from bots.internal import router as internal_router
-from bots.markets import MarketCatalog
 from bots.queries import BotQueries
 from bots.service import BotService
 from bots.settings import Settings
-from common.exchanges import ExchangeBudget
+from common.exchanges import ExchangeBudget, MarketCatalog
 from common.outbox import OutboxRelay
 from common.resources import infrastructure_checks, open_resources
 from common.trading.models import OUTBOX, SCHEMA
@@ -51,7 +50,8 @@ def create_app(
             factory, cache, bus = opened.session_factory, opened.cache, opened.bus
             assert bus is not None
             budget = ExchangeBudget.for_settings(cache, settings)
-            catalog = MarketCatalog(settings, settings.market_rules_ttl_seconds, budget)
+            # Two tries within the exchange timeout: a request answers soon even when the exchange is slow.
+            catalog = MarketCatalog(settings, settings.market_rules_ttl_seconds, budget, attempts=2)
             resources.push_async_callback(catalog.close)
             await catalog.start()
             credentials = CredentialsClient(

@@ -14,16 +14,19 @@ import logging
 import time
 from typing import Any
 
-from common.exchanges.errors import ExchangeCallError, backoff
+from common.exchanges import MarketCatalog
+from common.exchanges.errors import ExchangeCallError
 from common.exchanges.ids import Exchange
+from common.retry import Backoff, Jitter
 from market_data.conflate import BufferedTrade, Conflator, TickerBook
-from market_data.markets import MarketCatalog
 
 log = logging.getLogger(__name__)
 
 BINANCE_PAGE = 1000
 UPBIT_PAGE = 500
 _HOUR_MS = 3_600_000
+# A failed backfill tries again after half a second plus a full-jitter backoff (1 s doubling, 10 s at most).
+RETRY = Backoff(base=1.0, cap=10.0, jitter=Jitter.FULL, pause=0.5)
 
 
 def _raw(value: Any) -> str:
@@ -126,7 +129,7 @@ class Backfiller:
                         log.error("backfill of %s gave up (%s)", book.routing_key, exc.source)
                         return
                     log.warning("backfill of %s failed (%s); retrying", book.routing_key, exc.source)
-                    await asyncio.sleep(backoff(attempt, 1.0, 10.0) + 0.5)
+                    await asyncio.sleep(RETRY.delay(attempt))
                     continue
                 self.conflator.drain_buffer(book)
                 if book in self._rerun:

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from common.contracts.market import PriceTick, price_routing_key
 from common.exchanges.ids import Exchange
-from market_data.candles import Candle
+from market_data.bars import Candle
 
 log = logging.getLogger(__name__)
 

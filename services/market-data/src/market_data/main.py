@@ -23,7 +23,7 @@ from starlette.responses import Response
 from common.bus import Bus
 from common.contracts.market import MARKET_EXCHANGE, PriceTick
 from common.errors import ErrorCode
-from common.exchanges import ExchangeBudget
+from common.exchanges import ExchangeBudget, MarketCatalog
 from common.exchanges.ids import Exchange
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.security import AuthState, RevocationList, TokenService
@@ -34,7 +34,6 @@ from market_data.candles import CandleService
 from market_data.conflate import Conflator, TickerBook
 from market_data.consumers import subscribe_lifecycle
 from market_data.endpoints import router
-from market_data.markets import MarketCatalog
 from market_data.pricecache import PriceStore, PriceWriter
 from market_data.service import MarketDataService
 from market_data.settings import Settings
@@ -105,7 +104,7 @@ class Runtime:
         self.conflator = Conflator(settings.price_tick_ms, self._publish, self.epoch)
         self.writer = PriceWriter(store, self.conflator, settings.price_tick_ms)
         self.catalog = MarketCatalog(
-            settings, ExchangeBudget.for_settings(store.cache, settings), settings.markets_ttl_seconds
+            settings, settings.markets_ttl_seconds, ExchangeBudget.for_settings(store.cache, settings)
         )
         self.backfiller = Backfiller(
             self.catalog, self.conflator, settings.backfill_max_pages, settings.backfill_max_age_seconds
@@ -246,6 +245,7 @@ def create_app(
             app.state.auth = AuthState(TokenService.from_settings(settings), RevocationList(cache))
             app.state.runtime = runtime
             app.state.market = runtime.service
+            await runtime.catalog.start()
             runtime.start()
             subscription = await subscribe_lifecycle(bus, runtime.registry)
             resources.push_async_callback(subscription.cancel)

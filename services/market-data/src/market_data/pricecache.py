@@ -29,7 +29,7 @@ from common.cache import Cache, CacheError
 from common.cache.redis import RedisCache
 from common.exchanges.ids import Exchange
 from common.web import iso_utc
-from market_data.candles import Candle, Row, decode_row, encode_row
+from market_data.bars import Candle, Row, decode_row, encode_row
 from market_data.conflate import Conflator, TickerBook, decimal_text
 
 log = logging.getLogger(__name__)

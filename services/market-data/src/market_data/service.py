@@ -9,11 +9,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from common.errors import AppError, ErrorCode
+from common.exchanges import MarketCatalog
 from common.exchanges.ids import Exchange
 from common.web import iso_utc
 from market_data.candles import CandleService, candle_json
 from market_data.conflate import decimal_text
-from market_data.markets import MarketCatalog
 from market_data.pricecache import PriceStore
 from market_data.streams.base import StreamClient
 from market_data.tickers import TickerRegistry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aio_pika.abc import (
     AbstractExchange,
@@ -18,10 +18,21 @@ from common.bus.port import Handler, QueueKind, Subscription
 from common.bus.support import decode, invoke, log_failure
 from common.contracts.envelope import Envelope
 
-if TYPE_CHECKING:
-    from common.bus.rabbit import RabbitBus
-
 log = logging.getLogger(__name__)
+
+
+class SubscriptionOwner(Protocol):
+    """What a subscription needs of the bus that made it (`RabbitBus`; a protocol keeps the import one-way)."""
+
+    @property
+    def cancel_grace(self) -> float:
+        """Seconds in-flight handlers may take to finish on a cancel."""
+
+    def backoff(self, failures: int) -> float:
+        """The delay before handing a message back after its n-th failure."""
+
+    def forget(self, subscription: RabbitSubscription) -> None:
+        """Drop a cancelled subscription from those the bus cancels on close."""
 
 
 class RabbitSubscription(Subscription):
@@ -29,7 +40,7 @@ class RabbitSubscription(Subscription):
 
     def __init__(
         self,
-        bus: RabbitBus,
+        bus: SubscriptionOwner,
         channel: AbstractRobustChannel,
         queue: AbstractQueue,
         exchange: AbstractExchange,

@@ -1,4 +1,4 @@
-"""Pieces both bus adapters share: topic matching, envelopes in and out, retry backoff."""
+"""Pieces both bus adapters share: topic matching, envelopes in and out, the redelivery backoff."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from common.bus.port import INVALID_BODY_KEY, Handler
 from common.context import request_id_var
 from common.contracts.envelope import Envelope, new_message_id, payload_to_dict
+from common.retry import Backoff, Jitter
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,8 @@ async def invoke(handler: Handler, envelope: Envelope) -> None:
 
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:
-    """Exponential delay before redelivering after the n-th failure (n >= 1)."""
-    return float(min(cap, base * (2 ** max(0, failures - 1))))
+    """The delay before redelivering after the n-th failure (n >= 1): exponential from `base`, capped, no jitter."""
+    return Backoff(base, cap, Jitter.NONE).delay(max(1, failures))
 
 
 def check_subscribe_args(prefetch: int, max_retries: int, max_length: int | None) -> None:

@@ -1,6 +1,7 @@
-"""The exchange adapter shared by market-data, credentials and the engine: ids, settings, ccxt, errors."""
+"""The exchange adapter shared by every service that talks to an exchange: ids, settings, ccxt, errors, markets."""
 
 from common.exchanges.budget import ExchangeBudget
+from common.exchanges.catalog import MarketCatalog
 from common.exchanges.ccxt_client import ccxt_config, ccxt_overrides, create_ccxt
 from common.exchanges.errors import (
     ErrorKind,
@@ -29,6 +30,7 @@ __all__ = [
     "ExchangeBudgetExhaustedError",
     "ExchangeCallError",
     "ExchangeSettings",
+    "MarketCatalog",
     "PermanentExchangeError",
     "TransientExchangeError",
     "call",

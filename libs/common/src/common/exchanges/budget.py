@@ -35,21 +35,21 @@ from dataclasses import dataclass
 from common.cache import Cache, CacheError, InMemoryCache
 from common.exchanges.errors import ExchangeBudgetExhaustedError
 from common.exchanges.ids import Exchange
+from common.exchanges.limits import (
+    BINANCE_ORDERS,
+    BINANCE_ORDERS_DAY,
+    BINANCE_WEIGHT,
+    BUCKETS,
+    UPBIT_EXCHANGE,
+    UPBIT_ORDER,
+    UPBIT_QUOTATION,
+    Bucket,
+)
 from common.exchanges.settings import ExchangeSettings
 
 log = logging.getLogger(__name__)
 
 _WARN_EVERY_SECONDS = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """One limit: at most `limit` units per clock-aligned window of `window_seconds`."""
-
-    name: str
-    limit: int
-    window_seconds: int
-    per_account: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +60,6 @@ class Charge:
     amount: int = 1
 
 
-BINANCE_WEIGHT = Bucket("weight", 3000, 60)
-BINANCE_ORDERS = Bucket("orders-10s", 25, 10, per_account=True)
-BINANCE_ORDERS_DAY = Bucket("orders-1d", 80_000, 86_400, per_account=True)
-UPBIT_QUOTATION = Bucket("quotation", 5, 1)
-UPBIT_EXCHANGE = Bucket("exchange", 15, 1, per_account=True)
-UPBIT_ORDER = Bucket("order", 4, 1, per_account=True)
-
-BUCKETS: dict[Exchange, tuple[Bucket, ...]] = {
-    Exchange.BINANCE: (BINANCE_WEIGHT, BINANCE_ORDERS, BINANCE_ORDERS_DAY),
-    Exchange.UPBIT: (UPBIT_QUOTATION, UPBIT_EXCHANGE, UPBIT_ORDER),
-}
 # ccxt's Binance costs are weight / 5 (rateLimit 50 ms: 1200 cost units a minute for 6000 weight).
 _BINANCE_WEIGHT_PER_COST = 5
 _BINANCE_ORDER_PATHS = frozenset({"order", "order/oco", "orderList/oco", "orderList/oto", "orderList/otoco"})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import re
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 
 from common.errors import AppError, ErrorCode
 from common.logging import redact_text
+from common.retry import Backoff, Jitter, RetryCallState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -242,9 +242,10 @@ def to_app_error(exc: BaseException) -> AppError:
     return AppError(code, details)
 
 
-def backoff(attempt: int, base_delay: float, max_delay: float) -> float:
-    """Full-jitter exponential delay before retry number `attempt` (1-based)."""
-    return random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))  # noqa: S311 - jitter, not crypto
+def _retried(error: BaseException) -> bool:
+    # Only temporary failures are worth another try; a spent budget already waited as long as a caller may,
+    # so retrying it at once would only spend more.
+    return isinstance(error, TransientExchangeError) and not isinstance(error, ExchangeBudgetExhaustedError)
 
 
 async def call(
@@ -258,31 +259,31 @@ async def call(
 ) -> T:
     """Await `fn(*args, **kw)`, retrying transient exchange errors; raises the domain error on failure.
 
-    `total_timeout` bounds every attempt and wait together (a request handler must answer in bounded time).
+    Delays are `common.retry`'s full-jitter backoff from `base_delay` up to `max_delay`. `total_timeout`
+    bounds every attempt and wait together (a request handler must answer in bounded time).
     """
     if attempts < 1:
         raise ValueError("attempts must be >= 1")
+    policy = Backoff(base_delay, max_delay, Jitter.FULL)
+
+    async def once() -> T:
+        try:
+            return await fn(*args, **kw)
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.info(
+            "transient exchange error (%s), retry %d/%d in %.2fs",
+            getattr(error, "source", None),
+            state.attempt_number,
+            attempts - 1,
+            state.next_action.sleep if state.next_action is not None else 0.0,
+        )
 
     async def attempt_all() -> T:
-        for attempt in range(1, attempts + 1):
-            try:
-                return await fn(*args, **kw)
-            except Exception as exc:
-                error = classify(exc)
-                # The budget already waited as long as a caller may: retrying at once only spends more.
-                spent = isinstance(error, ExchangeBudgetExhaustedError)
-                if isinstance(error, PermanentExchangeError) or spent or attempt == attempts:
-                    raise error from exc
-                delay = backoff(attempt, base_delay, max_delay)
-                log.info(
-                    "transient exchange error (%s), retry %d/%d in %.2fs",
-                    error.source,
-                    attempt,
-                    attempts - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await policy.retrying(attempts, retry=_retried, before_sleep=log_retry)(once)
 
     if total_timeout is None:
         return await attempt_all()

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from common.exchanges.ids import Exchange
+from common.exchanges.limits import BUCKETS
 from common.settings import ServiceSettings
 
 DEFAULT_URLS: dict[str, str] = {
@@ -61,8 +62,6 @@ class ExchangeSettings(ServiceSettings):
     @field_validator("exchange_budget_limits")
     @classmethod
     def _known_buckets(cls, value: dict[str, int]) -> dict[str, int]:
-        from common.exchanges.budget import BUCKETS
-
         known = {f"{exchange.value}.{bucket.name}" for exchange, found in BUCKETS.items() for bucket in found}
         unknown = sorted(set(value) - known)
         if unknown:

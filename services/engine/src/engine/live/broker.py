@@ -31,6 +31,7 @@ from common.exchanges import (
     classify,
     create_ccxt,
 )
+from common.retry import Backoff, Jitter
 from engine.contracts import OrderFilledMessage
 from engine.core import OrderCanceled, OrderRejected, PlaceOrder, Side, Tick, parse_client_order_id
 from engine.intake.messages import FillConsumer
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 
 Publish = Callable[[OrderFilledMessage], Awaitable[None]]
 _CLOSE_POLLS = 6
+# A placement with an unknown outcome looks for the order after 0.2 s, doubling, 2 s at most.
+LOOKUP_AFTER_FAILURE = Backoff(base=0.2, cap=2.0, jitter=Jitter.NONE)
 
 
 class LiveBroker:
@@ -97,8 +100,8 @@ class LiveBroker:
         self._public: dict[Exchange, Any] = {}
         self._order_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.reconciler = Reconciler(self)
         self.recovery = Recovery(self)
+        self.reconciler = Reconciler(self, self.recovery)
         # Crash tests park orders at named points of placing ("before_place"); None in production.
         self.fault: Fault | None = park_hook(settings)
         # Whether this replica may still call the exchange for a bot (engine.ownership.Ownership.authority):
@@ -322,7 +325,7 @@ class LiveBroker:
                     self.recovery.refused(client_key(handle), error)
                 return None
             # Unknown outcome (timeout, 5xx) or "duplicate": the exchange may have the order. Look first.
-            await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
+            await asyncio.sleep(LOOKUP_AFTER_FAILURE.delay(attempt))
             try:
                 existing = await call(client.fetch, ticker, cid, None, attempts=3)
             except TransientExchangeError:

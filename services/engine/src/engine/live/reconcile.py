@@ -16,16 +16,13 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from common.exchanges import ExchangeCallError, TransientExchangeError, call
 from engine.core import bot_prefix
 from engine.live.client import ExchangeOrder
-from engine.live.recovery import client_key, keys_refused
+from engine.live.ports import Broker
+from engine.live.recovery import Recovery, client_key, keys_refused
 from engine.work import AdoptWork
-
-if TYPE_CHECKING:
-    from engine.live.broker import LiveBroker
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +32,9 @@ _PARALLEL = 8
 class Reconciler:
     """Brings live bots in line with their exchanges."""
 
-    def __init__(self, broker: LiveBroker) -> None:
+    def __init__(self, broker: Broker, recovery: Recovery) -> None:
         self._broker = broker
+        self._recovery = recovery
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
 
     async def reconcile_all(self) -> None:
@@ -45,7 +43,7 @@ class Reconciler:
 
     async def reconcile_bots(self, bot_ids: Iterable[uuid.UUID]) -> None:
         """Those of these bots that are live with an order open or a stop under way, and not left alone."""
-        recovery = self._broker.recovery
+        recovery = self._recovery
         handles = self._broker.registry.handles
         ids = [
             bot_id
@@ -75,7 +73,7 @@ class Reconciler:
                 )
                 handle = self._broker.registry.handles.get(bot_id)
                 if handle is not None and keys_refused(exc):
-                    self._broker.recovery.refused(client_key(handle), exc)
+                    self._recovery.refused(client_key(handle), exc)
                 return not isinstance(exc, TransientExchangeError)
         return True
 

@@ -25,7 +25,6 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from common.exchanges import (
     ErrorKind,
@@ -34,18 +33,16 @@ from common.exchanges import (
     PermanentExchangeError,
     TransientExchangeError,
 )
+from common.retry import Backoff, Jitter
 from engine.core import Phase, Tick
-from engine.live.streams import backoff_delay
+from engine.live.ports import Broker
 from engine.model import BotHandle
 from engine.work import AbandonWork
 
-if TYPE_CHECKING:
-    from engine.live.broker import LiveBroker
-
 log = logging.getLogger(__name__)
 
-CATCH_UP_BASE_DELAY = 0.5
 CATCH_UP_MAX_DELAY = 2.0
+CATCH_UP = Backoff(base=0.5, cap=CATCH_UP_MAX_DELAY, jitter=Jitter.HALF)
 # After a failed crossing check, the next crossing tick asks no sooner than this (nor than the interval).
 CHECK_RETRY_GAP = 0.5
 _REFUSED_KINDS = (ErrorKind.AUTHENTICATION, ErrorKind.PERMISSION)
@@ -67,7 +64,7 @@ def keys_refused(error: ExchangeCallError) -> bool:
 class Recovery:
     """Owed reconciliations, crossing checks and refused keys of one live broker."""
 
-    def __init__(self, broker: LiveBroker) -> None:
+    def __init__(self, broker: Broker) -> None:
         self._broker = broker
         self._owed: dict[uuid.UUID, asyncio.Task[None]] = {}
         # Owed again while a reconciliation of theirs was under way (it may have listed orders too early).
@@ -140,7 +137,7 @@ class Recovery:
                         continue
                     return
                 attempt += 1
-                await asyncio.sleep(backoff_delay(attempt, CATCH_UP_BASE_DELAY, CATCH_UP_MAX_DELAY))
+                await asyncio.sleep(CATCH_UP.delay(attempt))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -8,10 +8,10 @@ EXPIRED an order closed. Every (re)connection calls `on_connected` once the exch
 subscription, so whatever happened while the stream was down is found by a reconciliation; numbers are
 parsed as exact Decimals.
 
-Reconnection backs off exponentially (the lower half of each delay fixed, the upper half jittered). Keys the
-exchange refuses (Binance's subscription answered with an auth error; Upbit's INVALID_AUTH, or a 401 on the
-upgrade) back off further, up to `REJECTED_MAX_BACKOFF`, and the count is kept per key pair across stream
-objects: a client rebuilt after a refusal does not start over at once.
+Reconnection backs off exponentially (`common.retry`: the lower half of each delay fixed, the upper half
+jittered). Keys the exchange refuses (Binance's subscription answered with an auth error; Upbit's
+INVALID_AUTH, or a 401 on the upgrade) back off further, up to `REJECTED_MAX_BACKOFF`, and the count is kept
+per key pair across stream objects: a client rebuilt after a refusal does not start over at once.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from common.exchanges import Exchange, ExchangeSettings
+from common.retry import Backoff, Jitter
 from engine.live.client import ExchangeFill
 from engine.live.credentials import Keys
 
@@ -45,10 +45,10 @@ OnFill = Callable[[str, str, ExchangeFill], Awaitable[None]]  # client order id,
 OnClosed = Callable[[str, str], Awaitable[None]]  # client order id, exchange order id
 OnConnected = Callable[[], Awaitable[None]]
 
-_MAX_BACKOFF = 30.0
-_BASE_BACKOFF = 0.5
 REJECTED_MAX_BACKOFF = 300.0
-_REJECTED_BASE_BACKOFF = 2.0
+# A dropped stream comes back within a second at first, 30 s apart at most; refused keys wait far longer.
+RECONNECT = Backoff(base=0.5, cap=30.0, jitter=Jitter.HALF)
+KEYS_REFUSED = Backoff(base=2.0, cap=REJECTED_MAX_BACKOFF, jitter=Jitter.HALF)
 _CLOSED = ("CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED")
 # Binance: API key format invalid, key invalid (or IP, or permissions), signature invalid.
 _BINANCE_AUTH_CODES = frozenset({-2014, -2015, -1022})
@@ -57,12 +57,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class KeysRejectedError(ConnectionError):
     """The exchange refused the stream's keys (not a network failure: retrying soon cannot help)."""
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Exponential delay before reconnection number `attempt` (1-based): half fixed, half jittered."""
-    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 30))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
 
 
 @dataclass
@@ -139,14 +133,14 @@ class PrivateStream:
                     await self._sleep(wait)
             try:
                 await self._session()
-                delay = backoff_delay(1, _BASE_BACKOFF, _MAX_BACKOFF)
+                delay = RECONNECT.delay(1)
             except asyncio.CancelledError:
                 raise
             except KeysRejectedError:
                 self.rejections += 1
                 refusals = _REFUSALS.setdefault(self._key_id, _Refusals())
                 refusals.count += 1
-                delay = backoff_delay(refusals.count, _REJECTED_BASE_BACKOFF, REJECTED_MAX_BACKOFF)
+                delay = KEYS_REFUSED.delay(refusals.count)
                 refusals.not_before = time.monotonic() + delay
                 log.warning(
                     "%s private stream: keys refused (%d in a row); next try in %.0fs",
@@ -158,7 +152,7 @@ class PrivateStream:
                 continue  # the wait at the top of the loop is the backoff
             except Exception as exc:
                 self._failures += 1
-                delay = backoff_delay(self._failures, _BASE_BACKOFF, _MAX_BACKOFF)
+                delay = RECONNECT.delay(self._failures)
                 log.info("%s private stream dropped: %s", self.exchange.value, type(exc).__name__)
             self.connected = False
             await self._sleep(delay)

@@ -1,7 +1,7 @@
 """A reconnecting WebSocket client carrying every wanted ticker of one exchange on one connection.
 
 Subclasses speak the exchange's protocol (subscribe, parse, probe). This class owns the lifecycle:
-connect with jittered exponential backoff, (re)subscribe when the wanted set changes (debounced, within
+connect with jittered exponential backoff (`common.retry`), (re)subscribe when the wanted set changes (debounced, within
 the exchange's message rate limit), probe a connection that went silent and replace it when the probe
 fails, rotate it proactively before the exchange's own connection lifetime ends (open the new one,
 subscribe, then close the old one; trade ids dedupe the overlap), and hand the backfiller every ticker
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -26,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from common.exchanges.ids import Exchange
+from common.retry import Backoff, Jitter
 from common.web import iso_utc
 from market_data.backfill import Backfiller
 from market_data.conflate import Conflator, TickerBook
@@ -47,6 +47,11 @@ class StreamOptions:
     debounce_seconds: float = 0.2
     open_timeout_seconds: float = 10.0
     rotate_after_seconds: float | None = None
+
+    @property
+    def backoff(self) -> Backoff:
+        """The reconnection policy: half of each delay fixed (never back at once), half jittered."""
+        return Backoff(self.backoff_initial_seconds, self.backoff_max_seconds, Jitter.HALF)
 
 
 class RateLimiter:
@@ -234,10 +239,7 @@ class StreamClient(ABC):
             attempt = 1 if time.monotonic() - started > _STABLE_SECONDS else attempt + 1
             self.state.reconnects += 1
             self.state.status = "reconnecting"
-            ceiling = min(
-                self.options.backoff_max_seconds, self.options.backoff_initial_seconds * 2 ** (attempt - 1)
-            )
-            await asyncio.sleep(random.uniform(ceiling / 2, ceiling))  # noqa: S311 - jitter
+            await asyncio.sleep(self.options.backoff.delay(attempt))
 
     # ---- internals -----------------------------------------------------------------------------------
 
