@@ -360,10 +360,13 @@ class EngineRuntime:
                 log.exception("periodic reconciliation failed")
 
     async def _markets_loop(self) -> None:
-        """Retry refused market bindings; unbind the markets of bots no longer driven here."""
+        """Forget bots of partitions not held; retry refused market bindings; unbind unused markets."""
         while True:
             await asyncio.sleep(markets.SWEEP_SECONDS)
             try:
+                # A bot loaded by a shard while its partition was being lost stays behind (harmless, its
+                # writes are fenced and its ticks ignored, but held and counted): let it go here.
+                self._forget_unowned(list(self.registry.handles.values()))
                 await self.markets.sweep(self.registry.markets())
             except Exception:
                 log.exception("market bindings sweep failed")

@@ -87,11 +87,12 @@ class RabbitSubscription(Subscription):
         self._bus.forget(self)
 
     async def bind(self, key: str) -> None:
-        # A robust queue records its bindings and declares them again after a reconnection.
-        await self._queue.bind(self._exchange, key)
+        # A robust queue records its bindings and declares them again after a reconnection. Shielded: an
+        # AMQP call cancelled half-way makes aiormq close the whole channel, and the consumer with it.
+        await asyncio.shield(self._queue.bind(self._exchange, key))
 
     async def unbind(self, key: str) -> None:
-        await self._queue.unbind(self._exchange, key)
+        await asyncio.shield(self._queue.unbind(self._exchange, key))
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """aio-pika consumer callback: one task per delivered message."""
