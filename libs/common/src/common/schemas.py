@@ -39,9 +39,9 @@ class RequestModel(BaseModel):
 
 
 class ResponseModel(BaseModel):
-    """A response body: camelCase aliases (serialise with by_alias=True)."""
+    """A response body: camelCase aliases, which it is written with."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
 
 
 class Success(BaseModel, Generic[DataT]):

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from common.contracts.events import EventKind
+from common.contracts.events import UserEvent
 from engine import outgoing
 from engine.core import (
     CancelOrder,
@@ -63,7 +63,7 @@ class Step:
     trade_inserts: list[dict[str, Any]] = field(default_factory=list)
     level_updates: dict[int, None] = field(default_factory=dict)  # insertion-ordered set
     outbox: list[dict[str, Any]] = field(default_factory=list)
-    user_events: list[dict[str, Any]] = field(default_factory=list)
+    user_events: list[UserEvent] = field(default_factory=list)
     state_changed: bool = False
     new_version: int | None = None  # the engine state version once committed
     last_executed_at: datetime | None = None
@@ -194,7 +194,8 @@ class Step:
         self._fills_at[level] = (command.side, command.client_order_id)
         self._touched.add(level)
         order_id = ref.exchange_order_id or ref.client_order_id
-        body = outgoing.trade_body(
+        event = outgoing.trade_event(
+            handle,
             trade_id,
             command.side.value,
             command.price,
@@ -205,7 +206,7 @@ class Step:
             order_id,
             executed_at,
         )
-        self.user_events.append(outgoing.user_event(handle, EventKind.TRADE, body))
+        self.user_events.append(event)
 
     def _status(self, command: SetStatus) -> None:
         handle = self.handle
@@ -216,8 +217,8 @@ class Step:
             # What the driver could not do for the halt (orders left at the exchange), for the user to see.
             message = f"{message} {handle.halt_note}" if message else handle.halt_note
         reason = state.stop_reason if command.status is not Status.RUNNING else None
-        body = outgoing.status_body(command.status.value, message, reason.value if reason else None)
-        self.user_events.append(outgoing.user_event(handle, EventKind.BOT_STATUS, body))
+        event = outgoing.status_event(handle, command.status.value, message, reason.value if reason else None)
+        self.user_events.append(event)
         if halted:
             self.halt_done = HaltDone(state.status, message, state.stop_reason)
         elif command.status is Status.ERROR:
@@ -239,15 +240,11 @@ class Step:
             level = levels[index]
             if refresh(handle.core, level, self._fills_at.get(index), self.now):
                 self.level_updates[index] = None
-                self.user_events.append(
-                    outgoing.user_event(handle, EventKind.GRID_LEVEL, outgoing.level_body(level))
-                )
+                self.user_events.append(outgoing.level_event(handle, level))
         self._touched.clear()
         self._fills_at.clear()
         if self._stats_changed:
-            self.user_events.append(
-                outgoing.user_event(handle, EventKind.BOT_STATS, outgoing.stats_body(handle))
-            )
+            self.user_events.append(outgoing.stats_event(handle))
             self._stats_changed = False
         if self.user_events:
             self.outbox.append(outgoing.user_events_row(handle, self.user_events, self.now))

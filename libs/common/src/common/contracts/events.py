@@ -2,25 +2,39 @@
 
 Routing key `user.<userId>.events`, published after commit (through the engine's outbox), one message per bot
 per committed transaction so a bot's events stay in order. Payload `UserEvents`: `{"userId", "botId",
-"events": [...]}`, each element one event in order, in API.md's field names (money and other decimals as
-exact decimal strings — a JSON float would round them — integers as JSON numbers, times ISO 8601 UTC):
+"events": [...]}`, each element one event in order, written with `model_dump(mode="json")` of its model below
+(API.md's field names; money and other decimals as exact decimal strings — a JSON float would round them —
+integers as JSON numbers, times ISO 8601 UTC; see common.contracts.public):
 
-* `{"type": "trade", "botId", "trade": {...}}` — a trade as `GET /bots/:id/trades` shows it;
-* `{"type": "grid_level", "botId", "level": {...}}` — a level as `GET /bots/:id/grid-levels` shows it;
-* `{"type": "bot_status", "botId", "status", "errorMessage"?, "stopReason"?}` (why it stopped, once not running);
-* `{"type": "bot_stats", "botId", "currentProfit", "profitPercent", "totalTrades", "lastExecutedAt"}`.
+* `TradeEvent` `{"type": "trade", "botId", "trade": {...}}` — a trade as `GET /bots/:id/trades` shows it;
+* `GridLevelEvent` `{"type": "grid_level", "botId", "level": {...}}` — a level as `GET /bots/:id/grid-levels`
+  shows it;
+* `BotStatusEvent` `{"type": "bot_status", "botId", "status", "errorMessage"?, "stopReason"?}` (why it
+  stopped, once not running);
+* `BotStatsEvent` `{"type": "bot_stats", "botId", "currentProfit", "profitPercent", "totalTrades",
+  "lastExecutedAt"}` — the figures every bot read carries.
 
 The gateway binds `user.*.events` on one transient queue per replica and fans each message out to that
-user's WebSockets (see docs/api-additions.md for the shape a socket receives).
+user's WebSockets (see docs/api-additions.md for the shape a socket receives); it reads the elements as plain
+JSON, so a kind it does not know is skipped rather than refused.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from common.contracts.public import (
+    BotFigures,
+    GridLevelRead,
+    PublicModel,
+    StopReasonName,
+    TradeRead,
+    money_fields,
+)
 
 EVENTS_EXCHANGE = "events"
 """The durable topic exchange carrying user events."""
@@ -31,14 +45,7 @@ _RESERVED = frozenset(".*#")
 
 
 # Fields that carry decimals as exact strings on the bus; the gateway writes them as exact JSON numbers.
-DECIMAL_FIELDS = frozenset({"price", "amount", "total", "fee", "profit", "currentProfit", "profitPercent"})
-
-
-def wire_decimal(value: Decimal) -> int | str:
-    """A decimal as the bus carries it: an integer as a JSON number, anything else digit for digit as text."""
-    if value == value.to_integral_value():
-        return int(value)
-    return format(value.normalize(), "f")
+DECIMAL_FIELDS = money_fields(TradeRead, GridLevelRead, BotFigures)
 
 
 def exact_decimals(fields: dict[str, Any]) -> dict[str, Any]:
@@ -93,3 +100,44 @@ class UserEvents(BaseModel):
     user_id: str = Field(alias="userId", min_length=1, max_length=64)
     bot_id: str = Field(alias="botId", min_length=1, max_length=64)
     events: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _absent(value: object) -> bool:
+    # Today's events leave out an empty error message as well as a missing one.
+    return not value
+
+
+class UserEvent(PublicModel):
+    """What every element of `UserEvents.events` starts with: its kind and the bot it is about."""
+
+    type: EventKind
+    bot_id: str
+
+
+class TradeEvent(UserEvent):
+    """A trade was recorded."""
+
+    type: Literal[EventKind.TRADE] = EventKind.TRADE
+    trade: TradeRead
+
+
+class GridLevelEvent(UserEvent):
+    """A grid level changed (its side, status, order or fill time)."""
+
+    type: Literal[EventKind.GRID_LEVEL] = EventKind.GRID_LEVEL
+    level: GridLevelRead
+
+
+class BotStatusEvent(UserEvent):
+    """The bot's status changed; `stopReason` once it is not running, `errorMessage` when there is one."""
+
+    type: Literal[EventKind.BOT_STATUS] = EventKind.BOT_STATUS
+    status: Literal["running", "stopped", "error"]
+    error_message: str | None = Field(default=None, exclude_if=_absent)
+    stop_reason: StopReasonName | None = Field(default=None, exclude_if=_absent)
+
+
+class BotStatsEvent(BotFigures, UserEvent):
+    """The bot's figures after a trade (the kind and bot id first, then the figures)."""
+
+    type: Literal[EventKind.BOT_STATS] = EventKind.BOT_STATS
