@@ -26,14 +26,14 @@ from bots.schemas import (
     parse_choice,
     trade_window,
 )
-from bots.views import created_fields, wire
+from bots.views import created
 from common.errors import ErrorCode
 from common.exchanges import parse_exchange
 from common.i18n import t
 from common.openapi import EXCHANGE_IDS, errors, one_of
 from common.schemas import MessageOnly, Success
 from common.security import CurrentUser
-from common.web import ApiRouter, iso_utc, ok
+from common.web import ApiRouter, ok
 
 router = ApiRouter(prefix="/api/bots", tags=["bots"])
 
@@ -71,7 +71,7 @@ ISO_DATE = WithJsonSchema(
 async def create_bot(body: CreateBotRequest, principal: CurrentUser, service: Service) -> Response:
     """Create a bot: the grid is built from the exchange's rules; `autoStart` starts it at once."""
     bot = await service.create(principal.user_id, body)
-    return ok(created_fields(bot), t("봇이 생성되었습니다", "Bot created"), status_code=201)
+    return ok(created(bot).model_dump(), t("봇이 생성되었습니다", "Bot created"), status_code=201)
 
 
 @router.get("", response_model=Success[BotList], responses=errors(ErrorCode.UNSUPPORTED_EXCHANGE))
@@ -85,13 +85,13 @@ async def list_bots(
     """The user's bots (filters: status, exchange) and a summary over exactly those bots."""
     wanted_status = parse_choice("status", status, STATUSES)
     venue = parse_exchange(exchange) if exchange else None
-    return ok(await queries.list_bots(principal.user_id, wanted_status, venue))
+    return ok((await queries.list_bots(principal.user_id, wanted_status, venue)).model_dump())
 
 
 @router.get("/{bot_id}", response_model=Success[BotDetail], responses=errors(ErrorCode.BOT_NOT_FOUND))
 async def get_bot(bot_id: str, principal: CurrentUser, queries: Queries) -> Response:
     """One bot with every field, plus the latest market price."""
-    return ok(await queries.get(principal.user_id, parse_bot_id(bot_id)))
+    return ok((await queries.get(principal.user_id, parse_bot_id(bot_id))).model_dump())
 
 
 @router.put(
@@ -111,8 +111,8 @@ async def update_bot(
 ) -> Response:
     """Change settings: orderAmount and stopAtMax any time; the grid's geometry only while stopped."""
     result = await service.update(principal.user_id, parse_bot_id(bot_id), body)
-    data = {"_id": str(result.bot.id), **wire(result.changed), "updatedAt": iso_utc(result.bot.updated_at)}
-    return ok(data, t("봇 설정이 업데이트되었습니다", "Bot settings updated"))
+    data = Updated(id=result.bot.id, **result.changed, updated_at=result.bot.updated_at)
+    return ok(data.model_dump(), t("봇 설정이 업데이트되었습니다", "Bot settings updated"))
 
 
 @router.post(
@@ -131,14 +131,18 @@ async def update_bot(
 async def start_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
     """Start the bot (idempotent; clears an error)."""
     bot = await service.start(principal.user_id, parse_bot_id(bot_id))
-    return ok({"botId": str(bot.id), "status": bot.status}, t("봇이 시작되었습니다", "Bot started"))
+    return ok(
+        BotState(bot_id=bot.id, status=bot.status).model_dump(), t("봇이 시작되었습니다", "Bot started")
+    )
 
 
 @router.post("/{bot_id}/stop", response_model=Success[BotState], responses=errors(ErrorCode.BOT_NOT_FOUND))
 async def stop_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
     """Stop the bot once the engine confirmed that its open orders are cancelled (idempotent)."""
     bot = await service.stop(principal.user_id, parse_bot_id(bot_id))
-    return ok({"botId": str(bot.id), "status": bot.status}, t("봇이 중지되었습니다", "Bot stopped"))
+    return ok(
+        BotState(bot_id=bot.id, status=bot.status).model_dump(), t("봇이 중지되었습니다", "Bot stopped")
+    )
 
 
 @router.delete(
@@ -162,7 +166,7 @@ async def grid_levels(
     """The grid's levels ascending by price (filter: status)."""
     wanted = parse_choice("status", status, LEVEL_STATUSES)
     levels = await queries.grid_levels(principal.user_id, parse_bot_id(bot_id), wanted)
-    return ok({"gridLevels": levels})
+    return ok(levels.model_dump())
 
 
 @router.get("/{bot_id}/trades", response_model=Success[Trades], responses=errors(ErrorCode.BOT_NOT_FOUND))
@@ -180,7 +184,7 @@ async def trades(
     page = await queries.trades(
         principal.user_id, parse_bot_id(bot_id), limit=limit, offset=offset, since=since, until=until
     )
-    return ok(page)
+    return ok(page.model_dump())
 
 
 @router.get(
@@ -190,4 +194,4 @@ async def trades(
 )
 async def bot_performance(bot_id: str, principal: CurrentUser, queries: Queries) -> Response:
     """Profit, trade counts and current value, all computed from the bot's trades."""
-    return ok(await queries.performance(principal.user_id, parse_bot_id(bot_id)))
+    return ok((await queries.performance(principal.user_id, parse_bot_id(bot_id))).model_dump())

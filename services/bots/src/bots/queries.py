@@ -6,16 +6,17 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.markets import MarketCatalog, cached_price
+from bots.responses import BotDetail, BotList, Levels, Pagination, Performance, Trades
 from bots.service import owned_bot, user_uuid
 from bots.stats import TradeStats, performance, trade_stats
-from bots.views import bot_fields, level_fields, list_summary, number, trade_fields, wire
+from bots.views import bot_read, list_summary, trade_read
 from common.cache import Cache
+from common.contracts.public import GridLevelRead
 from common.dbtypes import utc_now
 from common.exchanges import Exchange
 from common.trading.models import Bot, GridLevel, Order, Trade
@@ -40,7 +41,7 @@ class BotQueries:
     async def _stats(self, session: AsyncSession, bots: list[Bot]) -> dict[uuid.UUID, TradeStats]:
         return await trade_stats(session, [(b.id, Exchange(b.exchange), b.ticker) for b in bots])
 
-    async def list_bots(self, user_id: str, status: str | None, exchange: Exchange | None) -> dict[str, Any]:
+    async def list_bots(self, user_id: str, status: str | None, exchange: Exchange | None) -> BotList:
         """The user's bots after filters, newest first, with the summary over exactly those bots."""
         user = user_uuid(user_id)
         query = select(Bot).where(Bot.user_id == user, Bot.deleted_at.is_(None))
@@ -51,21 +52,17 @@ class BotQueries:
         async with self._factory() as session:
             bots = list((await session.execute(query.order_by(Bot.created_at.desc(), Bot.id))).scalars())
             stats = await self._stats(session, bots)
-        return {"bots": [bot_fields(b, stats[b.id]) for b in bots], "summary": list_summary(bots, stats)}
+        return BotList(bots=[bot_read(b, stats[b.id]) for b in bots], summary=list_summary(bots, stats))
 
-    async def get(self, user_id: str, bot_id: uuid.UUID | None) -> dict[str, Any]:
+    async def get(self, user_id: str, bot_id: uuid.UUID | None) -> BotDetail:
         """Every field of one bot plus `currentPrice` from the price cache (null when none is cached)."""
         async with self._factory() as session:
             bot = await owned_bot(session, user_uuid(user_id), bot_id)
             stats = await self._stats(session, [bot])
         price = await cached_price(self._cache, bot.exchange, bot.ticker)
-        fields = bot_fields(bot, stats[bot.id])
-        fields["currentPrice"] = number(price) if price is not None else None
-        return fields
+        return BotDetail(**dict(bot_read(bot, stats[bot.id])), current_price=price)
 
-    async def grid_levels(
-        self, user_id: str, bot_id: uuid.UUID | None, status: str | None
-    ) -> list[dict[str, Any]]:
+    async def grid_levels(self, user_id: str, bot_id: uuid.UUID | None, status: str | None) -> Levels:
         """The bot's levels ascending by price (level index order: prices strictly increase with it)."""
         async with self._factory() as session:
             bot = await owned_bot(session, user_uuid(user_id), bot_id)
@@ -73,7 +70,7 @@ class BotQueries:
             if status is not None:
                 query = query.where(GridLevel.status == status)
             levels = (await session.execute(query.order_by(GridLevel.level_index))).scalars()
-            return [level_fields(level) for level in levels]
+            return Levels(grid_levels=[GridLevelRead.model_validate(level) for level in levels])
 
     async def trades(
         self,
@@ -84,7 +81,7 @@ class BotQueries:
         offset: int,
         since: datetime | None,
         until: datetime | None,
-    ) -> dict[str, Any]:
+    ) -> Trades:
         """A page of the bot's trades executed in [since, until), newest first, and the pagination over the
         filtered whole."""
         async with self._factory() as session:
@@ -104,18 +101,11 @@ class BotQueries:
                 .limit(limit)
                 .offset(offset)
             )
-            page = [trade_fields(trade, order) for trade, order in rows]
-        return {
-            "trades": page,
-            "pagination": {
-                "total": total,
-                "limit": limit,
-                "offset": offset,
-                "hasMore": offset + len(page) < total,
-            },
-        }
+            page = [trade_read(trade, order) for trade, order in rows]
+        pagination = Pagination(total=total, limit=limit, offset=offset, has_more=offset + len(page) < total)
+        return Trades(trades=page, pagination=pagination)
 
-    async def performance(self, user_id: str, bot_id: uuid.UUID | None) -> dict[str, Any]:
+    async def performance(self, user_id: str, bot_id: uuid.UUID | None) -> Performance:
         """API.md's performance figures, every one from the trades table; held base marked to the market."""
         async with self._factory() as session:
             bot = await owned_bot(session, user_uuid(user_id), bot_id)
@@ -127,4 +117,4 @@ class BotQueries:
             if price is None:
                 price = await self._catalog.last_price(exchange, bot.ticker)
         figures = performance(stats, bot.investment_amount, price, bot.first_started_at, self._clock())
-        return wire(figures)
+        return Performance.model_validate(figures)

@@ -1,68 +1,80 @@
-"""Response shapes of the bot routes, for the OpenAPI document (handlers answer with the kit's envelope)."""
+"""Response shapes of the bot routes: what the handlers answer with, and what the OpenAPI document shows.
+
+A trade, a grid level and a bot's figures are the shapes the engine's live events carry too
+(common.contracts.public); the rest is the bots service's own.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from common.schemas import ResponseModel, WireNumber, WireTime
+from common.contracts.public import (
+    BotFigures,
+    GridLevelRead,
+    Id,
+    Money,
+    PublicModel,
+    StopReasonName,
+    Time,
+    TradeRead,
+    absent,
+)
+from common.schemas import ResponseModel
 
 Exchange = Literal["upbit", "binance"]
 Status = Literal["running", "stopped", "error"]
 Mode = Literal["live", "paper"]
 GridType = Literal["geometric", "arithmetic"]
-Side = Literal["buy", "sell"]
 
 
-class _Open(ResponseModel):
-    # A client must accept fields added later (API.md's wave 2 adds grid options to bot reads).
-    model_config = ConfigDict(extra="allow")
-
-
-class CreatedBot(_Open):
+class CreatedBot(PublicModel):
     """`data` of POST /bots."""
 
-    bot_id: str
+    bot_id: Id
     exchange: Exchange
     ticker: str = Field(examples=["KRW-BTC"])
     grid_count: int = Field(examples=[16])
-    investment_amount: WireNumber = Field(examples=[160000])
+    investment_amount: Money = Field(examples=[160000])
     status: Status
     mode: Mode
     grid_type: GridType
-    created_at: WireTime
+    created_at: Time
 
 
-class BotRead(_Open):
-    """One bot with every field of API.md."""
+class BotSettings(PublicModel):
+    """A bot's identity and configuration, as every bot read starts."""
 
-    id: str = Field(alias="_id")
+    id: Id = Field(alias="_id")
     exchange: Exchange
     ticker: str = Field(examples=["KRW-BTC"])
     status: Status
     mode: Mode
     grid_type: GridType
     grid_count: int = Field(examples=[16])
-    lower_price: WireNumber = Field(examples=[50000000])
-    upper_price: WireNumber = Field(examples=[70000000])
-    price_change_percent: WireNumber = Field(examples=[2])
-    order_amount: WireNumber = Field(examples=[10000])
+    lower_price: Money = Field(examples=[50000000])
+    upper_price: Money = Field(examples=[70000000])
+    price_change_percent: Money = Field(examples=[2])
+    order_amount: Money = Field(examples=[10000])
     stop_at_max: bool
-    investment_amount: WireNumber = Field(examples=[160000])
-    current_profit: WireNumber = Field(examples=[15000])
-    profit_percent: WireNumber = Field(examples=[9.38])
-    total_trades: int = Field(examples=[8])
-    created_at: WireTime
-    updated_at: WireTime
-    last_executed_at: WireTime | None
+    investment_amount: Money = Field(examples=[160000])
+
+
+class BotRead(BotFigures, BotSettings):
+    """One bot with every field of API.md: its settings, its figures (from the trades table), then the rest."""
+
+    created_at: Time
+    updated_at: Time
     error_message: str | None
+    # Why it is not running (API.md Wave 2); null while it runs, and for a bot never started.
+    stop_reason: StopReasonName | None
 
 
 class BotDetail(BotRead):
     """GET /bots/:id: every field plus the latest market price (null until one is cached)."""
 
-    current_price: WireNumber | None = Field(examples=[60000000])
+    current_price: Money | None = Field(examples=[60000000])
 
 
 class CurrencySummary(ResponseModel):
@@ -70,21 +82,21 @@ class CurrencySummary(ResponseModel):
 
     total_bots: int
     active_bots: int
-    total_profit: WireNumber
-    total_investment: WireNumber
+    total_profit: Money
+    total_investment: Money
 
 
-class Summary(_Open):
+class Summary(PublicModel):
     """`summary` of GET /bots: over the bots after filters (amounts only when they share one currency)."""
 
     total_bots: int = Field(examples=[5])
     active_bots: int = Field(examples=[3])
-    total_profit: WireNumber | None = Field(examples=[45000])
-    total_investment: WireNumber | None = Field(examples=[1000000])
+    total_profit: Money | None = Field(examples=[45000])
+    total_investment: Money | None = Field(examples=[1000000])
     by_currency: dict[str, CurrencySummary] = Field(description="Per quote currency, e.g. KRW and USDT")
 
 
-class BotList(BaseModel):
+class BotList(ResponseModel):
     """`data` of GET /bots."""
 
     bots: list[BotRead]
@@ -94,47 +106,29 @@ class BotList(BaseModel):
 class BotState(ResponseModel):
     """`data` of start and stop."""
 
-    bot_id: str
+    bot_id: Id
     status: Status
 
 
-class Updated(_Open):
+class Updated(PublicModel):
     """`data` of PUT /bots/:id: the id, the fields that changed, and the time of the change."""
 
-    id: str = Field(alias="_id")
-    updated_at: WireTime
-
-
-class Level(_Open):
-    """One grid level; `orderId` and `filledAt` only when set."""
-
-    id: str = Field(alias="_id")
-    price: WireNumber
-    type: Side
-    status: Literal["available", "pending", "filled"]
-    order_id: str | None = None
-    filled_at: WireTime | None = None
+    id: Id = Field(alias="_id")
+    order_amount: Money | None = Field(default=None, exclude_if=absent)
+    stop_at_max: bool | None = Field(default=None, exclude_if=absent)
+    lower_price: Money | None = Field(default=None, exclude_if=absent)
+    upper_price: Money | None = Field(default=None, exclude_if=absent)
+    price_change_percent: Money | None = Field(default=None, exclude_if=absent)
+    grid_type: GridType | None = Field(default=None, exclude_if=absent)
+    grid_count: int | None = Field(default=None, exclude_if=absent)
+    investment_amount: Money | None = Field(default=None, exclude_if=absent)
+    updated_at: Time
 
 
 class Levels(ResponseModel):
     """`data` of GET /bots/:id/grid-levels (ascending by price)."""
 
-    grid_levels: list[Level]
-
-
-class TradeRead(_Open):
-    """One trade; `profit` only on sells (the round trip's realised profit net of both fees)."""
-
-    id: str = Field(alias="_id")
-    type: Side
-    price: WireNumber = Field(examples=[51000000])
-    amount: WireNumber = Field(examples=[0.0002])
-    total: WireNumber = Field(examples=[10200])
-    fee: WireNumber = Field(examples=[5.1])
-    fee_currency: str = Field(examples=["KRW"])
-    profit: WireNumber | None = Field(default=None, examples=[200])
-    order_id: str
-    executed_at: WireTime
+    grid_levels: list[GridLevelRead]
 
 
 class Pagination(ResponseModel):
@@ -153,16 +147,16 @@ class Trades(ResponseModel):
     pagination: Pagination
 
 
-class Performance(_Open):
+class Performance(PublicModel):
     """`data` of GET /bots/:id/performance."""
 
-    total_profit: WireNumber
-    profit_percent: WireNumber
+    total_profit: Money
+    profit_percent: Money
     total_trades: int
     buy_trades: int
     sell_trades: int
-    avg_profit_per_trade: WireNumber
-    investment_amount: WireNumber
-    current_value: WireNumber
+    avg_profit_per_trade: Money
+    investment_amount: Money
+    current_value: Money
     running_days: int = Field(ge=1)
-    daily_avg_profit: WireNumber
+    daily_avg_profit: Money

@@ -81,7 +81,7 @@ def level_rows(bot_id: uuid.UUID, prices: Sequence[Decimal]) -> list[GridLevel]:
 
 @dataclass(frozen=True)
 class UpdateResult:
-    """A changed bot and the fields PUT reports."""
+    """A changed bot and the fields PUT reports (by their field names in bots.responses.Updated)."""
 
     bot: Bot
     changed: dict[str, Any]
@@ -244,10 +244,10 @@ class BotService:
             changed: dict[str, Any] = {}
             if body.order_amount is not None:
                 bot.order_amount = amount
-                changed["orderAmount"] = amount
+                changed["order_amount"] = amount
             if body.stop_at_max is not None:
                 bot.stop_at_max = body.stop_at_max
-                changed["stopAtMax"] = body.stop_at_max
+                changed["stop_at_max"] = body.stop_at_max
             if plan is not None and rules is not None:
                 bot.lower_price, bot.upper_price, bot.price_change_percent, bot.grid_type = (
                     lower,
@@ -257,12 +257,12 @@ class BotService:
                 )
                 bot.grid_count = plan.grid_count
                 bot.market_rules = rules.to_dict()
-                changed.update(lowerPrice=lower, upperPrice=upper, priceChangePercent=pct, gridType=kind)
+                changed.update(lower_price=lower, upper_price=upper, price_change_percent=pct, grid_type=kind)
                 await session.execute(delete(GridLevel).where(GridLevel.bot_id == bot.id))
                 session.add_all(level_rows(bot.id, plan.levels))
             if plan is not None or body.order_amount is not None:
                 bot.investment_amount = bot.grid_count * bot.order_amount
-                changed.update(gridCount=bot.grid_count, investmentAmount=bot.investment_amount)
+                changed.update(grid_count=bot.grid_count, investment_amount=bot.investment_amount)
             bot.config_version += 1
             bot.updated_at = self._clock()
             await session.flush()

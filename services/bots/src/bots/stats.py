@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.contracts.public import profit_percent
 from common.exchanges import Exchange, quote_currency
 from common.trading.models import OrderSide, Trade
 
@@ -167,13 +168,6 @@ async def trade_stats(
     return stats
 
 
-def percent(part: Decimal, whole: Decimal) -> Decimal:
-    """part / whole × 100 to 2 decimals (0 when whole is 0)."""
-    if whole == 0:
-        return ZERO
-    return (part / whole * 100).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
 def money(value: Decimal) -> Decimal:
     """A derived money figure to 8 decimals."""
     return value.quantize(MONEY_STEP, rounding=ROUND_HALF_UP).normalize()
@@ -206,7 +200,7 @@ def performance(
     days = running_days(first_started_at, now)
     return {
         "totalProfit": total_profit,
-        "profitPercent": percent(total_profit, investment),
+        "profitPercent": profit_percent(total_profit, investment),
         "totalTrades": stats.count,
         "buyTrades": stats.buys.count,
         "sellTrades": sells,

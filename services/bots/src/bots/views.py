@@ -1,17 +1,18 @@
-"""How bots, levels and trades look on the wire (API.md field names; exact Decimals until here)."""
+"""Rows as the bot routes show them: the response models of bots.responses, built from the trading tables."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
 
-from bots.stats import TradeStats, percent
+from bots.responses import BotRead, CreatedBot, CurrencySummary, Summary
+from bots.stats import TradeStats
+from common.contracts.public import BotFigures, TradeRead
+from common.contracts.public import number as number  # the JSON number of a Decimal, as the routes write it
 from common.exchanges import Exchange, quote_currency
 from common.i18n import t
-from common.trading.models import Bot, BotStatus, GridLevel, Order, Trade
-from common.web import iso_utc
+from common.trading.models import Bot, BotStatus, Order, Trade
 
 # Errors the bots service itself puts on a bot, in both languages (the engine writes its own text).
 ERROR_MESSAGES: dict[str, tuple[str, str]] = {
@@ -26,17 +27,6 @@ ERROR_MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-# orjson writes Python ints of 64 bits at most; larger whole numbers stay Decimals (written exactly too).
-_INT_LIMIT = 2**63
-
-
-def number(value: Decimal) -> int | Decimal:
-    """A JSON number, exact (common.web writes Decimals digit for digit): 160000, not 160000.0."""
-    if value == value.to_integral_value() and abs(value) < _INT_LIMIT:
-        return int(value)
-    return value
-
-
 def error_message(bot: Bot) -> str | None:
     """The bot's error in the request's language when we know its cause, else the stored text."""
     if bot.error_code in ERROR_MESSAGES:
@@ -45,112 +35,95 @@ def error_message(bot: Bot) -> str | None:
     return bot.error_message
 
 
-def bot_fields(bot: Bot, stats: TradeStats) -> dict[str, Any]:
+def bot_read(bot: Bot, stats: TradeStats) -> BotRead:
     """Every bot field of API.md (profit and trade counts from the trades table)."""
-    profit = stats.realized_profit
-    last = stats.last_executed_at or bot.last_executed_at
-    return {
-        "_id": str(bot.id),
-        "exchange": bot.exchange,
-        "ticker": bot.ticker,
-        "status": bot.status,
-        "mode": bot.mode,
-        "gridType": bot.grid_type,
-        "gridCount": bot.grid_count,
-        "lowerPrice": number(bot.lower_price),
-        "upperPrice": number(bot.upper_price),
-        "priceChangePercent": number(bot.price_change_percent),
-        "orderAmount": number(bot.order_amount),
-        "stopAtMax": bot.stop_at_max,
-        "investmentAmount": number(bot.investment_amount),
-        "currentProfit": number(profit),
-        "profitPercent": number(percent(profit, bot.investment_amount)),
-        "totalTrades": stats.count,
-        "createdAt": iso_utc(bot.created_at),
-        "updatedAt": iso_utc(bot.updated_at),
-        "lastExecutedAt": iso_utc(last) if last else None,
-        "errorMessage": error_message(bot),
-        # Why it is not running (API.md Wave 2); null while it runs, and for a bot never started.
-        "stopReason": None if bot.status == BotStatus.RUNNING.value else bot.stop_reason,
-    }
+    figures = BotFigures.of(
+        profit=stats.realized_profit,
+        investment=bot.investment_amount,
+        trades=stats.count,
+        last_executed_at=stats.last_executed_at or bot.last_executed_at,
+    )
+    return BotRead(
+        id=bot.id,
+        exchange=bot.exchange,
+        ticker=bot.ticker,
+        status=bot.status,
+        mode=bot.mode,
+        grid_type=bot.grid_type,
+        grid_count=bot.grid_count,
+        lower_price=bot.lower_price,
+        upper_price=bot.upper_price,
+        price_change_percent=bot.price_change_percent,
+        order_amount=bot.order_amount,
+        stop_at_max=bot.stop_at_max,
+        investment_amount=bot.investment_amount,
+        **dict(figures),
+        created_at=bot.created_at,
+        updated_at=bot.updated_at,
+        error_message=error_message(bot),
+        stop_reason=None if bot.status == BotStatus.RUNNING.value else bot.stop_reason,
+    )
 
 
-def list_summary(bots: Sequence[Bot], stats: Mapping[uuid.UUID, TradeStats]) -> dict[str, Any]:
+def list_summary(bots: Sequence[Bot], stats: Mapping[uuid.UUID, TradeStats]) -> Summary:
     """`summary` of GET /bots: counts, and money per quote currency (KRW and USDT are never added together).
 
     `byCurrency` is always there; the top-level totalProfit/totalInvestment are the one currency's figures
     when the bots share a quote currency (0 when there are no bots), else null.
     """
-    by_currency: dict[str, dict[str, Any]] = {}
+    by_currency: dict[str, CurrencySummary] = {}
     for bot in bots:
         figures = by_currency.setdefault(
             quote_currency(Exchange(bot.exchange)),
-            {"totalBots": 0, "activeBots": 0, "totalProfit": Decimal(0), "totalInvestment": Decimal(0)},
+            CurrencySummary(
+                total_bots=0, active_bots=0, total_profit=Decimal(0), total_investment=Decimal(0)
+            ),
         )
-        figures["totalBots"] += 1
-        figures["activeBots"] += bot.status == BotStatus.RUNNING.value
-        figures["totalProfit"] += stats[bot.id].realized_profit
-        figures["totalInvestment"] += bot.investment_amount
-    totals: dict[str, Any] = {"totalProfit": None, "totalInvestment": None}
+        figures.total_bots += 1
+        figures.active_bots += bot.status == BotStatus.RUNNING.value
+        figures.total_profit += stats[bot.id].realized_profit
+        figures.total_investment += bot.investment_amount
+    profit: Decimal | None = None
+    investment: Decimal | None = None
     if len(by_currency) <= 1:
-        one = next(iter(by_currency.values()), {"totalProfit": Decimal(0), "totalInvestment": Decimal(0)})
-        totals = {key: number(one[key]) for key in totals}
-    return {
-        "totalBots": len(bots),
-        "activeBots": sum(1 for b in bots if b.status == BotStatus.RUNNING.value),
-        **totals,
-        "byCurrency": {currency: wire(figures) for currency, figures in sorted(by_currency.items())},
-    }
+        one = next(iter(by_currency.values()), None)
+        profit = one.total_profit if one else Decimal(0)
+        investment = one.total_investment if one else Decimal(0)
+    return Summary(
+        total_bots=len(bots),
+        active_bots=sum(1 for b in bots if b.status == BotStatus.RUNNING.value),
+        total_profit=profit,
+        total_investment=investment,
+        by_currency=dict(sorted(by_currency.items())),
+    )
 
 
-def created_fields(bot: Bot) -> dict[str, Any]:
+def created(bot: Bot) -> CreatedBot:
     """The 201 answer of POST /bots."""
-    return {
-        "botId": str(bot.id),
-        "exchange": bot.exchange,
-        "ticker": bot.ticker,
-        "gridCount": bot.grid_count,
-        "investmentAmount": number(bot.investment_amount),
-        "status": bot.status,
-        "mode": bot.mode,
-        "gridType": bot.grid_type,
-        "createdAt": iso_utc(bot.created_at),
-    }
+    return CreatedBot(
+        bot_id=bot.id,
+        exchange=bot.exchange,
+        ticker=bot.ticker,
+        grid_count=bot.grid_count,
+        investment_amount=bot.investment_amount,
+        status=bot.status,
+        mode=bot.mode,
+        grid_type=bot.grid_type,
+        created_at=bot.created_at,
+    )
 
 
-def level_fields(level: GridLevel) -> dict[str, Any]:
-    """One grid level; `orderId` and `filledAt` only when set."""
-    fields: dict[str, Any] = {
-        "_id": str(level.id),
-        "price": number(level.price),
-        "type": level.type,
-        "status": level.status,
-    }
-    if level.order_id is not None:
-        fields["orderId"] = level.order_id
-    if level.filled_at is not None:
-        fields["filledAt"] = iso_utc(level.filled_at)
-    return fields
-
-
-def trade_fields(trade: Trade, order: Order) -> dict[str, Any]:
-    """One trade; `profit` only on sells; `orderId` the exchange's id (paper: our client order id)."""
-    fields: dict[str, Any] = {
-        "_id": str(trade.id),
-        "type": trade.side,
-        "price": number(trade.price),
-        "amount": number(trade.amount),
-        "total": number(trade.total),
-        "fee": number(trade.fee),
-        "feeCurrency": trade.fee_currency,
-        "orderId": order.exchange_order_id or order.client_order_id,
-        "executedAt": iso_utc(trade.executed_at),
-    }
-    if trade.side == "sell":
-        fields["profit"] = number(trade.profit if trade.profit is not None else Decimal(0))
-    return fields
-
-
-def wire(figures: dict[str, Any]) -> dict[str, Any]:
-    """Decimals of a figures dict as JSON numbers."""
-    return {k: number(v) if isinstance(v, Decimal) else v for k, v in figures.items()}
+def trade_read(trade: Trade, order: Order) -> TradeRead:
+    """One trade; `orderId` the exchange's id (paper: our client order id)."""
+    return TradeRead.of(
+        trade_id=trade.id,
+        side=trade.side,
+        price=trade.price,
+        amount=trade.amount,
+        total=trade.total,
+        fee=trade.fee,
+        fee_currency=trade.fee_currency,
+        profit=trade.profit,
+        order_id=order.exchange_order_id or order.client_order_id,
+        executed_at=trade.executed_at,
+    )
