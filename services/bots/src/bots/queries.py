@@ -7,10 +7,10 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.markets import MarketCatalog, cached_price
+from bots.repository import BotRepository
 from bots.responses import BotDetail, BotList, Levels, Pagination, Performance, Trades
 from bots.service import owned_bot, user_uuid
 from bots.stats import TradeStats, performance, trade_stats
@@ -19,7 +19,7 @@ from common.cache import Cache
 from common.contracts.public import GridLevelRead
 from common.dbtypes import utc_now
 from common.exchanges import Exchange
-from common.trading.models import Bot, GridLevel, Order, Trade
+from common.trading.models import Bot
 
 
 class BotQueries:
@@ -44,33 +44,26 @@ class BotQueries:
     async def list_bots(self, user_id: str, status: str | None, exchange: Exchange | None) -> BotList:
         """The user's bots after filters, newest first, with the summary over exactly those bots."""
         user = user_uuid(user_id)
-        query = select(Bot).where(Bot.user_id == user, Bot.deleted_at.is_(None))
-        if status is not None:
-            query = query.where(Bot.status == status)
-        if exchange is not None:
-            query = query.where(Bot.exchange == exchange.value)
         async with self._factory() as session:
-            bots = list((await session.execute(query.order_by(Bot.created_at.desc(), Bot.id))).scalars())
+            bots = await BotRepository(session).list_owned(user, status, exchange.value if exchange else None)
             stats = await self._stats(session, bots)
         return BotList(bots=[bot_read(b, stats[b.id]) for b in bots], summary=list_summary(bots, stats))
 
     async def get(self, user_id: str, bot_id: uuid.UUID | None) -> BotDetail:
         """Every field of one bot plus `currentPrice` from the price cache (null when none is cached)."""
         async with self._factory() as session:
-            bot = await owned_bot(session, user_uuid(user_id), bot_id)
+            bot = await owned_bot(BotRepository(session), user_uuid(user_id), bot_id)
             stats = await self._stats(session, [bot])
         price = await cached_price(self._cache, bot.exchange, bot.ticker)
         return BotDetail(**dict(bot_read(bot, stats[bot.id])), current_price=price)
 
     async def grid_levels(self, user_id: str, bot_id: uuid.UUID | None, status: str | None) -> Levels:
-        """The bot's levels ascending by price (level index order: prices strictly increase with it)."""
+        """The bot's levels ascending by price."""
         async with self._factory() as session:
-            bot = await owned_bot(session, user_uuid(user_id), bot_id)
-            query = select(GridLevel).where(GridLevel.bot_id == bot.id)
-            if status is not None:
-                query = query.where(GridLevel.status == status)
-            levels = (await session.execute(query.order_by(GridLevel.level_index))).scalars()
-            return Levels(grid_levels=[GridLevelRead.model_validate(level) for level in levels])
+            repo = BotRepository(session)
+            bot = await owned_bot(repo, user_uuid(user_id), bot_id)
+            levels = await repo.levels(bot.id, status)
+        return Levels(grid_levels=[GridLevelRead.model_validate(level) for level in levels])
 
     async def trades(
         self,
@@ -85,30 +78,17 @@ class BotQueries:
         """A page of the bot's trades executed in [since, until), newest first, and the pagination over the
         filtered whole."""
         async with self._factory() as session:
-            bot = await owned_bot(session, user_uuid(user_id), bot_id)
-            conditions = [Trade.bot_id == bot.id]
-            if since is not None:
-                conditions.append(Trade.executed_at >= since)
-            if until is not None:
-                conditions.append(Trade.executed_at < until)
-            total = int(await session.scalar(select(func.count()).select_from(Trade).where(*conditions)) or 0)
-            rows = await session.execute(
-                select(Trade, Order)
-                .join(Order, Trade.order_id == Order.id)
-                .where(*conditions)
-                # Ties broken by insertion time, then id: pages never overlap or skip.
-                .order_by(Trade.executed_at.desc(), Trade.created_at.desc(), Trade.id.desc())
-                .limit(limit)
-                .offset(offset)
-            )
-            page = [trade_read(trade, order) for trade, order in rows]
+            repo = BotRepository(session)
+            bot = await owned_bot(repo, user_uuid(user_id), bot_id)
+            total, rows = await repo.trades_page(bot.id, since=since, until=until, limit=limit, offset=offset)
+        page = [trade_read(trade, order) for trade, order in rows]
         pagination = Pagination(total=total, limit=limit, offset=offset, has_more=offset + len(page) < total)
         return Trades(trades=page, pagination=pagination)
 
     async def performance(self, user_id: str, bot_id: uuid.UUID | None) -> Performance:
         """API.md's performance figures, every one from the trades table; held base marked to the market."""
         async with self._factory() as session:
-            bot = await owned_bot(session, user_uuid(user_id), bot_id)
+            bot = await owned_bot(BotRepository(session), user_uuid(user_id), bot_id)
             stats = (await self._stats(session, [bot]))[bot.id]
         price: Decimal | None = None
         if stats.held_base != 0:

@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots import commands
 from bots.confirmations import StopConfirmations
 from bots.credentials_client import CredentialsClient
 from bots.markets import MarketCatalog, cached_price
+from bots.repository import BotRepository
 from bots.schemas import CreateBotRequest, UpdateBotRequest
 from bots.views import ERROR_MESSAGES
 from common.cache import Cache
@@ -45,15 +45,10 @@ def user_uuid(user_id: str) -> uuid.UUID:
 
 
 async def owned_bot(
-    session: AsyncSession, user: uuid.UUID, bot_id: uuid.UUID | None, *, for_update: bool = False
+    repo: BotRepository, user: uuid.UUID, bot_id: uuid.UUID | None, *, for_update: bool = False
 ) -> Bot:
     """The user's (not deleted) bot, or BOT_NOT_FOUND: another user's bot is indistinguishable from none."""
-    if bot_id is None:
-        raise AppError(ErrorCode.BOT_NOT_FOUND)
-    query = select(Bot).where(Bot.id == bot_id, Bot.user_id == user, Bot.deleted_at.is_(None))
-    if for_update:
-        query = query.with_for_update()
-    bot = (await session.execute(query)).scalar_one_or_none()
+    bot = None if bot_id is None else await repo.owned(user, bot_id, for_update=for_update)
     if bot is None:
         raise AppError(ErrorCode.BOT_NOT_FOUND)
     return bot
@@ -200,9 +195,7 @@ class BotService:
             first_started_at=now if body.auto_start else None,
         )
         async with self._factory() as session:
-            session.add(bot)
-            await session.flush()
-            session.add_all(level_rows(bot.id, plan.levels))
+            await BotRepository(session).add(bot, level_rows(bot.id, plan.levels))
             if body.auto_start:
                 await commands.enqueue_command(session, bot, BotEvent.START, BotStatus.RUNNING.value)
             await self.commit(session)
@@ -212,7 +205,7 @@ class BotService:
         """Change settings; grid geometry only while stopped (the grid is rebuilt)."""
         user = user_uuid(user_id)
         async with self._factory() as session:
-            current = await owned_bot(session, user, bot_id)
+            current = await owned_bot(BotRepository(session), user, bot_id)
         geometry = body.changes_geometry
         if geometry and current.status != BotStatus.STOPPED.value:
             raise AppError(ErrorCode.BOT_RUNNING)
@@ -235,10 +228,11 @@ class BotService:
         elif body.order_amount is not None:
             plan_precheck(None, None, None, amount)
             async with self._factory() as session:
-                prices = await level_prices(session, current.id)
+                prices = await BotRepository(session).level_prices(current.id)
             validate_order_amount(amount, prices, MarketRules.from_dict(current.market_rules))
         async with self._factory() as session:
-            bot = await owned_bot(session, user, bot_id, for_update=True)
+            repo = BotRepository(session)
+            bot = await owned_bot(repo, user, bot_id, for_update=True)
             if geometry and bot.status != BotStatus.STOPPED.value:
                 raise AppError(ErrorCode.BOT_RUNNING)
             changed: dict[str, Any] = {}
@@ -258,8 +252,7 @@ class BotService:
                 bot.grid_count = plan.grid_count
                 bot.market_rules = rules.to_dict()
                 changed.update(lower_price=lower, upper_price=upper, price_change_percent=pct, grid_type=kind)
-                await session.execute(delete(GridLevel).where(GridLevel.bot_id == bot.id))
-                session.add_all(level_rows(bot.id, plan.levels))
+                await repo.replace_levels(bot.id, level_rows(bot.id, plan.levels))
             if plan is not None or body.order_amount is not None:
                 bot.investment_amount = bot.grid_count * bot.order_amount
                 changed.update(grid_count=bot.grid_count, investment_amount=bot.investment_amount)
@@ -274,17 +267,18 @@ class BotService:
         """Start (idempotent); a live bot's credential and funding are checked first."""
         user = user_uuid(user_id)
         async with self._factory() as session:
-            bot = await owned_bot(session, user, bot_id)
+            repo = BotRepository(session)
+            bot = await owned_bot(repo, user, bot_id)
             if _is_running(bot):
                 return bot
-            prices = await level_prices(session, bot.id)
+            prices = await repo.level_prices(bot.id)
         if bot.mode == BotMode.LIVE.value:
             rules = MarketRules.from_dict(bot.market_rules)
             await self.check_funding(
                 user_id, Exchange(bot.exchange), bot.ticker, rules, prices, bot.order_amount
             )
         async with self._factory() as session:
-            bot = await owned_bot(session, user, bot_id, for_update=True)
+            bot = await owned_bot(BotRepository(session), user, bot_id, for_update=True)
             if _is_running(bot):
                 return bot
             now = self._clock()
@@ -302,7 +296,7 @@ class BotService:
         """Stop (idempotent): answers once the engine confirmed that no order is open, else error + 503."""
         user = user_uuid(user_id)
         async with self._factory() as session:
-            bot = await owned_bot(session, user, bot_id, for_update=True)
+            bot = await owned_bot(BotRepository(session), user, bot_id, for_update=True)
             if bot.status == BotStatus.STOPPED.value:
                 return bot
             command_id = await self.request_stop(session, bot)
@@ -326,36 +320,31 @@ class BotService:
             await self.commit(session)
         return command_id
 
+    def _stop_unconfirmed(self) -> dict[str, object]:
+        """A bot's columns once its stop went unconfirmed: in error, with the cause the reads translate."""
+        ko, _ = ERROR_MESSAGES[STOP_UNCONFIRMED]
+        return {
+            "status": BotStatus.ERROR.value,
+            "stop_reason": StopReason.ERROR.value,
+            "error_code": STOP_UNCONFIRMED,
+            "error_message": ko,
+            "updated_at": self._clock(),
+        }
+
     async def await_stop(self, user: uuid.UUID, bot_id: uuid.UUID, command_id: str) -> Bot:
         """Wait for the engine's confirmation; on timeout put the bot in `error` and answer 503."""
         confirmed = await self._confirmations.wait(
             bot_id, command_id, BotStatus.STOPPED.value, self._stop_timeout
         )
         async with self._factory() as session:
+            repo = BotRepository(session)
             if not confirmed:
-                ko, _ = ERROR_MESSAGES[STOP_UNCONFIRMED]
-                result = await session.execute(
-                    update(Bot)
-                    .where(
-                        Bot.id == bot_id,
-                        Bot.stop_command_id == command_id,
-                        Bot.status != BotStatus.STOPPED.value,
-                    )
-                    .values(
-                        status=BotStatus.ERROR.value,
-                        stop_reason=StopReason.ERROR.value,
-                        error_code=STOP_UNCONFIRMED,
-                        error_message=ko,
-                        updated_at=self._clock(),
-                    )
-                )
+                errored = await repo.change_if_stopping(bot_id, command_id, self._stop_unconfirmed())
                 await session.commit()
-                if getattr(result, "rowcount", 0):
+                if errored:
                     log.error("engine did not confirm stop %s of bot %s", command_id, bot_id)
                     raise AppError(ErrorCode.SERVICE_UNAVAILABLE, {"reason": STOP_UNCONFIRMED})
-            bot = (
-                await session.execute(select(Bot).where(Bot.id == bot_id, Bot.user_id == user))
-            ).scalar_one()
+            bot = await repo.owned_even_deleted(user, bot_id)
         if bot.status != BotStatus.STOPPED.value:
             # Confirmed for a command a later start superseded, or started again meanwhile: not stopped now.
             raise AppError(ErrorCode.SERVICE_UNAVAILABLE, {"reason": STOP_UNCONFIRMED})
@@ -368,26 +357,9 @@ class BotService:
         process that asked is gone, and the bot must not keep showing `running` as if nothing happened.
         """
         cutoff = self._clock() - timedelta(seconds=2 * self._stop_timeout)
-        ko, _ = ERROR_MESSAGES[STOP_UNCONFIRMED]
         async with self._factory() as session:
-            result = await session.execute(
-                update(Bot)
-                .where(
-                    Bot.status == BotStatus.RUNNING.value,
-                    Bot.stop_command_id.is_not(None),
-                    Bot.stop_requested_at < cutoff,
-                    Bot.deleted_at.is_(None),
-                )
-                .values(
-                    status=BotStatus.ERROR.value,
-                    stop_reason=StopReason.ERROR.value,
-                    error_code=STOP_UNCONFIRMED,
-                    error_message=ko,
-                    updated_at=self._clock(),
-                )
-            )
+            swept = await BotRepository(session).change_stopping_since(cutoff, self._stop_unconfirmed())
             await session.commit()
-        swept = int(getattr(result, "rowcount", 0) or 0)
         if swept:
             log.error("%d stop(s) were never confirmed by the engine; bots put in error", swept)
         return swept
@@ -406,7 +378,7 @@ class BotService:
         await self.stop(user_id, bot_id)
         user = user_uuid(user_id)
         async with self._factory() as session:
-            bot = await owned_bot(session, user, bot_id, for_update=True)
+            bot = await owned_bot(BotRepository(session), user, bot_id, for_update=True)
             if bot.status != BotStatus.STOPPED.value:
                 raise AppError(ErrorCode.BOT_RUNNING)  # started again between the stop and now
             bot.deleted_at = bot.updated_at = self._clock()
@@ -429,14 +401,6 @@ def plan_precheck(
         raise AppError(ErrorCode.INVALID_PRICE_RANGE, {"reason": "priceChangePercent must be positive"})
     if order_amount is not None and not order_amount > 0:
         raise AppError(ErrorCode.INVALID_ORDER_AMOUNT, {"reason": "orderAmount must be positive"})
-
-
-async def level_prices(session: AsyncSession, bot_id: uuid.UUID) -> list[Decimal]:
-    """The bot's level prices, ascending."""
-    rows = await session.execute(
-        select(GridLevel.price).where(GridLevel.bot_id == bot_id).order_by(GridLevel.level_index)
-    )
-    return list(rows.scalars())
 
 
 def initial_buy_cost(
