@@ -82,13 +82,8 @@ def status_event(
     handle: BotHandle, status: str, error_message: str | None, stop_reason: str | None = None
 ) -> BotStatusEvent:
     """A status change (and why the bot stopped, once it is not running)."""
-    return BotStatusEvent.model_validate(
-        {
-            "bot_id": str(handle.id),
-            "status": status,
-            "error_message": error_message,
-            "stop_reason": stop_reason,
-        }
+    return BotStatusEvent(
+        bot_id=str(handle.id), status=status, error_message=error_message, stop_reason=stop_reason
     )
 
 

@@ -128,19 +128,17 @@ class TradeRead(PublicModel):
         executed_at: datetime,
     ) -> TradeRead:
         """The trade of one fill; a sell always carries its profit (0 when none was recorded)."""
-        return cls.model_validate(
-            {
-                "id": trade_id,
-                "type": side,
-                "price": price,
-                "amount": amount,
-                "total": total,
-                "fee": fee,
-                "fee_currency": fee_currency,
-                "order_id": order_id,
-                "executed_at": executed_at,
-                "profit": (profit if profit is not None else Decimal(0)) if side == "sell" else None,
-            }
+        return cls(
+            id=trade_id,
+            type=side,
+            price=price,
+            amount=amount,
+            total=total,
+            fee=fee,
+            fee_currency=fee_currency,
+            order_id=order_id,
+            executed_at=executed_at,
+            profit=(profit if profit is not None else Decimal(0)) if side == "sell" else None,
         )
 
 
