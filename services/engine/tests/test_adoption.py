@@ -17,8 +17,8 @@ from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
 from common.trading.models import EngineState, Order
-from engine.core import parse_client_order_id
 from engine.runtime import EngineRuntime
+from gridcore import parse_client_order_id
 
 D = Decimal
 

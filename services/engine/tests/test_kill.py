@@ -33,7 +33,7 @@ from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
 from common.trading.models import EngineState, Order, Trade
-from engine.core import Side
+from gridcore import Side
 
 D = Decimal
 KILLS = 4

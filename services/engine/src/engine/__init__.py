@@ -1,1 +1,1 @@
-"""The engine service: drives each running bot's grid state machine (`engine.core`) from prices and fills."""
+"""The engine service: drives each running bot's grid state machine (`gridcore`) from prices and fills."""

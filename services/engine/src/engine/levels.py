@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine.core import GridBot, Side
 from engine.model import LevelView
+from gridcore import GridBot, Side
 
 PENDING = "pending"
 FILLED = "filled"

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from common.grid import MarketRules
-from engine.core import GridBot, GridConfig, GridState, Phase, Side, Watch
+from gridcore import GridBot, GridConfig, GridState, Phase, Side, Watch
 
 ZERO = Decimal(0)
 STATE_FORMAT = 1

@@ -17,7 +17,9 @@ from typing import Any
 
 from common.contracts.events import UserEvent
 from engine import outgoing
-from engine.core import (
+from engine.levels import refresh
+from engine.model import BotHandle, OrderRef
+from gridcore import (
     CancelOrder,
     Command,
     Event,
@@ -33,8 +35,6 @@ from engine.core import (
     Status,
     StopReason,
 )
-from engine.levels import refresh
-from engine.model import BotHandle, OrderRef
 
 NEW, OPEN, FILLED, CANCELED, REJECTED = "new", "open", "filled", "canceled", "rejected"
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 from common.contracts.bots import BotEvent
 from common.trading.commands import BotCommand
 from engine.contracts import OrderFilledMessage
-from engine.core import OrderCanceled, OrderRejected, Side, Tick
+from gridcore import OrderCanceled, OrderRejected, Side, Tick
 
 
 @dataclass(eq=False, kw_only=True)

@@ -14,20 +14,6 @@ from common.contracts.bots import BotStatus as WireStatus
 from engine import outgoing
 from engine.applying import paper_broker
 from engine.contracts import FILLS_QUEUE, OrderFilledMessage
-from engine.core import (
-    Abandon,
-    ConfigChanged,
-    GridBot,
-    OpenOrder,
-    OrderFilled,
-    Phase,
-    Side,
-    SlotState,
-    Start,
-    Stop,
-    StopReason,
-    parse_client_order_id,
-)
 from engine.model import BotHandle, BotRow, OrderRef, new_core, same_grid
 from engine.persistence import reads, tables, writes
 from engine.step import NEW, OPEN, Step
@@ -42,6 +28,20 @@ from engine.work import (
     ResumeWork,
     TickWork,
     Work,
+)
+from gridcore import (
+    Abandon,
+    ConfigChanged,
+    GridBot,
+    OpenOrder,
+    OrderFilled,
+    Phase,
+    Side,
+    SlotState,
+    Start,
+    Stop,
+    StopReason,
+    parse_client_order_id,
 )
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The paper broker: an exchange for paper bots whose book is the bot's open orders.
 
 A tick fills every resting order its path reaches — a buy when the low reaches its price, a sell when the
-high does — whole, at the order's price, with the exchange's maker fee (`engine.core.paper_fill`). Only
+high does — whole, at the order's price, with the exchange's maker fee (`gridcore.paper_fill`). Only
 orders resting before the tick fill: orders placed because of its fills rest from the next tick on, as on a
 real exchange. The path is the simulator's (and the backtester's): low before high when the tick closed
 up, high first when it closed down; with stopAtMax and a high at upperPrice, nothing after the high fills.
@@ -20,8 +20,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from engine.contracts import OrderFilledMessage
-from engine.core import OrderFilled, Phase, Side, Tick, paper_fill
 from engine.model import BotHandle
+from gridcore import OrderFilled, Phase, Side, Tick, paper_fill
 
 
 def crossed_fills(handle: BotHandle, tick: Tick) -> list[OrderFilled]:

@@ -23,13 +23,13 @@ from pydantic import ValidationError
 
 from common.contracts.envelope import Envelope
 from common.contracts.market import PriceTick
-from engine.core import Tick
 from engine.metrics import Metrics
 from engine.model import BotHandle
 from engine.scheduling.index import TickerKey
 from engine.scheduling.registry import Registry
 from engine.scheduling.shard import Shard
 from engine.work import TickWork
+from gridcore import Tick
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,6 @@ from common.exchanges import (
 )
 from common.retry import Backoff, Jitter
 from engine.contracts import OrderFilledMessage
-from engine.core import OrderCanceled, OrderRejected, PlaceOrder, Side, Tick, parse_client_order_id
 from engine.intake.messages import FillConsumer
 from engine.live.client import (
     CANCELED,
@@ -57,6 +56,7 @@ from engine.scheduling.registry import Registry
 from engine.scheduling.shard import Shard
 from engine.settings import Settings
 from engine.work import AckWork, OrderClosedWork, Work
+from gridcore import OrderCanceled, OrderRejected, PlaceOrder, Side, Tick, parse_client_order_id
 
 log = logging.getLogger(__name__)
 

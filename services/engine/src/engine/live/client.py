@@ -22,8 +22,8 @@ from common.exchanges import (
     classify,
     create_ccxt,
 )
-from engine.core import Side
 from engine.live.credentials import Keys
+from gridcore import Side
 
 ZERO = Decimal(0)
 OPEN, FILLED, CANCELED, REJECTED = "open", "filled", "canceled", "rejected"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from engine.contracts import OrderFilledMessage
-from engine.core import Side
 from engine.live.client import ExchangeFill
 from engine.model import BotHandle
+from gridcore import Side
 
 
 def fill_message(

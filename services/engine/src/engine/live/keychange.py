@@ -31,12 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from common.contracts.credentials import CredentialEvent, CredentialEventType
 from common.contracts.envelope import Envelope
 from common.exchanges import ExchangeCallError, TransientExchangeError, call
-from engine.core import Phase
 from engine.live.broker import LiveBroker
 from engine.live.recovery import ClientKey, client_key
 from engine.persistence import tables, writes
 from engine.scheduling.shard import Shard
 from engine.work import AbandonWork, KeysGoneWork
+from gridcore import Phase
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ import uuid
 from collections.abc import Iterable
 
 from common.exchanges import ExchangeCallError, TransientExchangeError, call
-from engine.core import bot_prefix
 from engine.live.client import ExchangeOrder
 from engine.live.ports import Broker
 from engine.live.recovery import Recovery, client_key, keys_refused
 from engine.work import AdoptWork
+from gridcore import bot_prefix
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from common.exchanges import (
     TransientExchangeError,
 )
 from common.retry import Backoff, Jitter
-from engine.core import Phase, Tick
 from engine.live.ports import Broker
 from engine.model import BotHandle
 from engine.work import AbandonWork
+from gridcore import Phase, Tick
 
 log = logging.getLogger(__name__)
 

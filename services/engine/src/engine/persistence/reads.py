@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.core import Side
 from engine.model import BotHandle, BotRow, LevelView, OrderRef, Stats, new_core, restore_core
 from engine.persistence.tables import BOTS, LEVELS, ORDERS, STATES, TRADES, chunks, dialect
+from gridcore import Side
 
 
 def _bot_row(bot: Any) -> BotRow:

@@ -14,7 +14,7 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from engine.core import Watch
+from gridcore import Watch
 
 _LOW_KEY = -1
 _HIGH_KEY = 1 << 130  # above every uuid's int

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.core import Phase, bot_prefix
 from engine.model import BotHandle
 from engine.persistence import reads
 from engine.scheduling.index import TickerIndex, TickerKey
+from gridcore import Phase, bot_prefix
 
 
 class Registry:

@@ -24,13 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.dbtypes import utc_now
 from engine.applying import handlers
-from engine.core import PlaceOrder
 from engine.metrics import Metrics
 from engine.model import BotHandle
 from engine.persistence import errors, writes
 from engine.scheduling.registry import Registry
 from engine.step import Step
 from engine.work import Barrier, TickWork, Work
+from gridcore import PlaceOrder
 
 log = logging.getLogger(__name__)
 

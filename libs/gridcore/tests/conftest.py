@@ -10,7 +10,7 @@ import pytest
 
 from common.grid import MarketRules, plan_grid
 from common.testing.shared import shared_file
-from engine.core import GridConfig
+from gridcore import GridConfig
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import pytest
 
 from common.grid import MarketRules
-from engine.core import (
+from gridcore import (
     Abandon,
     CancelOrder,
     ConfigChanged,

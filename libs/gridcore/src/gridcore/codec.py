@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from engine.core import commands, events
+from gridcore import commands, events
 
 _EVENTS: dict[str, type[Any]] = {
     cls.__name__: cls

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from common.grid import MarketRules, Rounding, plan_grid
 from common.testing.shared import shared_file
-from engine.core import (
+from gridcore import (
     CancelOrder,
     Command,
     ConfigChanged,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from engine.core.state import Side, SlotState, Status
+from gridcore.state import Side, SlotState, Status
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from typing import Any
 
-from engine.core.commands import CancelOrder, Command, PlaceOrder, RecordTrade, SetStatus, SlotChanged
-from engine.core.events import (
+from gridcore.commands import CancelOrder, Command, PlaceOrder, RecordTrade, SetStatus, SlotChanged
+from gridcore.events import (
     Abandon,
     ConfigChanged,
     Event,
@@ -30,8 +30,8 @@ from engine.core.events import (
     Stop,
     Tick,
 )
-from engine.core.ids import bot_prefix, client_order_id
-from engine.core.state import (
+from gridcore.ids import bot_prefix, client_order_id
+from gridcore.state import (
     ZERO,
     GridConfig,
     GridState,

@@ -13,7 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from engine.core.state import Side
+from gridcore.state import Side
 
 MAX_CLIENT_ORDER_ID_LENGTH = 36
 # Binance's newClientOrderId rule; Upbit accepts any string, so the stricter rule serves both.

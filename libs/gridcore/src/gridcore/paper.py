@@ -25,10 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Context, Decimal, localcontext
 
-from engine.core.commands import CancelOrder, Command
-from engine.core.events import Event, OrderCanceled, OrderFilled, Tick
-from engine.core.machine import GridBot
-from engine.core.state import Phase, Side
+from gridcore.commands import CancelOrder, Command
+from gridcore.events import Event, OrderCanceled, OrderFilled, Tick
+from gridcore.machine import GridBot
+from gridcore.state import Phase, Side
 
 _CTX = Context(prec=40)
 

@@ -4,9 +4,9 @@ The live engine, the paper broker and the backtester all drive `GridBot.handle`;
 model the latter two share. State is plain data (`GridBot.snapshot()` / `GridBot.restore()`).
 """
 
-from engine.core.codec import command_from_dict, command_to_dict, event_from_dict, event_to_dict
-from engine.core.commands import CancelOrder, Command, PlaceOrder, RecordTrade, SetStatus, SlotChanged
-from engine.core.events import (
+from gridcore.codec import command_from_dict, command_to_dict, event_from_dict, event_to_dict
+from gridcore.commands import CancelOrder, Command, PlaceOrder, RecordTrade, SetStatus, SlotChanged
+from gridcore.events import (
     Abandon,
     ConfigChanged,
     Event,
@@ -17,11 +17,11 @@ from engine.core.events import (
     Stop,
     Tick,
 )
-from engine.core.ids import bot_prefix, client_order_id, parse_client_order_id
-from engine.core.invariants import violations
-from engine.core.machine import MONEY_QUANTUM, GridBot, Watch
-from engine.core.paper import PaperStep, apply, paper_fill, simulate_tick, tick_path
-from engine.core.state import (
+from gridcore.ids import bot_prefix, client_order_id, parse_client_order_id
+from gridcore.invariants import violations
+from gridcore.machine import MONEY_QUANTUM, GridBot, Watch
+from gridcore.paper import PaperStep, apply, paper_fill, simulate_tick, tick_path
+from gridcore.state import (
     GridConfig,
     GridState,
     OpenOrder,

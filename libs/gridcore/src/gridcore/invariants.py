@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal, localcontext
 
-from engine.core.machine import _CTX, GridBot
-from engine.core.state import ZERO, Phase, Side, SlotState, Status
+from gridcore.machine import _CTX, GridBot
+from gridcore.state import ZERO, Phase, Side, SlotState, Status
 
 
 def violations(bot: GridBot, investment: Decimal | None = None) -> list[str]:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.core import (
+from gridcore import (
     Abandon,
     CancelOrder,
     ConfigChanged,
@@ -36,7 +36,7 @@ from engine.core import (
     parse_client_order_id,
     simulate_tick,
 )
-from engine.core.ids import CLIENT_ORDER_ID_PATTERN
+from gridcore.ids import CLIENT_ORDER_ID_PATTERN
 
 D = Decimal
 

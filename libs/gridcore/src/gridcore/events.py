@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from engine.core.state import StopReason
+from gridcore.state import StopReason
 
 
 def _positive(name: str, value: Decimal) -> None:
