@@ -4,60 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, ConfigDict, WithJsonSchema, model_validator
 
-from common.dbtypes import MONEY_PRECISION, MONEY_SCALE
-from common.errors import AppError, ErrorCode
-from common.grid import MAX_GRID_COUNT
-from common.openapi import EXCHANGE_IDS, one_of
-from common.schemas import ExactNumber, RequestModel
+from common.contracts.grid import GridKind, GridRequest, OptionalNumber, not_null, validation_error
+from common.openapi import one_of
+from common.schemas import RequestModel
 
-TICKER_MAX = 40
-# Every number of a bot is stored in a `Money` column (NUMERIC(38, 18)): no more digits than that are taken,
-# and investmentAmount = gridCount × orderAmount must fit the same column (10^20 / 200 = 5 × 10^17).
-MONEY = ExactNumber(MONEY_PRECISION, MONEY_SCALE)
-NUMBER_MAX = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE) / MAX_GRID_COUNT
+__all__ = ["CreateBotRequest", "UpdateBotRequest", "validation_error"]
 
-
-def validation_error(field: str, reason: str) -> AppError:
-    """VALIDATION_ERROR naming one bad field, shaped like the kit's request-validation answer."""
-    return AppError(ErrorCode.VALIDATION_ERROR, {"fields": [{"field": field, "reason": reason}]})
-
-
-def _json_number(value: Any) -> Decimal:
-    """A JSON number as an exact Decimal within the column's digits, below NUMBER_MAX."""
-    result = MONEY.validate(value)
-    if abs(result) >= NUMBER_MAX:
-        raise PydanticCustomError("number_range", f"must be below {NUMBER_MAX:f}")
-    return result
-
-
-def _not_null(value: Any) -> Any:
-    if value is None:
-        raise ValueError("may not be null")
-    return value
-
-
-_NUMBER_SCHEMA = {
-    "type": "number",
-    "exclusiveMinimum": -float(NUMBER_MAX),
-    "exclusiveMaximum": float(NUMBER_MAX),
-}
-JsonNumber = Annotated[Decimal, PlainValidator(_json_number), WithJsonSchema(_NUMBER_SCHEMA)]
-OptionalNumber = Annotated[
-    Decimal | None, PlainValidator(lambda v: _json_number(_not_null(v))), WithJsonSchema(_NUMBER_SCHEMA)
-]
 Mode = Literal["live", "paper"]
-GridKind = Literal["geometric", "arithmetic"]
 Status = Literal["running", "stopped", "error"]
 LevelStatusName = Literal["available", "pending", "filled"]
 
 
-class CreateBotRequest(RequestModel):
+class CreateBotRequest(GridRequest):
     """POST /bots."""
 
     model_config = ConfigDict(
@@ -78,16 +40,8 @@ class CreateBotRequest(RequestModel):
         }
     )
 
-    exchange: Annotated[str, Field(min_length=1, max_length=32), WithJsonSchema(one_of(*EXCHANGE_IDS))]
-    ticker: Annotated[str, Field(min_length=1, max_length=TICKER_MAX)]
-    lower_price: JsonNumber
-    upper_price: JsonNumber
-    price_change_percent: JsonNumber
-    order_amount: JsonNumber
-    stop_at_max: bool = False
     auto_start: bool = False
     mode: Mode | None = None
-    grid_type: GridKind = "geometric"
 
 
 class UpdateBotRequest(RequestModel):
@@ -98,14 +52,12 @@ class UpdateBotRequest(RequestModel):
     )
 
     order_amount: OptionalNumber = None
-    stop_at_max: Annotated[bool | None, BeforeValidator(_not_null), WithJsonSchema({"type": "boolean"})] = (
-        None
-    )
+    stop_at_max: Annotated[bool | None, BeforeValidator(not_null), WithJsonSchema({"type": "boolean"})] = None
     lower_price: OptionalNumber = None
     upper_price: OptionalNumber = None
     price_change_percent: OptionalNumber = None
     grid_type: Annotated[
-        GridKind | None, BeforeValidator(_not_null), WithJsonSchema(one_of("geometric", "arithmetic"))
+        GridKind | None, BeforeValidator(not_null), WithJsonSchema(one_of("geometric", "arithmetic"))
     ] = None
 
     @model_validator(mode="after")

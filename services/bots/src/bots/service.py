@@ -23,6 +23,7 @@ from bots.views import ERROR_MESSAGES
 from common.cache import Cache
 from common.contracts.bots import BotEvent
 from common.contracts.envelope import new_message_id
+from common.contracts.grid import precheck
 from common.dbtypes import utc_now
 from common.errors import AppError, ErrorCode
 from common.exchanges import Exchange, parse_exchange
@@ -111,15 +112,7 @@ class BotService:
     # --- helpers ----------------------------------------------------------------------------------------
 
     async def _rules(self, exchange: Exchange, ticker: str) -> MarketRules:
-        market = await self._catalog.market(exchange, ticker)
-        try:
-            return MarketRules.from_ccxt_market(market, exchange.value)
-        except ValueError as exc:
-            # A market we cannot trade (e.g. not a KRW market on Upbit) is not one of ours.
-            log.info("no usable rules for %s %s: %s", exchange, ticker, exc)
-            raise AppError(
-                ErrorCode.TICKER_NOT_FOUND, {"exchange": exchange.value, "ticker": ticker}
-            ) from exc
+        return await self._catalog.rules(exchange, ticker)
 
     async def commit(self, session: AsyncSession) -> None:
         """Commit, then wake the relay if the transaction carried messages."""
@@ -156,10 +149,10 @@ class BotService:
         """Validate, build the grid, check a live bot's funding, store it (and start it when asked)."""
         user = user_uuid(user_id)
         exchange = parse_exchange(body.exchange)
-        ticker = body.ticker.strip().upper()
+        ticker = body.market_ticker
         mode = BotMode(body.mode) if body.mode else self._default_mode
         # Cheap checks first: a bad range needs no exchange round trip.
-        plan_precheck(body.lower_price, body.upper_price, body.price_change_percent, body.order_amount)
+        precheck(body.lower_price, body.upper_price, body.price_change_percent, body.order_amount)
         rules = await self._rules(exchange, ticker)
         plan = plan_grid(
             body.lower_price,
@@ -221,12 +214,12 @@ class BotService:
         plan: GridPlan | None = None
         rules: MarketRules | None = None
         if geometry:
-            plan_precheck(lower, upper, pct, amount)
+            precheck(lower, upper, pct, amount)
             # A rebuilt grid uses the exchange's rules of today, stored with it for the engine.
             rules = await self._rules(Exchange(current.exchange), current.ticker)
             plan = plan_grid(lower, upper, pct, amount, rules, kind)
         elif body.order_amount is not None:
-            plan_precheck(None, None, None, amount)
+            precheck(None, None, None, amount)
             async with self._factory() as session:
                 prices = await BotRepository(session).level_prices(current.id)
             validate_order_amount(amount, prices, MarketRules.from_dict(current.market_rules))
@@ -389,18 +382,6 @@ class BotService:
 
 def _is_running(bot: Bot) -> bool:
     return bot.status == BotStatus.RUNNING.value and bot.stop_command_id is None
-
-
-def plan_precheck(
-    lower: Decimal | None, upper: Decimal | None, pct: Decimal | None, order_amount: Decimal | None
-) -> None:
-    """The checks that need no exchange rules (the same codes common.grid uses)."""
-    if lower is not None and upper is not None and not 0 < lower < upper:
-        raise AppError(ErrorCode.INVALID_PRICE_RANGE, {"reason": "0 < lowerPrice < upperPrice is required"})
-    if pct is not None and not pct > 0:
-        raise AppError(ErrorCode.INVALID_PRICE_RANGE, {"reason": "priceChangePercent must be positive"})
-    if order_amount is not None and not order_amount > 0:
-        raise AppError(ErrorCode.INVALID_ORDER_AMOUNT, {"reason": "orderAmount must be positive"})
 
 
 def initial_buy_cost(

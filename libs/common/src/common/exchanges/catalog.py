@@ -24,6 +24,7 @@ from common.exchanges.ccxt_client import create_ccxt
 from common.exchanges.errors import ExchangeCallError, call, to_app_error
 from common.exchanges.ids import Exchange, has_ticker, quote_currency, unified_symbol
 from common.exchanges.settings import ExchangeSettings
+from common.grid.rules import MarketRules
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,18 @@ class MarketCatalog:
         if not has_ticker(client, ticker):
             raise AppError(ErrorCode.TICKER_NOT_FOUND, {"exchange": exchange.value, "ticker": ticker[:40]})
         return dict(client.market(unified_symbol(client, ticker)))
+
+    async def rules(self, exchange: Exchange, ticker: str) -> MarketRules:
+        """The market's trading rules (tick, lot, minimums, fees); TICKER_NOT_FOUND for one we cannot trade."""
+        market = await self.market(exchange, ticker)
+        try:
+            return MarketRules.from_ccxt_market(market, exchange.value)
+        except ValueError as exc:
+            # A market we cannot trade (e.g. not a KRW market on Upbit) is not one of ours.
+            log.info("no usable rules for %s %s: %s", exchange, ticker, exc)
+            raise AppError(
+                ErrorCode.TICKER_NOT_FOUND, {"exchange": exchange.value, "ticker": ticker}
+            ) from exc
 
     async def tickers(self, exchange: Exchange) -> list[dict[str, str]]:
         """Active spot markets in the exchange's quote currency, with their names (cached with the markets)."""
