@@ -36,3 +36,17 @@ def test_decimals_reach_the_socket_digit_for_digit() -> None:
 def test_a_value_that_is_no_decimal_is_forwarded_as_it_came() -> None:
     (text,) = event_texts([{"type": "bot_stats", "botId": "b1", "currentProfit": "n/a"}], "b1")
     assert json.loads(text)["currentProfit"] == "n/a"
+
+
+def test_a_backtest_event_reaches_the_socket_with_its_own_fields_and_no_bot() -> None:
+    from common.contracts.events import BacktestEvent
+
+    element = BacktestEvent(backtest_id="b-1", status="running", progress=40).model_dump(
+        mode="json", by_alias=True
+    )
+    (text,) = event_texts([{**element, "extra": "dropped"}], None)
+    assert json.loads(text) == {"type": "backtest", "backtestId": "b-1", "status": "running", "progress": 40}
+
+
+def test_a_bot_event_in_a_message_without_a_bot_is_not_forwarded() -> None:
+    assert event_texts([{"type": "bot_status", "status": "running"}], None) == []

@@ -15,6 +15,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "FORBIDDEN"
     USER_NOT_FOUND = "USER_NOT_FOUND"
     BOT_NOT_FOUND = "BOT_NOT_FOUND"
+    BACKTEST_NOT_FOUND = "BACKTEST_NOT_FOUND"
     CREDENTIAL_NOT_FOUND = "CREDENTIAL_NOT_FOUND"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     INVALID_PRICE_RANGE = "INVALID_PRICE_RANGE"
@@ -53,6 +54,7 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.FORBIDDEN: ErrorSpec(403, "접근 권한이 없습니다", "Access denied"),
     ErrorCode.USER_NOT_FOUND: ErrorSpec(404, "사용자를 찾을 수 없습니다", "User not found"),
     ErrorCode.BOT_NOT_FOUND: ErrorSpec(404, "봇을 찾을 수 없습니다", "Bot not found"),
+    ErrorCode.BACKTEST_NOT_FOUND: ErrorSpec(404, "백테스트를 찾을 수 없습니다", "Backtest not found"),
     ErrorCode.CREDENTIAL_NOT_FOUND: ErrorSpec(404, "인증 정보를 찾을 수 없습니다", "Credential not found"),
     ErrorCode.INVALID_CREDENTIALS: ErrorSpec(400, "잘못된 API 인증 정보입니다", "Invalid API credentials"),
     ErrorCode.INVALID_PRICE_RANGE: ErrorSpec(400, "가격 범위가 올바르지 않습니다", "Invalid price range"),

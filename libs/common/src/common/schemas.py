@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -13,6 +14,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from common.dbtypes import MONEY_PRECISION, MONEY_SCALE
+from common.errors import AppError, ErrorCode
 
 DataT = TypeVar("DataT")
 
@@ -114,3 +116,36 @@ class ExactNumber:
 
 # A money or quantity field of the shared `Money` column type (NUMERIC(38, 18)).
 ExactDecimal = Annotated[Decimal, ExactNumber()]
+
+
+def validation_error(field: str, reason: str) -> AppError:
+    """VALIDATION_ERROR naming one bad field, shaped like the kit's request-validation answer."""
+    return AppError(ErrorCode.VALIDATION_ERROR, {"fields": [{"field": field, "reason": reason}]})
+
+
+def parse_date(field: str, value: str | None, *, end: bool) -> datetime | None:
+    """An ISO 8601 date or date-time (UTC when no offset); a bare end date covers that whole day.
+
+    A date whose UTC instant (or the day after a bare end date) falls outside years 1..9999 is a
+    VALIDATION_ERROR, not an OverflowError deep inside datetime.
+    """
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime.combine(day, time.min, UTC)
+            # The end of a bare date is exclusive midnight of the next day (see `end_exclusive`).
+            return start + timedelta(days=1) if end else start
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise validation_error(field, "out of range (years 1 to 9999, in UTC)") from None
+    except ValueError:
+        raise validation_error(field, "must be an ISO 8601 date or date-time") from None
+
+
+def is_bare_date(value: str | None) -> bool:
+    """True for a date without a time (its end bound is exclusive)."""
+    return value is not None and len(value.strip()) == 10

@@ -11,14 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.markets import MarketCatalog, cached_price
 from bots.repository import BotRepository
-from bots.responses import BotDetail, BotList, Levels, Pagination, Performance, Trades
-from bots.service import owned_bot, user_uuid
+from bots.responses import BotDetail, BotList, Levels, Performance, Trades
+from bots.service import owned_bot
 from bots.stats import TradeStats, performance, trade_stats
 from bots.views import bot_read, list_summary, trade_read
 from common.cache import Cache
-from common.contracts.public import GridLevelRead
+from common.contracts.public import GridLevelRead, Pagination
 from common.dbtypes import utc_now
 from common.exchanges import Exchange
+from common.security import user_uuid
 from common.trading.models import Bot
 
 

@@ -15,6 +15,7 @@ from common.contracts.public import (
     GridLevelRead,
     Id,
     Money,
+    Pagination,
     PublicModel,
     StopReasonName,
     Time,
@@ -129,15 +130,6 @@ class Levels(ResponseModel):
     """`data` of GET /bots/:id/grid-levels (ascending by price)."""
 
     grid_levels: list[GridLevelRead]
-
-
-class Pagination(ResponseModel):
-    """Where a page sits in the whole."""
-
-    total: int
-    limit: int
-    offset: int
-    has_more: bool
 
 
 class Trades(ResponseModel):

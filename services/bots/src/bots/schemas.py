@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, ConfigDict, WithJsonSchema, model_validator
 
-from common.contracts.grid import GridKind, GridRequest, OptionalNumber, not_null, validation_error
+from common.contracts.grid import GridKind, GridRequest, OptionalNumber, not_null
 from common.openapi import one_of
-from common.schemas import RequestModel
+from common.schemas import RequestModel, is_bare_date, parse_date, validation_error
 
-__all__ = ["CreateBotRequest", "UpdateBotRequest", "validation_error"]
+__all__ = ["CreateBotRequest", "UpdateBotRequest", "is_bare_date", "parse_date", "validation_error"]
 
 Mode = Literal["live", "paper"]
 Status = Literal["running", "stopped", "error"]
@@ -89,34 +89,6 @@ def parse_choice(field: str, value: str | None, choices: tuple[str, ...]) -> str
     if value not in choices:
         raise validation_error(field, f"must be one of {', '.join(choices)}")
     return value
-
-
-def parse_date(field: str, value: str | None, *, end: bool) -> datetime | None:
-    """An ISO 8601 date or date-time (UTC when no offset); a bare end date covers that whole day.
-
-    A date whose UTC instant (or the day after a bare end date) falls outside years 1..9999 is a
-    VALIDATION_ERROR, not an OverflowError deep inside datetime.
-    """
-    if value is None or value == "":
-        return None
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            start = datetime.combine(day, time.min, UTC)
-            # The end of a bare date is exclusive midnight of the next day (see `end_exclusive`).
-            return start + timedelta(days=1) if end else start
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except OverflowError:
-        raise validation_error(field, "out of range (years 1 to 9999, in UTC)") from None
-    except ValueError:
-        raise validation_error(field, "must be an ISO 8601 date or date-time") from None
-
-
-def is_bare_date(value: str | None) -> bool:
-    """True for a date without a time (its end bound is exclusive)."""
-    return value is not None and len(value.strip()) == 10
 
 
 _MILLISECOND = timedelta(milliseconds=1)

@@ -29,20 +29,13 @@ from common.errors import AppError, ErrorCode
 from common.exchanges import Exchange, parse_exchange
 from common.grid import GridKind, GridPlan, MarketRules, plan_grid, validate_order_amount
 from common.outbox import OutboxRelay, take_pending
+from common.security import user_uuid
 from common.trading.models import Bot, BotMode, BotStatus, GridLevel, LevelStatus, OrderSide, StopReason
 from common.trading.partitions import new_bot_id
 
 log = logging.getLogger(__name__)
 
 STOP_UNCONFIRMED = "stop_unconfirmed"
-
-
-def user_uuid(user_id: str) -> uuid.UUID:
-    """The token's user id as stored; our tokens always carry a UUID, anything else is not ours."""
-    try:
-        return uuid.UUID(user_id)
-    except ValueError:
-        raise AppError(ErrorCode.INVALID_TOKEN) from None
 
 
 async def owned_bot(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.exchanges import ExchangeSettings
-from common.settings import BusSettings, CacheSettings, DatabaseSettings, Environment, KeysTokenSettings
+from common.parking import ParkSettings
+from common.settings import BusSettings, CacheSettings, DatabaseSettings, KeysTokenSettings
 
 ParkPoint = Literal["before_place", "after_place"]
 
@@ -21,7 +21,9 @@ def default_engine_id() -> str:
     return socket.gethostname()[:64] or "engine"
 
 
-class Settings(KeysTokenSettings, DatabaseSettings, CacheSettings, BusSettings, ExchangeSettings):
+class Settings(
+    ParkSettings, KeysTokenSettings, DatabaseSettings, CacheSettings, BusSettings, ExchangeSettings
+):
     """Everything the engine reads: database, cache, bus, exchanges, the credentials service, timings."""
 
     model_config = SettingsConfigDict(hide_input_in_errors=True)
@@ -52,19 +54,10 @@ class Settings(KeysTokenSettings, DatabaseSettings, CacheSettings, BusSettings, 
     exchange_attempts: int = Field(default=4, ge=1, le=20)
     # Crash tests only (ENVIRONMENT=test): an order reaching this point of placing notes itself in
     # TEST_PARK_FILE and waits there for good, so the test can SIGKILL the process at that very moment.
-    test_park_at: ParkPoint | None = None
-    test_park_file: Path | None = None
+    test_park_at: ParkPoint | None = None  # type: ignore[assignment]  # narrowed to the engine's points
 
     @model_validator(mode="after")
     def _heartbeat_within_ttl(self) -> Self:
         if self.engine_heartbeat_seconds * 3 > self.engine_replica_ttl_seconds:
             raise ValueError("ENGINE_REPLICA_TTL_SECONDS must be at least three heartbeats")
-        return self
-
-    @model_validator(mode="after")
-    def _parking_is_for_tests(self) -> Self:
-        if self.test_park_at is not None and (
-            self.environment is not Environment.TEST or self.test_park_file is None
-        ):
-            raise ValueError("TEST_PARK_AT needs ENVIRONMENT=test and TEST_PARK_FILE")
         return self

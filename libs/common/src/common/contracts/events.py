@@ -12,7 +12,9 @@ integers as JSON numbers, times ISO 8601 UTC; see common.contracts.public):
 * `BotStatusEvent` `{"type": "bot_status", "botId", "status", "errorMessage"?, "stopReason"?}` (why it
   stopped, once not running);
 * `BotStatsEvent` `{"type": "bot_stats", "botId", "currentProfit", "profitPercent", "totalTrades",
-  "lastExecutedAt"}` — the figures every bot read carries.
+  "lastExecutedAt"}` — the figures every bot read carries;
+* `BacktestEvent` `{"type": "backtest", "backtestId", "status", "progress"}` — published by the backtest
+  service (its message has no `botId`).
 
 The gateway binds `user.*.events` on one transient queue per replica and fans each message out to that
 user's WebSockets (see docs/api-additions.md for the shape a socket receives); it reads the elements as plain
@@ -68,6 +70,7 @@ class EventKind(StrEnum):
     GRID_LEVEL = "grid_level"
     BOT_STATUS = "bot_status"
     BOT_STATS = "bot_stats"
+    BACKTEST = "backtest"
 
 
 def user_events_key(user_id: str) -> str:
@@ -93,12 +96,12 @@ def user_of(routing_key: str) -> str | None:
 
 
 class UserEvents(BaseModel):
-    """One transaction's events about one bot of one user."""
+    """One transaction's events about one bot of one user (no bot for events about a backtest)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     user_id: str = Field(alias="userId", min_length=1, max_length=64)
-    bot_id: str = Field(alias="botId", min_length=1, max_length=64)
+    bot_id: str | None = Field(default=None, alias="botId", min_length=1, max_length=64)
     events: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -141,3 +144,12 @@ class BotStatsEvent(BotFigures, UserEvent):
     """The bot's figures after a trade (the kind and bot id first, then the figures)."""
 
     type: Literal[EventKind.BOT_STATS] = EventKind.BOT_STATS
+
+
+class BacktestEvent(PublicModel):
+    """A backtest's status or progress changed (`{"type": "backtest", "backtestId", "status", "progress"}`)."""
+
+    type: Literal[EventKind.BACKTEST] = EventKind.BACKTEST
+    backtest_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: int = Field(ge=0, le=100)

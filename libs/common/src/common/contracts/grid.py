@@ -17,7 +17,18 @@ from common.dbtypes import MONEY_PRECISION, MONEY_SCALE
 from common.errors import AppError, ErrorCode
 from common.grid import MAX_GRID_COUNT
 from common.openapi import EXCHANGE_IDS, one_of
-from common.schemas import ExactNumber, RequestModel
+from common.schemas import ExactNumber, RequestModel, validation_error
+
+__all__ = [
+    "ExchangeName",
+    "GridKind",
+    "GridRequest",
+    "JsonNumber",
+    "OptionalNumber",
+    "Ticker",
+    "precheck",
+    "validation_error",
+]
 
 TICKER_MAX = 40
 # Every number of a bot is stored in a `Money` column (NUMERIC(38, 18)): no more digits than that are taken,
@@ -26,11 +37,6 @@ MONEY = ExactNumber(MONEY_PRECISION, MONEY_SCALE)
 NUMBER_MAX = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE) / MAX_GRID_COUNT
 
 GridKind = Literal["geometric", "arithmetic"]
-
-
-def validation_error(field: str, reason: str) -> AppError:
-    """VALIDATION_ERROR naming one bad field, shaped like the kit's request-validation answer."""
-    return AppError(ErrorCode.VALIDATION_ERROR, {"fields": [{"field": field, "reason": reason}]})
 
 
 def json_number(value: Any) -> Decimal:

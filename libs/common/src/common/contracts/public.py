@@ -174,3 +174,12 @@ class BotFigures(PublicModel):
             total_trades=trades,
             last_executed_at=last_executed_at,
         )
+
+
+class Pagination(ResponseModel):
+    """Where a page sits in the whole (`pagination` of every paged read)."""
+
+    total: int
+    limit: int
+    offset: int
+    has_more: bool

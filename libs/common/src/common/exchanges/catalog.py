@@ -269,6 +269,23 @@ class MarketCatalog:
             candles.update((int(c[0]), c) for c in older)
         return [candles[key] for key in sorted(candles)][-limit:]
 
+    async def candles_from(
+        self, exchange: Exchange, ticker: str, since_ms: int, limit: int
+    ) -> list[list[Any]]:
+        """One page of closed-or-not 1-minute candles from `since_ms` on, oldest first (a worker's read).
+
+        Both exchanges answer the `limit` minutes from `since` (ccxt turns Upbit's `to` around); minutes
+        without trades are absent. Retried like a backfill, not bounded by a request's timeout; failures
+        are the domain errors (ExchangeCallError), transient or permanent.
+        """
+        client = await self.client(exchange)
+        symbol = unified_symbol(client, ticker)
+        page = min(limit, self.ohlcv_page(exchange))
+        result: list[list[Any]] = await self._call(
+            client.fetch_ohlcv, symbol, "1m", since_ms, page, total_timeout=self.call_timeout * 3
+        )
+        return result
+
     async def fetch_trades(
         self,
         exchange: Exchange,

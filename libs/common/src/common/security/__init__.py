@@ -2,7 +2,7 @@
 
 from common.security.deps import AuthState, CurrentUser, bearer_token, current_principal
 from common.security.revocation import RevocationList
-from common.security.tokens import IssuedToken, Principal, TokenService, TokenType
+from common.security.tokens import IssuedToken, Principal, TokenService, TokenType, user_uuid
 
 __all__ = [
     "AuthState",
@@ -14,4 +14,5 @@ __all__ = [
     "TokenType",
     "bearer_token",
     "current_principal",
+    "user_uuid",
 ]

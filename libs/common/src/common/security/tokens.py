@@ -48,6 +48,14 @@ class Principal:
     family: str | None = None
 
 
+def user_uuid(user_id: str) -> uuid.UUID:
+    """A token's user id as services store it; our tokens always carry a UUID, anything else is not ours."""
+    try:
+        return uuid.UUID(user_id)
+    except ValueError:
+        raise AppError(ErrorCode.INVALID_TOKEN) from None
+
+
 class TokenService:
     """Signs and verifies the system's JWTs with a set of HS256 keys, one of them active."""
 

@@ -31,6 +31,7 @@ from common.exchanges import (
     classify,
     create_ccxt,
 )
+from common.parking import Fault, park_hook
 from common.retry import Backoff, Jitter
 from engine.contracts import OrderFilledMessage
 from engine.intake.messages import FillConsumer
@@ -46,7 +47,6 @@ from engine.live.client import (
 )
 from engine.live.credentials import CredentialsClient
 from engine.live.fills import fill_message
-from engine.live.park import Fault, park_hook
 from engine.live.reconcile import Reconciler
 from engine.live.recovery import ClientKey, Recovery, client_key, keys_refused
 from engine.live.streams import PrivateStream

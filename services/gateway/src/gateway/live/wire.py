@@ -22,7 +22,7 @@ PONG = '{"type":"pong"}'
 _NESTED = {EventKind.TRADE: "trade", EventKind.GRID_LEVEL: "level"}
 
 
-def flatten(element: dict[str, Any], bot_id: str) -> dict[str, Any] | None:
+def flatten(element: dict[str, Any], bot_id: str | None) -> dict[str, Any] | None:
     """One socket event from one element of a `UserEvents` message; None for what we do not forward."""
     try:
         kind = EventKind(str(element.get("type")))
@@ -30,6 +30,11 @@ def flatten(element: dict[str, Any], bot_id: str) -> dict[str, Any] | None:
         # A newer engine's kind: skipped rather than forwarded unreviewed.
         log.debug("skipping user event of type %r", element.get("type"))
         return None
+    if kind is EventKind.BACKTEST:
+        # About no bot: forwarded with exactly its own fields.
+        return {key: element.get(key) for key in ("type", "backtestId", "status", "progress")}
+    if bot_id is None:
+        return None  # a bot's event whose message names no bot: never guess which
     event: dict[str, Any] = {"type": kind.value, "botId": bot_id}
     nested_key = _NESTED.get(kind)
     if nested_key is None:
@@ -44,7 +49,7 @@ def flatten(element: dict[str, Any], bot_id: str) -> dict[str, Any] | None:
     return exact_decimals(event)
 
 
-def event_texts(events: list[dict[str, Any]], bot_id: str) -> list[str]:
+def event_texts(events: list[dict[str, Any]], bot_id: str | None) -> list[str]:
     """The JSON text of each forwarded event (serialised once, sent to every socket of the user)."""
     texts = []
     for element in events:
