@@ -18,7 +18,9 @@ trade that acted). After a stop nothing can act any more, so the walk ends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Protocol
 
 import numpy as np
 
@@ -32,6 +34,17 @@ from gridcore.state import Phase
 
 _NEVER = 2**62  # a threshold no price reaches
 _INT64_LIMIT = 2**63 - 1
+
+
+class Search(Protocol):
+    """Finds the next candle that can act (`MaskSearch`; bench/backtest.py compares others)."""
+
+    def first(self, start: int, below: int, above: int) -> int:
+        """The first index >= start with low <= below or high >= above, or -1."""
+        ...
+
+
+SearchFactory = Callable[[IntArray, IntArray], Search]
 
 
 class MaskSearch:
@@ -104,8 +117,17 @@ class _Thresholds:
         return below, above
 
 
-def replay(spec: ReplaySpec, candles: CandleSeries, progress: Progress | None = None) -> Replay:
-    """Replay the candles as `replay_reference` does, visiting only the candles where something can happen."""
+def replay(
+    spec: ReplaySpec,
+    candles: CandleSeries,
+    progress: Progress | None = None,
+    *,
+    search: SearchFactory = MaskSearch,
+) -> Replay:
+    """Replay the candles as `replay_reference` does, visiting only the candles where something can happen.
+
+    `progress(percent)` is called at most once per whole percent of the candles passed, ending with 100.
+    """
     bot = new_bot(spec)
     broker = PaperBroker(bot)
     meter = ProgressMeter(progress, len(candles))
@@ -115,7 +137,7 @@ def replay(spec: ReplaySpec, candles: CandleSeries, progress: Progress | None = 
     exponent = -candles.scale
     level_units = {level: to_units(level, scale) for level in spec.levels}
     thresholds = _Thresholds(bot, level_units, to_units(spec.upper_price, scale))
-    search = MaskSearch(low, high)
+    finder = search(low, high)
     stamps = candles.timestamps
 
     broker.now = int(stamps[0])
@@ -124,7 +146,7 @@ def replay(spec: ReplaySpec, candles: CandleSeries, progress: Progress | None = 
     visited, index, count = 0, 0, len(candles)
     while stopped_at is None and index < count:
         below, above = thresholds.read()
-        index = search.first(index, below, above)
+        index = finder.first(index, below, above)
         if index < 0:
             break
         meter.passed(index)

@@ -97,9 +97,12 @@ def percent(numerator: Decimal | int, denominator: Decimal | int) -> Decimal:
         return (Decimal(numerator) * 100 / Decimal(denominator)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def utc(ms: int) -> datetime:
     """Epoch milliseconds as an aware UTC datetime."""
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return EPOCH + timedelta(milliseconds=ms)
 
 
 def equity_sample(count: int, points: int = MAX_EQUITY_POINTS) -> list[int]:
@@ -181,6 +184,26 @@ def _value(books: _Books, investment: Decimal, candles: CandleSeries, index: int
         return investment + cash + qty * close
 
 
+def _equity(
+    books: _Books, investment: Decimal, candles: CandleSeries, sample: list[int]
+) -> tuple[EquityPoint, ...]:
+    """The value at the close of each sampled candle (`_value`, walking the trades once)."""
+    at = np.asarray(sample, dtype=np.int64)
+    closes, stamps = candles.units()[3][at].tolist(), candles.timestamps[at].tolist()
+    exponent, candle_of, trades = -candles.scale, books.candle_of, len(books.candle_of)
+    points: list[EquityPoint] = []
+    done, cash, qty = 0, ZERO, ZERO
+    with localcontext(EXACT):
+        for index, close, stamp in zip(sample, closes, stamps, strict=True):
+            while done < trades and candle_of[done] <= index:
+                done += 1
+            if done:
+                cash, qty = books.cash[done - 1], books.qty[done - 1]
+            value = investment + cash + qty * Decimal(close).scaleb(exponent)
+            points.append(EquityPoint(EPOCH + timedelta(milliseconds=stamp), value))
+    return tuple(points)
+
+
 def figures(spec: ReplaySpec, candles: CandleSeries, replay: Replay) -> BacktestFigures:
     """Every result figure of a replay of `spec` over `candles` (docs/backtest.md defines them)."""
     rules = spec.rules
@@ -208,9 +231,7 @@ def figures(spec: ReplaySpec, candles: CandleSeries, replay: Replay) -> Backtest
     highest = int(spec.levels[-1].scaleb(candles.scale).to_integral_value(rounding=ROUND_FLOOR))
     in_range = int(np.count_nonzero((closes_units >= lowest) & (closes_units <= highest)))
 
-    equity = []
-    for index in equity_sample(count):
-        equity.append(EquityPoint(utc(int(stamps[index])), _value(books, investment, candles, index)))
+    equity = _equity(books, investment, candles, equity_sample(count))
 
     return BacktestFigures(
         grid_count=spec.grid_count,
@@ -228,7 +249,7 @@ def figures(spec: ReplaySpec, candles: CandleSeries, replay: Replay) -> Backtest
         apr=percent(gain * MINUTES_PER_YEAR, investment * span_minutes),
         max_drawdown_percent=_max_drawdown(books, investment, candles, closes),
         time_in_range_percent=percent(in_range, count),
-        equity=tuple(equity),
+        equity=equity,
         daily=_daily(trades, first_ms, last_ms),
     )
 

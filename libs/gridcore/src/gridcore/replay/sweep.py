@@ -30,11 +30,13 @@ def _init(candles: CandleSeries | None) -> None:
     _candles = candles
 
 
-def _run(specs: Sequence[ReplaySpec]) -> tuple[int, float, list[BacktestFigures]]:
+def _run(specs: Sequence[ReplaySpec]) -> tuple[int, float, float, list[BacktestFigures]]:
+    """(pid, CPU seconds of this chunk, of the whole process so far, the chunk's figures)."""
     assert _candles is not None
     started = time.process_time()
     out = [figures(spec, _candles, replay(spec, _candles)) for spec in specs]
-    return os.getpid(), time.process_time() - started, out
+    now = time.process_time()
+    return os.getpid(), now - started, now, out
 
 
 def sweep(
@@ -48,7 +50,8 @@ def sweep(
     """The figures of every spec's replay over the candles, in the specs' order.
 
     `workers`: processes (default: one per CPU; 1 runs here, without a pool). `progress(percent)` is called
-    as chunks complete; `usage`, when given, receives pid → CPU seconds each process spent on replays.
+    as chunks complete. `usage`, when given, receives pid → CPU seconds: a pool worker's whole process
+    (from its fork, start-up included) as of its last chunk; this process's, the CPU of its chunks only.
     """
     count = len(specs)
     workers = max(1, min(workers or os.cpu_count() or 1, count))
@@ -58,11 +61,16 @@ def sweep(
     results: list[list[BacktestFigures]] = [[] for _ in chunks]
     done = 0
 
-    def record(index: int, pid: int, cpu: float, out: list[BacktestFigures]) -> None:
+    def record(
+        index: int, pid: int, chunk_cpu: float, process_cpu: float, out: list[BacktestFigures]
+    ) -> None:
         nonlocal done
         results[index] = out
         if usage is not None:
-            usage[pid] = usage.get(pid, 0.0) + cpu
+            if pid == os.getpid():
+                usage[pid] = usage.get(pid, 0.0) + chunk_cpu
+            else:
+                usage[pid] = max(usage.get(pid, 0.0), process_cpu)
         done += len(out)
         if progress is not None:
             progress(done * 100 // count)
