@@ -1,7 +1,9 @@
 """Many grids over the same candles: `replay` + `figures` per spec, spread over a process pool.
 
 The candles go to each worker once (the pool's initializer), as their integer columns (a month is about
-1.3 MB pickled); the specs go in chunks, the figures come back in the specs' order.
+1.3 MB pickled); the specs go in chunks, the figures come back in the specs' order. The workers start from
+a fork server, so, as with any spawn or forkserver pool, the calling program's main module must be
+importable without side effects (the `if __name__ == "__main__":` idiom).
 """
 
 from __future__ import annotations
