@@ -10,7 +10,9 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
+from fractions import Fraction
+from math import floor
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,6 @@ MAX_EQUITY_POINTS = 500
 MINUTES_PER_YEAR = 365 * 24 * 60
 DAY_MS = 86_400_000
 CENT = Decimal("0.01")
-_RATIO = Context(prec=40)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +91,15 @@ class BacktestFigures:
 
 
 def percent(numerator: Decimal | int, denominator: Decimal | int) -> Decimal:
-    """numerator / denominator × 100, to 2 decimals, half up (API.md's rule for profitPercent)."""
+    """numerator / denominator × 100, to 2 decimals, half up (API.md's rule for profitPercent).
+
+    Rounded once, from the exact quotient (rational arithmetic: no intermediate rounding to misplace a tie).
+    """
     if denominator == 0:
         return Decimal(0).quantize(CENT)
-    with localcontext(_RATIO):
-        return (Decimal(numerator) * 100 / Decimal(denominator)).quantize(CENT, rounding=ROUND_HALF_UP)
+    cents = Fraction(numerator) * 10_000 / Fraction(denominator)
+    rounded = floor(abs(cents) + Fraction(1, 2))
+    return Decimal(rounded if cents >= 0 else -rounded).scaleb(-2)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -217,13 +222,14 @@ def figures(spec: ReplaySpec, candles: CandleSeries, replay: Replay) -> Backtest
         (np.searchsorted(stamps, [t.timestamp for t in trades], side="right") - 1).tolist() if trades else []
     )
     books = _Books(trades, rules.base, rules.quote, candle_of)
+    first_ms, last_ms = int(stamps[0]), int(stamps[-1])
+    span_minutes = (last_ms - first_ms) // MINUTE_MS + 1
     with localcontext(EXACT):
         fees = sum((quote_fee(t, rules.quote) for t in trades), ZERO)
         unrealised = replay.held_qty * last_close - replay.held_cost
         final_value = investment + replay.realized_profit + unrealised
         gain = final_value - investment
-    first_ms, last_ms = int(stamps[0]), int(stamps[-1])
-    span_minutes = (last_ms - first_ms) // MINUTE_MS + 1
+        annual_gain, spanned = gain * MINUTES_PER_YEAR, investment * span_minutes
 
     closes = closes_units.astype(np.float64) / 10**candles.scale
     # Exact in integer units: close >= L0 is close >= ceil(L0 · 10^scale), close <= Ln is close <= floor(…).
@@ -246,7 +252,7 @@ def figures(spec: ReplaySpec, candles: CandleSeries, replay: Replay) -> Backtest
         unrealised_profit=unrealised,
         final_value=final_value,
         total_return_percent=percent(gain, investment),
-        apr=percent(gain * MINUTES_PER_YEAR, investment * span_minutes),
+        apr=percent(annual_gain, spanned),
         max_drawdown_percent=_max_drawdown(books, investment, candles, closes),
         time_in_range_percent=percent(in_range, count),
         equity=equity,
