@@ -2,6 +2,7 @@
 
 The live engine, the paper broker and the backtester all drive `GridBot.handle`; `paper` is the fill
 model the latter two share. State is plain data (`GridBot.snapshot()` / `GridBot.restore()`).
+`gridcore.replay` is the backtest kernel: a grid replayed over candles as a paper bot trades them.
 """
 
 from gridcore.codec import command_from_dict, command_to_dict, event_from_dict, event_to_dict

@@ -1,0 +1,100 @@
+"""The live engine's paper bot, without the engine: how one price tick reaches the core.
+
+A transcription of what the engine does with a tick for a paper bot (services/engine; libs never import
+services, so it is written out here and must change with it):
+
+* `engine.applying.paper_broker.crossed_fills`: the fills are every resting order the tick's path
+  reaches, taken from the book as it was before the tick — buys priced at or above the low (highest
+  first), sells at or below the high (lowest first); buys first when the tick closed up, sells first
+  otherwise; with stopAtMax and a high at upperPrice nothing after the sells' leg fills. Each fill is
+  `gridcore.paper_fill`: whole, at the order's price, with the maker fee.
+* `engine.applying.handlers._paper_fills`: every fill of the tick is marked filled, then each is applied
+  in order, unless its order is no longer open (`apply_fill`).
+* `engine.applying.handlers._tick`: after the fills, the Tick itself goes to the core only when it arms
+  an idle slot or triggers stopAtMax (the core's `watch()` after the fills); otherwise the core never
+  sees it, so its `last_price` stays where the last event it saw left it.
+* `engine.step.Step.feed`: an event, then the cancel confirmations of a paper exchange, breadth first;
+  a cancel of an order already marked filled is left to its fill.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from gridcore.commands import CancelOrder, RecordTrade
+from gridcore.events import Event, OrderCanceled, OrderFilled, OrderRejected, Tick
+from gridcore.machine import GridBot
+from gridcore.paper import paper_fill
+from gridcore.state import Phase, Side
+
+TradeRecord = tuple[int, RecordTrade]
+
+
+def crossed_fills(bot: GridBot, tick: Tick, filled: set[str]) -> list[OrderFilled]:
+    """The fills of the bot's resting orders that the tick's path reaches, in path order."""
+    state = bot.state
+    stops_at_high = (
+        state.phase is Phase.RUNNING and state.stop_at_max and tick.high >= state.config.upper_price
+    )
+    legs: tuple[tuple[Side, Decimal], ...] = (
+        ((Side.BUY, tick.low), (Side.SELL, tick.high))
+        if tick.closed_up
+        else ((Side.SELL, tick.high), (Side.BUY, tick.low))
+    )
+    fills: list[OrderFilled] = []
+    for side, point in legs:
+        slots = bot.buys_at_or_above(point) if side is Side.BUY else bot.sells_at_or_below(point)
+        for slot in slots:
+            order = state.slots[slot].order
+            if order is None or order.client_order_id in filled:
+                continue
+            fills.append(paper_fill(bot, slot))
+        if stops_at_high and side is Side.SELL:
+            break
+    return fills
+
+
+class PaperBroker:
+    """Feeds one bot the events a paper bot's ticks cause; collects its trades with their time."""
+
+    __slots__ = ("bot", "filled", "now", "trades")
+
+    def __init__(self, bot: GridBot) -> None:
+        self.bot = bot
+        self.filled: set[str] = set()  # the engine's BotHandle.paper_filled
+        self.trades: list[TradeRecord] = []
+        self.now = 0  # ms stamped on the trades of the current tick
+
+    def feed(self, event: Event) -> None:
+        """Apply one event, then the cancel confirmations it causes (a paper exchange confirms at once)."""
+        bot, queue = self.bot, [event]
+        while queue:
+            current = queue.pop(0)
+            commands = bot.handle(current)
+            # The engine's Step._note_closed: an order closed by this event is no longer awaiting its fill.
+            if (
+                isinstance(current, OrderFilled | OrderCanceled | OrderRejected)
+                and bot.open_order(current.client_order_id) is None
+            ):
+                self.filled.discard(current.client_order_id)
+            for command in commands:
+                if isinstance(command, RecordTrade):
+                    self.trades.append((self.now, command))
+                elif isinstance(command, CancelOrder) and command.client_order_id not in self.filled:
+                    queue.append(OrderCanceled(command.client_order_id))
+
+    def tick(self, tick: Tick, now: int) -> None:
+        """One price tick: the paper fills it causes, then the Tick itself when the core needs it."""
+        self.now = now
+        bot = self.bot
+        fills = crossed_fills(bot, tick, self.filled)
+        if fills:
+            self.filled.update(fill.client_order_id for fill in fills)
+            for fill in fills:
+                if bot.open_order(fill.client_order_id) is not None:
+                    self.feed(fill)
+        watch = bot.watch()
+        arms = watch.next_arm is not None and tick.high > watch.next_arm
+        stops = watch.stop_price is not None and tick.high >= watch.stop_price
+        if arms or stops:
+            self.feed(tick)
