@@ -50,7 +50,10 @@ def test_one_replica_when_asked() -> None:
 
 def test_the_gateway_checks_the_engine_at_replica_one() -> None:
     env = stack().env_for(service("gateway"))
-    assert json.loads(env["READINESS_CHECKS"]) == {"engine": "http://127.0.0.1:3004"}
+    assert json.loads(env["READINESS_CHECKS"]) == {
+        "engine": "http://127.0.0.1:3004",
+        "backtest-worker": "http://127.0.0.1:3008",
+    }
     assert "ENGINE_ID" not in env
 
 

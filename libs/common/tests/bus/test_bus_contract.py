@@ -393,6 +393,19 @@ async def test_messages_published_before_the_queue_exists_are_not_kept(bus: AnyB
     assert rec.ids == ["sentinel"]
 
 
+async def test_a_declared_queue_keeps_what_is_published_before_its_first_consumer(bus: AnyBus) -> None:
+    await bus.declare("jobs", "work", ["job.#"])
+    await bus.declare("jobs", "work", ["job.#"])  # idempotent
+    first = await bus.publish("work", "job.one", {"n": 1})
+    await bus.publish("work", "other.key", {"n": 2})
+    recorder = Recorder()
+    await bus.subscribe("jobs", "work", ["job.#"], recorder)
+    await recorder.wait_for(first.message_id)
+    assert recorder.ids == [first.message_id]
+    with pytest.raises(TopologyMismatchError):
+        await bus.declare("jobs", "work", ["job.#"], max_retries=2)
+
+
 async def test_close_lets_in_flight_handlers_finish_and_stops_consumers(bus: AnyBus) -> None:
     entered, release = asyncio.Event(), asyncio.Event()
     finished: list[str] = []

@@ -62,6 +62,9 @@ class CrashAfterPublish(Bus):
     async def subscribe(self, *args: Any, **kw: Any) -> Any:
         return await self.inner.subscribe(*args, **kw)
 
+    async def declare(self, *args: Any, **kw: Any) -> None:
+        await self.inner.declare(*args, **kw)
+
     async def dead_letters(self, queue: str) -> list[Envelope]:
         return []
 

@@ -42,7 +42,10 @@ def apply_defaults(db_path: Path, sim_url: str) -> None:
     # Services reach each other by name; in-process ASGI transports stand in for these URLs.
     os.environ.setdefault("SERVICES", json.dumps({name: internal_url(name) for name in UPSTREAMS}))
     # Not routed, but the gateway's readiness covers it (reached through its in-process transport).
-    os.environ.setdefault("READINESS_CHECKS", json.dumps({"engine": internal_url("engine")}))
+    os.environ.setdefault(
+        "READINESS_CHECKS",
+        json.dumps({name: internal_url(name) for name in ("engine", "backtest-worker")}),
+    )
     os.environ.setdefault("CREDENTIALS_URL", internal_url("credentials"))
     os.environ.setdefault("BOTS_URL", internal_url("bots"))
 
@@ -52,7 +55,7 @@ def internal_url(name: str) -> str:
     return f"http://{name}.internal"
 
 
-UPSTREAMS = ("auth", "credentials", "bots", "market-data")
+UPSTREAMS = ("auth", "credentials", "bots", "market-data", "backtest")
 SIM_STATE_FILE = "exchange-sim.json"
 
 
@@ -60,6 +63,9 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     """Migrate, start every service in-process, and serve the gateway until stopped."""
     from auth.main import create_app as create_auth
     from auth.settings import Settings as AuthSettings
+    from backtest.main import create_app as create_backtest
+    from backtest.main import create_worker_app as create_backtest_worker
+    from backtest.settings import Settings as BacktestSettings
     from bots.main import create_app as create_bots
     from bots.settings import Settings as BotsSettings
     from credentials.main import create_app as create_credentials
@@ -89,16 +95,20 @@ async def serve(host: str, port: int, db_path: Path) -> None:
         "credentials": credentials_app,
         "bots": bots_app,
         "market-data": create_market_data(MarketDataSettings(), bots_transport=_transport(bots_app)),
+        "backtest": create_backtest(BacktestSettings()),
     }
     # Not behind the gateway: the engine has no public routes, only its health (in the gateway's readiness).
     engine_app = create_engine(EngineSettings(), credentials_transport=_transport(credentials_app))
+    # The backtest worker consumes its jobs from the in-process bus, as its own process would from RabbitMQ.
+    worker_app = create_backtest_worker(BacktestSettings())
     gateway_settings = GatewaySettings(port=port, host=host)
     gateway_app = create_gateway(
         gateway_settings,
         transports={name: _transport(app) for name, app in apps.items()},
-        probe_transports={"engine": _transport(engine_app)},
+        probe_transports={"engine": _transport(engine_app), "backtest-worker": _transport(worker_app)},
     )
     apps["engine"] = engine_app
+    apps["backtest-worker"] = worker_app
     async with AsyncExitStack() as stack:
         # The exchanges of this mode: the simulator, a server inside this process on SIM_PORT (8900).
         sim = await serve_in_background(sim_settings)

@@ -53,6 +53,14 @@ class ServiceSpec:
     # The dev topology's ports of replicas 2, 3, ... (replica 1 listens on `port`); their number sets how many
     # replicas `make dev` and compose run.
     replica_ports: tuple[int, ...] = ()
+    # Another process of a service's package (the backtest worker): it runs that service's image with its own
+    # command, and has no image of its own.
+    image_of: str | None = None
+
+    @property
+    def image(self) -> str:
+        """The service whose image (`deploy/Dockerfile` stage, `gridbot/<name>`) its containers run."""
+        return self.image_of or self.name
 
     @property
     def replicas(self) -> int:
@@ -135,6 +143,29 @@ SERVICES: tuple[ServiceSpec, ...] = (
         links={"BOTS_URL": "bots"},
         # It parses untrusted exchange feeds: no token that opens keys or balances.
         tokens=(TICKERS_TOKEN,),
+    ),
+    ServiceSpec(
+        "backtest",
+        "backtest",
+        3007,
+        "backtest.settings:Settings",
+        migrate_module="backtest.migrate",
+        uses_bus=True,
+        uses_exchanges=True,
+    ),
+    # The backtest jobs' worker: the backtest package's second process (its /health on its port).
+    ServiceSpec(
+        "backtest-worker",
+        "backtest.worker",
+        3008,
+        "backtest.settings:Settings",
+        upstream=False,
+        # Without a worker no backtest ever runs: the system is not ready.
+        readiness_checked=True,
+        uses_db=True,
+        uses_bus=True,
+        uses_exchanges=True,
+        image_of="backtest",
     ),
     # On the bus for live updates (GET /api/ws): user events, bot lifecycle and price ticks.
     ServiceSpec("gateway", "gateway", 3000, "gateway.settings:Settings", upstream=False, uses_bus=True),

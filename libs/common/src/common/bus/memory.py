@@ -232,6 +232,33 @@ class InMemoryBus(Bus):
             if any(ex == name and topic_matches(key, routing_key) for ex, key in queue.bindings):
                 queue.put(_Delivery(body, routing_key, message_id))
 
+    async def declare(
+        self,
+        queue: str,
+        exchange: str,
+        binding_keys: Sequence[str],
+        *,
+        max_retries: int = 5,
+        max_length: int | None = None,
+    ) -> None:
+        """Declare and bind a durable queue; its messages wait for a subscriber."""
+        self._require_started()
+        check_subscribe_args(1, max_retries, max_length)
+        self._queue(queue, QueueKind.DURABLE, max_retries, max_length).bindings.update(
+            (self.full_name(exchange), key) for key in binding_keys
+        )
+        self._exchanges.add(self.full_name(exchange))
+
+    def _queue(self, queue: str, kind: QueueKind, max_retries: int, max_length: int | None) -> _Queue:
+        name = self.full_name(queue)
+        declared = self._queues.get(name)
+        if declared is None:
+            declared = _Queue(name, kind, max_retries, max_length)
+            self._queues[name] = declared
+        elif (declared.kind, declared.max_retries, declared.max_length) != (kind, max_retries, max_length):
+            raise TopologyMismatchError(f"queue {name} exists with other properties")
+        return declared
+
     async def subscribe(
         self,
         queue: str,
@@ -249,17 +276,7 @@ class InMemoryBus(Bus):
         check_subscribe_args(prefetch, max_retries, max_length)
         if kind is QueueKind.TRANSIENT and max_length is None:
             max_length = self.transient_max_length
-        name = self.full_name(queue)
-        declared = self._queues.get(name)
-        if declared is None:
-            declared = _Queue(name, kind, max_retries, max_length)
-            self._queues[name] = declared
-        elif (declared.kind, declared.max_retries, declared.max_length) != (
-            kind,
-            max_retries,
-            max_length,
-        ):
-            raise TopologyMismatchError(f"queue {name} exists with other properties")
+        declared = self._queue(queue, kind, max_retries, max_length)
         exchange_name = self.full_name(exchange)
         self._exchanges.add(exchange_name)
         declared.bindings.update((exchange_name, key) for key in binding_keys)

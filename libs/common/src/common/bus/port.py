@@ -128,6 +128,23 @@ class Bus(ABC):
         """
 
     @abstractmethod
+    async def declare(
+        self,
+        queue: str,
+        exchange: str,
+        binding_keys: Sequence[str],
+        *,
+        max_retries: int = 5,
+        max_length: int | None = None,
+    ) -> None:
+        """Declare a durable `queue` bound with each key, without consuming it.
+
+        For a producer whose messages must be kept before any consumer ever ran (a job queue on a first
+        deployment): what the exchange routes to the queue from now on waits there. The properties must be
+        those its consumers subscribe with (TopologyMismatchError otherwise).
+        """
+
+    @abstractmethod
     async def dead_letters(self, queue: str) -> list[Envelope]:
         """A snapshot of the dead-letter queue of `queue`; the messages stay there."""
 

@@ -244,6 +244,32 @@ class RabbitBus(Bus):
         self._subscriptions.add(subscription)
         return subscription
 
+    async def declare(
+        self,
+        queue: str,
+        exchange: str,
+        binding_keys: Sequence[str],
+        *,
+        max_retries: int = 5,
+        max_length: int | None = None,
+    ) -> None:
+        """Declare and bind a durable queue on a channel of its own, then close that channel."""
+        check_subscribe_args(1, max_retries, max_length)
+        channel = await self._require_connection().channel(publisher_confirms=False)
+        name = self.full_name(queue)
+        try:
+            target = await channel.declare_exchange(
+                self.full_name(exchange), ExchangeType.TOPIC, durable=True
+            )
+            self._declared_exchanges.add(self.full_name(exchange))
+            declared = await self._declare_queue(channel, name, QueueKind.DURABLE, max_retries, max_length)
+            for key in binding_keys:
+                await declared.bind(target, key)
+        except _TOPOLOGY_CONFLICTS as exc:
+            raise TopologyMismatchError(f"queue {name} exists with other properties") from exc
+        finally:
+            await _close_quietly(channel)
+
     async def _declare_queue(
         self,
         channel: AbstractRobustChannel,
