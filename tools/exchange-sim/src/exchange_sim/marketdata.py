@@ -310,9 +310,15 @@ class MarketData:
         if not size:
             return []
         end = end_ms if end_ms is not None else self._start(size - 1) + MINUTE_MS - 1
-        begin = start_ms if start_ms is not None else max(self._start(0), end - interval_ms * (limit + 1))
+        if start_ms is not None:
+            # As Binance: the first candle is the first to open at or after startTime (ccxt's deterministic
+            # pagination steps startTime by a page minus 1 ms and relies on it).
+            begin = -(-start_ms // interval_ms) * interval_ms
+        else:
+            begin = max(self._start(0), end - interval_ms * (limit + 1))
+            begin -= begin % interval_ms
         grouped: dict[int, Bucket] = {}
-        for index in range(self._index(begin - begin % interval_ms), size):
+        for index in range(self._index(begin), size):
             bucket = self._at(index)
             if bucket.start_ms > end:
                 break
@@ -323,7 +329,7 @@ class MarketData:
                 break  # the page is full
             else:
                 grouped[key] = bucket.copy_at(key)
-        keys = sorted(k for k in grouped if k + interval_ms > begin and k <= end)
+        keys = sorted(k for k in grouped if k <= end)
         if fill_gaps and keys:
             filled: list[Bucket] = []
             previous: Bucket | None = None

@@ -7,7 +7,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +21,10 @@ CENT = Decimal("0.01")
 _VOLUME_PLACES = Decimal("0.00000001")
 _MOVE_SCALE = 10**10  # a walk's step factor has 10 decimal places
 _SHARE_SCALE = 10**6  # a walk's volume share has 6
+# Prices are computed in this context, never the thread's: ccxt's number formatting switches the thread's
+# decimal context to ROUND_HALF_UP for good, and a simulator sharing a process with ccxt (make run, tests)
+# would otherwise give other candles after its first ccxt call.
+_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,7 @@ def _load_csv(path: Path, mtime_ns: int) -> CandleTable:
 
 
 def _half_even(numerator: int, denominator: int) -> int:
-    """numerator / denominator rounded half to even, as Decimal.quantize rounds by default."""
+    """numerator / denominator rounded half to even, as Decimal.quantize rounds in _CONTEXT."""
     quotient, remainder = divmod(numerator, denominator)
     if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
         quotient += 1
@@ -78,10 +82,14 @@ class CsvCandles:
             raise ValueError("CsvCandles needs at least one candle")
         self._rows = rows
         self._tick = tick
-        self._loop_factor = rows[-1].close / rows[0].open
+        self._loop_factor = _CONTEXT.divide(rows[-1].close, rows[0].open)
+
+    def _factor(self, loop: int) -> Decimal:
+        return _CONTEXT.power(self._loop_factor, loop)
 
     def _scale(self, price: Decimal, loop: int) -> Decimal:
-        return max(self._tick, (price * self._loop_factor**loop).quantize(self._tick))
+        scaled = _CONTEXT.multiply(price, self._factor(loop))
+        return max(self._tick, scaled.quantize(self._tick, context=_CONTEXT))
 
     def candle(self, index: int) -> Candle:
         """The candle at this index, looping over the file."""
@@ -89,14 +97,14 @@ class CsvCandles:
         row = self._rows[position]
         if loop == 0:
             return row
-        factor = self._loop_factor**loop
+        quote_volume = _CONTEXT.multiply(row.quote_volume, self._factor(loop))
         return Candle(
             open=self._scale(row.open, loop),
             high=self._scale(row.high, loop),
             low=self._scale(row.low, loop),
             close=self._scale(row.close, loop),
             volume=row.volume,
-            quote_volume=(row.quote_volume * factor).quantize(_VOLUME_PLACES),
+            quote_volume=quote_volume.quantize(_VOLUME_PLACES, context=_CONTEXT),
             trades=row.trades,
         )
 
@@ -208,7 +216,9 @@ class PriceFeed:
             quote_volume = raw.quote_volume
         else:
             prices = [market.round_price(p * rate) for p in (raw.open, raw.high, raw.low, raw.close)]
-            quote_volume = (raw.quote_volume * rate).quantize(_VOLUME_PLACES)
+            quote_volume = _CONTEXT.multiply(raw.quote_volume, rate).quantize(
+                _VOLUME_PLACES, context=_CONTEXT
+            )
         open_, high, low, close = prices
         return Candle(open_, high, low, close, raw.volume, quote_volume, raw.trades)
 
