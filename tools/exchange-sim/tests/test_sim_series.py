@@ -183,3 +183,35 @@ def test_the_candle_file_is_read_once_and_shared() -> None:
     # The sharing itself is what is checked: the simulator's BTC source holds the cached table.
     source = one.feed._sources["BTC"]
     assert isinstance(source, CsvCandles) and source._rows is table
+
+
+@pytest.mark.parametrize("interval_minutes", [5, 60, 1440])
+def test_longer_candles_equal_their_minutes_merged_in_the_history_and_after(interval_minutes: int) -> None:
+    state = SimState.build(SimSettings(candle_file=Path("/absent.csv"), history_minutes=3000, replay_speed=0))
+    data = state.engines["upbit"].data["KRW-XRP"]
+    history = data.history
+    assert history is not None
+    for minute in range(3):  # recorded minutes after the history
+        data.record(data.last_price, Decimal(1), history.end_ms + minute * MINUTE_MS)
+    interval = interval_minutes * MINUTE_MS
+    minutes = data.candles(MINUTE_MS, 0, None, 5000, fill_gaps=False)
+    assert len(minutes) == 3003
+
+    def expected(end_ms: int) -> list[tuple[Decimal, ...]]:
+        keys: dict[int, list[Bucket]] = {}
+        for bucket in minutes:
+            if bucket.start_ms <= end_ms:
+                keys.setdefault(bucket.start_ms - bucket.start_ms % interval, []).append(bucket)
+        return [merged(keys[k]) for k in sorted(keys)]
+
+    def got(candles: list[Bucket]) -> list[tuple[Decimal, ...]]:
+        return [merged([c]) for c in candles]
+
+    everything = data.candles(interval, 0, None, 5000, fill_gaps=False)
+    assert got(everything) == expected(history.end_ms + 3 * MINUTE_MS)
+    # Twice (the second time from the kept candles), and with an end that cuts a candle short.
+    assert got(data.candles(interval, 0, None, 5000, fill_gaps=False)) == got(everything)
+    cut = history.start_ms + 1234 * MINUTE_MS + 17
+    assert got(data.candles(interval, 0, cut, 5000, fill_gaps=False)) == expected(cut)
+    last_two = data.candles(interval, None, None, 2, fill_gaps=False)
+    assert got(last_two) == expected(history.end_ms + 3 * MINUTE_MS)[-2:]

@@ -22,6 +22,8 @@ FIRST_TRADE_ID = 4_000_000_001
 _TAPE_SIZE = 1000
 # History minutes kept built per market: a day's stats windows (today's and the rolling 24 h) fit twice over.
 _HISTORY_CACHE = 4096
+# Candles of longer intervals wholly in the history, kept per market (a month is 720 hours, 2,880 quarters).
+_SPAN_CACHE = 4096
 
 
 @dataclass(slots=True)
@@ -114,6 +116,12 @@ class SeededHistory:
         self._candle_at = candle_at
         self._extremes = extremes
         self.bucket = functools.lru_cache(maxsize=_HISTORY_CACHE)(self._bucket)
+        self.span = functools.lru_cache(maxsize=_SPAN_CACHE)(self._span)
+
+    @property
+    def end_ms(self) -> int:
+        """Where the history ends (exclusive): the minute the replay started in."""
+        return self.start_ms + self.count * MINUTE_MS
 
     def _bucket(self, index: int) -> Bucket:
         """The minute at this index (0 <= index < count); never changed by its users."""
@@ -130,6 +138,15 @@ class SeededHistory:
             candle.volume / 2,
             candle.quote_volume / 2,
         )
+
+    def _span(self, key: int, interval_ms: int) -> Bucket:
+        """The candle of [key, key + interval_ms), an interval wholly in the history: its minutes merged once
+        (they never change), without pushing the minute cache's own out."""
+        first = (key - self.start_ms) // MINUTE_MS
+        total = self._bucket(first).copy_at(key)
+        for index in range(first + 1, first + interval_ms // MINUTE_MS):
+            total = total.merged(self._bucket(index))
+        return total
 
     @functools.cached_property
     def extremes(self) -> tuple[Decimal, Decimal]:
@@ -317,18 +334,26 @@ class MarketData:
         else:
             begin = max(self._start(0), end - interval_ms * (limit + 1))
             begin -= begin % interval_ms
+        # Longer candles wholly in the history (and not cut by end) come merged and kept: a day's candle is not
+        # 1,440 minutes built again at every request.
+        spans = self.history if self.history is not None and interval_ms > MINUTE_MS else None
+        spans_end = min(spans.end_ms, end + 1) if spans is not None else 0
         grouped: dict[int, Bucket] = {}
-        for index in range(self._index(begin), size):
-            bucket = self._at(index)
-            if bucket.start_ms > end:
+        index = self._index(begin)
+        while index < size:
+            start = self._start(index)
+            if start > end:
                 break
-            key = bucket.start_ms - bucket.start_ms % interval_ms
-            if key in grouped:
-                grouped[key] = grouped[key].merged(bucket)
-            elif start_ms is not None and len(grouped) == limit:
+            key = start - start % interval_ms
+            if key not in grouped and start_ms is not None and len(grouped) == limit:
                 break  # the page is full
+            if spans is not None and key == start >= spans.start_ms and key + interval_ms <= spans_end:
+                bucket = spans.span(key, interval_ms)
+                index += interval_ms // MINUTE_MS
             else:
-                grouped[key] = bucket.copy_at(key)
+                bucket = self._at(index)
+                index += 1
+            grouped[key] = grouped[key].merged(bucket) if key in grouped else bucket.copy_at(key)
         keys = sorted(k for k in grouped if k <= end)
         if fill_gaps and keys:
             filled: list[Bucket] = []
