@@ -19,6 +19,7 @@ import yaml
 
 from common.exchanges.settings import DEFAULT_URLS, sim_exchange_env
 from common.testing.infra import in_ci
+from exchange_sim.settings import CANDLE_FILE_NAME, SimSettings
 from launcher import gensecrets
 from launcher.dev import Stack
 from launcher.topology import (
@@ -352,6 +353,42 @@ def test_exchange_urls_default_to_the_real_exchanges_and_sim_values_match() -> N
     assert sim_exchange_env("http://exchange-sim:8900") == gensecrets.SIM_ENV
 
 
+# The simulator's own settings that compose passes on from .env (or the shell), each with its default.
+SIM_PASSED = (
+    "SIM_CANDLE_FILE",
+    "SIM_HISTORY_MINUTES",
+    "SIM_REPLAY_SPEED",
+    "SIM_SEED",
+    "SIM_KRW_RATE",
+    "SIM_LOG_LEVEL",
+)
+
+
+def test_the_simulator_takes_its_settings_from_the_env_file_with_its_own_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = ours()["exchange-sim"]
+    env = sim["environment"]
+    assert set(env) == {"SIM_HOST", "SIM_PORT", *SIM_PASSED}
+    defaults: dict[str, str] = {}
+    for name in SIM_PASSED:
+        found = re.fullmatch(r"\$\{(\w+):-([^}]*)\}", env[name])
+        assert found and found.group(1) == name, f"{name}: {env[name]} does not pass ${{{name}}} on"
+        defaults[name] = found.group(2)
+    # A candle file is a path in the container, where SIM_DATA_DIR (the shared data folder by default) is.
+    assert defaults.pop("SIM_CANDLE_FILE") == f"/data/{CANDLE_FILE_NAME}"
+    assert sim["volumes"] == ["${SIM_DATA_DIR:-../shared/data}:/data:ro"]
+    # Compose's defaults are the simulator's own: unset in .env means as in make run and make dev.
+    for name in SimSettings.model_fields:
+        monkeypatch.delenv(f"SIM_{name.upper()}", raising=False)
+    for name, value in defaults.items():
+        monkeypatch.setenv(name, value)
+    read, own = SimSettings().model_dump(), {k: v.default for k, v in SimSettings.model_fields.items()}
+    for name in defaults:
+        field = name.removeprefix("SIM_").lower()
+        assert read[field] == own[field], name
+
+
 def test_the_simulator_runs_only_under_the_sim_profile() -> None:
     assert compose()["services"]["exchange-sim"]["profiles"] == ["sim"]
     for name, svc in compose()["services"].items():
@@ -518,3 +555,45 @@ def test_the_sim_profile_as_make_secrets_documents_it(config: Config, tmp_path: 
         # ...while production refuses the simulator's plaintext URLs.
         with pytest.raises(ValueError, match="UPBIT_REST_URL must be https://"):
             service_settings(spec, {**environment, "ENVIRONMENT": "production"})
+
+
+def test_sim_settings_in_the_env_file_reach_the_simulator(config: Config, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    assert make_secrets(env_file).returncode == 0
+    text = env_file.read_text()
+    block = text[text.index("# COMPOSE_PROFILES=sim") :]
+    plain = text.replace(block, block.replace("# ", ""))
+
+    def simulator(extra: str) -> dict[str, Any]:
+        env_file.write_text(plain + extra)
+        result = config(env_file, "--profile", "sim")
+        assert result.returncode == 0, result.stderr
+        resolved: dict[str, Any] = yaml.safe_load(result.stdout)["services"]["exchange-sim"]
+        return resolved
+
+    def mounted(svc: dict[str, Any]) -> str:
+        """The host folder mounted at /data (compose v2 and 1.29 write volumes differently)."""
+        volume = svc["volumes"][0]
+        if isinstance(volume, dict):
+            assert (volume["target"], volume.get("read_only")) == ("/data", True)
+            return str(volume["source"])
+        source, target, mode = str(volume).rsplit(":", 2)
+        assert (target, mode) == ("/data", "ro")
+        return source
+
+    default = simulator("")
+    assert default["environment"]["SIM_CANDLE_FILE"] == f"/data/{CANDLE_FILE_NAME}"
+    assert str(default["environment"]["SIM_HISTORY_MINUTES"]) == "1440"
+    assert Path(mounted(default)) == (ROOT / "../shared/data").resolve()
+
+    # A month of your own: the folder it is in, the file in it, as much history as it holds.
+    own = simulator(
+        "SIM_DATA_DIR=/srv/candles\nSIM_CANDLE_FILE=/data/eth_2025-03.csv\n"
+        "SIM_HISTORY_MINUTES=44640\nSIM_REPLAY_SPEED=max\n"
+    )
+    environment = {k: str(v) for k, v in own["environment"].items()}
+    assert mounted(own) == "/srv/candles"
+    assert environment["SIM_CANDLE_FILE"] == "/data/eth_2025-03.csv"
+    settings = service_settings(service("exchange-sim"), environment)
+    assert (settings.history_minutes, settings.replay_speed) == (44640, "max")
+    assert settings.candle_file == Path("/data/eth_2025-03.csv") and settings.host == "0.0.0.0"

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from exchange_sim import SimServer, SimSettings, ccxt_overrides
-from exchange_sim.persist import write_atomically
+from exchange_sim.persist import restore, snapshot, write_atomically
 from exchange_sim.server import running_sim
+from exchange_sim.state import SimState
 
 
 def _settings(path: Path) -> SimSettings:
@@ -139,3 +140,17 @@ async def test_an_unreadable_state_file_is_kept_aside_and_the_simulator_starts_e
     async with running_sim(_settings(path)) as sim, httpx.AsyncClient(base_url=sim.url, timeout=10) as http:
         assert (await http.get("/_sim/health")).json()["accounts"] == 0
     assert json.loads((tmp_path / "exchange-sim.json.unreadable").read_text()) == {"version": 999}
+
+
+def test_the_replay_resumes_where_it_was_unless_the_history_has_grown_past_it() -> None:
+    first = SimState.build(SimSettings(history_minutes=10, replay_speed=0))
+    first.replayer.advance(5)
+    first.replayer.step()  # half-way through a candle: it starts over at the next
+    saved = json.loads(json.dumps(snapshot(first)))
+    same = SimState.build(SimSettings(history_minutes=10, replay_speed=0))
+    restore(same, saved)
+    assert same.replayer.candle_index == 16
+    # SIM_HISTORY_MINUTES raised between the two runs: those minutes are history now, the replay follows it.
+    longer = SimState.build(SimSettings(history_minutes=100, replay_speed=0))
+    restore(longer, saved)
+    assert longer.replayer.candle_index == 100

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from exchange_sim.events import PublicTrade
 from exchange_sim.markets import Market
-from exchange_sim.prices import Candle
+from exchange_sim.series import Candle
 from exchange_sim.wire import floor_to_step
 
 MINUTE_MS = 60_000
@@ -18,9 +20,13 @@ ZERO = Decimal(0)
 # Trade ids start high so "firstId = lastId - count + 1" stays positive over the seeded history.
 FIRST_TRADE_ID = 4_000_000_001
 _TAPE_SIZE = 1000
+# History minutes kept built per market: a day's stats windows (today's and the rolling 24 h) fit twice over.
+_HISTORY_CACHE = 4096
+# Candles of longer intervals wholly in the history, kept per market (a month is 720 hours, 2,880 quarters).
+_SPAN_CACHE = 4096
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     """OHLCV of one wall-clock interval."""
 
@@ -94,26 +100,34 @@ class Stats:
     prev_close: Decimal
 
 
-class MarketData:
-    """Everything public about one market."""
+class SeededHistory:
+    """The minutes before the replay started, one per minute from `start_ms`, built from the price source only
+    when asked for (and the last few thousand kept): a month of history costs nothing at start-up."""
 
-    def __init__(self, market: Market) -> None:
-        self.market = market
-        self.buckets: list[Bucket] = []
-        self._starts: list[int] = []
-        self.tape: deque[PublicTrade] = deque(maxlen=_TAPE_SIZE)
-        self.last_price: Decimal = ZERO
-        self.last_qty: Decimal = ZERO
-        self.last_time_ms = 0
-        self.last_taker_buy = True
-        self.next_trade_id = FIRST_TRADE_ID
-        self.book_update_id = 1
-        self._cache: dict[int, tuple[int, Bucket]] = {}
+    def __init__(
+        self,
+        start_ms: int,
+        count: int,
+        candle_at: Callable[[int], Candle],
+        extremes: Callable[[], tuple[Decimal, Decimal]],
+    ) -> None:
+        self.start_ms = start_ms
+        self.count = count
+        self._candle_at = candle_at
+        self._extremes = extremes
+        self.bucket = functools.lru_cache(maxsize=_HISTORY_CACHE)(self._bucket)
+        self.span = functools.lru_cache(maxsize=_SPAN_CACHE)(self._span)
 
-    def seed(self, start_ms: int, candle: Candle) -> None:
-        """Add a historical minute (before the replay started)."""
-        bucket = Bucket(
-            start_ms,
+    @property
+    def end_ms(self) -> int:
+        """Where the history ends (exclusive): the minute the replay started in."""
+        return self.start_ms + self.count * MINUTE_MS
+
+    def _bucket(self, index: int) -> Bucket:
+        """The minute at this index (0 <= index < count); never changed by its users."""
+        candle = self._candle_at(index)
+        return Bucket(
+            self.start_ms + index * MINUTE_MS,
             candle.open,
             candle.high,
             candle.low,
@@ -124,23 +138,87 @@ class MarketData:
             candle.volume / 2,
             candle.quote_volume / 2,
         )
-        self._append(bucket)
-        self.last_price = candle.close
-        step = self.market.step_size
-        self.last_qty = max(step, floor_to_step(candle.volume / max(candle.trades, 1), step))
-        self.last_time_ms = start_ms + MINUTE_MS - 1
 
-    def _append(self, bucket: Bucket) -> None:
-        self.buckets.append(bucket)
-        self._starts.append(bucket.start_ms)
+    def _span(self, key: int, interval_ms: int) -> Bucket:
+        """The candle of [key, key + interval_ms), an interval wholly in the history: its minutes merged once
+        (they never change), without pushing the minute cache's own out."""
+        first = (key - self.start_ms) // MINUTE_MS
+        total = self._bucket(first).copy_at(key)
+        for index in range(first + 1, first + interval_ms // MINUTE_MS):
+            total = total.merged(self._bucket(index))
+        return total
+
+    @functools.cached_property
+    def extremes(self) -> tuple[Decimal, Decimal]:
+        """Highest high and lowest low of the whole history (without building its minutes)."""
+        return self._extremes()
+
+
+class MarketData:
+    """Everything public about one market: the seeded history, then the minutes the replay recorded."""
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.history: SeededHistory | None = None
+        self._seeded = 0  # minutes of history
+        self._live: list[Bucket] = []  # minutes recorded since the start, oldest first
+        self._live_starts: list[int] = []
+        self._live_high: Decimal | None = None
+        self._live_low: Decimal | None = None
+        self.tape: deque[PublicTrade] = deque(maxlen=_TAPE_SIZE)
+        self.last_price: Decimal = ZERO
+        self.last_qty: Decimal = ZERO
+        self.last_time_ms = 0
+        self.last_taker_buy = True
+        self.next_trade_id = FIRST_TRADE_ID
+        self.book_update_id = 1
+        # Window start index -> (end index, the merged minutes [start, end)).
+        self._cache: dict[int, tuple[int, Bucket | None]] = {}
+
+    def attach_history(self, history: SeededHistory) -> None:
+        """Show these minutes as the market's past (before the replay records anything)."""
+        self.history, self._seeded = history, history.count
+        self._cache.clear()
+        if history.count:
+            last = history.bucket(history.count - 1)
+            self.last_price = last.close
+            step = self.market.step_size
+            self.last_qty = max(step, floor_to_step(last.volume / max(last.count, 1), step))
+            self.last_time_ms = last.start_ms + MINUTE_MS - 1
+
+    # Minutes are numbered across both: the history's, then the recorded ones.
+
+    def _size(self) -> int:
+        return self._seeded + len(self._live)
+
+    def _at(self, index: int) -> Bucket:
+        if index < self._seeded:
+            assert self.history is not None
+            return self.history.bucket(index)
+        return self._live[index - self._seeded]
+
+    def _start(self, index: int) -> int:
+        if index < self._seeded:
+            assert self.history is not None
+            return self.history.start_ms + index * MINUTE_MS
+        return self._live_starts[index - self._seeded]
+
+    def _index(self, since_ms: int) -> int:
+        """The index of the first minute starting at or after since_ms."""
+        if self.history is not None and self._seeded and since_ms <= self._start(self._seeded - 1):
+            return max(0, -(-(since_ms - self.history.start_ms) // MINUTE_MS))
+        return self._seeded + bisect_left(self._live_starts, since_ms)
 
     def record(self, price: Decimal, qty: Decimal, time_ms: int) -> PublicTrade:
         """Put a trade on the tape and into its minute; the taker side follows the price move."""
         taker_buy = price >= self.last_price
         minute = time_ms - time_ms % MINUTE_MS
-        if not self.buckets or self.buckets[-1].start_ms < minute:
-            self._append(Bucket(minute, price, price, price, price))
-        self.buckets[-1].add(price, qty, taker_buy)
+        if not self._live or self._live[-1].start_ms < minute:
+            self._live.append(Bucket(minute, price, price, price, price))
+            self._live_starts.append(minute)
+        self._live[-1].add(price, qty, taker_buy)
+        self._live_high = price if self._live_high is None else max(self._live_high, price)
+        self._live_low = price if self._live_low is None else min(self._live_low, price)
         trade = PublicTrade(
             venue=self.market.venue,
             symbol=self.market.symbol,
@@ -184,27 +262,25 @@ class MarketData:
         return max(self.market.step_size, self.last_qty * factor).quantize(self.market.step_size)
 
     def stats(self, since_ms: int, now_ms: int) -> Stats:
-        """Aggregate of the buckets starting at or after since_ms (cached per window start)."""
-        del now_ms  # the window ends with the newest bucket
-        first = bisect_left(self._starts, since_ms)
-        prev_close = self.buckets[first - 1].close if first > 0 else self.last_price
-        if first >= len(self.buckets):
+        """Aggregate of the minutes starting at or after since_ms (cached per window start, and extended as
+        minutes are added: a finished minute never changes, only the newest one does)."""
+        del now_ms  # the window ends with the newest minute
+        first = self._index(since_ms)
+        prev_close = self._at(first - 1).close if first > 0 else self.last_price
+        size = self._size()
+        if first >= size:
             price = self.last_price
             return Stats(price, price, price, price, ZERO, ZERO, 0, since_ms, prev_close)
-        last = len(self.buckets) - 1
-        cached = self._cache.get(first)
-        if first == last:
-            total = self.buckets[last]
-        else:
-            if cached is None or cached[0] != last:
-                body = self.buckets[first]
-                for bucket in self.buckets[first + 1 : last]:
-                    body = body.merged(bucket)
-                if len(self._cache) > 8:
-                    self._cache.clear()
-                self._cache[first] = (last, body)
-                cached = self._cache[first]
-            total = cached[1].merged(self.buckets[last])
+        last = size - 1
+        end, body = self._cache.get(first, (first, None))
+        for index in range(end, last):
+            bucket = self._at(index)
+            body = bucket if body is None else body.merged(bucket)
+        if first not in self._cache and len(self._cache) > 8:
+            self._cache.clear()
+        self._cache[first] = (max(end, last), body)
+        newest = self._at(last)
+        total = newest if body is None else body.merged(newest)
         return Stats(
             total.open,
             total.high,
@@ -213,7 +289,7 @@ class MarketData:
             total.volume,
             total.quote_volume,
             total.count,
-            self.buckets[first].start_ms,
+            self._start(first),
             prev_close,
         )
 
@@ -222,9 +298,17 @@ class MarketData:
         minute = now_ms - now_ms % MINUTE_MS
         return self.stats(minute - DAY_MS + MINUTE_MS, now_ms)
 
-    def all_time(self) -> Stats:
-        """Everything the simulator knows (its stand-in for 52-week highs and lows)."""
-        return self.stats(0, 0)
+    def extremes(self) -> tuple[Decimal, Decimal]:
+        """Highest and lowest price the simulator knows (its stand-in for 52-week highs and lows)."""
+        highs = [p for p in (self._live_high,) if p is not None]
+        lows = [p for p in (self._live_low,) if p is not None]
+        if self.history is not None and self._seeded:
+            high, low = self.history.extremes
+            highs.append(high)
+            lows.append(low)
+        if not highs:
+            return self.last_price, self.last_price
+        return max(highs), min(lows)
 
     def candles(
         self,
@@ -236,21 +320,41 @@ class MarketData:
     ) -> list[Bucket]:
         """Candles of an interval (aligned to the epoch), oldest first.
 
-        With start_ms, the first `limit` candles from there; else the last `limit` up to end_ms.
+        With start_ms, the first `limit` candles from there; else the last `limit` up to end_ms. Only the
+        minutes of those candles are looked at (a page of a month's history costs a page).
         """
-        if not self.buckets:
+        size = self._size()
+        if not size:
             return []
-        end = end_ms if end_ms is not None else self.buckets[-1].start_ms + MINUTE_MS - 1
-        first_start = self.buckets[0].start_ms
-        begin = start_ms if start_ms is not None else max(first_start, end - interval_ms * (limit + 1))
+        end = end_ms if end_ms is not None else self._start(size - 1) + MINUTE_MS - 1
+        if start_ms is not None:
+            # As Binance: the first candle is the first to open at or after startTime (ccxt's deterministic
+            # pagination steps startTime by a page minus 1 ms and relies on it).
+            begin = -(-start_ms // interval_ms) * interval_ms
+        else:
+            begin = max(self._start(0), end - interval_ms * (limit + 1))
+            begin -= begin % interval_ms
+        # Longer candles wholly in the history (and not cut by end) come merged and kept: a day's candle is not
+        # 1,440 minutes built again at every request.
+        spans = self.history if self.history is not None and interval_ms > MINUTE_MS else None
+        spans_end = min(spans.end_ms, end + 1) if spans is not None else 0
         grouped: dict[int, Bucket] = {}
-        for index in range(bisect_left(self._starts, begin - begin % interval_ms), len(self.buckets)):
-            bucket = self.buckets[index]
-            if bucket.start_ms > end:
+        index = self._index(begin)
+        while index < size:
+            start = self._start(index)
+            if start > end:
                 break
-            key = bucket.start_ms - bucket.start_ms % interval_ms
+            key = start - start % interval_ms
+            if key not in grouped and start_ms is not None and len(grouped) == limit:
+                break  # the page is full
+            if spans is not None and key == start >= spans.start_ms and key + interval_ms <= spans_end:
+                bucket = spans.span(key, interval_ms)
+                index += interval_ms // MINUTE_MS
+            else:
+                bucket = self._at(index)
+                index += 1
             grouped[key] = grouped[key].merged(bucket) if key in grouped else bucket.copy_at(key)
-        keys = sorted(k for k in grouped if k + interval_ms > begin and k <= end)
+        keys = sorted(k for k in grouped if k <= end)
         if fill_gaps and keys:
             filled: list[Bucket] = []
             previous: Bucket | None = None

@@ -148,8 +148,10 @@ def restore(state: SimState, data: dict[str, Any]) -> None:
         engine.pinned.update(s for s in saved_venue["pinned"] if s in engine.markets)
         engine.restore([_load_order(venue, row) for row in saved_venue["orders"]], saved_venue["counters"])
     replay = data["replay"]
-    # A candle is replayed from its first tick: a half-replayed one starts over at the next.
-    state.replayer.candle_index = int(replay["candleIndex"]) + (1 if int(replay["tickInCandle"]) else 0)
+    # A candle is replayed from its first tick: a half-replayed one starts over at the next. Never from inside
+    # a history that grew since (SIM_HISTORY_MINUTES raised): the replay goes on after its last minute.
+    resumed = int(replay["candleIndex"]) + (1 if int(replay["tickInCandle"]) else 0)
+    state.replayer.candle_index = max(resumed, state.replayer.history_minutes)
 
 
 def write_atomically(path: Path, payload: bytes) -> None:

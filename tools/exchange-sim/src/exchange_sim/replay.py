@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
 
-from exchange_sim.marketdata import MINUTE_MS
+from exchange_sim.marketdata import MINUTE_MS, SeededHistory
 from exchange_sim.markets import Venue
 from exchange_sim.matching import MatchingEngine
 from exchange_sim.prices import PriceFeed, Tick
@@ -41,15 +42,22 @@ class Replayer:
         self._current: dict[tuple[Venue, str], tuple[Tick, ...]] = {}
 
     def seed_history(self) -> None:
-        """Give each market history_minutes of 1-minute candles ending at the current minute."""
+        """Give each market history_minutes of 1-minute candles ending at the current minute.
+
+        Each market's minutes are built from the price source only when asked for (klines, stats): the
+        markets share the source's compact series, so a month of history costs no time at start-up.
+        """
         now = self.clock()
-        current_minute = now - now % MINUTE_MS
+        start = now - now % MINUTE_MS - self.history_minutes * MINUTE_MS
         for engine in self.engines.values():
             for symbol, market in engine.markets.items():
-                data = engine.data[symbol]
-                for index in range(self.history_minutes):
-                    start = current_minute - (self.history_minutes - index) * MINUTE_MS
-                    data.seed(start, self.feed.candle(market, index))
+                history = SeededHistory(
+                    start,
+                    self.history_minutes,
+                    functools.partial(self.feed.candle, market),
+                    functools.partial(self.feed.extremes, market, 0, self.history_minutes),
+                )
+                engine.data[symbol].attach_history(history)
 
     @property
     def running(self) -> bool:
@@ -65,6 +73,7 @@ class Replayer:
             "candleIndex": self.candle_index,
             "tickInCandle": self.tick_in_candle,
             "replaysFile": self.feed.replays_file,
+            "historyMinutes": self.history_minutes,
         }
 
     def step(self) -> None:

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from common.testing.shared import shared_dir
 
 CANDLE_FILE_NAME = "binance_BTCUSDT_1m_2024-12.csv"
+# A year of minutes (366 days), as long as a backtest may be; a candle file caps it at its own length.
+MAX_HISTORY_MINUTES = 527_040
 
 ReplaySpeed = float | Literal["max"]
 
@@ -30,8 +32,9 @@ class SimSettings(BaseSettings):
     candle_file: Path | None = None
     # Candles replayed per second (each candle is 4 ticks); 0 = paused; "max" = as fast as possible.
     replay_speed: ReplaySpeed = 1.0
-    # Candles of the file (or walk) shown as history before the replay starts (24h stats, klines).
-    history_minutes: int = Field(default=1440, ge=1, le=20_000)
+    # Candles of the file (or walk) shown as history before the replay starts (24h stats, klines, backtests);
+    # with a candle file, at most its length: more is clamped to the whole file (with a warning).
+    history_minutes: int = Field(default=1440, ge=1, le=MAX_HISTORY_MINUTES)
     seed: int = 42
     # KRW per USDT: KRW markets follow the USDT ones through this rate, rounded to Upbit's KRW tick.
     krw_rate: Decimal = Field(default=Decimal("1400"), gt=0)

@@ -11,9 +11,10 @@ from exchange_sim.events import Hub
 from exchange_sim.faults import FaultInjector
 from exchange_sim.markets import Venue, default_markets
 from exchange_sim.matching import Fees, MatchingEngine
-from exchange_sim.prices import Candle, PriceFeed, load_candles_csv
+from exchange_sim.prices import PriceFeed, load_candles_csv
 from exchange_sim.replay import Replayer
 from exchange_sim.requests import RequestCounter
+from exchange_sim.series import CandleTable
 from exchange_sim.settings import SimSettings
 from exchange_sim.wsconn import ConnectionRegistry
 
@@ -44,7 +45,7 @@ class SimState:
     def build(cls, settings: SimSettings) -> SimState:
         """A fresh simulator: history seeded, replay not yet running."""
         markets = default_markets(settings.upbit_min_total)
-        btc_candles: tuple[Candle, ...] | None = None
+        btc_candles: CandleTable | None = None
         candle_file = settings.resolved_candle_file()
         if candle_file is not None:
             try:
@@ -54,6 +55,15 @@ class SimState:
                 log.warning("cannot read candle file %s (%s); BTC follows a random walk", candle_file, exc)
         else:
             log.warning("no candle file found; BTC follows a seeded random walk")
+        history = settings.history_minutes
+        if btc_candles is not None and history > len(btc_candles):
+            log.warning(
+                "SIM_HISTORY_MINUTES=%d is more than the %d candles of %s: the history is the whole file",
+                history,
+                len(btc_candles),
+                candle_file,
+            )
+            history = len(btc_candles)
         feed = PriceFeed(markets, settings.seed, settings.krw_rate, btc_candles)
         accounts = AccountStore()
         hub = Hub()
@@ -80,6 +90,8 @@ class SimState:
                 ticker_interval_ms=settings.ticker_interval_ms,
             ),
         }
-        replayer = Replayer(feed, engines, settings.history_minutes, settings.replay_speed, now_ms)
+        replayer = Replayer(feed, engines, history, settings.replay_speed, now_ms)
+        started = time.perf_counter()
         replayer.seed_history()
+        log.info("history: %d minutes per market, seeded in %.2f s", history, time.perf_counter() - started)
         return cls(settings, accounts, hub, engines, feed, replayer)

@@ -83,6 +83,20 @@ def describe_exit(code: int) -> str:
     return str(code)
 
 
+def _inherited(spec: ServiceSpec, name: str) -> bool:
+    """Whether a variable of the launcher's environment reaches a process of this service."""
+    upper = name.upper()
+    # Our own settings come from the topology, not from whatever the caller's shell exported (an exported
+    # internal token would otherwise reach processes that must not hold it).
+    if upper.startswith(("DATABASE_", "SERVICES", "INTERNAL_")):
+        return False
+    # The simulator's own settings (SIM_HISTORY_MINUTES, SIM_CANDLE_FILE, SIM_REPLAY_SPEED, ...) are the
+    # developer's to choose, and reach the simulator alone; its host and port still come from the topology.
+    if upper.startswith("SIM_"):
+        return spec.env_prefix == "SIM_"
+    return True
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -126,13 +140,7 @@ class Stack:
 
     def env_for(self, spec: ServiceSpec, port: int | None = None, key: str | None = None) -> dict[str, str]:
         """The full environment of one service process (`key`: which replica)."""
-        # Our own settings come from the topology, not from whatever the caller's shell exported (an
-        # exported internal token would otherwise reach processes that must not hold it).
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.upper().startswith(("DATABASE_", "SERVICES", "SIM_", "INTERNAL_"))
-        }
+        env = {k: v for k, v in os.environ.items() if _inherited(spec, k)}
         env.update(
             service_env(
                 spec,

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from common.exchanges.settings import sim_exchange_env
 from common.logging import configure_logging
+from exchange_sim.settings import SimSettings
 from launcher.migrate import migrate_all
 from launcher.topology import fresh_tokens
 
@@ -59,6 +60,16 @@ UPSTREAMS = ("auth", "credentials", "bots", "market-data", "backtest")
 SIM_STATE_FILE = "exchange-sim.json"
 
 
+def embedded_sim_settings(db_path: Path) -> SimSettings:
+    """The simulator's settings in this mode: every SIM_* variable of the environment (history, candle file,
+    replay speed, ...), and its state file beside the database unless SIM_STATE_FILE says otherwise."""
+    settings = SimSettings()
+    if settings.state_file is None:
+        # The simulator's accounts and orders live beside the database: a restart resumes both together.
+        settings = settings.model_copy(update={"state_file": db_path.parent / SIM_STATE_FILE})
+    return settings
+
+
 async def serve(host: str, port: int, db_path: Path) -> None:
     """Migrate, start every service in-process, and serve the gateway until stopped."""
     from auth.main import create_app as create_auth
@@ -73,7 +84,6 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     from engine.main import create_app as create_engine
     from engine.settings import Settings as EngineSettings
     from exchange_sim.server import serve_in_background
-    from exchange_sim.settings import SimSettings
     from gateway.live import uvicorn_ws_options
     from gateway.main import create_app as create_gateway
     from gateway.settings import Settings as GatewaySettings
@@ -81,10 +91,7 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     from market_data.settings import Settings as MarketDataSettings
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    sim_settings = SimSettings()
-    if sim_settings.state_file is None:
-        # The simulator's accounts and orders live beside the database: a restart resumes both together.
-        sim_settings = sim_settings.model_copy(update={"state_file": db_path.parent / SIM_STATE_FILE})
+    sim_settings = embedded_sim_settings(db_path)
     apply_defaults(db_path, f"http://127.0.0.1:{sim_settings.port}")
     await asyncio.to_thread(migrate_all, os.environ["DATABASE_URL"])
 

@@ -40,6 +40,8 @@ from exchange_sim.wire import fmt8
 
 Params = dict[str, str]
 Handler = Callable[[Request], Awaitable[Response]]
+# A route's request weight (x-mbx-used-weight-1m), as Binance's REST docs list it: fixed or by parameters.
+Weight = int | Callable[[Params], int]
 _CLIENT_ID_RE = re.compile(CLIENT_ID_PATTERN)
 _NUMBER_PATTERN = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
 _MAX_OPEN_ORDERS = 200
@@ -47,6 +49,38 @@ _MINI_KEYS = (
     *("symbol", "openPrice", "highPrice", "lowPrice", "lastPrice", "volume", "quoteVolume"),
     *("openTime", "closeTime", "firstId", "lastId", "count"),
 )
+
+
+def _symbol_count(params: Params) -> int | None:
+    """How many symbols `symbols=[...]` names; None without it."""
+    if "symbols" not in params:
+        return None
+    try:
+        names = json.loads(params["symbols"])
+    except ValueError:
+        return 1
+    return len(names) if isinstance(names, list) else 1
+
+
+def _ticker_24hr_weight(params: Params) -> int:
+    if "symbol" in params:
+        return 2
+    count = _symbol_count(params)
+    if count is None or count > 100:
+        return 80
+    return 2 if count <= 20 else 40
+
+
+def _ticker_weight(params: Params) -> int:
+    return 2 if "symbol" in params else 4
+
+
+def _depth_weight(params: Params) -> int:
+    try:
+        limit = int(params.get("limit") or 100)
+    except ValueError:
+        return 5
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
 
 
 class BinanceRest:
@@ -63,22 +97,22 @@ class BinanceRest:
         public = self._public
         signed = self._signed
         return [
-            Route("/api/v3/ping", public(lambda p: {}), methods=["GET"]),
+            Route("/api/v3/ping", public(lambda p: {}, 1), methods=["GET"]),
             Route(
                 "/api/v3/time",
-                public(lambda p: {"serverTime": self.state.replayer.clock()}),
+                public(lambda p: {"serverTime": self.state.replayer.clock()}, 1),
                 methods=["GET"],
             ),
-            Route("/api/v3/exchangeInfo", public(self.exchange_info), methods=["GET"]),
-            Route("/api/v3/ticker/24hr", public(self.ticker_24hr), methods=["GET"]),
-            Route("/api/v3/ticker/price", public(self.ticker_price), methods=["GET"]),
-            Route("/api/v3/ticker/bookTicker", public(self.book_ticker), methods=["GET"]),
-            Route("/api/v3/klines", public(self.klines), methods=["GET"]),
-            Route("/api/v3/uiKlines", public(self.klines), methods=["GET"]),
-            Route("/api/v3/depth", public(self.depth), methods=["GET"]),
-            Route("/api/v3/trades", public(self.trades), methods=["GET"]),
-            Route("/api/v3/aggTrades", public(self.agg_trades), methods=["GET"]),
-            Route("/api/v3/avgPrice", public(self.avg_price), methods=["GET"]),
+            Route("/api/v3/exchangeInfo", public(self.exchange_info, 20), methods=["GET"]),
+            Route("/api/v3/ticker/24hr", public(self.ticker_24hr, _ticker_24hr_weight), methods=["GET"]),
+            Route("/api/v3/ticker/price", public(self.ticker_price, _ticker_weight), methods=["GET"]),
+            Route("/api/v3/ticker/bookTicker", public(self.book_ticker, _ticker_weight), methods=["GET"]),
+            Route("/api/v3/klines", public(self.klines, 2), methods=["GET"]),
+            Route("/api/v3/uiKlines", public(self.klines, 2), methods=["GET"]),
+            Route("/api/v3/depth", public(self.depth, _depth_weight), methods=["GET"]),
+            Route("/api/v3/trades", public(self.trades, 25), methods=["GET"]),
+            Route("/api/v3/aggTrades", public(self.agg_trades, 4), methods=["GET"]),
+            Route("/api/v3/avgPrice", public(self.avg_price, 2), methods=["GET"]),
             Route("/api/v3/account", signed(self.account), methods=["GET"]),
             Route("/api/v3/order", self._order_dispatch, methods=["GET", "POST", "DELETE"]),
             Route("/api/v3/order/test", signed(self.order_test), methods=["POST"]),
@@ -96,14 +130,14 @@ class BinanceRest:
         self._weight += weight
         return {"x-mbx-used-weight": str(self._weight), "x-mbx-used-weight-1m": str(self._weight)}
 
-    def _public(self, handler: Callable[[Params], Any]) -> Handler:
+    def _public(self, handler: Callable[[Params], Any], weight: Weight) -> Handler:
         async def endpoint(request: Request) -> Response:
             params = dict(request.query_params)
             try:
                 body = handler(params)
             except BinanceError as exc:
                 return exc.response(self._headers(1))
-            return json_response(body, headers=self._headers(2))
+            return json_response(body, headers=self._headers(weight(params) if callable(weight) else weight))
 
         return endpoint
 

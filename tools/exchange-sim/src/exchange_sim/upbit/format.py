@@ -185,7 +185,7 @@ def kst_day_start(now_ms: int) -> int:
 def _ticker_core(data: MarketData, now_ms: int) -> dict[str, Any]:
     day = data.stats(kst_day_start(now_ms), now_ms)
     rolling = data.rolling_24h(now_ms)
-    extremes = data.all_time()
+    highest, lowest = data.extremes()
     price = data.last_price
     change, diff, rate = _change(price, day.prev_close)
     trade_moment = utc(data.last_time_ms)
@@ -207,9 +207,9 @@ def _ticker_core(data: MarketData, now_ms: int) -> dict[str, Any]:
         "acc_trade_price_24h": rolling.quote_volume,
         "acc_trade_volume": day.volume,
         "acc_trade_volume_24h": rolling.volume,
-        "highest_52_week_price": extremes.high,
+        "highest_52_week_price": highest,
         "highest_52_week_date": today,
-        "lowest_52_week_price": extremes.low,
+        "lowest_52_week_price": lowest,
         "lowest_52_week_date": today,
         "day": day,
     }
