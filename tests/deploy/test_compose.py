@@ -19,7 +19,7 @@ import yaml
 
 from common.exchanges.settings import DEFAULT_URLS, sim_exchange_env
 from common.testing.infra import in_ci
-from exchange_sim.settings import CANDLE_FILE_NAME, SimSettings
+from exchange_sim.settings import CANDLE_FILE_NAME, DEFAULT_HISTORY_MINUTES, SimSettings
 from launcher import gensecrets
 from launcher.dev import Stack
 from launcher.topology import (
@@ -384,6 +384,8 @@ def test_the_simulator_takes_its_settings_from_the_env_file_with_its_own_default
     for name, value in defaults.items():
         monkeypatch.setenv(name, value)
     read, own = SimSettings().model_dump(), {k: v.default for k, v in SimSettings.model_fields.items()}
+    # Unset history means 30 days: compose writes it out.
+    own["history_minutes"] = DEFAULT_HISTORY_MINUTES
     for name in defaults:
         field = name.removeprefix("SIM_").lower()
         assert read[field] == own[field], name
@@ -583,7 +585,7 @@ def test_sim_settings_in_the_env_file_reach_the_simulator(config: Config, tmp_pa
 
     default = simulator("")
     assert default["environment"]["SIM_CANDLE_FILE"] == f"/data/{CANDLE_FILE_NAME}"
-    assert str(default["environment"]["SIM_HISTORY_MINUTES"]) == "1440"
+    assert str(default["environment"]["SIM_HISTORY_MINUTES"]) == str(DEFAULT_HISTORY_MINUTES)
     assert Path(mounted(default)) == (ROOT / "../shared/data").resolve()
 
     # A month of your own: the folder it is in, the file in it, as much history as it holds.

@@ -33,8 +33,9 @@ class SimSettings(BaseSettings):
     # Candles replayed per second (each candle is 4 ticks); 0 = paused; "max" = as fast as possible.
     replay_speed: ReplaySpeed = 1.0
     # Candles of the file (or walk) shown as history before the replay starts (24h stats, klines, backtests);
-    # with a candle file, at most its length: more is clamped to the whole file (with a warning).
-    history_minutes: int = Field(default=1440, ge=1, le=MAX_HISTORY_MINUTES)
+    # with a candle file, at most its length: more is clamped to the whole file (with a warning). Unset: 30
+    # days, or the whole candle file when it is shorter, so a 30-day backtest works in every mode.
+    history_minutes: int | None = Field(default=None, ge=1, le=MAX_HISTORY_MINUTES)
     seed: int = 42
     # KRW per USDT: KRW markets follow the USDT ones through this rate, rounded to Upbit's KRW tick.
     krw_rate: Decimal = Field(default=Decimal("1400"), gt=0)
@@ -70,3 +71,6 @@ class SimSettings(BaseSettings):
             return self.candle_file if self.candle_file.is_file() else None
         default = shared_dir() / "data" / CANDLE_FILE_NAME
         return default if default.is_file() else None
+
+
+DEFAULT_HISTORY_MINUTES = 30 * 24 * 60

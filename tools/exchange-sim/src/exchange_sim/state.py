@@ -15,7 +15,7 @@ from exchange_sim.prices import PriceFeed, load_candles_csv
 from exchange_sim.replay import Replayer
 from exchange_sim.requests import RequestCounter
 from exchange_sim.series import CandleTable
-from exchange_sim.settings import SimSettings
+from exchange_sim.settings import DEFAULT_HISTORY_MINUTES, SimSettings
 from exchange_sim.wsconn import ConnectionRegistry
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,11 @@ class SimState:
                 log.warning("cannot read candle file %s (%s); BTC follows a random walk", candle_file, exc)
         else:
             log.warning("no candle file found; BTC follows a seeded random walk")
-        history = settings.history_minutes
+        history = settings.history_minutes or DEFAULT_HISTORY_MINUTES
         if btc_candles is not None and history > len(btc_candles):
-            log.warning(
+            # Thirty days (the default, compose's too) of a shorter file is the whole file, as meant.
+            report = log.info if history == DEFAULT_HISTORY_MINUTES else log.warning
+            report(
                 "SIM_HISTORY_MINUTES=%d is more than the %d candles of %s: the history is the whole file",
                 history,
                 len(btc_candles),
