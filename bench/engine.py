@@ -69,7 +69,7 @@ from enginereplicas import (  # noqa: E402
 from common.bus import create_bus  # noqa: E402
 from common.contracts.market import MARKET_EXCHANGE  # noqa: E402
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
-from common.trading.partitions import market_partition  # noqa: E402
+from trading.partitions import market_partition  # noqa: E402
 
 LATENCY = "engine_tick_to_order_seconds"
 LOOP_LAG = "engine_event_loop_lag_seconds"

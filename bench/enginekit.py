@@ -24,7 +24,6 @@ import asyncpg
 from sqlalchemy import insert
 
 from bots.commands import command_payload
-from bots.migrate import upgrade
 from common.bus import create_bus
 from common.bus.support import make_envelope
 from common.cache import Cache
@@ -35,8 +34,9 @@ from common.exchanges import Exchange
 from common.grid import MarketRules, plan_grid
 from common.runtime import acquire_cache, release_cache
 from common.testing.shared import shared_dir
-from common.trading.models import SCHEMA, Bot, GridLevel
-from common.trading.partitions import new_bot_id
+from trading.migrate import upgrade
+from trading.models import SCHEMA, Bot, GridLevel
+from trading.partitions import new_bot_id
 
 D = Decimal
 TICKERS = [f"B{n:02d}USDT" for n in range(20)]
@@ -71,7 +71,7 @@ def rules() -> MarketRules:
 
 
 async def create_database(admin: str) -> str:
-    """A fresh database with the bots schema (the bots service's migrations); its SQLAlchemy URL."""
+    """A fresh database with the bots schema (trading.migrate); its SQLAlchemy URL."""
     name = f"gridbot_bench_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(admin)
     try:

@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.exchanges import sim_exchange_env
 from common.testing.infra import free_port
-from common.trading.models import ENGINE_PARTITIONS, SCHEMA
-from common.trading.partitions import partition_of
 from engine.ownership import assign
+from trading.models import ENGINE_PARTITIONS, SCHEMA
+from trading.partitions import partition_of
 
 REPO = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")

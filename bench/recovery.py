@@ -59,7 +59,6 @@ from starlette.routing import Route
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from bots.commands import command_payload  # noqa: E402
-from bots.migrate import upgrade  # noqa: E402
 from bots.service import level_rows  # noqa: E402
 from common.bus import RabbitBus  # noqa: E402
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent  # noqa: E402
@@ -72,10 +71,11 @@ from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_RED
 from common.testing.rabbit import close_connection  # noqa: E402
 from common.testing.shared import shared_file  # noqa: E402
 from common.testing.sweep import sweep_namespaces  # noqa: E402
-from common.trading.models import SCHEMA, Bot, Order, Trade  # noqa: E402
 from engine.runtime import EngineRuntime  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from exchange_sim import SimServer, SimSettings  # noqa: E402
+from trading.migrate import upgrade  # noqa: E402
+from trading.models import SCHEMA, Bot, Order, Trade  # noqa: E402
 
 D = Decimal
 TOKEN = "bench-recovery-internal-token-0123456789abcdef-0123456789abcdef"

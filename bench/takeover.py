@@ -51,7 +51,7 @@ from enginekit import (  # noqa: E402
 from enginereplicas import Replica, Replicas, bots_per_replica, engine_env  # noqa: E402
 
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
-from common.trading.partitions import partition_of  # noqa: E402
+from trading.partitions import partition_of  # noqa: E402
 
 FIRST_ACTIVITY = """
 SELECT least(

@@ -14,12 +14,12 @@ from fastapi import FastAPI
 
 from bots.consumers import CREDENTIAL_EVENTS_QUEUE
 from bots.main import create_app
-from bots.migrate import upgrade
 from bots.settings import Settings
 from bots.testing import BALANCE_TOKEN, Backend, CredentialsContract, FakeEngine, User, make_settings
 from common.testing.service import backend_fixtures, user_factory
 from exchange_sim import SimServer
 from exchange_sim.testing import sim_fixtures
+from trading.migrate import upgrade
 
 SPEC_BOT: dict[str, Any] = {
     "exchange": "upbit",

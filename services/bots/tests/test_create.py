@@ -19,8 +19,8 @@ from bots.testing import FakeEngine, User, error_code
 from common.grid import MarketRules
 from common.testing.service import exact_json
 from common.testing.wait import eventually
-from common.trading.models import OUTBOX, Bot
-from common.trading.partitions import market_partition, partition_of
+from trading.models import OUTBOX, Bot
+from trading.partitions import market_partition, partition_of
 
 from .conftest import SPEC_BOT
 

@@ -16,7 +16,7 @@ from common.bus import Bus, Envelope
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent
 from common.exchanges import Exchange
 from common.testing.wait import eventually
-from common.trading.models import OUTBOX, Bot
+from trading.models import OUTBOX, Bot
 
 CreateBot = Callable[..., Awaitable[dict[str, Any]]]
 SetPrice = Callable[[str, str, str], Awaitable[None]]

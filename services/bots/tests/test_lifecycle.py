@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from bots import commands
 from bots.testing import FakeEngine, Fill, User, error_code, seed_fills
 from common.testing.wait import eventually
-from common.trading.models import OUTBOX, Bot, Order, Trade
+from trading.models import OUTBOX, Bot, Order, Trade
 
 CreateBot = Callable[..., Awaitable[dict[str, Any]]]
 

@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from bots.testing import Fill, User, error_code, seed_fills
 from common.testing.service import exact_json
-from common.trading.models import Bot, GridLevel
+from trading.models import Bot, GridLevel
 
 CreateBot = Callable[..., Awaitable[dict[str, Any]]]
 SetPrice = Callable[[str, str, str], Awaitable[None]]

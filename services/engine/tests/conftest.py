@@ -15,16 +15,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bots.migrate import upgrade
 from common.bus import QueueKind, RabbitBus
 from common.contracts.events import EVENTS_EXCHANGE
 from common.db import create_engine, create_session_factory
 from common.testing.infra import scratch_database
 from common.testing.wait import eventually
-from common.trading.models import SCHEMA, EngineReplica
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 from exchange_sim import SimServer, SimSettings
+from trading.migrate import upgrade
+from trading.models import SCHEMA, EngineReplica
 
 # The tests import their helpers by module name (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +37,7 @@ EXCHANGES = ("bots", "orders", "events", "market", "credentials", "dlx")
 
 @pytest.fixture(scope="session")
 def migrated_postgres(postgres_admin_url: str) -> Iterator[str]:
-    """A database of the engine tests' own with the bots schema (the bots service's migrations).
+    """A database of the engine tests' own with the bots schema (trading.migrate).
 
     Not the process-wide test database: an engine drives every running bot it finds, and other packages'
     tests leave running bots there.

@@ -31,8 +31,8 @@ from common.contracts.market import MARKET_EXCHANGE, PriceTick
 from common.exchanges import Exchange, sim_exchange_env
 from common.grid import MarketRules, plan_grid
 from common.testing.shared import shared_file
-from common.trading.models import Bot, GridLevel, Order, Trade
 from engine.settings import Settings
+from trading.models import Bot, GridLevel, Order, Trade
 
 D = Decimal
 INTERNAL_TOKEN = "engine-tests-internal-token-0123456789abcdef-0123456789abcdef"

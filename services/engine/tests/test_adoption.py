@@ -16,9 +16,9 @@ from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
-from common.trading.models import EngineState, Order
 from engine.runtime import EngineRuntime
 from gridcore import parse_client_order_id
+from trading.models import EngineState, Order
 
 D = Decimal
 

@@ -19,15 +19,15 @@ from engine_support import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bots.migrate import upgrade
 from common.bus import Bus
 from common.cache import Cache
 from common.contracts.bots import BotEvent
 from common.db import create_engine, create_session_factory
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.testing.wait import eventually
-from common.trading.models import SCHEMA
 from engine.runtime import EngineRuntime
+from trading.migrate import upgrade
+from trading.models import SCHEMA
 
 D = Decimal
 

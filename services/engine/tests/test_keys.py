@@ -20,9 +20,9 @@ from common.contracts.bots import BOTS_EXCHANGE, BotEvent
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent
 from common.exchanges import Exchange
 from common.testing.wait import eventually
-from common.trading.commands import BOT_STOPPED
-from common.trading.models import Bot, InboxMessage
 from engine.runtime import EngineRuntime
+from trading.commands import BOT_STOPPED
+from trading.models import Bot, InboxMessage
 
 D = Decimal
 SYMBOL = "BTCUSDT"

@@ -32,8 +32,8 @@ from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
-from common.trading.models import EngineState, Order, Trade
 from gridcore import Side
+from trading.models import EngineState, Order, Trade
 
 D = Decimal
 KILLS = 4

@@ -27,9 +27,9 @@ from common.bus import QueueKind, RabbitBus
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent
 from common.runtime import acquire_cache, release_cache
 from common.testing.wait import eventually
-from common.trading.commands import BOT_STOPPED
-from common.trading.models import Bot
 from engine.runtime import EngineRuntime
+from trading.commands import BOT_STOPPED
+from trading.models import Bot
 
 D = Decimal
 

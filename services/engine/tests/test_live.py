@@ -27,8 +27,8 @@ from common.contracts.bots import BotEvent
 from common.exchanges import TransientExchangeError
 from common.grid import plan_grid
 from common.testing.wait import eventually
-from common.trading.models import Bot, Order, Trade
 from engine.runtime import EngineRuntime
+from trading.models import Bot, Order, Trade
 
 D = Decimal
 FEE = D("0.001")

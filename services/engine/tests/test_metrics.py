@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.testing.wait import eventually
-from common.trading.models import ENGINE_PARTITIONS, Trade
 from engine.main import create_app
 from engine.metrics import LATENCY_BUCKETS, Metrics, time_full_collections
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
+from trading.models import ENGINE_PARTITIONS, Trade
 
 
 def _figures(text: str) -> dict[str, float]:

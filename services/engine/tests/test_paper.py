@@ -23,10 +23,10 @@ from common.bus import QueueKind, RabbitBus
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
-from common.trading.commands import BOT_STOPPED
-from common.trading.models import InboxMessage
 from engine.contracts import ORDER_FILLED, ORDERS_EXCHANGE, OrderFilledMessage
 from engine.runtime import EngineRuntime
+from trading.commands import BOT_STOPPED
+from trading.models import InboxMessage
 
 D = Decimal
 FEE = D("0.0005")

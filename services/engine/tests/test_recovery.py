@@ -29,9 +29,9 @@ from common.grid import plan_grid
 from common.testing.infra import host_tool
 from common.testing.rabbit import close_connection, connection_pids
 from common.testing.wait import eventually
-from common.trading.models import Bot
 from engine.live.broker import client_key
 from engine.runtime import EngineRuntime
+from trading.models import Bot
 
 D = Decimal
 SYMBOL = "BTCUSDT"

@@ -36,9 +36,9 @@ from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
-from common.trading.models import Bot, EnginePartition, EngineReplica, EngineState
-from common.trading.partitions import partition_of
 from engine.ownership import assign
+from trading.models import Bot, EnginePartition, EngineReplica, EngineState
+from trading.partitions import partition_of
 
 D = Decimal
 Cluster = Callable[[str], EngineSupervisor]

@@ -30,10 +30,10 @@ from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
-from common.trading.models import ENGINE_PARTITIONS, EnginePartition
-from common.trading.partitions import new_bot_id, partition_of
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
+from trading.models import ENGINE_PARTITIONS, EnginePartition
+from trading.partitions import new_bot_id, partition_of
 
 D = Decimal
 

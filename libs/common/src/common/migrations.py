@@ -70,8 +70,8 @@ def upgrade_head(script_location: Path, database_url: str) -> None:
 def migrations_path(service: str, module_file: str) -> Path:
     """A service's Alembic scripts: $<SERVICE>_MIGRATIONS_PATH, else inside the installed package, else the source tree.
 
-    The wheel force-includes services/<name>/migrations as <package>/migrations (the container image
-    needs it); editable installs and tests find services/<name>/migrations next to src/.
+    The wheel force-includes <member>/migrations (services/<name>, or libs/trading for the `bots` schema) as
+    <package>/migrations (the container image needs it); editable installs and tests find it next to src/.
     """
     here = Path(module_file).resolve().parent
     variable = f"{service.upper().replace('-', '_')}_MIGRATIONS_PATH"

@@ -9,8 +9,8 @@ from common.contracts.bots import BotStatus as WireStatus
 from common.contracts.envelope import new_message_id
 from common.exchanges import Exchange
 from common.outbox import enqueue
-from common.trading.commands import BotCommand
-from common.trading.models import OUTBOX, Bot
+from trading.commands import BotCommand
+from trading.models import OUTBOX, Bot
 
 
 def command_payload(bot: Bot, status: str, command_id: str) -> BotCommand:

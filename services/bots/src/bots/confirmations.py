@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from common.bus import Bus, QueueKind, Subscription
 from common.contracts.bots import BOTS_EXCHANGE
 from common.contracts.envelope import Envelope
-from common.trading.commands import BOT_STOPPED, BotStopped
-from common.trading.models import Bot
+from trading.commands import BOT_STOPPED, BotStopped
+from trading.models import Bot
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from bots.views import ERROR_MESSAGES
 from common.bus import Bus, QueueKind, Subscription
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent, CredentialEventType
 from common.contracts.envelope import Envelope
-from common.trading.models import Bot, BotMode, BotStatus, InboxMessage, StopReason
+from trading.models import Bot, BotMode, BotStatus, InboxMessage, StopReason
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from bots.deps import InternalCaller
-from common.trading.models import Bot, BotStatus
 from common.web import ApiRouter, JsonResponse
+from trading.models import Bot, BotStatus
 
 router = ApiRouter(prefix="/internal", include_in_schema=False, dependencies=[InternalCaller])
 

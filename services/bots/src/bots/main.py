@@ -22,9 +22,9 @@ from bots.settings import Settings
 from common.exchanges import ExchangeBudget, MarketCatalog
 from common.outbox import OutboxRelay
 from common.resources import infrastructure_checks, open_resources
-from common.trading.models import OUTBOX, SCHEMA
 from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
+from trading.models import OUTBOX, SCHEMA
 
 SERVICE_NAME = "bots"
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from bots.migrate import upgrade
+        from trading.migrate import upgrade
 
         async with AsyncExitStack() as resources:
             opened = await open_resources(resources, settings, [SCHEMA], upgrade=upgrade, bus=True)

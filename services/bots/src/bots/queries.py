@@ -20,7 +20,7 @@ from common.contracts.public import GridLevelRead, Pagination
 from common.dbtypes import utc_now
 from common.exchanges import Exchange
 from common.security import user_uuid
-from common.trading.models import Bot
+from trading.models import Bot
 
 
 class BotQueries:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.trading.models import Bot, BotStatus, GridLevel, Order, Trade
+from trading.models import Bot, BotStatus, GridLevel, Order, Trade
 
 
 class BotRepository:

@@ -30,8 +30,8 @@ from common.exchanges import Exchange, parse_exchange
 from common.grid import GridKind, GridPlan, MarketRules, plan_grid, validate_order_amount
 from common.outbox import OutboxRelay, take_pending
 from common.security import user_uuid
-from common.trading.models import Bot, BotMode, BotStatus, GridLevel, LevelStatus, OrderSide, StopReason
-from common.trading.partitions import new_bot_id
+from trading.models import Bot, BotMode, BotStatus, GridLevel, LevelStatus, OrderSide, StopReason
+from trading.partitions import new_bot_id
 
 log = logging.getLogger(__name__)
 

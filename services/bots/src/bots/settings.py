@@ -14,7 +14,7 @@ from common.settings import (
     JwtSettings,
     TickersTokenSettings,
 )
-from common.trading.models import BotMode
+from trading.models import BotMode
 
 
 class Settings(

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.contracts.public import profit_percent
 from common.exchanges import Exchange, quote_currency
-from common.trading.models import OrderSide, Trade
+from trading.models import OrderSide, Trade
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")

@@ -29,8 +29,8 @@ from common.testing.service import Backend as Backend
 from common.testing.service import EnvelopeSink
 from common.testing.service import User as User
 from common.testing.service import error_code as error_code
-from common.trading.commands import BOT_STOPPED, BotCommand, BotStopped
-from common.trading.models import Bot, BotStatus, Order, OrderStatus, StopReason, Trade
+from trading.commands import BOT_STOPPED, BotCommand, BotStopped
+from trading.models import Bot, BotStatus, Order, OrderStatus, StopReason, Trade
 
 JWT_SECRET = "bots-tests-jwt-secret-0123456789abcdef-0123456789abcdef-01234567"
 # What the bots service presents to the credentials balance route, and what market-data presents to it.
@@ -56,7 +56,7 @@ def make_settings(backend: Backend, sim_url: str, namespace: str, **overrides: A
 
 
 class FakeEngine:
-    """Plays the engine's part of the stop handshake exactly as common.trading.commands describes it.
+    """Plays the engine's part of the stop handshake exactly as trading.commands describes it.
 
     On `bot.stop`: cancels the bot's open orders, commits the command's status where `stop_command_id`
     still names the command, then publishes `bot.stopped`. With `confirm=False` it hears the command and

@@ -12,7 +12,7 @@ from common.contracts.public import BotFigures, TradeRead
 from common.contracts.public import number as number  # the JSON number of a Decimal, as the routes write it
 from common.exchanges import Exchange, quote_currency
 from common.i18n import t
-from common.trading.models import Bot, BotStatus, Order, Trade
+from trading.models import Bot, BotStatus, Order, Trade
 
 # Errors the bots service itself puts on a bot, in both languages (the engine writes its own text).
 ERROR_MESSAGES: dict[str, tuple[str, str]] = {

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def create_app(
     settings: Settings | None = None, *, credentials_transport: httpx.AsyncBaseTransport | None = None
 ) -> FastAPI:
-    """The engine app; the runtime starts with its lifespan (no migrations: the bots schema is the bots service's)."""
+    """The engine app; the runtime starts with its lifespan (no migrations: `python -m trading.migrate` does)."""
     settings = settings or Settings()
 
     @asynccontextmanager

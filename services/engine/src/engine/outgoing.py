@@ -19,8 +19,8 @@ from common.contracts.events import (
     user_events_key,
 )
 from common.contracts.public import BotFigures, GridLevelRead, TradeRead
-from common.trading.commands import BOT_STOPPED, BotStopped
 from engine.model import BotHandle, LevelView
+from trading.commands import BOT_STOPPED, BotStopped
 
 
 def outbox_row(

@@ -37,8 +37,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.dbtypes import utc_now
-from common.trading.models import EnginePartition, EngineReplica
-from common.trading.partitions import partition_of
+from trading.models import EnginePartition, EngineReplica
+from trading.partitions import partition_of
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,6 @@ from common.dbtypes import utc_now
 from common.exchanges import Exchange, ExchangeBudget
 from common.outbox import OutboxRelay
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
-from common.trading.models import OUTBOX, SCHEMA, InboxMessage
-from common.trading.partitions import partition_of
 from engine.applying import handlers
 from engine.contracts import FILLS_QUEUE, ORDER_FILLED, ORDERS_EXCHANGE, OrderFilledMessage
 from engine.intake import markets
@@ -53,6 +51,8 @@ from engine.scheduling.registry import Registry, ticker_key
 from engine.scheduling.shard import Shard
 from engine.settings import Settings
 from engine.work import ResumeWork
+from trading.models import OUTBOX, SCHEMA, InboxMessage
+from trading.partitions import partition_of
 
 log = logging.getLogger(__name__)
 

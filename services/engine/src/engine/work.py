@@ -9,9 +9,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from common.contracts.bots import BotEvent
-from common.trading.commands import BotCommand
 from engine.contracts import OrderFilledMessage
 from gridcore import OrderCanceled, OrderRejected, Side, Tick
+from trading.commands import BotCommand
 
 
 @dataclass(eq=False, kw_only=True)

@@ -111,7 +111,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "bots",
         3003,
         "bots.settings:Settings",
-        migrate_module="bots.migrate",
+        migrate_module="trading.migrate",
         uses_bus=True,
         uses_exchanges=True,
         links={"CREDENTIALS_URL": "credentials"},

@@ -2,7 +2,7 @@
 
 A replica's tick queue starts with no binding; a market is bound before the first of its bots is driven
 here (taken over, started or loaded again), so that bot misses no tick, and unbound once none of its bots
-has been here for a while. Bots get ids in their market's partition (`common.trading.partitions`), so the
+has been here for a while. Bots get ids in their market's partition (`trading.partitions`), so the
 replicas' sets of markets barely overlap and each takes only its share of the tick stream.
 """
 

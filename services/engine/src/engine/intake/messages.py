@@ -23,11 +23,11 @@ from pydantic import ValidationError
 from common.contracts.bots import BotEvent
 from common.contracts.envelope import Envelope
 from common.exchanges import Exchange
-from common.trading.commands import BotCommand
 from engine.contracts import FILLS_QUEUE, OrderFilledMessage
 from engine.metrics import Metrics
 from engine.scheduling.shard import Shard
 from engine.work import CommandWork, FillWork
+from trading.commands import BotCommand
 
 log = logging.getLogger(__name__)
 

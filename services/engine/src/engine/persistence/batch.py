@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.persistence.errors import StaleStateError
+from engine.persistence.statement import Part, insert_part, update_part, with_statement
+from engine.persistence.tables import BOTS, INBOX, LEVELS, ORDERS, STATES, TRADES
 from engine.step import Step
+from trading.models import OUTBOX
 
 # --- one statement per batch (PostgreSQL) -------------------------------------------------------------------
 #
@@ -24,140 +24,45 @@ from engine.step import Step
 # batch is inserted as it ends up (foreign keys are checked at the end of the statement, so a trade may
 # name an order inserted beside it). The statement returns the bots whose state version matched and the
 # inbox ids newly claimed; the caller fails the transaction on anything else.
+#
+# The statement is generated from the trading tables' metadata (engine.persistence.statement): an insert
+# writes every column of its table, an update the columns named below, each array cast to its column's type.
 
-_BATCH = text(
-    """
-    WITH o AS (
-        INSERT INTO bots.orders (id, bot_id, exchange, client_order_id, exchange_order_id, slot, side, price,
-                                 quantity, filled_quantity, status, created_at, updated_at)
-        SELECT * FROM unnest(
-            CAST(:o_id AS uuid[]), CAST(:o_bot_id AS uuid[]), CAST(:o_exchange AS text[]),
-            CAST(:o_client_order_id AS text[]), CAST(:o_exchange_order_id AS text[]), CAST(:o_slot AS int[]),
-            CAST(:o_side AS text[]), CAST(:o_price AS numeric[]), CAST(:o_quantity AS numeric[]),
-            CAST(:o_filled_quantity AS numeric[]), CAST(:o_status AS text[]),
-            CAST(:o_created_at AS timestamptz[]), CAST(:o_updated_at AS timestamptz[]))
-    ), u AS (
-        UPDATE bots.orders AS t
-           SET status = v.status, filled_quantity = v.filled_quantity,
-               exchange_order_id = v.exchange_order_id, updated_at = v.updated_at
-          FROM unnest(
-            CAST(:u_id AS uuid[]), CAST(:u_status AS text[]), CAST(:u_filled_quantity AS numeric[]),
-            CAST(:u_exchange_order_id AS text[]), CAST(:u_updated_at AS timestamptz[])
-          ) AS v(id, status, filled_quantity, exchange_order_id, updated_at)
-         WHERE t.id = v.id
-    ), t AS (
-        INSERT INTO bots.trades (id, bot_id, order_id, fill_id, side, price, amount, total, fee, fee_currency,
-                                 profit, executed_at, created_at)
-        SELECT * FROM unnest(
-            CAST(:t_id AS uuid[]), CAST(:t_bot_id AS uuid[]), CAST(:t_order_id AS uuid[]),
-            CAST(:t_fill_id AS text[]), CAST(:t_side AS text[]), CAST(:t_price AS numeric[]),
-            CAST(:t_amount AS numeric[]), CAST(:t_total AS numeric[]), CAST(:t_fee AS numeric[]),
-            CAST(:t_fee_currency AS text[]), CAST(:t_profit AS numeric[]),
-            CAST(:t_executed_at AS timestamptz[]), CAST(:t_created_at AS timestamptz[]))
-    ), l AS (
-        UPDATE bots.grid_levels AS t
-           SET type = v.type, status = v.status, order_id = v.order_id, filled_at = v.filled_at,
-               updated_at = v.updated_at
-          FROM unnest(
-            CAST(:l_id AS uuid[]), CAST(:l_type AS text[]), CAST(:l_status AS text[]),
-            CAST(:l_order_id AS text[]), CAST(:l_filled_at AS timestamptz[]),
-            CAST(:l_updated_at AS timestamptz[])
-          ) AS v(id, type, status, order_id, filled_at, updated_at)
-         WHERE t.id = v.id
-    ), b AS (
-        UPDATE bots.bots AS t
-           SET last_executed_at = v.last_executed_at
-          FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_last_executed_at AS timestamptz[]))
-               AS v(id, last_executed_at)
-         WHERE t.id = v.id
-    ), n AS (
-        INSERT INTO bots.engine_states (bot_id, state, version, updated_at)
-        SELECT v.bot_id, CAST(v.state AS json), 1, v.updated_at
-          FROM unnest(
-            CAST(:n_bot_id AS uuid[]), CAST(:n_state AS text[]), CAST(:n_updated_at AS timestamptz[])
-          ) AS v(bot_id, state, updated_at)
-    ), s AS (
-        UPDATE bots.engine_states AS t
-           SET state = CAST(v.state AS json), version = t.version + 1, updated_at = v.updated_at
-          FROM unnest(
-            CAST(:s_bot_id AS uuid[]), CAST(:s_state AS text[]), CAST(:s_version AS int[]),
-            CAST(:s_updated_at AS timestamptz[])
-          ) AS v(bot_id, state, version, updated_at)
-         WHERE t.bot_id = v.bot_id AND t.version = v.version
-        RETURNING t.bot_id
-    ), x AS (
-        INSERT INTO bots.bots_outbox (message_id, exchange, routing_key, payload, request_id, created_at)
-        SELECT v.message_id, v.exchange, v.routing_key, CAST(v.payload AS json), v.request_id, v.created_at
-          FROM unnest(
-            CAST(:x_message_id AS text[]), CAST(:x_exchange AS text[]), CAST(:x_routing_key AS text[]),
-            CAST(:x_payload AS text[]), CAST(:x_request_id AS text[]), CAST(:x_created_at AS timestamptz[])
-          ) AS v(message_id, exchange, routing_key, payload, request_id, created_at)
-    ), i AS (
-        INSERT INTO bots.bots_inbox (consumer, message_id, processed_at)
-        SELECT v.consumer, v.message_id, now()
-          FROM unnest(CAST(:i_consumer AS text[]), CAST(:i_message_id AS text[])) AS v(consumer, message_id)
-        ON CONFLICT DO NOTHING
-        RETURNING message_id
-    )
-    SELECT ARRAY(SELECT bot_id FROM s) AS updated, ARRAY(SELECT message_id FROM i) AS claimed
-    """
+PARTS: tuple[Part, ...] = (
+    insert_part("o", ORDERS),
+    # An order's fate: what its fills, cancel or the exchange's ack change.
+    update_part(
+        "u", ORDERS, keys=("id",), sets=("status", "filled_quantity", "exchange_order_id", "updated_at")
+    ),
+    insert_part("t", TRADES),
+    update_part("l", LEVELS, keys=("id",), sets=("type", "status", "order_id", "filled_at", "updated_at")),
+    update_part("b", BOTS, keys=("id",), sets=("last_executed_at",)),
+    insert_part("n", STATES, fixed={"version": "1"}),
+    # Only where the version is still the one this writer loaded: a stale writer updates nothing.
+    update_part(
+        "s",
+        STATES,
+        keys=("bot_id", "version"),
+        sets=("state", "updated_at"),
+        fixed={"version": "t.version + 1"},
+        tail="RETURNING t.bot_id",
+    ),
+    insert_part("x", OUTBOX),
+    insert_part(
+        "i", INBOX, fixed={"processed_at": "now()"}, tail="ON CONFLICT DO NOTHING\nRETURNING message_id"
+    ),
 )
+"""The batch's parts, by the name of their CTE (and prefix of their parameters)."""
 
-# Each part's array parameters (prefix, columns with their kind: money and times are checked as the
-# Money and UtcDateTime column types check them).
-_PARTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "o": (
-        ("id", ""), ("bot_id", ""), ("exchange", ""), ("client_order_id", ""), ("exchange_order_id", ""),
-        ("slot", ""), ("side", ""), ("price", "money"), ("quantity", "money"), ("filled_quantity", "money"),
-        ("status", ""), ("created_at", "time"), ("updated_at", "time"),
-    ),
-    "u": (
-        ("id", ""), ("status", ""), ("filled_quantity", "money"), ("exchange_order_id", ""),
-        ("updated_at", "time"),
-    ),
-    "t": (
-        ("id", ""), ("bot_id", ""), ("order_id", ""), ("fill_id", ""), ("side", ""), ("price", "money"),
-        ("amount", "money"), ("total", "money"), ("fee", "money"), ("fee_currency", ""), ("profit", "money"),
-        ("executed_at", "time"), ("created_at", "time"),
-    ),
-    "l": (
-        ("id", ""), ("type", ""), ("status", ""), ("order_id", ""), ("filled_at", "time"),
-        ("updated_at", "time"),
-    ),
-    "b": (("id", ""), ("last_executed_at", "time")),
-    "n": (("bot_id", ""), ("state", ""), ("updated_at", "time")),
-    "s": (("bot_id", ""), ("state", ""), ("version", ""), ("updated_at", "time")),
-    "x": (
-        ("message_id", ""), ("exchange", ""), ("routing_key", ""), ("payload", ""), ("request_id", ""),
-        ("created_at", "time"),
-    ),
-    "i": (("consumer", ""), ("message_id", "")),
-}  # fmt: skip
-
-
-def _bind(value: Any, kind: str) -> Any:
-    """One array element: money exact (never a float), times aware and in UTC."""
-    if value is None or not kind:
-        return value
-    if kind == "money":
-        if isinstance(value, float):
-            raise TypeError("money must be Decimal, not float")
-        exact = Decimal(value)
-        if not exact.is_finite():
-            raise ValueError("money must be finite")
-        return exact
-    if value.tzinfo is None:
-        raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
-    return value.astimezone(UTC)
-
-
-def _json(value: Any) -> str:
-    """JSON text of a snapshot or payload (JSON types only: a Decimal or anything else fails loudly)."""
-    return orjson.dumps(value).decode()
+BATCH_SQL = with_statement(
+    PARTS, "SELECT ARRAY(SELECT bot_id FROM s) AS updated, ARRAY(SELECT message_id FROM i) AS claimed"
+)
+_BATCH = text(BATCH_SQL)
 
 
 async def flush_postgresql(session: AsyncSession, steps: Sequence[Step]) -> None:
-    rows: dict[str, list[dict[str, Any]]] = {part: [] for part in _PARTS}
+    """Write every row the steps produced in one statement; raises StaleStateError as writes.flush does."""
+    rows: dict[str, list[dict[str, Any]]] = {part.name: [] for part in PARTS}
     inserted: dict[uuid.UUID, dict[str, Any]] = {}
     for step in steps:
         for row in step.order_inserts:
@@ -194,22 +99,21 @@ async def flush_postgresql(session: AsyncSession, steps: Sequence[Step]) -> None
         if step.last_executed_at is not None:
             rows["b"].append({"id": handle.id, "last_executed_at": step.last_executed_at})
         if step.state_changed:
-            state = _json(handle.snapshot())
+            state = handle.snapshot()
             if handle.version == 0:
                 rows["n"].append({"bot_id": handle.id, "state": state, "updated_at": now})
             else:
                 rows["s"].append(
                     {"bot_id": handle.id, "state": state, "version": handle.version, "updated_at": now}
                 )
-        rows["x"].extend(dict(row, payload=_json(row["payload"])) for row in step.outbox)
+        rows["x"].extend(step.outbox)
         rows["i"].extend({"consumer": c, "message_id": m} for c, m in step.inbox_claims)
     if not any(rows.values()):
         return
     rows["s"].sort(key=lambda row: row["bot_id"])  # states are locked in bot id order by every writer
     params: dict[str, Any] = {}
-    for part, columns in _PARTS.items():
-        for name, kind in columns:
-            params[f"{part}_{name}"] = [_bind(row[name], kind) for row in rows[part]]
+    for part in PARTS:
+        params.update(part.arrays(rows[part.name]))
     updated, claimed = (await session.execute(_BATCH, params)).one()
     stale = {row["bot_id"] for row in rows["s"]}.difference(updated)
     if stale:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.trading.models import (
+from trading.models import (
     Bot,
     EnginePartition,
     EngineState,

@@ -16,9 +16,6 @@ from sqlalchemy import bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.trading.models import (
-    OUTBOX,
-)
 from engine.persistence.batch import flush_postgresql
 from engine.persistence.errors import FencedError, StaleStateError
 from engine.persistence.tables import (
@@ -33,6 +30,9 @@ from engine.persistence.tables import (
     dialect,
 )
 from engine.step import Step
+from trading.models import (
+    OUTBOX,
+)
 
 
 async def fence(session: AsyncSession, owner: str, epochs: Mapping[int, int]) -> None:

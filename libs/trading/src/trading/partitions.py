@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from common.trading.models import ENGINE_PARTITIONS
+from trading.models import ENGINE_PARTITIONS
 
 
 def partition_of(bot_id: uuid.UUID) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
-from common.trading.models import ENGINE_PARTITIONS
-from common.trading.partitions import market_partition, new_bot_id, partition_of
+from trading.models import ENGINE_PARTITIONS
+from trading.partitions import market_partition, new_bot_id, partition_of
 
 
 def test_a_new_bot_id_is_a_random_v4_id_in_its_markets_partition() -> None:

@@ -19,8 +19,8 @@ from common.contracts.bots import BotLifecycle
 from common.contracts.envelope import Envelope
 from common.db import create_engine, create_session_factory
 from common.exchanges import Exchange
-from common.trading.commands import BotCommand, BotStopped
-from common.trading.models import SCHEMA, Base, Bot, GridLevel, Order, Trade
+from trading.commands import BotCommand, BotStopped
+from trading.models import SCHEMA, Base, Bot, GridLevel, Order, Trade
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -41,7 +41,7 @@ async def factory(database_url: str) -> AsyncIterator[Factory]:
         engine = create_engine(database_url, schemas=[SCHEMA])
         schema = None
     else:
-        # Its own schema: the bots service's migrations own `bots` in the same test database.
+        # Its own schema: the trading store's migrations own `bots` in the same test database.
         schema = f"trading_{uuid.uuid4().hex[:10]}"
         base = create_engine(database_url)
         engine = base.execution_options(schema_translate_map={SCHEMA: schema})

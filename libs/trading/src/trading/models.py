@@ -1,14 +1,14 @@
 """Schema `bots`: one definition of bots, grid levels, orders, trades and engine state for both writers.
 
 The bots service writes a bot's configuration and builds its grid; while a bot runs, the engine is the only
-writer of its trading state (orders, level status, trades, core state). Migrations live with the owning
-service (`services/bots/migrations`). The unique constraints are what make double counting impossible: one
-row per client order id, per exchange order id, and per fill.
+writer of its trading state (orders, level status, trades, core state). Migrations live beside these models
+(`libs/trading/migrations`, applied by `trading.migrate`). The unique constraints are what make double
+counting impossible: one row per client order id, per exchange order id, and per fill.
 
 Every figure the API shows about trading (profit, trade counts, performance) is computed from `trades`;
 there are deliberately no profit/trade counters on `bots` that could drift from it.
 
-The stop handshake with the engine (see `common.trading.commands`): the bots service records a stop by
+The stop handshake with the engine (see `trading.commands`): the bots service records a stop by
 setting `stop_command_id` (status unchanged: orders may still rest on the exchange) and enqueueing
 `bot.stop` with that id. The engine cancels every open order of the bot, then in one transaction, only
 where `stop_command_id` still equals the command's id, sets `status` to the command's `status` (`stopped`,

@@ -1,4 +1,4 @@
-"""Apply the bots schema's Alembic migrations: `upgrade(url)`, or `python -m bots.migrate`."""
+"""Apply the `bots` schema's migrations: `upgrade(url)`, or `python -m trading.migrate`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from common.migrations import migrate_main, migrations_path, upgrade_head
 
 def upgrade(url: str) -> None:
     """Bring the bots schema at `url` to the latest revision (blocking; runs its own event loop)."""
-    upgrade_head(migrations_path("bots", __file__), url)
+    upgrade_head(migrations_path("trading", __file__), url)
 
 
 if __name__ == "__main__":
     # Only DATABASE_URL: migrating needs no other secret, so the migration job is given none.
-    migrate_main("bots", __file__)
+    migrate_main("trading", __file__)

@@ -1,6 +1,6 @@
 """Alembic environment of the bots schema (the shared kit does the work)."""
 
 from common.migrations import run_env
-from common.trading.models import Base
+from trading.models import Base
 
 run_env(Base.metadata, "bots")

@@ -5,7 +5,7 @@ Routing keys on the durable topic exchange `bots` (common.contracts.bots.BOTS_EX
 * `bot.start`, `bot.stop`, `bot.updated`, `bot.deleted` — published by the bots service through its outbox
   after the change committed; payload `BotCommand`. The envelope's `message_id` equals `command_id`.
 * `bot.stopped` — published by the engine once every open order of the bot is cancelled and the bot's
-  status (the stop command's `status`) is committed (see the handshake in common.trading.models); payload
+  status (the stop command's `status`) is committed (see the handshake in trading.models); payload
   `BotStopped`. The bots service waits for it (or for the committed row) before answering a stop or delete.
 
 Delivery is at least once: consumers deduplicate by `command_id` / message id.

@@ -19,7 +19,7 @@ down_revision: str | None = "0002_bot_stop_reason"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# As common.trading.models.ENGINE_PARTITIONS at this revision (a migration never follows the code's constant).
+# As trading.models.ENGINE_PARTITIONS at this revision (a migration never follows the code's constant).
 _PARTITIONS = 64
 
 
