@@ -21,7 +21,7 @@ from gridcore.events import (
 from gridcore.ids import bot_prefix, client_order_id, parse_client_order_id
 from gridcore.invariants import violations
 from gridcore.machine import MONEY_QUANTUM, GridBot, Watch
-from gridcore.paper import PaperStep, apply, paper_fill, simulate_tick, tick_path
+from gridcore.paper import PaperStep, apply, crossed_fills, paper_fill, simulate_tick, tick_path
 from gridcore.state import (
     GridConfig,
     GridState,
@@ -68,6 +68,7 @@ __all__ = [
     "client_order_id",
     "command_from_dict",
     "command_to_dict",
+    "crossed_fills",
     "event_from_dict",
     "event_to_dict",
     "paper_fill",

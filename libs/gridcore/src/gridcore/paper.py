@@ -108,3 +108,32 @@ def _fill_if_open(bot: GridBot, slot: int, side: Side) -> list[PaperStep]:
     if order is None or order.side is not side:
         return []
     return apply(bot, paper_fill(bot, slot))
+
+
+def crossed_fills(bot: GridBot, tick: Tick, filled: set[str]) -> list[OrderFilled]:
+    """The fills of the bot's resting orders that the tick's path reaches, in path order.
+
+    The engine's paper broker and the backtest alike: buys at or above the low, sells at or below the high,
+    the low's leg first when the tick closed up; orders in `filled` (detected, not yet applied) are skipped;
+    with stopAtMax and a high at upperPrice nothing after the sells' leg fills.
+    """
+    state = bot.state
+    stops_at_high = (
+        state.phase is Phase.RUNNING and state.stop_at_max and tick.high >= state.config.upper_price
+    )
+    legs: tuple[tuple[Side, Decimal], ...] = (
+        ((Side.BUY, tick.low), (Side.SELL, tick.high))
+        if tick.closed_up
+        else ((Side.SELL, tick.high), (Side.BUY, tick.low))
+    )
+    fills: list[OrderFilled] = []
+    for side, point in legs:
+        slots = bot.buys_at_or_above(point) if side is Side.BUY else bot.sells_at_or_below(point)
+        for slot in slots:
+            order = state.slots[slot].order
+            if order is None or order.client_order_id in filled:
+                continue
+            fills.append(paper_fill(bot, slot))
+        if stops_at_high and side is Side.SELL:
+            break
+    return fills

@@ -5,7 +5,8 @@ Replay visiting only the candles where something can happen; `figures` turns a R
 backtest result; `sweep` runs many specs over the same candles on a process pool. docs/backtest.md.
 """
 
-from gridcore.replay.broker import PaperBroker, crossed_fills
+from gridcore.paper import crossed_fills
+from gridcore.replay.broker import PaperBroker
 from gridcore.replay.candles import MINUTE_MS, CandleSeries
 from gridcore.replay.fast import replay
 from gridcore.replay.figures import BacktestFigures, DailyFigure, EquityPoint, figures, percent

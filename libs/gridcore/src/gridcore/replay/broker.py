@@ -3,10 +3,10 @@
 A transcription of what the engine does with a tick for a paper bot (services/engine; libs never import
 services, so it is written out here and must change with it):
 
-* `engine.applying.paper_broker.crossed_fills`: the fills are every resting order the tick's path
-  reaches, taken from the book as it was before the tick — buys priced at or above the low (highest
-  first), sells at or below the high (lowest first); buys first when the tick closed up, sells first
-  otherwise; with stopAtMax and a high at upperPrice nothing after the sells' leg fills. Each fill is
+* `gridcore.paper.crossed_fills` (which the engine's paper broker calls too): the fills are every resting
+  order the tick's path reaches, taken from the book as it was before the tick — buys priced at or above the
+  low (highest first), sells at or below the high (lowest first); buys first when the tick closed up, sells
+  first otherwise; with stopAtMax and a high at upperPrice nothing after the sells' leg fills. Each fill is
   `gridcore.paper_fill`: whole, at the order's price, with the maker fee.
 * `engine.applying.handlers._paper_fills`: every fill of the tick is marked filled, then each is applied
   in order, unless its order is no longer open (`apply_fill`).
@@ -19,39 +19,12 @@ services, so it is written out here and must change with it):
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from gridcore.commands import CancelOrder, RecordTrade
 from gridcore.events import Event, OrderCanceled, OrderFilled, OrderRejected, Tick
 from gridcore.machine import GridBot
-from gridcore.paper import paper_fill
-from gridcore.state import Phase, Side
+from gridcore.paper import crossed_fills
 
 TradeRecord = tuple[int, RecordTrade]
-
-
-def crossed_fills(bot: GridBot, tick: Tick, filled: set[str]) -> list[OrderFilled]:
-    """The fills of the bot's resting orders that the tick's path reaches, in path order."""
-    state = bot.state
-    stops_at_high = (
-        state.phase is Phase.RUNNING and state.stop_at_max and tick.high >= state.config.upper_price
-    )
-    legs: tuple[tuple[Side, Decimal], ...] = (
-        ((Side.BUY, tick.low), (Side.SELL, tick.high))
-        if tick.closed_up
-        else ((Side.SELL, tick.high), (Side.BUY, tick.low))
-    )
-    fills: list[OrderFilled] = []
-    for side, point in legs:
-        slots = bot.buys_at_or_above(point) if side is Side.BUY else bot.sells_at_or_below(point)
-        for slot in slots:
-            order = state.slots[slot].order
-            if order is None or order.client_order_id in filled:
-                continue
-            fills.append(paper_fill(bot, slot))
-        if stops_at_high and side is Side.SELL:
-            break
-    return fills
 
 
 class PaperBroker:

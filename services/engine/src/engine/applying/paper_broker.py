@@ -17,36 +17,19 @@ way) is remembered the same way, so no tick fills it again.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
+import gridcore
 from engine.contracts import OrderFilledMessage
 from engine.model import BotHandle
-from gridcore import OrderFilled, Phase, Side, Tick, paper_fill
+from gridcore import OrderFilled, Tick
 
 
 def crossed_fills(handle: BotHandle, tick: Tick) -> list[OrderFilled]:
-    """The fills of the bot's resting orders that the tick's path reaches, in path order."""
-    core, state = handle.core, handle.core.state
-    stops_at_high = (
-        state.phase is Phase.RUNNING and state.stop_at_max and tick.high >= state.config.upper_price
-    )
-    closed_up = bool(tick.closed_up)
-    legs: tuple[tuple[Side, Decimal], ...] = (
-        ((Side.BUY, tick.low), (Side.SELL, tick.high))
-        if closed_up
-        else ((Side.SELL, tick.high), (Side.BUY, tick.low))
-    )
-    fills: list[OrderFilled] = []
-    for side, point in legs:
-        slots = core.buys_at_or_above(point) if side is Side.BUY else core.sells_at_or_below(point)
-        for slot in slots:
-            order = state.slots[slot].order
-            if order is None or order.client_order_id in handle.paper_filled:
-                continue
-            fills.append(paper_fill(core, slot))
-        if stops_at_high and side is Side.SELL:
-            break
-    return fills
+    """The fills of the bot's resting orders that the tick's path reaches, in path order.
+
+    `gridcore.crossed_fills`, the rule the backtest replays too, over the orders not already detected.
+    """
+    return gridcore.crossed_fills(handle.core, tick, handle.paper_filled)
 
 
 def fill_message(
