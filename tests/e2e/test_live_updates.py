@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
@@ -31,27 +29,12 @@ from launcher.testing import (
     pending,
     register,
     sim_price,
+    until,
 )
 
 pytestmark = pytest.mark.e2e
 
 D = Decimal
-
-
-async def until(
-    ws: ClientConnection, seen: list[dict[str, Any]], done: Any, within: float, what: str
-) -> None:
-    """Collect messages into `seen` until `done(seen)` holds; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not done(seen):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"{what}; received {seen}")
-        try:
-            async with asyncio.timeout(remaining):
-                seen.append(json.loads(await ws.recv(), parse_float=Decimal))
-        except TimeoutError:
-            continue
 
 
 async def test_a_paper_bots_buy_is_pushed_to_its_users_socket(system: System, client_ip: str) -> None:

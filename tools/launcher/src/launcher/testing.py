@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.asyncio.client import ClientConnection
 
 from common.testing.infra import free_port
 from launcher.dev import wait_healthy
@@ -220,3 +222,19 @@ def random_client_ip() -> str:
 def window_left(response: httpx.Response) -> float:
     """Seconds until the rate-limit window this response was counted in resets (X-RateLimit-Reset)."""
     return int(response.headers["x-ratelimit-reset"]) - time.time()
+
+
+async def until(
+    ws: ClientConnection, seen: list[dict[str, Any]], done: Any, within: float, what: str
+) -> None:
+    """Collect messages into `seen` until `done(seen)` holds; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not done(seen):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{what}; received {seen}")
+        try:
+            async with asyncio.timeout(remaining):
+                seen.append(json.loads(await ws.recv(), parse_float=Decimal))
+        except TimeoutError:
+            continue
