@@ -77,7 +77,8 @@ bench: install ## Run every benchmark of bench/ (they print figures); BENCH_ARGS
 	$(UV) run --frozen python bench/recovery.py
 	$(UV) run --frozen python bench/engine.py --replicas 1,2 $(BENCH_ARGS)
 	$(UV) run --frozen python bench/takeover.py $(BENCH_ARGS)
-	$(UV) run --frozen python bench/backtest.py
+	$(UV) run --frozen python bench/backtest_kernel.py
+	$(UV) run --frozen python bench/recommend.py
 
 migrate: install ## Apply every service's migrations to DATABASE_URL
 	$(UV) run --frozen python -m launcher.migrate

@@ -37,7 +37,7 @@ _INT64_LIMIT = 2**63 - 1
 
 
 class Search(Protocol):
-    """Finds the next candle that can act (`MaskSearch`; bench/backtest.py compares others)."""
+    """Finds the next candle that can act (`MaskSearch`; bench/backtest_kernel.py compares others)."""
 
     def first(self, start: int, below: int, above: int) -> int:
         """The first index >= start with low <= below or high >= above, or -1."""

@@ -15,7 +15,7 @@ and a minute); "per 30 days" figures scale its time by 43,200 / 41,761 candles.
   and share of wall time of each process (the parent; each worker's whole process from its fork; the
   fork server, from /proc).
 
-    uv run python bench/backtest.py [--runs 21] [--reference-runs 5] [--configs 1000] [--workers 2]
+    uv run python bench/backtest_kernel.py [--runs 21] [--reference-runs 5] [--configs 1000] [--workers 2]
 """
 
 from __future__ import annotations
