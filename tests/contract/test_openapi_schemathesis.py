@@ -47,6 +47,11 @@ BEYOND_JSON_SCHEMA = (
     "not an IP address or CIDR range",
     # A range across two query parameters: startDate not after endDate.
     "must not be after endDate",
+    # A backtest's window (two body fields, and the clock): in the past, start before end, at most 366 days.
+    "must be in the past",
+    "must be before endDate",
+    "must not be in the future",
+    "days after startDate",
 )
 
 

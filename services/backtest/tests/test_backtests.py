@@ -129,7 +129,7 @@ async def test_another_users_backtest_is_not_found_and_delete_removes_it(
     response = await client.get(f"/api/backtests/{backtest_id}", headers=user.auth)
     assert error_code(response) == "BACKTEST_NOT_FOUND"
     response = await client.get("/api/backtests/not-a-uuid", headers=user.auth)
-    assert error_code(response) == "BACKTEST_NOT_FOUND"
+    assert response.status_code == 404 and error_code(response) == "NOT_FOUND"
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import Query
@@ -9,7 +10,7 @@ from starlette.responses import Response
 
 from backtest.deps import RecommenderDep, Service
 from backtest.responses import BacktestList, BacktestRead, Queued, Recommendations
-from backtest.schemas import CreateBacktestRequest, RecommendRequest, parse_backtest_id
+from backtest.schemas import CreateBacktestRequest, RecommendRequest
 from common.errors import ErrorCode
 from common.i18n import t
 from common.openapi import errors
@@ -53,16 +54,22 @@ async def list_backtests(
     return ok((await service.page(principal.user_id, limit, offset)).model_dump())
 
 
+# `:uuid`: only an id is a backtest's path (`/api/backtests/recommend` is no backtest, and its Allow says so);
+# anything else under /api/backtests is no route (404 NOT_FOUND).
 @router.get(
-    "/{backtest_id}", response_model=Success[BacktestRead], responses=errors(ErrorCode.BACKTEST_NOT_FOUND)
+    "/{backtest_id:uuid}",
+    response_model=Success[BacktestRead],
+    responses=errors(ErrorCode.BACKTEST_NOT_FOUND),
 )
-async def get_backtest(backtest_id: str, principal: CurrentUser, service: Service) -> Response:
+async def get_backtest(backtest_id: uuid.UUID, principal: CurrentUser, service: Service) -> Response:
     """One backtest: status, progress, params, and its result once done."""
-    return ok((await service.get(principal.user_id, parse_backtest_id(backtest_id))).model_dump())
+    return ok((await service.get(principal.user_id, backtest_id)).model_dump())
 
 
-@router.delete("/{backtest_id}", response_model=MessageOnly, responses=errors(ErrorCode.BACKTEST_NOT_FOUND))
-async def delete_backtest(backtest_id: str, principal: CurrentUser, service: Service) -> Response:
+@router.delete(
+    "/{backtest_id:uuid}", response_model=MessageOnly, responses=errors(ErrorCode.BACKTEST_NOT_FOUND)
+)
+async def delete_backtest(backtest_id: uuid.UUID, principal: CurrentUser, service: Service) -> Response:
     """Delete a backtest (a running one stops)."""
-    await service.delete(principal.user_id, parse_backtest_id(backtest_id))
+    await service.delete(principal.user_id, backtest_id)
     return ok(message=t("백테스트가 삭제되었습니다", "Backtest deleted"))

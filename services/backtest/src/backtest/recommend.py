@@ -1,8 +1,8 @@
 """Grid recommendations: a sweep of ranges and steps around recent prices, ranked by realised profit.
 
-Ranges come from the window's own distribution of closes (its full range and its central 96/90/80/60 %),
-widened to contain the last price, so they follow the market's recent volatility; steps start just above
-twice the fee (a round trip must clear both fees) and grow geometrically. Every candidate is planned exactly as
+Ranges come from the window's own distribution of closes (its full range and its central 90/80/60 %),
+widened to contain the last price, so they follow the market's recent volatility; steps start at 3.75× the fee
+(a round trip must clear both fees with room to spare) and grow. Every candidate is planned exactly as
 `POST /bots` plans a grid (tick-rounded prices, the exchange's minimum order), so each one a client is shown
 can be created as it stands. A plain sweep of a few dozen candidates answers well within the time a request
 has; an optimiser (optuna) would pay off only with many more dimensions than range × step.
@@ -18,9 +18,10 @@ from common.errors import AppError
 from common.grid import GridKind, GridPlan, MarketRules, plan_grid
 
 # Central shares of the window's closes the ranges span (1 = from its lowest to its highest close).
-RANGE_SHARES = (Decimal(1), Decimal("0.96"), Decimal("0.9"), Decimal("0.8"), Decimal("0.6"))
-# Steps as multiples of the smallest worthwhile one (2.5 × the fee, as a percentage).
-STEP_MULTIPLES = (Decimal(1), Decimal("1.5"), Decimal(2), Decimal(3), Decimal(4), Decimal(6), Decimal(8))
+RANGE_SHARES = (Decimal(1), Decimal("0.9"), Decimal("0.8"), Decimal("0.6"))
+# Steps as multiples of the smallest one (2.5 × the fee, as a percentage). Not the smallest itself: a round
+# trip there nets a quarter of a fee, and its many fills made it the sweep's most expensive candidate.
+STEP_MULTIPLES = (Decimal("1.5"), Decimal(2), Decimal(3), Decimal(4), Decimal(6))
 MIN_STEP_PERCENT = Decimal("0.1")
 
 

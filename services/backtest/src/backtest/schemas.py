@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, WithJsonSchema
+from pydantic import ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
-from common.contracts.grid import ExchangeName, GridKind, GridRequest, JsonNumber, Ticker
+from common.contracts.grid import (
+    ExchangeName,
+    GridKind,
+    GridRequest,
+    JsonNumber,
+    Ticker,
+    json_number,
+    not_null,
+)
 from common.schemas import RequestModel, is_bare_date, parse_date, validation_error
 
 # A fee rate above this is no exchange's.
@@ -23,6 +31,21 @@ IsoDate = Annotated[
             "maxLength": 64,
         }
     ),
+]
+
+
+def _fee_rate(value: Any) -> Decimal:
+    rate = json_number(value)
+    if not 0 <= rate <= MAX_FEE_RATE:
+        raise PydanticCustomError("fee_rate", f"must be between 0 and {MAX_FEE_RATE}")
+    return rate
+
+
+# The exchange's maker fee unless given: a rate in [0, 0.1] (0.001 = 0.1 %).
+FeeRate = Annotated[
+    Decimal | None,
+    PlainValidator(lambda v: _fee_rate(not_null(v))),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": float(MAX_FEE_RATE), "examples": [0.001]}),
 ]
 
 
@@ -49,7 +72,7 @@ class CreateBacktestRequest(GridRequest):
 
     start_date: IsoDate
     end_date: IsoDate
-    fee_rate: JsonNumber | None = None
+    fee_rate: FeeRate = None
 
 
 class RecommendRequest(RequestModel):
@@ -66,14 +89,6 @@ class RecommendRequest(RequestModel):
     investment: JsonNumber
     days: Annotated[int, Field(ge=7, le=90)] = 30
     grid_type: GridKind = "geometric"
-
-
-def parse_backtest_id(value: str) -> uuid.UUID | None:
-    """The backtest id of a path, or None when it cannot be one (answered like any unknown id: 404)."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 def window(start_date: str, end_date: str, now: datetime, max_days: int) -> tuple[datetime, datetime]:
@@ -104,12 +119,6 @@ def window(start_date: str, end_date: str, now: datetime, max_days: int) -> tupl
 def _ceil_minute(moment: datetime) -> datetime:
     floor = moment.replace(second=0, microsecond=0)
     return floor if floor == moment else floor + timedelta(minutes=1)
-
-
-def check_fee_rate(fee_rate: Decimal | None) -> None:
-    """feeRate, when given, is a rate in [0, 0.1]."""
-    if fee_rate is not None and not 0 <= fee_rate <= MAX_FEE_RATE:
-        raise validation_error("feeRate", f"must be between 0 and {MAX_FEE_RATE}")
 
 
 Status = Literal["queued", "running", "done", "failed"]

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backtest.models import OUTBOX, Backtest, RunStatus
 from backtest.repository import BacktestRepository
 from backtest.responses import BacktestError, BacktestList, BacktestRead, BacktestResult
-from backtest.schemas import CreateBacktestRequest, check_fee_rate, window
+from backtest.schemas import CreateBacktestRequest, window
 from common.contracts.backtests import BACKTESTS_EXCHANGE, JOB_REQUESTED, BacktestJob
 from common.contracts.grid import precheck
 from common.contracts.public import Pagination, number
@@ -56,7 +56,6 @@ class BacktestService:
         exchange = parse_exchange(body.exchange)
         ticker = body.market_ticker
         start, end = window(body.start_date, body.end_date, self._clock(), self._max_days)
-        check_fee_rate(body.fee_rate)
         precheck(body.lower_price, body.upper_price, body.price_change_percent, body.order_amount)
         rules = await self._catalog.rules(exchange, ticker)
         if body.fee_rate is not None:

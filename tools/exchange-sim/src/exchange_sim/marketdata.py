@@ -261,6 +261,11 @@ class MarketData:
         factor = Decimal(3 + (self.book_update_id * (7 if side == "bid" else 11)) % 17)
         return max(self.market.step_size, self.last_qty * factor).quantize(self.market.step_size)
 
+    def close_before(self, at_ms: int) -> Decimal:
+        """The close of the last minute before `at_ms` (the last price when there is none): a day's previous close."""
+        first = self._index(at_ms)
+        return self._at(first - 1).close if first > 0 else self.last_price
+
     def stats(self, since_ms: int, now_ms: int) -> Stats:
         """Aggregate of the minutes starting at or after since_ms (cached per window start, and extended as
         minutes are added: a finished minute never changes, only the newest one does)."""

@@ -26,6 +26,8 @@ __all__ = [
     "JsonNumber",
     "OptionalNumber",
     "Ticker",
+    "json_number",
+    "not_null",
     "precheck",
     "validation_error",
 ]

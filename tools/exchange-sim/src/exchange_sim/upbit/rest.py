@@ -202,7 +202,8 @@ class UpbitRest:
         for bucket in buckets:
             row = candle_json(market.symbol, bucket, 1440)
             del row["unit"]
-            previous = self.engine.data[market.symbol].stats(bucket.start_ms, bucket.start_ms).prev_close
+            # Only the minute before the day: stats() would merge every minute from there to now.
+            previous = self.engine.data[market.symbol].close_before(bucket.start_ms)
             row["prev_closing_price"] = previous
             row["change_price"] = bucket.close - previous
             row["change_rate"] = (
