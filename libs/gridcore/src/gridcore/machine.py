@@ -14,7 +14,7 @@ or the bot is started again.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
 from gridcore.commands import (
@@ -37,8 +37,9 @@ from gridcore.events import (
     Stop,
     Tick,
 )
-from gridcore.ids import bot_prefix, client_order_id, market_order_id
-from gridcore.options import MONEY_QUANTUM, StopEnd, money, next_level, share_fill, stop_hit, trail_step
+from gridcore.grid_options import GridOptions
+from gridcore.ids import bot_prefix, client_order_id
+from gridcore.options import CTX, MONEY_QUANTUM, StopEnd, stop_hit, take_cost
 from gridcore.state import (
     ZERO,
     GridConfig,
@@ -53,10 +54,7 @@ from gridcore.state import (
 )
 from gridcore.watch import Watch
 
-_CTX = Context(prec=40, traps=[InvalidOperation, DivisionByZero, Overflow])
-# Money columns are NUMERIC(38, 18): a cost share (the one inexact division) is rounded to 18 decimals so
-# what is stored adds up to exactly what the core added up.
-_money = money
+_CTX = CTX
 # The stops after which sell-base-on-stop sells (an error's or a lost credential's halt never does).
 _SELLING_STOPS = frozenset(
     {StopReason.USER, StopReason.STOP_AT_MAX, StopReason.TAKE_PROFIT, StopReason.STOP_LOSS}
@@ -64,7 +62,7 @@ _SELLING_STOPS = frozenset(
 __all__ = ["MONEY_QUANTUM", "GridBot", "Watch"]
 
 
-class GridBot:
+class GridBot(GridOptions):
     """One bot's grid: `handle(event)` mutates the state and returns the commands to carry out, in order."""
 
     def __init__(self, state: GridState) -> None:
@@ -175,15 +173,6 @@ class GridBot:
             trigger_below=config.trigger_price if waiting and state.trigger_above is False else None,
             trail_at=self._trail_level() if trading and config.trailing_up else None,
         )
-
-    def _trail_level(self) -> Decimal | None:
-        """The level trailing adds next (cached until it is added); None beyond the limit."""
-        if self._next_trail is None:
-            with localcontext(_CTX):
-                if self._trail_step is None:
-                    self._trail_step = trail_step(self._config)
-                self._next_trail = next_level(self._config, self._trail_step, self._levels[-1])
-        return self._next_trail
 
     # --- events ---------------------------------------------------------------------------------------------
 
@@ -320,14 +309,7 @@ class GridBot:
         else:
             base_out = fill.qty + base_fee
             oversold = base_out > slot.holding_qty
-            if base_out >= slot.holding_qty:
-                cost = slot.holding_cost
-                slot.holding_qty, slot.holding_cost = ZERO, ZERO
-            else:
-                cost = _money(slot.holding_cost * base_out / slot.holding_qty)
-                slot.holding_qty -= base_out
-                slot.holding_cost -= cost
-            profit = gross - quote_fee - cost
+            profit = gross - quote_fee - take_cost(slot, base_out)
             state.realized_profit += profit
         out.append(
             RecordTrade(
@@ -397,6 +379,7 @@ class GridBot:
             state.halt_status = target
             if target is Status.ERROR:
                 state.error_message = event.error_message
+                state.sell_pending = False  # an error's halt sells nothing
             # The halt under way keeps its cause, unless this stop turns it into an error.
             if target is Status.ERROR or state.stop_reason is None:
                 state.stop_reason = reason
@@ -535,98 +518,3 @@ class GridBot:
         state.stop_reason = StopReason.ERROR
         out.append(SetStatus(Status.ERROR, message))
         self._halt(Status.ERROR, message, StopReason.ERROR, out)
-
-    # --- grid options -----------------------------------------------------------------------------------
-
-    def _trail(self, high: Decimal, out: list[Command]) -> None:
-        """Trailing up: for each step the high reached above the top level, a new top slot, the lowest retired."""
-        state = self.state
-        while (level := self._trail_level()) is not None and high >= level:
-            self._next_trail = None
-            self._levels.append(level)
-            state.added_levels.append(level)
-            top = Slot(index=len(state.slots))
-            state.slots.append(top)
-            retired = state.slots[state.low_slot]
-            state.low_slot += 1
-            position = bisect_left(self._idle, retired.index)
-            if position < len(self._idle) and self._idle[position] == retired.index:
-                del self._idle[position]
-            order = retired.order
-            if order is not None and order.side is Side.BUY:
-                # Its buy's quote goes to the new top slot, which buys only once that cancel is confirmed
-                # (or the buy filled first), so open buys never commit more than the investment.
-                state.trail_waits[retired.index] = top.index
-                if not order.cancel_requested:
-                    order.cancel_requested = True
-                    out.append(CancelOrder(order.client_order_id))
-                out.append(
-                    SlotChanged(top.index, SlotState.IDLE, reason="waiting for the lowest buy's cancel")
-                )
-            else:
-                if order is None:
-                    self._set_idle(retired, None, out, armable=False)
-                self._set_idle(top, None, out, armable=True)
-
-    def _release(self, slot: Slot, out: list[Command]) -> None:
-        """A retired slot's buy closed: the top slot waiting for it may buy now."""
-        top = self.state.trail_waits.pop(slot.index, None)
-        if top is not None and self.state.phase is Phase.RUNNING:
-            self._replenish(self.state.slots[top], self.state.last_price, out)
-
-    def _sell_base(self, out: list[Command]) -> bool:
-        """Sell what the slots hold at market (lot-rounded down); False when that misses the minimum."""
-        state, rules = self.state, self._rules
-        price = state.last_price
-        qty = rules.floor_qty(sum((slot.holding_qty for slot in state.slots), ZERO))
-        if price is None or not rules.meets_minimum(price, qty):
-            return False  # what is held stays in the slots' holdings
-        state.market_seq += 1
-        cid = market_order_id(self._prefix, state.epoch, state.market_seq)
-        state.market_sell = OpenOrder(client_order_id=cid, side=Side.SELL, price=price, qty=qty)
-        out.append(SellMarket(cid, qty, price))
-        return True
-
-    def _on_market_fill(self, order: OpenOrder, fill: OrderFilled, out: list[Command]) -> None:
-        """Book a market sell's fill into the slots whose base it sold (lowest first), one trade per slot."""
-        if fill.fill_id in order.fill_ids:
-            return
-        order.fill_ids.append(fill.fill_id)
-        order.filled_qty += fill.qty
-        rules, state = self._rules, self.state
-        currency = fill.fee_currency.upper()
-        in_base, in_quote = currency == rules.base.upper(), currency == rules.quote.upper()
-        for slot, qty, fee in share_fill(state.slots, fill.qty, fill.fee):
-            base_out = qty + (fee if in_base else ZERO)
-            if base_out >= slot.holding_qty:
-                cost = slot.holding_cost
-                slot.holding_qty, slot.holding_cost = ZERO, ZERO
-            else:
-                cost = _money(slot.holding_cost * base_out / slot.holding_qty)
-                slot.holding_qty -= base_out
-                slot.holding_cost -= cost
-            profit = qty * fill.price - (fee if in_quote else ZERO) - cost
-            state.realized_profit += profit
-            out.append(
-                RecordTrade(
-                    slot=slot.index,
-                    side=Side.SELL,
-                    price=fill.price,
-                    qty=qty,
-                    fee=fee,
-                    fee_currency=fill.fee_currency,
-                    profit=profit,
-                    client_order_id=order.client_order_id,
-                    fill_id=f"{fill.fill_id}:{slot.index}",
-                )
-            )
-        if fill.is_final or order.filled_qty >= order.qty:
-            state.market_sell = None
-            self._finish_halt(out)
-
-    def _market_closed(self, client_order_id: str, out: list[Command]) -> None:
-        """The market sell was canceled or refused: what it did not sell stays held, and the halt ends."""
-        market = self.state.market_sell
-        if market is not None and market.client_order_id == client_order_id:
-            self.state.market_sell = None
-            self._finish_halt(out)

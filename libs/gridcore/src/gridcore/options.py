@@ -5,12 +5,16 @@ next level, how a market sell's fill is shared among the slots whose base it sol
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from typing import Literal
 
 from gridcore.state import ZERO, GridConfig, Slot, StopReason
 
 StopEnd = Literal["high", "low"]
+# The machine's arithmetic context: every decimal operation of the core runs in it.
+CTX = Context(prec=40, traps=[InvalidOperation, DivisionByZero, Overflow])
+# Money columns are NUMERIC(38, 18): a cost share (the one inexact division) is rounded to 18 decimals so
+# what is stored adds up to exactly what the core added up.
 MONEY_QUANTUM = Decimal("1e-18")
 
 
@@ -18,6 +22,19 @@ def money(value: Decimal) -> Decimal:
     """Rounded to 18 decimals when finer (money columns are NUMERIC(38, 18))."""
     exponent = value.as_tuple().exponent
     return value.quantize(MONEY_QUANTUM) if isinstance(exponent, int) and exponent < -18 else value
+
+
+def take_cost(slot: Slot, base_out: Decimal) -> Decimal:
+    """Take `base_out` base out of the slot's holdings; its cost (the held cost's share, all of it when
+    that empties the holdings). Callers run in the machine's context."""
+    if base_out >= slot.holding_qty:
+        cost = slot.holding_cost
+        slot.holding_qty, slot.holding_cost = ZERO, ZERO
+    else:
+        cost = money(slot.holding_cost * base_out / slot.holding_qty)
+        slot.holding_qty -= base_out
+        slot.holding_cost -= cost
+    return cost
 
 
 def stop_hit(
@@ -90,6 +107,3 @@ def share_fill(slots: Sequence[Slot], qty: Decimal, fee: Decimal) -> list[tuple[
         fee_left -= part
         out.append((slot, take, part))
     return out
-
-
-__all__ = ["ZERO", "StopEnd", "money", "next_level", "share_fill", "stop_hit", "trail_step"]
