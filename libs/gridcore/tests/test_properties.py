@@ -231,6 +231,7 @@ def test_random_paths_keep_every_invariant(
 # --- a random exchange: partial fills, redeliveries, races, outside cancels, rejections -----------------
 
 
+MARKET_ACTIONS = ["market_fill", "market_fill", "market_reject"]
 ACTIONS = ["tick", "fill", "fill", "fill", "redeliver", "confirm", "race", "outside_cancel", "reject", "stop",
            "start", "config"]  # fmt: skip
 
@@ -240,7 +241,27 @@ ACTIONS = ["tick", "fill", "fill", "fill", "redeliver", "confirm", "race", "outs
 def test_a_random_exchange_keeps_every_invariant(
     upbit_config: GridConfig, binance_config: GridConfig, data: st.DataObject, venue: str
 ) -> None:
-    config = upbit_config if venue == "upbit" else binance_config
+    random_exchange(upbit_config if venue == "upbit" else binance_config, venue, data)
+
+
+@settings(SETTINGS, max_examples=300)
+@given(data=st.data(), venue=st.sampled_from(["upbit", "binance"]))
+def test_a_random_exchange_with_options_keeps_every_invariant(
+    upbit_config: GridConfig, binance_config: GridConfig, data: st.DataObject, venue: str
+) -> None:
+    opts = data.draw(options(), "options")
+    # Mostly no trigger here (a trigger far from the random ticks would leave nothing to trade), and
+    # mostly selling on stop.
+    opts["trigger"] = opts["trigger"] if data.draw(st.integers(0, 3), "trigger?") == 0 else None
+    opts["sell"] = opts["sell"] or data.draw(st.integers(0, 3), "sell?") > 0
+    config = with_options(upbit_config if venue == "upbit" else binance_config, opts)
+    bot = random_exchange(config, venue, data, markets=True)
+    event(f"market sells: {min(bot.state.market_seq, 3)}")
+
+
+def random_exchange(config: GridConfig, venue: str, data: st.DataObject, markets: bool = False) -> GridBot:
+    """Random events against the core: ticks, partial fills, redeliveries, races, cancels, rejections, stops,
+    starts, config changes; with `markets`, the market sells of sell-base-on-stop filled in parts or refused."""
     rules, amounts = config.rules, AMOUNTS[venue]
     investment = max(amounts.values()) * config.slot_count
     price = _round(rules, (config.levels[0] + config.levels[-1]) / 2, "nearest")
@@ -252,6 +273,8 @@ def test_a_random_exchange_keeps_every_invariant(
 
     def feed(event: Event) -> list[Command]:
         commands = bot.handle(event)
+        if not markets:
+            assert not any(isinstance(c, SellMarket) for c in commands)
         ledger.feed(commands)
         pending.update(c.client_order_id for c in commands if isinstance(c, CancelOrder))
         pending.intersection_update(o.client_order_id for _, o in bot.open_orders())
@@ -263,8 +286,27 @@ def test_a_random_exchange_keeps_every_invariant(
 
     feed(Start(price))
     for _ in range(data.draw(st.integers(min_value=5, max_value=50), label="length")):
-        action = data.draw(st.sampled_from(ACTIONS), label="action")
+        action = data.draw(st.sampled_from(ACTIONS + (MARKET_ACTIONS if markets else [])), label="action")
         open_ids = [o.client_order_id for _, o in bot.open_orders()]
+        market = bot.state.market_sell
+        if action.startswith("market"):
+            if market is None:
+                continue
+            counter += 1
+            if action == "market_reject":
+                feed(OrderRejected(market.client_order_id, "insufficient balance"))
+                continue
+            share = data.draw(st.sampled_from([1, 2, 3]), label="share")
+            qty = rules.floor_qty(market.remaining_qty / share) or market.remaining_qty
+            final = qty == market.remaining_qty
+            fee = (qty * market.price * rules.taker_fee).quantize(D("1e-12"))
+            fill = OrderFilled(
+                market.client_order_id, qty, market.price, fee, rules.quote, f"x{counter}", final
+            )
+            fills.append(fill)
+            event("market sell filled" if final else "market sell filled in part")
+            feed(fill)
+            continue
         if action == "tick":
             bps = data.draw(st.integers(min_value=-400, max_value=400), label="bps")
             last = _round(rules, price * (1 + D(bps) / 10_000), "nearest")
@@ -314,9 +356,25 @@ def test_a_random_exchange_keeps_every_invariant(
     feed(Stop())
     for cid in sorted(pending):
         feed(OrderCanceled(cid))
+    while (market := bot.state.market_sell) is not None:
+        assert markets
+        if data.draw(st.integers(0, 3), label="end market") == 0:
+            feed(OrderCanceled(market.client_order_id))
+            continue
+        counter += 1
+        final = data.draw(st.booleans(), label="whole")
+        qty = (
+            market.remaining_qty
+            if final
+            else rules.floor_qty(market.remaining_qty / 2) or market.remaining_qty
+        )
+        fee = (qty * market.price * rules.taker_fee).quantize(D("1e-12"))
+        event("market sell filled at the end")
+        feed(OrderFilled(market.client_order_id, qty, market.price, fee, rules.quote, f"x{counter}", final))
     assert bot.open_orders() == []
     assert bot.state.phase is Phase.HALTED and bot.state.status is Status.STOPPED
     event(f"round trips: {min(ledger.round_trips, 3)}+")
+    return bot
 
 
 # --- the real December 2024 BTC/USDT minutes ------------------------------------------------------------
