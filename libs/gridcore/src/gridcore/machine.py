@@ -9,6 +9,9 @@ at its upper level; otherwise, once the market is strictly above its lower level
 worth there; otherwise it waits idle until a tick's high passes its lower level. A slot whose order would
 miss the exchange minimum stays idle with the reason, and is retried only when the order amount changes
 or the bot is started again.
+
+Grid options (trigger, take-profit, stop-loss, sell base on stop, trailing up; docs/engine.md) are on
+GridConfig; trailing and the market sell's transitions are in `gridcore.grid_options`, a base of GridBot.
 """
 
 from __future__ import annotations
