@@ -18,6 +18,7 @@ from gridcore import (
     OrderRejected,
     PlaceOrder,
     RecordTrade,
+    SellMarket,
     SetStatus,
     Side,
     SlotChanged,
@@ -89,6 +90,7 @@ COMMANDS = [
     RecordTrade(0, Side.BUY, D("50000000"), D("0.0002"), D("5"), "KRW", None, "abc-1-0b1", "f"),
     SetStatus(Status.ERROR, "boom"),
     SlotChanged(3, SlotState.IDLE, reason="below the minimum"),
+    SellMarket("abc-1-m1", D("0.0012"), D("96466.11")),
 ]
 
 

@@ -10,8 +10,10 @@ when the recorded events are replayed into a fresh bot without the paper model).
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
+from itertools import pairwise
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -32,6 +34,8 @@ from gridcore import (
     Phase,
     PlaceOrder,
     RecordTrade,
+    SellMarket,
+    SetStatus,
     Side,
     Start,
     Status,
@@ -63,6 +67,7 @@ class Ledger:
     profit: Decimal = Decimal(0)
     round_trips: int = 0
     placed: set[str] = field(default_factory=set)
+    stop_reason: object = None  # why the bot stopped before the run's final Stop, if it did
 
     def feed(self, commands: list[Command] | tuple[Command, ...]) -> None:
         for command in commands:
@@ -158,6 +163,7 @@ def run_path(
     stop_at_max: bool,
     path: tuple[int, list[tuple[int, int, int, bool | None]], list[tuple[int, str]]],
     restore_at: int | None = None,
+    restore_each: bool = False,
 ) -> tuple[list[PaperStep], GridBot, Ledger]:
     rules, levels = config.rules, config.levels
     amounts = AMOUNTS[venue]
@@ -169,7 +175,7 @@ def run_path(
     steps = apply(bot, Start(price))
     run_steps(bot, ledger, steps, investment)
     for n, (bps, wick_up, wick_down, closed_up) in enumerate(moves):
-        if n == restore_at:
+        if n == restore_at or restore_each:
             bot = GridBot.restore(bot.snapshot())
         for at, what in interrupts:
             if at != n:
@@ -185,10 +191,16 @@ def run_path(
         low = _round(rules, min(price, last) * (1 - D(wick_down) / 10_000), "down")
         more = simulate_tick(bot, Tick(last, high, low, closed_up))
         run_steps(bot, ledger, more, investment)
-        if stop_at_max and high >= config.upper_price:
+        if bot.state.triggered and (
+            (stop_at_max and high >= config.upper_price)
+            or (config.take_profit_price is not None and high >= config.take_profit_price)
+            or (config.stop_loss_price is not None and low <= config.stop_loss_price)
+        ):
             assert bot.state.phase is Phase.HALTED and bot.open_orders() == []
+            assert bot.state.market_sell is None
         steps += more
         price = last
+    ledger.stop_reason = None if bot.state.phase is Phase.RUNNING else bot.state.stop_reason
     more = apply(bot, Stop())
     run_steps(bot, ledger, more, investment)
     steps += more
@@ -219,6 +231,7 @@ def test_random_paths_keep_every_invariant(
 # --- a random exchange: partial fills, redeliveries, races, outside cancels, rejections -----------------
 
 
+MARKET_ACTIONS = ["market_fill", "market_fill", "market_reject"]
 ACTIONS = ["tick", "fill", "fill", "fill", "redeliver", "confirm", "race", "outside_cancel", "reject", "stop",
            "start", "config"]  # fmt: skip
 
@@ -228,7 +241,27 @@ ACTIONS = ["tick", "fill", "fill", "fill", "redeliver", "confirm", "race", "outs
 def test_a_random_exchange_keeps_every_invariant(
     upbit_config: GridConfig, binance_config: GridConfig, data: st.DataObject, venue: str
 ) -> None:
-    config = upbit_config if venue == "upbit" else binance_config
+    random_exchange(upbit_config if venue == "upbit" else binance_config, venue, data)
+
+
+@settings(SETTINGS, max_examples=300)
+@given(data=st.data(), venue=st.sampled_from(["upbit", "binance"]))
+def test_a_random_exchange_with_options_keeps_every_invariant(
+    upbit_config: GridConfig, binance_config: GridConfig, data: st.DataObject, venue: str
+) -> None:
+    opts = data.draw(options(), "options")
+    # Mostly no trigger here (a trigger far from the random ticks would leave nothing to trade), and
+    # mostly selling on stop.
+    opts["trigger"] = opts["trigger"] if data.draw(st.integers(0, 3), "trigger?") == 0 else None
+    opts["sell"] = opts["sell"] or data.draw(st.integers(0, 3), "sell?") > 0
+    config = with_options(upbit_config if venue == "upbit" else binance_config, opts)
+    bot = random_exchange(config, venue, data, markets=True)
+    event(f"market sells: {min(bot.state.market_seq, 3)}")
+
+
+def random_exchange(config: GridConfig, venue: str, data: st.DataObject, markets: bool = False) -> GridBot:
+    """Random events against the core: ticks, partial fills, redeliveries, races, cancels, rejections, stops,
+    starts, config changes; with `markets`, the market sells of sell-base-on-stop filled in parts or refused."""
     rules, amounts = config.rules, AMOUNTS[venue]
     investment = max(amounts.values()) * config.slot_count
     price = _round(rules, (config.levels[0] + config.levels[-1]) / 2, "nearest")
@@ -240,6 +273,8 @@ def test_a_random_exchange_keeps_every_invariant(
 
     def feed(event: Event) -> list[Command]:
         commands = bot.handle(event)
+        if not markets:
+            assert not any(isinstance(c, SellMarket) for c in commands)
         ledger.feed(commands)
         pending.update(c.client_order_id for c in commands if isinstance(c, CancelOrder))
         pending.intersection_update(o.client_order_id for _, o in bot.open_orders())
@@ -251,8 +286,27 @@ def test_a_random_exchange_keeps_every_invariant(
 
     feed(Start(price))
     for _ in range(data.draw(st.integers(min_value=5, max_value=50), label="length")):
-        action = data.draw(st.sampled_from(ACTIONS), label="action")
+        action = data.draw(st.sampled_from(ACTIONS + (MARKET_ACTIONS if markets else [])), label="action")
         open_ids = [o.client_order_id for _, o in bot.open_orders()]
+        market = bot.state.market_sell
+        if action.startswith("market"):
+            if market is None:
+                continue
+            counter += 1
+            if action == "market_reject":
+                feed(OrderRejected(market.client_order_id, "insufficient balance"))
+                continue
+            share = data.draw(st.sampled_from([1, 2, 3]), label="share")
+            qty = rules.floor_qty(market.remaining_qty / share) or market.remaining_qty
+            final = qty == market.remaining_qty
+            fee = (qty * market.price * rules.taker_fee).quantize(D("1e-12"))
+            fill = OrderFilled(
+                market.client_order_id, qty, market.price, fee, rules.quote, f"x{counter}", final
+            )
+            fills.append(fill)
+            event("market sell filled" if final else "market sell filled in part")
+            feed(fill)
+            continue
         if action == "tick":
             bps = data.draw(st.integers(min_value=-400, max_value=400), label="bps")
             last = _round(rules, price * (1 + D(bps) / 10_000), "nearest")
@@ -302,9 +356,25 @@ def test_a_random_exchange_keeps_every_invariant(
     feed(Stop())
     for cid in sorted(pending):
         feed(OrderCanceled(cid))
+    while (market := bot.state.market_sell) is not None:
+        assert markets
+        if data.draw(st.integers(0, 3), label="end market") == 0:
+            feed(OrderCanceled(market.client_order_id))
+            continue
+        counter += 1
+        final = data.draw(st.booleans(), label="whole")
+        qty = (
+            market.remaining_qty
+            if final
+            else rules.floor_qty(market.remaining_qty / 2) or market.remaining_qty
+        )
+        fee = (qty * market.price * rules.taker_fee).quantize(D("1e-12"))
+        event("market sell filled at the end")
+        feed(OrderFilled(market.client_order_id, qty, market.price, fee, rules.quote, f"x{counter}", final))
     assert bot.open_orders() == []
     assert bot.state.phase is Phase.HALTED and bot.state.status is Status.STOPPED
     event(f"round trips: {min(ledger.round_trips, 3)}+")
+    return bot
 
 
 # --- the real December 2024 BTC/USDT minutes ------------------------------------------------------------
@@ -377,3 +447,137 @@ def test_real_candles_upbit_with_stop_at_max(upbit: MarketRules) -> None:
     assert all(not isinstance(c, PlaceOrder) for s in steps[stopped_at + 1 :] for c in s.commands)
     assert ledger.round_trips > 0
     replay(GridBot.new(config, D(10_000), True), steps)
+
+
+# --- the grid options: trigger, take-profit, stop-loss, sell base on stop, trailing up ---------------------
+
+
+@st.composite
+def options(draw: st.DrawFn) -> dict[str, object]:
+    """Grid options as % of the grid's range (None: off); at least one option is on."""
+    return {
+        "trigger": draw(st.one_of(st.none(), st.integers(min_value=-10, max_value=110))),
+        "take_profit": draw(st.one_of(st.none(), st.integers(min_value=1, max_value=10))),
+        "stop_loss": draw(st.one_of(st.none(), st.integers(min_value=1, max_value=10))),
+        "sell": draw(st.booleans()),
+        "trailing": draw(st.booleans()),
+        "limit": draw(st.one_of(st.none(), st.integers(min_value=0, max_value=60))),
+        "arithmetic": draw(st.booleans()),
+    }
+
+
+def with_options(config: GridConfig, opts: dict[str, object]) -> GridConfig:
+    rules, lower, upper = config.rules, config.levels[0], config.levels[-1]
+    span = upper - lower
+
+    def at(pct: object) -> Decimal | None:
+        return None if pct is None else _round(rules, lower + span * D(pct) / 100, "nearest")  # type: ignore[arg-type]
+
+    return dataclasses.replace(
+        config,
+        trigger_price=at(opts["trigger"]),
+        take_profit_price=None if opts["take_profit"] is None else at(100 + opts["take_profit"]),  # type: ignore[operator]
+        stop_loss_price=None if opts["stop_loss"] is None else at(-opts["stop_loss"]),  # type: ignore[operator]
+        sell_base_on_stop=bool(opts["sell"]),
+        trailing_up=bool(opts["trailing"]),
+        trailing_up_limit=None if opts["limit"] is None else at(100 + opts["limit"]),  # type: ignore[operator]
+        kind="arithmetic" if opts["arithmetic"] else "geometric",
+    )
+
+
+@settings(SETTINGS, max_examples=200)
+@given(path=paths(), venue=st.sampled_from(["upbit", "binance"]), stop_at_max=st.booleans(), opts=options())
+def test_random_paths_with_options_keep_every_invariant(
+    upbit_config: GridConfig,
+    binance_config: GridConfig,
+    path: tuple[int, list[tuple[int, int, int, bool | None]], list[tuple[int, str]]],
+    venue: str,
+    stop_at_max: bool,
+    opts: dict[str, object],
+) -> None:
+    config = with_options(upbit_config if venue == "upbit" else binance_config, opts)
+    steps, bot, ledger = run_path(config, venue, stop_at_max, path)
+    event(f"round trips: {min(ledger.round_trips, 5)}+")
+    event(f"stop: {ledger.stop_reason}")
+    event(f"trailed: {min(len(bot.state.added_levels), 3)}")
+    event(f"market sells: {min(bot.state.market_seq, 2)}")
+    if config.sell_base_on_stop:
+        # Every stop sold what could be sold: what is left is below one lot or the exchange minimum.
+        held = config.rules.floor_qty(sum((s.holding_qty for s in bot.state.slots), D(0)))
+        assert held == 0 or not config.rules.meets_minimum(bot.state.last_price or D(1), held)
+    again, _, _ = run_path(config, venue, stop_at_max, path, restore_each=True)
+    assert again == steps
+    replay(GridBot.new(config, AMOUNTS[venue]["base"], stop_at_max), steps)
+
+
+@settings(SETTINGS, max_examples=20)
+@given(
+    start=st.integers(min_value=0, max_value=40_000),
+    opts=options(),
+    stop_at_max=st.booleans(),
+)
+def test_real_candle_windows_with_options(
+    binance: MarketRules, start: int, opts: dict[str, object], stop_at_max: bool
+) -> None:
+    candles = _candles(start, 1500)
+    lower = min(c[2] for c in candles[:300])
+    upper = max(c[1] for c in candles[:300])
+    if upper <= lower * D("1.002"):
+        upper = lower * D("1.01")
+    config = with_options(_config(binance, lower, upper, "0.1", D(25), upper), opts)
+    bot, _, steps = _run_candles(config, D(25), candles, stop_at_max)
+    final = max(i for i, step in enumerate(steps) if isinstance(step.event, Stop))
+    early = any(
+        isinstance(c, SetStatus) and c.status is Status.STOPPED
+        for step in steps[:final]
+        for c in step.commands
+    )
+    event(f"stopped before the end: {early}")
+    event(f"market sells: {sum(isinstance(c, SellMarket) for step in steps for c in step.commands)}")
+    event(f"trailed: {min(len(bot.state.added_levels), 3)}")
+    _, _, again = _run_candles(config, D(25), candles, stop_at_max)
+    assert again == steps
+
+
+@st.composite
+def rising_paths(
+    draw: st.DrawFn,
+) -> tuple[int, list[tuple[int, int, int, bool | None]], list[tuple[int, str]]]:
+    start = draw(st.integers(min_value=70, max_value=110))
+    moves = draw(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=-150, max_value=400),
+                st.integers(min_value=0, max_value=150),
+                st.integers(min_value=0, max_value=150),
+                st.sampled_from([True, False, None]),
+            ),
+            min_size=5,
+            max_size=60,
+        )
+    )
+    return start, moves, []
+
+
+@settings(SETTINGS, max_examples=150)
+@given(path=rising_paths(), venue=st.sampled_from(["upbit", "binance"]), opts=options())
+def test_trailing_up_keeps_every_invariant(
+    upbit_config: GridConfig,
+    binance_config: GridConfig,
+    path: tuple[int, list[tuple[int, int, int, bool | None]], list[tuple[int, str]]],
+    venue: str,
+    opts: dict[str, object],
+) -> None:
+    opts = {**opts, "trailing": True, "take_profit": None if opts["take_profit"] is None else 40}
+    config = with_options(upbit_config if venue == "upbit" else binance_config, opts)
+    steps, bot, _ = run_path(config, venue, False, path)
+    trailed = len(bot.state.added_levels)
+    event(f"trailed: {min(trailed, 5)}")
+    assert len(bot.state.slots) == config.slot_count + trailed
+    levels = bot.state.all_levels()
+    assert all(a < b for a, b in pairwise(levels))
+    assert all(config.rules.is_valid_price(level) for level in bot.state.added_levels)
+    if config.trailing_up_limit is not None:
+        assert all(level <= config.trailing_up_limit for level in bot.state.added_levels)
+    again, _, _ = run_path(config, venue, False, path, restore_each=True)
+    assert again == steps

@@ -6,7 +6,15 @@ model the latter two share. State is plain data (`GridBot.snapshot()` / `GridBot
 """
 
 from gridcore.codec import command_from_dict, command_to_dict, event_from_dict, event_to_dict
-from gridcore.commands import CancelOrder, Command, PlaceOrder, RecordTrade, SetStatus, SlotChanged
+from gridcore.commands import (
+    CancelOrder,
+    Command,
+    PlaceOrder,
+    RecordTrade,
+    SellMarket,
+    SetStatus,
+    SlotChanged,
+)
 from gridcore.events import (
     Abandon,
     ConfigChanged,
@@ -18,10 +26,18 @@ from gridcore.events import (
     Stop,
     Tick,
 )
-from gridcore.ids import bot_prefix, client_order_id, parse_client_order_id
+from gridcore.ids import bot_prefix, client_order_id, market_order_id, parse_client_order_id
 from gridcore.invariants import violations
 from gridcore.machine import MONEY_QUANTUM, GridBot, Watch
-from gridcore.paper import PaperStep, apply, crossed_fills, paper_fill, simulate_tick, tick_path
+from gridcore.paper import (
+    PaperStep,
+    apply,
+    crossed_fills,
+    market_fill,
+    paper_fill,
+    simulate_tick,
+    tick_path,
+)
 from gridcore.state import (
     GridConfig,
     GridState,
@@ -52,6 +68,7 @@ __all__ = [
     "Phase",
     "PlaceOrder",
     "RecordTrade",
+    "SellMarket",
     "SetStatus",
     "Side",
     "Slot",
@@ -71,6 +88,8 @@ __all__ = [
     "crossed_fills",
     "event_from_dict",
     "event_to_dict",
+    "market_fill",
+    "market_order_id",
     "paper_fill",
     "parse_client_order_id",
     "simulate_tick",

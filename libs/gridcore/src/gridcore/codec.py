@@ -27,6 +27,7 @@ _COMMANDS: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (
         commands.PlaceOrder,
+        commands.SellMarket,
         commands.CancelOrder,
         commands.RecordTrade,
         commands.SetStatus,

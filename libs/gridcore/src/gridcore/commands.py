@@ -20,6 +20,20 @@ class PlaceOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class SellMarket:
+    """Sell `qty` base at market (sell base on stop); the id is final, like a PlaceOrder's.
+
+    `price` is the last price the core saw, the one its minimum check used: a paper broker fills at the
+    tick's price with the taker fee; a live driver writes the id down before the exchange call and
+    answers with OrderFilled (one or more, the last final), OrderCanceled or OrderRejected.
+    """
+
+    client_order_id: str
+    qty: Decimal
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class CancelOrder:
     """Cancel an order; answer with OrderCanceled (or OrderFilled when the fill won the race)."""
 
@@ -61,4 +75,4 @@ class SlotChanged:
     reason: str | None = None
 
 
-Command = PlaceOrder | CancelOrder | RecordTrade | SetStatus | SlotChanged
+Command = PlaceOrder | SellMarket | CancelOrder | RecordTrade | SetStatus | SlotChanged

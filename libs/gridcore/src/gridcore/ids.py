@@ -39,6 +39,16 @@ def client_order_id(prefix: str, epoch: int, slot: int, side: Side, seq: int) ->
     return cid
 
 
+def market_order_id(prefix: str, epoch: int, seq: int) -> str:
+    """`<prefix>-<epoch>-m<seq>`: a bot's market sell (sell base on stop); never parses as a slot's order."""
+    if min(epoch, seq) < 0:
+        raise ValueError("epoch and seq must not be negative")
+    cid = f"{prefix}-{epoch}-m{seq}"
+    if not CLIENT_ORDER_ID_PATTERN.match(cid):
+        raise ValueError(f"client order id {cid!r} breaks the exchanges' format (≤ 36 of [.A-Za-z0-9:/_-])")
+    return cid
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedId:
     """The parts of a client order id made by `client_order_id`."""

@@ -9,16 +9,26 @@ at its upper level; otherwise, once the market is strictly above its lower level
 worth there; otherwise it waits idle until a tick's high passes its lower level. A slot whose order would
 miss the exchange minimum stays idle with the reason, and is retried only when the order amount changes
 or the bot is started again.
+
+Grid options (trigger, take-profit, stop-loss, sell base on stop, trailing up; docs/engine.md) are on
+GridConfig; trailing and the market sell's transitions are in `gridcore.grid_options`, a base of GridBot.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from dataclasses import dataclass
-from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
-from gridcore.commands import CancelOrder, Command, PlaceOrder, RecordTrade, SetStatus, SlotChanged
+from gridcore.commands import (
+    CancelOrder,
+    Command,
+    PlaceOrder,
+    RecordTrade,
+    SellMarket,
+    SetStatus,
+    SlotChanged,
+)
 from gridcore.events import (
     Abandon,
     ConfigChanged,
@@ -30,7 +40,9 @@ from gridcore.events import (
     Stop,
     Tick,
 )
+from gridcore.grid_options import GridOptions
 from gridcore.ids import bot_prefix, client_order_id
+from gridcore.options import CTX, MONEY_QUANTUM, StopEnd, stop_hit, take_cost
 from gridcore.state import (
     ZERO,
     GridConfig,
@@ -43,46 +55,24 @@ from gridcore.state import (
     Status,
     StopReason,
 )
+from gridcore.watch import Watch
 
-_CTX = Context(prec=40, traps=[InvalidOperation, DivisionByZero, Overflow])
-# Money columns are NUMERIC(38, 18): a cost share (the one inexact division) is rounded to 18 decimals so
-# what is stored adds up to exactly what the core added up.
-MONEY_QUANTUM = Decimal("1e-18")
-
-
-def _money(value: Decimal) -> Decimal:
-    exponent = value.as_tuple().exponent
-    return value.quantize(MONEY_QUANTUM) if isinstance(exponent, int) and exponent < -18 else value
+_CTX = CTX
+# The stops after which sell-base-on-stop sells (an error's or a lost credential's halt never does).
+_SELLING_STOPS = frozenset(
+    {StopReason.USER, StopReason.STOP_AT_MAX, StopReason.TAKE_PROFIT, StopReason.STOP_LOSS}
+)
+__all__ = ["MONEY_QUANTUM", "GridBot", "Watch"]
 
 
-@dataclass(frozen=True, slots=True)
-class Watch:
-    """Which prices concern a bot, so a cross-bot index can skip bots a tick does not cross."""
-
-    lowest_buy: Decimal | None
-    highest_buy: Decimal | None
-    lowest_sell: Decimal | None
-    highest_sell: Decimal | None
-    next_arm: Decimal | None  # an idle slot arms when a tick's high is strictly above this
-    stop_price: Decimal | None  # stopAtMax: a tick whose high reaches this stops the bot
-
-    def crossed_by(self, low: Decimal, high: Decimal) -> bool:
-        """True when a tick with this low/high can fill, arm or stop something of the bot."""
-        return (
-            (self.highest_buy is not None and low <= self.highest_buy)
-            or (self.lowest_sell is not None and high >= self.lowest_sell)
-            or (self.next_arm is not None and high > self.next_arm)
-            or (self.stop_price is not None and high >= self.stop_price)
-        )
-
-
-class GridBot:
+class GridBot(GridOptions):
     """One bot's grid: `handle(event)` mutates the state and returns the commands to carry out, in order."""
 
     def __init__(self, state: GridState) -> None:
         self.state = state
         self._config = state.config
-        self._levels = state.config.levels
+        # Every level, trailing's included (a list: trailing appends to it).
+        self._levels = list(state.all_levels())
         self._rules = state.config.rules
         self._prefix = bot_prefix(state.config.bot_id)
         # Derived indexes, never stored: slot indices sorted ascending, and since a slot's buy rests at
@@ -91,11 +81,20 @@ class GridBot:
         self._sells: list[int] = []
         self._idle: list[int] = []  # armable idle slots (running only)
         self._by_cid: dict[str, int] = {}
+        self._trail_step: Decimal | None = None  # computed on the first trail
+        self._next_trail: Decimal | None = None  # cached next trailing level (None: not computed or none)
+        waiting = set(state.trail_waits.values())
         for slot in state.slots:
             if slot.order is not None:
                 self._by_cid[slot.order.client_order_id] = slot.index
                 (self._buys if slot.order.side is Side.BUY else self._sells).append(slot.index)
-            elif state.phase is Phase.RUNNING and slot.blocked is None:
+            elif (
+                state.phase is Phase.RUNNING
+                and state.triggered
+                and slot.blocked is None
+                and slot.index >= state.low_slot
+                and slot.index not in waiting
+            ):
                 self._idle.append(slot.index)
 
     @classmethod
@@ -135,6 +134,19 @@ class GridBot:
         slot, order = found
         return PlaceOrder(order.client_order_id, slot, order.side, order.price, order.qty)
 
+    def market_sell_command(self) -> SellMarket | None:
+        """The SellMarket of the market sell under way, to send again (same id) when its fate is unknown."""
+        order = self.state.market_sell
+        return None if order is None else SellMarket(order.client_order_id, order.qty, order.price)
+
+    def stop_point(self, low: Decimal, high: Decimal, closed_up: bool | None) -> StopEnd | None:
+        """At which end of a tick's path a running bot stops (stopAtMax, take-profit, stop-loss), if it does."""
+        state = self.state
+        if state.phase is not Phase.RUNNING:
+            return None
+        hit = stop_hit(self._config, state.stop_at_max, low, high, closed_up)
+        return None if hit is None else hit[1]
+
     def buys_at_or_above(self, price: Decimal) -> list[int]:
         """Slots whose open buy is priced >= price, highest first (O(log n + k))."""
         start = bisect_left(self._buys, price, key=self._levels.__getitem__)
@@ -147,15 +159,22 @@ class GridBot:
 
     def watch(self) -> Watch:
         """The prices that concern this bot now (O(1))."""
-        levels, state = self._levels, self.state
+        levels, state, config = self._levels, self.state, self._config
         running = state.phase is Phase.RUNNING
+        trading = running and state.triggered
+        waiting = running and not state.triggered
         return Watch(
             lowest_buy=levels[self._buys[0]] if self._buys else None,
             highest_buy=levels[self._buys[-1]] if self._buys else None,
             lowest_sell=levels[self._sells[0] + 1] if self._sells else None,
             highest_sell=levels[self._sells[-1] + 1] if self._sells else None,
             next_arm=levels[self._idle[0]] if running and self._idle else None,
-            stop_price=self._config.upper_price if running and state.stop_at_max else None,
+            stop_price=config.upper_price if trading and state.stop_at_max else None,
+            take_profit=config.take_profit_price if trading else None,
+            stop_loss=config.stop_loss_price if trading else None,
+            trigger_above=config.trigger_price if waiting and state.trigger_above else None,
+            trigger_below=config.trigger_price if waiting and state.trigger_above is False else None,
+            trail_at=self._trail_level() if trading and config.trailing_up else None,
         )
 
     # --- events ---------------------------------------------------------------------------------------------
@@ -194,22 +213,52 @@ class GridBot:
         state.phase, state.status, state.error_message = Phase.RUNNING, Status.RUNNING, None
         state.halt_status, state.stop_reason = Status.STOPPED, None
         state.last_price = event.price
+        state.trail_waits.clear()  # every retired buy was closed by the halt
         out.append(SetStatus(Status.RUNNING))
-        if state.stop_at_max and event.price >= self._config.upper_price:
-            self._halt(Status.STOPPED, None, StopReason.STOP_AT_MAX, out)
+        trigger = self._config.trigger_price
+        if not state.triggered:
+            assert trigger is not None
+            state.trigger_above = trigger > event.price if trigger != event.price else None
+            if state.trigger_above is not None:
+                for slot in state.slots:
+                    slot.blocked = None
+                return  # nothing is placed until a tick trades at or through the trigger
+            state.triggered = True
+        self._trade_from(event.price, event.price, event.price, None, out)
+
+    def _trade_from(
+        self, price: Decimal, low: Decimal, high: Decimal, closed_up: bool | None, out: list[Command]
+    ) -> None:
+        """A start (or a trigger) at this price: stop if a stop is reached, else give every slot its order."""
+        hit = stop_hit(self._config, self.state.stop_at_max, low, high, closed_up)
+        if hit is not None:
+            self._halt(Status.STOPPED, None, hit[0], out)
             return
-        for slot in state.slots:
+        for slot in self.state.slots:
             slot.blocked = None
-            self._replenish(slot, event.price, out)
+            self._replenish(slot, price, out)
 
     def _on_tick(self, tick: Tick, out: list[Command]) -> None:
         state = self.state
         state.last_price = tick.last
         if state.phase is not Phase.RUNNING:
             return
-        if state.stop_at_max and tick.high >= self._config.upper_price:
-            self._halt(Status.STOPPED, None, StopReason.STOP_AT_MAX, out)
-            return
+        if not state.triggered:
+            above, trigger = state.trigger_above, self._config.trigger_price
+            assert trigger is not None
+            if not (tick.high >= trigger if above else tick.low <= trigger):
+                return
+            state.triggered = True
+            self._trade_from(tick.last, tick.low, tick.high, tick.closed_up, out)
+            if state.phase is not Phase.RUNNING:
+                return
+        else:
+            hit = stop_hit(self._config, state.stop_at_max, tick.low, tick.high, tick.closed_up)
+            if hit is not None:
+                self._halt(Status.STOPPED, None, hit[0], out)
+                return
+        if self._config.trailing_up:
+            self._trail(tick.high, out)
         # Idle slots are sorted by level, so the ones the high passed are a prefix: O(log n + armed).
         end = bisect_left(self._idle, tick.high, key=self._levels.__getitem__)
         armed, self._idle[:end] = self._idle[:end], []
@@ -219,7 +268,10 @@ class GridBot:
     def _on_filled(self, fill: OrderFilled, out: list[Command]) -> None:
         index = self._by_cid.get(fill.client_order_id)
         if index is None:
-            return  # a redelivery for an order already closed, or not ours
+            market = self.state.market_sell
+            if market is not None and market.client_order_id == fill.client_order_id:
+                self._on_market_fill(market, fill, out)
+            return  # else a redelivery for an order already closed, or not ours
         slot = self.state.slots[index]
         order = slot.order
         assert order is not None
@@ -232,6 +284,7 @@ class GridBot:
             self._close(slot)
             if order.side is Side.SELL and order.filled_qty > 0:
                 slot.round_trips += 1
+            self._release(slot, out)
             if self.state.phase is Phase.RUNNING and failure is None:
                 # After a sell the market is at the sell level, above the buy level: the slot buys again.
                 # After a buy it sells what it holds (or, holding too little to sell, waits to re-arm).
@@ -259,14 +312,7 @@ class GridBot:
         else:
             base_out = fill.qty + base_fee
             oversold = base_out > slot.holding_qty
-            if base_out >= slot.holding_qty:
-                cost = slot.holding_cost
-                slot.holding_qty, slot.holding_cost = ZERO, ZERO
-            else:
-                cost = _money(slot.holding_cost * base_out / slot.holding_qty)
-                slot.holding_qty -= base_out
-                slot.holding_cost -= cost
-            profit = gross - quote_fee - cost
+            profit = gross - quote_fee - take_cost(slot, base_out)
             state.realized_profit += profit
         out.append(
             RecordTrade(
@@ -291,11 +337,13 @@ class GridBot:
     def _on_canceled(self, event: OrderCanceled, out: list[Command]) -> None:
         index = self._by_cid.get(event.client_order_id)
         if index is None:
+            self._market_closed(event.client_order_id, out)
             return
         slot = self.state.slots[index]
         order = slot.order
         assert order is not None
         self._close(slot)
+        self._release(slot, out)
         if self.state.phase is Phase.RUNNING and not order.cancel_requested:
             # Canceled outside the engine (by hand, or an exchange expiry): the slot carries on, so its
             # order is placed again with a new id; what it filled before stays in its holdings.
@@ -307,11 +355,13 @@ class GridBot:
     def _on_rejected(self, event: OrderRejected, out: list[Command]) -> None:
         index = self._by_cid.get(event.client_order_id)
         if index is None:
+            self._market_closed(event.client_order_id, out)
             return
         slot = self.state.slots[index]
         order = slot.order
         assert order is not None
         self._close(slot)
+        self.state.trail_waits.pop(slot.index, None)  # the bot fails: its waiting top slot stays idle
         self._set_idle(slot, None, out, armable=False)
         if self.state.phase is Phase.RUNNING:
             self._fail(
@@ -332,6 +382,7 @@ class GridBot:
             state.halt_status = target
             if target is Status.ERROR:
                 state.error_message = event.error_message
+                state.sell_pending = False  # an error's halt sells nothing
             # The halt under way keeps its cause, unless this stop turns it into an error.
             if target is Status.ERROR or state.stop_reason is None:
                 state.stop_reason = reason
@@ -342,12 +393,16 @@ class GridBot:
             out.append(SetStatus(state.status, state.error_message))
 
     def _on_abandon(self, out: list[Command]) -> None:
-        if self.state.phase is not Phase.HALTING:
+        state = self.state
+        if state.phase is not Phase.HALTING:
             return
-        for slot in self.state.slots:
+        for slot in state.slots:
             if slot.order is not None:
                 self._close(slot)
                 self._set_idle(slot, None, out, armable=False)
+        # The exchange cannot be reached: no market sell either.
+        state.trail_waits.clear()
+        state.market_sell, state.sell_pending = None, False
         self._finish_halt(out)
 
     def _on_config(self, event: ConfigChanged, out: list[Command]) -> None:
@@ -361,7 +416,7 @@ class GridBot:
             return
         # Only slots waiting for lack of a big enough order are affected now; resting orders keep their size.
         for slot in state.slots:
-            if slot.blocked is not None and slot.order is None:
+            if slot.blocked is not None and slot.order is None and slot.index >= state.low_slot:
                 slot.blocked = None
                 self._replenish(slot, state.last_price, out)
 
@@ -374,6 +429,11 @@ class GridBot:
         sell_qty = rules.floor_qty(slot.holding_qty)
         if sell_qty > 0 and rules.meets_minimum(sell_price, sell_qty):
             self._place(slot, Side.SELL, sell_price, sell_qty, out)
+            return
+        state = self.state
+        if slot.index < state.low_slot or slot.index in state.trail_waits.values():
+            # Retired by trailing (it only sells what it holds), or a new top slot waiting for a cancel.
+            self._set_idle(slot, None, out, armable=False)
             return
         if market is None or not buy_price < market:
             reason = (
@@ -428,6 +488,9 @@ class GridBot:
         state.phase, state.halt_status, state.stop_reason = Phase.HALTING, target, reason
         if target is Status.ERROR:
             state.error_message = error_message
+        state.sell_pending = (
+            self._config.sell_base_on_stop and target is Status.STOPPED and reason in _SELLING_STOPS
+        )
         self._idle.clear()
         for slot in state.slots:
             if slot.order is not None and not slot.order.cancel_requested:
@@ -437,8 +500,13 @@ class GridBot:
 
     def _finish_halt(self, out: list[Command]) -> None:
         state = self.state
-        if state.phase is not Phase.HALTING or self._by_cid:
+        if state.phase is not Phase.HALTING or self._by_cid or state.market_sell is not None:
             return
+        if state.sell_pending:
+            state.sell_pending = False
+            if self._sell_base(out):
+                return  # the halt ends once the market sell is done
+        state.trail_waits.clear()
         state.phase, state.status = Phase.HALTED, state.halt_status
         if state.status is not Status.ERROR:
             state.error_message = None

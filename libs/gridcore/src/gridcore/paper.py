@@ -13,7 +13,9 @@ Orders a fill creates join in from the next leg on, never the leg that created t
 the way down to the low may see its sell filled on the way up to the high only when the low came first.
 Idle slots arm from the Tick event, which is applied after the path: an order armed in a tick cannot fill
 in that same tick. With stopAtMax and a high at upperPrice the walk ends at the high and the Tick stops
-the bot: what the path would have filled after the high is not filled.
+the bot: what the path would have filled after the high is not filled; likewise at the high for a
+take-profit and at the low for a stop-loss (`GridBot.stop_point`). A market sell (sell base on stop)
+fills whole at the price the core last saw, with the taker fee in quote (a market order takes liquidity).
 
 Caveats (optimistic): a touch at exactly the order's price fills it whatever its place in the queue, and
 a marketable order fills at its limit price with the maker fee (a real one would fill as taker at a price
@@ -25,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Context, Decimal, localcontext
 
-from gridcore.commands import CancelOrder, Command
+from gridcore.commands import CancelOrder, Command, SellMarket
 from gridcore.events import Event, OrderCanceled, OrderFilled, Tick
 from gridcore.machine import GridBot
-from gridcore.state import Phase, Side
+from gridcore.state import Side
 
 _CTX = Context(prec=40)
 
@@ -70,13 +72,32 @@ def paper_fill(bot: GridBot, slot: int) -> OrderFilled:
     )
 
 
+def market_fill(bot: GridBot, command: SellMarket, price: Decimal) -> OrderFilled:
+    """A market sell filled whole at `price` (the tick's) with the taker fee, charged in quote."""
+    rules = bot.state.config.rules
+    with localcontext(_CTX):
+        fee = command.qty * price * rules.taker_fee
+    return OrderFilled(
+        client_order_id=command.client_order_id,
+        qty=command.qty,
+        price=price,
+        fee=fee,
+        fee_currency=rules.quote,
+        fill_id=f"{command.client_order_id}:p1",
+        is_final=True,
+    )
+
+
 def apply(bot: GridBot, event: Event) -> list[PaperStep]:
-    """Apply an event; a paper exchange confirms every cancel it asks for at once."""
+    """Apply an event; a paper exchange confirms every cancel it asks for at once, and fills a market sell
+    at the last price the core saw (the tick's or the start's)."""
     commands = bot.handle(event)
     steps = [PaperStep(event, tuple(commands))]
     for command in commands:
         if isinstance(command, CancelOrder):
             steps.extend(apply(bot, OrderCanceled(command.client_order_id)))
+        elif isinstance(command, SellMarket):
+            steps.extend(apply(bot, market_fill(bot, command, command.price)))
     return steps
 
 
@@ -84,9 +105,9 @@ def simulate_tick(bot: GridBot, tick: Tick, open_price: Decimal | None = None) -
     """Fill what the tick's assumed path crosses, in path order, then apply the Tick itself."""
     state = bot.state
     previous = open_price or state.last_price or tick.last
-    stops_at_high = (
-        state.phase is Phase.RUNNING and state.stop_at_max and tick.high >= state.config.upper_price
-    )
+    # A stop (stopAtMax, take-profit, stop-loss) ends the walk where the core stops.
+    end = bot.stop_point(tick.low, tick.high, tick.closed_up)
+    stop_at = None if end is None else tick.high if end == "high" else tick.low
     steps: list[PaperStep] = []
     for point in tick_path(previous, tick):
         if point < previous:
@@ -96,7 +117,7 @@ def simulate_tick(bot: GridBot, tick: Tick, open_price: Decimal | None = None) -
             for slot in bot.sells_at_or_below(point):
                 steps.extend(_fill_if_open(bot, slot, Side.SELL))
         previous = point
-        if stops_at_high and point == tick.high:
+        if point == stop_at:
             break
     steps.extend(apply(bot, tick))
     return steps
@@ -118,9 +139,7 @@ def crossed_fills(bot: GridBot, tick: Tick, filled: set[str]) -> list[OrderFille
     with stopAtMax and a high at upperPrice nothing after the sells' leg fills.
     """
     state = bot.state
-    stops_at_high = (
-        state.phase is Phase.RUNNING and state.stop_at_max and tick.high >= state.config.upper_price
-    )
+    end = bot.stop_point(tick.low, tick.high, tick.closed_up)
     legs: tuple[tuple[Side, Decimal], ...] = (
         ((Side.BUY, tick.low), (Side.SELL, tick.high))
         if tick.closed_up
@@ -134,6 +153,6 @@ def crossed_fills(bot: GridBot, tick: Tick, filled: set[str]) -> list[OrderFille
             if order is None or order.client_order_id in filled:
                 continue
             fills.append(paper_fill(bot, slot))
-        if stops_at_high and side is Side.SELL:
+        if (end == "high" and side is Side.SELL) or (end == "low" and side is Side.BUY):
             break
     return fills

@@ -10,12 +10,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 from common.grid.rules import MarketRules
 
 ZERO = Decimal(0)
-STATE_VERSION = 1
+# 2: grid options (trigger, take-profit, stop-loss, sell base on stop, trailing up). A version-1 snapshot
+# restores as a bot without options (every new field at its default).
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+GridKind = Literal["geometric", "arithmetic"]
 
 
 class Side(StrEnum):
@@ -46,6 +50,8 @@ class StopReason(StrEnum):
 
     USER = "user"
     STOP_AT_MAX = "stopAtMax"
+    TAKE_PROFIT = "takeProfit"
+    STOP_LOSS = "stopLoss"
     CREDENTIAL_REMOVED = "credentialRemoved"
     ERROR = "error"
 
@@ -62,6 +68,10 @@ def _text(value: Decimal) -> str:
     return format(value, "f")  # plain notation: "0.00000001", never "1E-8"
 
 
+def _opt(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
 # Restoring 10,000 bots reads ~200,000 of these: a dict lookup is several times cheaper than the enum call
 # (which still runs for a value that is not a member, to raise its ValueError).
 _SIDES: dict[str, Side] = {member.value: member for member in Side}
@@ -70,12 +80,30 @@ _SLOT_STATES: dict[str, SlotState] = {member.value: member for member in SlotSta
 
 @dataclass(frozen=True, slots=True)
 class GridConfig:
-    """What a run of the grid is built from: bot id, level prices, the user's upperPrice, market rules."""
+    """What a run of the grid is built from: bot id, level prices, the user's upperPrice, market rules,
+    and the grid options (API.md "Grid options"; every one off by default, which is the plain grid).
+
+    The options live here, not in GridState, because they are settings: fixed for a run (changed only
+    while the bot is stopped, like the levels) and never moved by the machine; what they cause at run time
+    (triggered, the trailing levels, a market sell under way) is state.
+    """
 
     bot_id: str
     levels: tuple[Decimal, ...]
     upper_price: Decimal
     rules: MarketRules
+    # Nothing is placed until a tick trades at or through this price (from the start price's side).
+    trigger_price: Decimal | None = None
+    # A tick whose high reaches take_profit_price, or whose low reaches stop_loss_price, stops the bot.
+    take_profit_price: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    # On a stop (user, stopAtMax, take-profit, stop-loss; not an error) the slots' base is sold at market.
+    sell_base_on_stop: bool = False
+    # A tick a full step above the top level adds a slot on top and drops the lowest, up to the limit.
+    trailing_up: bool = False
+    trailing_up_limit: Decimal | None = None
+    # The step trailing extends the grid by (the levels' own kind: API.md gridType).
+    kind: GridKind = "geometric"
 
     def __post_init__(self) -> None:
         if not self.bot_id:
@@ -86,20 +114,37 @@ class GridConfig:
             raise ValueError("levels must be positive and strictly increasing")
         if not self.upper_price > 0:
             raise ValueError("upper_price must be positive")
+        for name in ("trigger_price", "take_profit_price", "stop_loss_price", "trailing_up_limit"):
+            value = getattr(self, name)
+            if value is not None and (not value.is_finite() or value <= 0):
+                raise ValueError(f"{name} must be a positive price")
+        if self.kind not in ("geometric", "arithmetic"):
+            raise ValueError(f"unknown grid kind {self.kind!r}")
 
     @property
     def slot_count(self) -> int:
-        """Number of slots (len(levels) − 1)."""
+        """Number of slots the grid is built with (len(levels) − 1); trailing keeps this many active."""
         return len(self.levels) - 1
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {
+        """JSON-safe form (an option is written only when set, so a plain grid's form is unchanged)."""
+        data: dict[str, Any] = {
             "bot_id": self.bot_id,
             "levels": [_text(p) for p in self.levels],
             "upper_price": _text(self.upper_price),
             "rules": self.rules.to_dict(),
         }
+        for name in ("trigger_price", "take_profit_price", "stop_loss_price", "trailing_up_limit"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = _text(value)
+        if self.sell_base_on_stop:
+            data["sell_base_on_stop"] = True
+        if self.trailing_up:
+            data["trailing_up"] = True
+        if self.kind != "geometric":
+            data["kind"] = self.kind
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GridConfig:
@@ -109,6 +154,13 @@ class GridConfig:
             levels=tuple(Decimal(p) for p in data["levels"]),
             upper_price=Decimal(data["upper_price"]),
             rules=MarketRules.from_dict(data["rules"]),
+            trigger_price=_opt(data.get("trigger_price")),
+            take_profit_price=_opt(data.get("take_profit_price")),
+            stop_loss_price=_opt(data.get("stop_loss_price")),
+            sell_base_on_stop=bool(data.get("sell_base_on_stop", False)),
+            trailing_up=bool(data.get("trailing_up", False)),
+            trailing_up_limit=_opt(data.get("trailing_up_limit")),
+            kind="arithmetic" if data.get("kind") == "arithmetic" else "geometric",
         )
 
 
@@ -222,6 +274,25 @@ class GridState:
     epoch: int = 0
     last_price: Decimal | None = None
     realized_profit: Decimal = ZERO
+    # Trigger: False from a Start until a tick trades at or through config.trigger_price (True without one);
+    # trigger_above says from which side the tick must come (decided by the start price).
+    triggered: bool = True
+    trigger_above: bool | None = None
+    # Trailing up: levels added above config.levels (slot i lies between level i and i+1 of both together),
+    # the lowest slot still in the grid (slots below it are retired: they only sell what they hold), and
+    # new top slots waiting for the cancel of a retired slot's buy (retired → top) before they may buy.
+    added_levels: list[Decimal] = field(default_factory=list)
+    low_slot: int = 0
+    trail_waits: dict[int, int] = field(default_factory=dict)
+    # Sell base on stop: the market sell of the halt under way, the count of market sells ever placed
+    # (their ids' sequence), and whether the halt under way is still to sell once its cancels are confirmed.
+    market_sell: OpenOrder | None = None
+    market_seq: int = 0
+    sell_pending: bool = False
+
+    def all_levels(self) -> tuple[Decimal, ...]:
+        """Every level: the configured ones, then those trailing added (slot i: levels i and i + 1)."""
+        return self.config.levels + tuple(self.added_levels)
 
     @classmethod
     def initial(
@@ -232,7 +303,12 @@ class GridState:
             raise ValueError("order_amount must be positive")
         slots = [Slot(index=i) for i in range(config.slot_count)]
         return cls(
-            config=config, order_amount=order_amount, stop_at_max=stop_at_max, slots=slots, epoch=epoch
+            config=config,
+            order_amount=order_amount,
+            stop_at_max=stop_at_max,
+            slots=slots,
+            epoch=epoch,
+            triggered=config.trigger_price is None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -251,18 +327,29 @@ class GridState:
             "last_price": None if self.last_price is None else _text(self.last_price),
             "realized_profit": _text(self.realized_profit),
             "slots": [slot.to_dict() for slot in self.slots],
+            "triggered": self.triggered,
+            "trigger_above": self.trigger_above,
+            "added_levels": [_text(p) for p in self.added_levels],
+            "low_slot": self.low_slot,
+            "trail_waits": [[retired, top] for retired, top in self.trail_waits.items()],
+            "market_sell": None if self.market_sell is None else self.market_sell.to_dict(),
+            "market_seq": self.market_seq,
+            "sell_pending": self.sell_pending,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GridState:
         """The inverse of `to_dict`."""
-        if data.get("version") != STATE_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"unsupported engine state version {data.get('version')!r}")
         config = GridConfig.from_dict(data["config"])
         slots = [Slot.from_dict(s) for s in data["slots"]]
-        if [s.index for s in slots] != list(range(config.slot_count)):
+        # Version 1 has none of the option fields: .get gives each its default (a plain grid).
+        added = [Decimal(p) for p in data.get("added_levels", [])]
+        if [s.index for s in slots] != list(range(config.slot_count + len(added))):
             raise ValueError("slots do not match the grid's levels")
         last = data.get("last_price")
+        market = data.get("market_sell")
         return cls(
             config=config,
             order_amount=Decimal(data["order_amount"]),
@@ -277,4 +364,12 @@ class GridState:
             epoch=int(data["epoch"]),
             last_price=None if last is None else Decimal(last),
             realized_profit=Decimal(data["realized_profit"]),
+            triggered=bool(data.get("triggered", True)),
+            trigger_above=data.get("trigger_above"),
+            added_levels=added,
+            low_slot=int(data.get("low_slot", 0)),
+            trail_waits={int(retired): int(top) for retired, top in data.get("trail_waits", [])},
+            market_sell=None if market is None else OpenOrder.from_dict(market),
+            market_seq=int(data.get("market_seq", 0)),
+            sell_pending=bool(data.get("sell_pending", False)),
         )

@@ -220,3 +220,95 @@ def test_a_whole_month_both_ways(month: CandleSeries, binance: MarketRules) -> N
     assert spec.grid_count == 25
     assert len(got.trades) > 400
     assert got.visited < len(month) // 50  # the point of the fast path: it visits under 2 % of the candles
+
+
+# --- the grid options: the fast replay still gives the reference's Replay --------------------------------
+
+
+@st.composite
+def grid_options(draw: st.DrawFn) -> dict[str, object]:
+    """Options in bps of the start price (None: off)."""
+    return {
+        "trigger_price": draw(st.one_of(st.none(), st.integers(min_value=-200, max_value=200))),
+        "take_profit_price": draw(st.one_of(st.none(), st.integers(min_value=20, max_value=400))),
+        "stop_loss_price": draw(st.one_of(st.none(), st.integers(min_value=-400, max_value=-20))),
+        "sell_base_on_stop": draw(st.booleans()),
+        "trailing_up": draw(st.booleans()),
+        "trailing_up_limit": draw(st.one_of(st.none(), st.integers(min_value=0, max_value=600))),
+        "kind": draw(st.sampled_from(["geometric", "arithmetic"])),
+    }
+
+
+def with_grid_options(spec: ReplaySpec, start: Decimal, opts: dict[str, object]) -> ReplaySpec:
+    rules = spec.rules
+    prices = {
+        name: None
+        if opts[name] is None
+        else rules.round_price(start * (1 + D(opts[name]) / 10_000), "nearest")  # type: ignore[arg-type]
+        for name in ("trigger_price", "take_profit_price", "stop_loss_price", "trailing_up_limit")
+    }
+    return dataclasses.replace(
+        spec,
+        **prices,  # type: ignore[arg-type]
+        sell_base_on_stop=bool(opts["sell_base_on_stop"]),
+        trailing_up=bool(opts["trailing_up"]),
+        kind=opts["kind"],  # type: ignore[arg-type]
+    )
+
+
+@settings(SETTINGS, max_examples=300)
+@given(case=random_case(), opts=grid_options())
+def test_random_paths_with_options(
+    binance: MarketRules, upbit: MarketRules, case: dict[str, object], opts: dict[str, object]
+) -> None:
+    venue = str(case["venue"])
+    rules = rules_for(venue, binance, upbit, case["fee"])  # type: ignore[arg-type]
+    start = START_PRICE[venue]
+    candles = random_series(rules, start, case["candles"], case["start_minute"])  # type: ignore[arg-type]
+    lower = start * (1 - D(case["below"]) / 10_000)  # type: ignore[arg-type]
+    upper = start * (1 + D(case["above"]) / 10_000)  # type: ignore[arg-type]
+    count = min(int(case["count"]), grid_count(lower, upper, D("0.05")))  # type: ignore[call-overload]
+    spec = ReplaySpec(
+        levels=grid(rules, lower, upper, max(count, 1), bool(case["finer"])),
+        upper_price=upper,
+        order_amount=case["amount"],  # type: ignore[arg-type]
+        stop_at_max=bool(case["stop_at_max"]),
+        rules=rules,
+    )
+    got = assert_same(with_grid_options(spec, start, opts), candles)
+    event(f"trailed: {min(len(got.state.added_levels), 3)}")
+    event(f"market sells: {got.state.market_seq}")
+
+
+@settings(SETTINGS, max_examples=40)
+@given(
+    venue=st.sampled_from(["binance", "upbit"]),
+    start=st.integers(min_value=0, max_value=41_000),
+    length=st.sampled_from([30, 240, 720]),
+    amount=st.sampled_from(AMOUNT_PICKS),
+    opts=grid_options(),
+)
+def test_real_candle_windows_with_options(
+    month: CandleSeries,
+    binance: MarketRules,
+    upbit: MarketRules,
+    venue: str,
+    start: int,
+    length: int,
+    amount: int,
+    opts: dict[str, object],
+) -> None:
+    rules = rules_for(venue, binance, upbit, None)
+    window = month.window(start, min(start + length, len(month)))
+    candles = window if venue == "binance" else krw(rules, window)
+    first = candles.open[0]
+    lower, upper = first * D("0.99"), first * D("1.01")
+    spec = ReplaySpec(
+        levels=tuple(levels(lower, upper, 20, rules=rules)),
+        upper_price=upper,
+        order_amount=AMOUNTS[venue][amount],
+        stop_at_max=False,
+        rules=rules,
+    )
+    got = assert_same(with_grid_options(spec, first, opts), candles)
+    event(f"trailed: {min(len(got.state.added_levels), 3)}")

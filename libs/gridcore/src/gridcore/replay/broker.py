@@ -11,18 +11,21 @@ services, so it is written out here and must change with it):
 * `engine.applying.handlers._paper_fills`: every fill of the tick is marked filled, then each is applied
   in order, unless its order is no longer open (`apply_fill`).
 * `engine.applying.handlers._tick`: after the fills, the Tick itself goes to the core only when it arms
-  an idle slot or triggers stopAtMax (the core's `watch()` after the fills); otherwise the core never
-  sees it, so its `last_price` stays where the last event it saw left it.
+  an idle slot or triggers stopAtMax (the core's `watch()` after the fills; with grid options also a
+  trigger, take-profit, stop-loss or trailing step: `Watch.acts_on`); otherwise the core never sees it,
+  so its `last_price` stays where the last event it saw left it.
+* Sell base on stop: the core's SellMarket is filled at once, whole, at its price (the last the core saw:
+  the trade that stopped the bot) with the taker fee in quote (`gridcore.paper.market_fill`).
 * `engine.step.Step.feed`: an event, then the cancel confirmations of a paper exchange, breadth first;
   a cancel of an order already marked filled is left to its fill.
 """
 
 from __future__ import annotations
 
-from gridcore.commands import CancelOrder, RecordTrade
+from gridcore.commands import CancelOrder, RecordTrade, SellMarket
 from gridcore.events import Event, OrderCanceled, OrderFilled, OrderRejected, Tick
 from gridcore.machine import GridBot
-from gridcore.paper import crossed_fills
+from gridcore.paper import crossed_fills, market_fill
 
 TradeRecord = tuple[int, RecordTrade]
 
@@ -55,6 +58,9 @@ class PaperBroker:
                     self.trades.append((self.now, command))
                 elif isinstance(command, CancelOrder) and command.client_order_id not in self.filled:
                     queue.append(OrderCanceled(command.client_order_id))
+                elif isinstance(command, SellMarket):
+                    # A stop's market sell: filled at the price of the trade that stopped the bot.
+                    queue.append(market_fill(bot, command, command.price))
 
     def tick(self, tick: Tick, now: int) -> None:
         """One price tick: the paper fills it causes, then the Tick itself when the core needs it."""
@@ -66,8 +72,5 @@ class PaperBroker:
             for fill in fills:
                 if bot.open_order(fill.client_order_id) is not None:
                     self.feed(fill)
-        watch = bot.watch()
-        arms = watch.next_arm is not None and tick.high > watch.next_arm
-        stops = watch.stop_price is not None and tick.high >= watch.stop_price
-        if arms or stops:
+        if bot.watch().acts_on(tick.low, tick.high):
             self.feed(tick)

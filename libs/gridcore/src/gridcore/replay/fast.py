@@ -2,7 +2,9 @@
 
 Why skipping is exact. Between two events the core's book is fixed, and with it four prices: the highest
 open buy B, the lowest open sell S, the lowest armable idle level A (it arms when a price is strictly above
-it) and, with stopAtMax, upperPrice U. A simulated trade at price p is a no-op for the paper bot — the
+it) and, with stopAtMax, upperPrice U. The grid options add prices of the same two kinds (`Watch`): a
+stop-loss and a trigger from above act at or under their price (they join B, the highest of them counts),
+a take-profit, a trigger from below and the next trailing level at or over theirs (they join U). A simulated trade at price p is a no-op for the paper bot — the
 broker fills nothing (no buy at or above p, no sell at or below p) and the core is not even sent the Tick
 (nothing to arm, no stop) — exactly when B < p < min(S, A⁺, U), A⁺ being the next price above A. A
 candle's four trades lie within [low, high], so a candle with B < low and high < min(S, A⁺, U) changes
@@ -19,7 +21,7 @@ trade that acted). After a stop nothing can act any more, so the walk ends.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Protocol
 
 import numpy as np
@@ -27,7 +29,7 @@ import numpy as np
 from gridcore.events import Start, Tick
 from gridcore.machine import GridBot
 from gridcore.replay.broker import PaperBroker
-from gridcore.replay.candles import CandleSeries, IntArray, decimals_of, to_units
+from gridcore.replay.candles import CandleSeries, IntArray, decimals_of
 from gridcore.replay.reference import Progress, ProgressMeter, finish, new_bot
 from gridcore.replay.types import TICK_OFFSETS_MS, Replay, ReplaySpec
 from gridcore.state import Phase
@@ -95,25 +97,52 @@ def scaled_units(candles: CandleSeries, scale: int) -> tuple[IntArray, IntArray,
 
 
 class _Thresholds:
-    """B and H (module doc) of a bot, in integer units."""
+    """B and H (module doc) of a bot, in integer units.
 
-    __slots__ = ("_bot", "_units", "_upper")
+    A price p (an integer of units) acts at or under a price x exactly when p ≤ floor(x · 10^scale), at or
+    over it when p ≥ ceil(x · 10^scale), strictly over it when p ≥ floor(x · 10^scale) + 1: so any price
+    (a trailing level, a take-profit with more decimals than the candles) gives an exact threshold.
+    """
 
-    def __init__(self, bot: GridBot, units: dict[Decimal, int], upper: int) -> None:
-        self._bot, self._units, self._upper = bot, units, upper
+    __slots__ = ("_bot", "_ceil", "_floor", "_scale")
+
+    def __init__(self, bot: GridBot, scale: int) -> None:
+        self._bot, self._scale = bot, scale
+        self._floor: dict[Decimal, int] = {}
+        self._ceil: dict[Decimal, int] = {}
+
+    def _down(self, price: Decimal) -> int:
+        units = self._floor.get(price)
+        if units is None:
+            units = self._floor[price] = int(price.scaleb(self._scale).to_integral_value(ROUND_FLOOR))
+        return units
+
+    def _up(self, price: Decimal) -> int:
+        units = self._ceil.get(price)
+        if units is None:
+            units = self._ceil[price] = int(price.scaleb(self._scale).to_integral_value(ROUND_CEILING))
+        return units
 
     def read(self) -> tuple[int, int]:
-        """(B, H); B = -1 without open buys, H = _NEVER when no price can arm, fill a sell or stop."""
+        """(B, H); B = -1 when no price can fill a buy, stop low or trigger, H = _NEVER when none can arm,
+        fill a sell, stop high, trigger or trail."""
         watch = self._bot.watch()
-        units = self._units
-        below = -1 if watch.highest_buy is None else units[watch.highest_buy]
+        below = -1
+        for low in (watch.highest_buy, watch.stop_loss, watch.trigger_below):
+            if low is not None:
+                below = max(below, self._down(low))
         above = _NEVER
-        if watch.lowest_sell is not None:
-            above = units[watch.lowest_sell]
+        for high in (
+            watch.lowest_sell,
+            watch.stop_price,
+            watch.take_profit,
+            watch.trigger_above,
+            watch.trail_at,
+        ):
+            if high is not None:
+                above = min(above, self._up(high))
         if watch.next_arm is not None:
-            above = min(above, units[watch.next_arm] + 1)
-        if watch.stop_price is not None:
-            above = min(above, self._upper)
+            above = min(above, self._down(watch.next_arm) + 1)
         return below, above
 
 
@@ -135,8 +164,7 @@ def replay(
     open_, high, low, close = scaled_units(candles, scale)
     raw = candles.units()  # Decimals are made from the candles' own integers: the reference's digits
     exponent = -candles.scale
-    level_units = {level: to_units(level, scale) for level in spec.levels}
-    thresholds = _Thresholds(bot, level_units, to_units(spec.upper_price, scale))
+    thresholds = _Thresholds(bot, scale)
     finder = search(low, high)
     stamps = candles.timestamps
 

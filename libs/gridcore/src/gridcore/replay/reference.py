@@ -36,7 +36,17 @@ EXACT = Context(prec=80, traps=[Inexact, InvalidOperation])
 def new_bot(spec: ReplaySpec) -> GridBot:
     """A stopped core over the spec's grid."""
     config = GridConfig(
-        bot_id=BACKTEST_BOT_ID, levels=spec.levels, upper_price=spec.upper_price, rules=spec.rules
+        bot_id=BACKTEST_BOT_ID,
+        levels=spec.levels,
+        upper_price=spec.upper_price,
+        rules=spec.rules,
+        trigger_price=spec.trigger_price,
+        take_profit_price=spec.take_profit_price,
+        stop_loss_price=spec.stop_loss_price,
+        sell_base_on_stop=spec.sell_base_on_stop,
+        trailing_up=spec.trailing_up,
+        trailing_up_limit=spec.trailing_up_limit,
+        kind=spec.kind,
     )
     return GridBot.new(config, spec.order_amount, spec.stop_at_max)
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 from itertools import pairwise
 
 from common.grid.rules import MarketRules
-from gridcore.state import GridState, Side, StopReason
+from gridcore.state import GridKind, GridState, Side, StopReason
 
 # The core's bot id for every replay: it only seeds the client order ids, which a backtest never shows.
 BACKTEST_BOT_ID = "backtest"
@@ -28,6 +28,14 @@ class ReplaySpec:
     order_amount: Decimal
     stop_at_max: bool
     rules: MarketRules
+    # The grid options (GridConfig's; off by default). A market sell on stop pays the taker fee.
+    trigger_price: Decimal | None = None
+    take_profit_price: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    sell_base_on_stop: bool = False
+    trailing_up: bool = False
+    trailing_up_limit: Decimal | None = None
+    kind: GridKind = "geometric"
 
     def __post_init__(self) -> None:
         if len(self.levels) < 2:
@@ -73,7 +81,7 @@ class Replay:
     # Base the slots still hold (bought, not yet sold) and what it cost in quote, fees included.
     held_qty: Decimal
     held_cost: Decimal
-    stop_reason: StopReason | None  # StopReason.STOP_AT_MAX, or None: still running at the last candle
+    stop_reason: StopReason | None  # stopAtMax, takeProfit or stopLoss, or None: still running at the end
     stopped_at: int | None  # ms of the simulated trade whose price stopped the bot
     state: GridState  # the core's state after the last candle
     # How many candles the replay handed to the core (the fast path skips the rest): a measure, not a result.
