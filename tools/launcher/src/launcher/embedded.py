@@ -7,9 +7,12 @@ semantics as the real topology, with no network hop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -132,7 +135,7 @@ async def serve(host: str, port: int, db_path: Path) -> None:
             server_header=False,
             **uvicorn_ws_options(gateway_settings),  # live updates (GET /api/ws) need a WebSocket server
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         log.info(
             "gridbot (embedded) on http://localhost:%s/api — database %s, exchange simulator %s (state %s)",
             port,
@@ -141,6 +144,31 @@ async def serve(host: str, port: int, db_path: Path) -> None:
             sim_settings.state_file,
         )
         await server.serve()
+
+
+class _Server(uvicorn.Server):
+    """The gateway's server, whose Ctrl-C (or SIGTERM) ends `serve()` and nothing else.
+
+    uvicorn re-raises a captured signal once it has stopped; here that would reach asyncio.run, which cancels
+    the whole process's task while every service's lifespan is still closing (a job in flight, a relay
+    draining). Instead the first signal stops the server, the lifespans close in order, and the process exits
+    0; a second one forces the server out.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Our own handlers on the running loop, instead of uvicorn's."""
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+
+        # Left installed when the server is done: a Ctrl-C while the lifespans close changes nothing.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        yield
 
 
 def _transport(app: FastAPI) -> httpx.AsyncBaseTransport:
