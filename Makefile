@@ -17,6 +17,9 @@ COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose
 # The whole-system tests (tests/e2e) start real stacks; this many pytest-xdist workers run them side by side,
 # each on stacks of its own (`make test E2E_WORKERS=0` runs them in the one process).
 E2E_WORKERS ?= 2
+# The package suites on this many pytest-xdist workers (each its own PostgreSQL database; every test its own
+# Redis/RabbitMQ namespace): most of their time is waiting on servers and processes. 0 = one process.
+TEST_WORKERS ?= 2
 # The engine benches (bench/engine.py, bench/takeover.py) run 2,000 bots with --quick (a few minutes);
 # `make bench BENCH_ARGS=` runs the issue's 10,000 bots and 10 kills (about a quarter of an hour).
 # bench/recovery.py runs its defaults: the exchange and bus faults, never the restarts of the shared servers
@@ -56,7 +59,7 @@ image: ## Build one service's image from deploy/Dockerfile, tagged gridbot/<serv
 	docker build -f deploy/Dockerfile --build-arg SERVICE=$(SERVICE) -t gridbot/$(SERVICE) .
 
 test: install ## Run the whole test suite against real PostgreSQL, Redis and RabbitMQ
-	$(UV) run --frozen pytest --ignore=tests/e2e $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(UV) run --frozen pytest --ignore=tests/e2e -n $(TEST_WORKERS) --durations=15 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(UV) run --frozen pytest tests/e2e -n $(E2E_WORKERS) --dist loadgroup $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: install ## ruff lint and format check

@@ -58,7 +58,11 @@ async def db(migrated_postgres: str) -> AsyncIterator[async_sessionmaker[AsyncSe
 @pytest.fixture(scope="session")
 async def sim() -> AsyncIterator[SimServer]:
     """The exchange simulator, paused: prices move only through its control API."""
-    server = SimServer(SimSettings(port=0, replay_speed=0, log_level="WARNING", fault_timeout_seconds=3))
+    server = SimServer(
+        SimSettings(
+            port=0, replay_speed=0, log_level="WARNING", fault_timeout_seconds=3, history_minutes=1440
+        )
+    )
     await server.start()
     yield server
     await server.stop()

@@ -99,7 +99,14 @@ def sim_fixtures(client: str = "sim_http", **settings: Any) -> tuple[Any, Any]:
     from exchange_sim.server import SimServer
     from exchange_sim.settings import SimSettings
 
-    values: dict[str, Any] = {"port": 0, "replay_speed": 0, "log_level": "WARNING", **settings}
+    # A day of history, not the product's 30 days: no suite needs more, and long candles build faster.
+    values: dict[str, Any] = {
+        "port": 0,
+        "replay_speed": 0,
+        "log_level": "WARNING",
+        "history_minutes": 1440,
+        **settings,
+    }
 
     @pytest.fixture(scope="session", name="sim")
     async def sim() -> AsyncIterator[SimServer]:
