@@ -15,12 +15,13 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from backtest import kernel
-from backtest.candles import MINUTE_MS, StoredCandle
+from backtest.candles import StoredCandle
 from backtest.models import Backtest, CandleSpan
 from common.exchanges import Exchange, MarketCatalog
 from common.grid import plan_grid
 from common.testing.service import User, error_code, exact_json
 from common.web import dumps
+from gridcore.replay import MINUTE_MS
 
 
 async def exchange_candles(catalog: MarketCatalog, start: int, end: int) -> list[StoredCandle]:

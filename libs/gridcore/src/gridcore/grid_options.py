@@ -8,25 +8,16 @@ from __future__ import annotations
 from bisect import bisect_left
 from decimal import Decimal, localcontext
 
-from common.grid.rules import MarketRules
+from gridcore.book import GridBook
 from gridcore.commands import CancelOrder, Command, RecordTrade, SellMarket, SlotChanged
 from gridcore.events import OrderFilled
 from gridcore.ids import market_order_id
 from gridcore.options import CTX, next_level, share_fill, take_cost, trail_step
-from gridcore.state import ZERO, GridConfig, GridState, OpenOrder, Phase, Side, Slot, SlotState
+from gridcore.state import ZERO, OpenOrder, Phase, Side, Slot, SlotState
 
 
-class GridOptions:
-    """Trailing up and the market sell on stop; GridBot provides the plain grid's state and transitions."""
-
-    state: GridState
-    _config: GridConfig
-    _rules: MarketRules
-    _prefix: str
-    _levels: list[Decimal]
-    _idle: list[int]
-    _trail_step: Decimal | None
-    _next_trail: Decimal | None
+class GridOptions(GridBook):
+    """Trailing up and the market sell on stop; GridBot provides the plain grid's transitions."""
 
     def _replenish(self, slot: Slot, market: Decimal | None, out: list[Command]) -> None:
         raise NotImplementedError  # GridBot's

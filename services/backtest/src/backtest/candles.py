@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backtest.models import Candle, CandleSpan
 from common.exchanges import Exchange, MarketCatalog
+from gridcore.replay import MINUTE_MS
 
 log = logging.getLogger(__name__)
 
-MINUTE_MS = 60_000
 # An exchange may serve a just-closed minute a little late: a span this close to now is recorded only up to
 # its last candle, so those minutes are asked again next time instead of standing as gaps for ever.
 SETTLE_MS = 5 * MINUTE_MS

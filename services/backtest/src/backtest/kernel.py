@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from backtest.candles import MINUTE_MS, StoredCandle
+from backtest.candles import StoredCandle
 from backtest.responses import BacktestResult
 from common.grid import MarketRules
-from gridcore.replay import CandleSeries, ReplaySpec, figures, replay, sweep
+from gridcore.replay import MINUTE_MS, CandleSeries, ReplaySpec, sweep
 
 
 def spec_of(grid: dict[str, Any]) -> ReplaySpec:
@@ -34,14 +34,7 @@ def series_of(candles: Sequence[StoredCandle]) -> CandleSeries:
 
 def run_grid(grid: dict[str, Any], candles: Sequence[StoredCandle], start: int, end: int) -> BacktestResult:
     """Replay the grid over the candles of [start, end) and compute API.md's result."""
-    spec = spec_of(grid)
-    missing = (end - start) // MINUTE_MS - len(candles)
-    if not candles:
-        return empty_result(spec, missing)
-    series = series_of(candles)
-    outcome = replay(spec, series)
-    figs = figures(spec, series, outcome)
-    return BacktestResult.model_validate({**figs.as_dict(), "missingCandles": missing})
+    return run_many([spec_of(grid)], candles, start, end)[0]
 
 
 def empty_result(spec: ReplaySpec, missing: int) -> BacktestResult:

@@ -15,7 +15,8 @@ from common.contracts.grid import precheck
 from common.dbtypes import utc_now
 from common.errors import AppError, ErrorCode
 from common.exchanges import MarketCatalog, parse_exchange
-from gridcore.replay import ReplaySpec
+from gridcore.replay import MINUTE_MS, ReplaySpec
+from gridcore.replay.figures import utc
 
 
 class Recommender:
@@ -78,11 +79,7 @@ class Recommender:
             basis=Basis(
                 days=body.days,
                 candles=len(candles),
-                from_=_at(candles[0].open_time) if candles else None,
-                to=_at(candles[-1].open_time + 60_000) if candles else None,
+                from_=utc(candles[0].open_time) if candles else None,
+                to=utc(candles[-1].open_time + MINUTE_MS) if candles else None,
             ),
         )
-
-
-def _at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=utc_now().tzinfo)

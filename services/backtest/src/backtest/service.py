@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def _text(value: object) -> object:
-    return format(value, "f") if hasattr(value, "as_tuple") else value
+    return format(value, "f") if isinstance(value, Decimal) else value
 
 
 class BacktestService:
