@@ -146,6 +146,17 @@ class Bot(Base):
     order_amount: Mapped[Decimal] = mapped_column(Money)
     investment_amount: Mapped[Decimal] = mapped_column(Money)
     stop_at_max: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Grid options (API.md "Grid options"); NULL/false: off. Only take-profit and stop-loss may change while
+    # the bot runs; the rest change with the bot stopped, like the grid itself.
+    trigger_price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    take_profit_price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    stop_loss_price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    sell_base_on_stop: Mapped[bool] = mapped_column(Boolean, default=False)
+    trailing_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    trailing_up_limit: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    # False while a trigger price holds the bot: written true by the engine when the market trades through
+    # it; reset by the bots service with the trigger price (a new trigger waits again).
+    triggered: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(12), default=BotStatus.STOPPED.value)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Set with error_message when the bots service knows the cause, so the API can show it in ko or en.
@@ -185,6 +196,9 @@ class GridLevel(Base):
     status: Mapped[str] = mapped_column(String(12), default=LevelStatus.AVAILABLE.value)
     order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     filled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # False once trailing up moved the grid past this level (and no order of the bot rests there): the
+    # grid-levels route shows the grid as it is now. Levels that trailing adds get rows of their own.
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
 
 
