@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from gridcore import (
+    MARKET_SLOT,
     Abandon,
     CancelOrder,
     ConfigChanged,
@@ -34,6 +35,7 @@ from gridcore import (
     command_to_dict,
     event_from_dict,
     event_to_dict,
+    market_order_id,
     parse_client_order_id,
     simulate_tick,
 )
@@ -69,6 +71,22 @@ def test_client_order_ids_round_trip_and_fit_binance() -> None:
         client_order_id(prefix, -1, 0, Side.BUY, 1)
 
 
+def test_market_sell_ids_parse_as_no_slot_of_the_grid() -> None:
+    prefix = bot_prefix("bot")
+    cid = market_order_id(prefix, 4, 2)
+    parsed = parse_client_order_id(cid)
+    assert parsed is not None
+    assert (parsed.prefix, parsed.epoch, parsed.slot, parsed.side, parsed.seq) == (
+        prefix,
+        4,
+        MARKET_SLOT,
+        Side.SELL,
+        2,
+    )
+    assert parse_client_order_id(f"{prefix}-4-m") is None
+    assert parse_client_order_id(f"{prefix}-4-2m1") is None
+
+
 EVENTS = [
     Start(D("51500000")),
     Tick(D("51000000"), D("51500000"), D("50900000"), False),
@@ -82,6 +100,8 @@ EVENTS = [
     Abandon(),
     ConfigChanged(order_amount=D("20000")),
     ConfigChanged(stop_at_max=True),
+    ConfigChanged(stops=(D("70000000"), None)),
+    ConfigChanged(stops=(None, D("40000000.5"))),
 ]
 COMMANDS = [
     PlaceOrder("abc-1-0b1", 0, Side.BUY, D("50000000"), D("0.00019990")),

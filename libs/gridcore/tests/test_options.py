@@ -9,6 +9,7 @@ from typing import Any
 
 from gridcore import (
     CancelOrder,
+    ConfigChanged,
     GridBot,
     GridConfig,
     OrderCanceled,
@@ -91,6 +92,23 @@ def test_take_profit_cancels_everything_and_stops(binance_config: GridConfig) ->
     assert of(CancelOrder, steps) and bot.open_orders() == []
     assert bot.state.status is Status.STOPPED and bot.state.stop_reason is StopReason.TAKE_PROFIT
     assert StopReason.TAKE_PROFIT.value == "takeProfit"
+
+
+def test_take_profit_and_stop_loss_move_while_running(binance_config: GridConfig) -> None:
+    bot = bot_with(binance_config, take_profit_price=D(112_000))
+    apply(bot, Start(D(100_000)))
+    assert apply(bot, ConfigChanged(stops=(D(130_000), D(90_000))))[0].commands == ()
+    assert (bot.watch().take_profit, bot.watch().stop_loss) == (D(130_000), D(90_000))
+    simulate_tick(bot, tick(112_500, 112_500, 112_500))  # the old take-profit no longer stops it
+    assert bot.state.phase is Phase.RUNNING
+    apply(bot, ConfigChanged(stops=(None, D(90_000))))
+    assert bot.watch().take_profit is None
+    restored = GridBot.restore(bot.snapshot())
+    assert (
+        restored.state.config.stop_loss_price == D(90_000) and restored.state.config.take_profit_price is None
+    )
+    simulate_tick(bot, tick(100_000, 100_000, 90_000))
+    assert bot.state.stop_reason is StopReason.STOP_LOSS and bot.state.status is Status.STOPPED
 
 
 def test_stop_loss_stops_at_the_low_before_the_high_of_a_tick_that_closed_up(

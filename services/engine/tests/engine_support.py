@@ -86,6 +86,8 @@ class BotSpec:
     mode: str = "paper"
     stop_at_max: bool = False
     user_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # Grid options by their `bots` column names (trigger_price, stop_loss_price, trailing_up, …).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def rules(self) -> MarketRules:
         """The exchange rules the bots service stores with the bot."""
@@ -124,6 +126,8 @@ class BotFactory:
             created_at=now,
             updated_at=now,
             first_started_at=now,
+            triggered=spec.options.get("trigger_price") is None,
+            **spec.options,
         )
         async with self.factory() as session:
             session.add(bot)

@@ -29,6 +29,7 @@ from engine_support import (
     EventSink,
     TickPublisher,
     cache_price,
+    levels_of,
     performance_of,
     publish_command,
 )
@@ -42,7 +43,7 @@ from common.testing.shared import shared_file
 from common.testing.wait import eventually
 from engine.runtime import EngineRuntime
 from exchange_sim.prices import candle_path, load_candles_csv
-from gridcore import GridState, Phase, StopReason
+from gridcore import MARKET_SLOT, GridState, Phase, StopReason
 from gridcore.ids import bot_prefix
 from gridcore.replay import TICK_OFFSETS_MS, CandleSeries, Replay, ReplaySpec, replay, replay_reference
 from gridcore.replay.types import BACKTEST_BOT_ID
@@ -72,6 +73,7 @@ class Window:
     percent: Decimal
     stop_at_max: bool
     amount: Decimal = ORDER_AMOUNT  # quote per slot
+    options: dict[str, Any] = field(default_factory=dict)  # grid options by their `bots` column names
 
 
 WINDOWS = [
@@ -89,6 +91,30 @@ WINDOWS = [
         Window(28_024, 240, D(88_752), D("95803.57"), D("0.25"), True), id="dec20-stop-at-max-touch"
     ),
 ]
+
+
+OPTION_WINDOWS = [
+    # The dec05 fall into a grid under the start price, a stop-loss under the grid: the buys fill on the way
+    # down, the low reaches 92,000 and the bot stops and sells what its slots hold at market.
+    pytest.param(
+        Window(7037, 240, D(93_000), D(97_500), D("0.25"), False,
+               options={"stop_loss_price": D(92_000), "sell_base_on_stop": True}),
+        id="dec05-stop-loss-sells-base",
+    ),
+    # The dec15 climb: nothing is placed until the high reaches the trigger (103,500, above the start);
+    # then the price leaves the 102,035–104,000 grid upwards and trailing up moves it a step at a time.
+    pytest.param(
+        Window(21_297, 400, D(102_035), D(104_000), D("0.2"), False,
+               options={"trigger_price": D(103_500), "trailing_up": True, "trailing_up_limit": D(107_000)}),
+        id="dec15-trigger-then-trailing-up",
+    ),
+    # The same climb through the whole grid to a take-profit at 106,000, selling the base still held.
+    pytest.param(
+        Window(21_297, 400, D(102_035), D(107_154), D("0.2"), False,
+               options={"take_profit_price": D(106_000), "sell_base_on_stop": True}),
+        id="dec15-take-profit-sells-base",
+    ),
+]  # fmt: skip
 
 
 @functools.cache
@@ -150,9 +176,25 @@ async def stored_trades(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID)
             )
         ).all()
     return [
-        [(slot, t.side, t.price, t.amount, t.fee, t.fee_currency, t.profit) for t, slot in group]
+        sorted(
+            (
+                (_slot_of(t, slot), t.side, t.price, t.amount, t.fee, t.fee_currency, t.profit)
+                for t, slot in group
+            ),
+            key=_in_tick,
+        )
         for _, group in groupby(rows, key=lambda row: row[0].executed_at)
     ]
+
+
+def _in_tick(key: TradeKey) -> tuple[Any, ...]:
+    """An order of a tick's trades both sides can make (rows keep none within their transaction)."""
+    return key[:6]  # a slot's buy and sell, and its share of a market sell, by price and quantity
+
+
+def _slot_of(trade: Trade, order_slot: int) -> int:
+    """The slot a trade belongs to: its order's, or for a market sell's share the one in its fill id."""
+    return order_slot if order_slot != MARKET_SLOT else int(trade.fill_id.rsplit(":", 1)[1])
 
 
 def told_trades(events: EventSink, bot_id: uuid.UUID) -> list[list[tuple[str, Decimal, Decimal]]]:
@@ -245,6 +287,42 @@ async def test_paper_bot_trades_what_the_backtest_replays(
     assert (expected.stop_reason is StopReason.STOP_AT_MAX) is window.stop_at_max
 
 
+@pytest.mark.parametrize("window", OPTION_WINDOWS)
+async def test_paper_bot_with_grid_options_trades_what_the_backtest_replays(
+    window: Window,
+    engine: EngineRuntime,
+    bus: RabbitBus,
+    bots: BotFactory,
+    events: EventSink,
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    expected = await compare(window, engine, bus, bots, events, db)
+    assert sum(1 for t in expected.trades if t.side.value == "sell") >= 10
+    row = await bots.bot(expected_bot(bots))
+    assert row.triggered
+    options = window.options
+    if options.get("stop_loss_price") or options.get("take_profit_price"):
+        assert expected.stop_reason in (StopReason.STOP_LOSS, StopReason.TAKE_PROFIT)
+        # The market sell sold what the slots held, down to the lot: nothing rests, the base is gone.
+        assert all(slot.order is None for slot in expected.state.slots)
+        assert sum((slot.holding_qty for slot in expected.state.slots), D(0)) < D("0.00001")
+    if options.get("trailing_up"):
+        state = expected.state
+        assert state.added_levels and state.low_slot == len(state.added_levels)
+        levels = await levels_of(db, row.id)
+        assert [level.price for level in levels] == list(state.all_levels())
+        resting = {level.level_index for level in levels if level.status == "pending"}
+        # The grid-levels read shows the moved grid: the retired levels are inactive unless an order rests.
+        assert [level.level_index for level in levels if level.active] == sorted(
+            {level.level_index for level in levels if level.level_index >= state.low_slot} | resting
+        )
+
+
+def expected_bot(bots: BotFactory) -> uuid.UUID:
+    """The bot the comparison created (the last one)."""
+    return bots.created[-1]
+
+
 async def compare(
     window: Window,
     engine: EngineRuntime,
@@ -262,11 +340,12 @@ async def compare(
         percent=window.percent,
         amount=window.amount,
         stop_at_max=window.stop_at_max,
+        options=dict(window.options),
     )
     rules = spec.rules()
     plan = plan_grid(spec.lower, spec.upper, spec.percent, spec.amount, rules)
     candles = month().window(window.start, window.start + window.size)
-    replay_spec = ReplaySpec(plan.levels, spec.upper, spec.amount, spec.stop_at_max, rules)
+    replay_spec = ReplaySpec(plan.levels, spec.upper, spec.amount, spec.stop_at_max, rules, **window.options)
     expected = replay(replay_spec, candles)
     assert replay_reference(replay_spec, candles) == expected
     path = simulated_trades(window, candles)
@@ -285,7 +364,7 @@ async def compare(
     # The same trades at the same simulated trades, to the last digit.
     assert run.fills == [(tick, len(trades)) for tick, trades in expected_ticks]
     stored = await stored_trades(db, bot.id)
-    assert stored == [sorted(trades, key=lambda t: t[0]) for _, trades in expected_ticks]
+    assert stored == [sorted(trades, key=_in_tick) for _, trades in expected_ticks]
     # In the order the engine made them within a tick (its events list a transaction's trades in order).
     await eventually(lambda: len(events.of("trade", bot.id)) == len(expected.trades), timeout=TICK_DEADLINE)
     assert told_trades(events, bot.id) == [
@@ -304,7 +383,8 @@ async def compare(
     if expected.stopped_at is not None:
         assert run.halted_at == tick_index(expected.stopped_at, candles)
         row = await bots.bot(bot.id)
-        assert (row.status, row.stop_reason) == ("stopped", StopReason.STOP_AT_MAX.value)
+        assert expected.stop_reason is not None
+        assert (row.status, row.stop_reason) == ("stopped", expected.stop_reason.value)
     else:
         assert run.halted_at is None
     return expected

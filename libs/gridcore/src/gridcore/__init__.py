@@ -26,7 +26,7 @@ from gridcore.events import (
     Stop,
     Tick,
 )
-from gridcore.ids import bot_prefix, client_order_id, market_order_id, parse_client_order_id
+from gridcore.ids import MARKET_SLOT, bot_prefix, client_order_id, market_order_id, parse_client_order_id
 from gridcore.invariants import violations
 from gridcore.machine import MONEY_QUANTUM, GridBot, Watch
 from gridcore.paper import (
@@ -51,6 +51,7 @@ from gridcore.state import (
 )
 
 __all__ = [
+    "MARKET_SLOT",
     "MONEY_QUANTUM",
     "Abandon",
     "CancelOrder",

@@ -10,7 +10,7 @@ from bisect import bisect_left, bisect_right
 from decimal import Decimal
 
 from gridcore.commands import PlaceOrder, SellMarket
-from gridcore.ids import bot_prefix
+from gridcore.ids import MARKET_SLOT, bot_prefix
 from gridcore.options import StopEnd, stop_hit
 from gridcore.state import GridState, OpenOrder, Phase, Side
 
@@ -51,13 +51,19 @@ class GridBook:
     # --- queries --------------------------------------------------------------------------------------------
 
     def open_orders(self) -> list[tuple[int, OpenOrder]]:
-        """(slot, order) for every open order, by slot."""
-        return [(s.index, s.order) for s in self.state.slots if s.order is not None]
+        """(slot, order) for every open order, by slot; the market sell under way last, at MARKET_SLOT."""
+        found = [(s.index, s.order) for s in self.state.slots if s.order is not None]
+        if self.state.market_sell is not None:
+            found.append((MARKET_SLOT, self.state.market_sell))
+        return found
 
     def open_order(self, client_order_id: str) -> tuple[int, OpenOrder] | None:
-        """The open order with this id and its slot, if any."""
+        """The open order with this id and its slot, if any; the market sell under way is at MARKET_SLOT."""
         index = self._by_cid.get(client_order_id)
         if index is None:
+            market = self.state.market_sell
+            if market is not None and market.client_order_id == client_order_id:
+                return MARKET_SLOT, market
             return None
         order = self.state.slots[index].order
         assert order is not None
@@ -66,7 +72,7 @@ class GridBook:
     def place_command(self, client_order_id: str) -> PlaceOrder | None:
         """The PlaceOrder of an open order, to send again (same id) when the first send's fate is unknown."""
         found = self.open_order(client_order_id)
-        if found is None:
+        if found is None or found[0] == MARKET_SLOT:
             return None
         slot, order = found
         return PlaceOrder(order.client_order_id, slot, order.side, order.price, order.qty)

@@ -41,6 +41,8 @@ def _encode(value: object) -> object:
         return format(value, "f")
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, tuple):
+        return [_encode(item) for item in value]
     return value
 
 
@@ -50,6 +52,8 @@ def _decode(annotation: Any, value: object) -> object:
     if get_origin(annotation) in (Union, types.UnionType):
         inner = [arg for arg in get_args(annotation) if arg is not type(None)]
         return _decode(inner[0], value)
+    if get_origin(annotation) is tuple and isinstance(value, list):
+        return tuple(_decode(arg, item) for arg, item in zip(get_args(annotation), value, strict=True))
     if annotation is Decimal:
         return Decimal(str(value))
     if isinstance(annotation, type) and issubclass(annotation, Enum):

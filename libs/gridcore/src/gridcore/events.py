@@ -101,10 +101,13 @@ class Abandon:
 
 @dataclass(frozen=True, slots=True)
 class ConfigChanged:
-    """A running bot's settings changed: a new order amount (applies to orders placed from now), stopAtMax."""
+    """A running bot's settings changed: a new order amount (applies to orders placed from now), stopAtMax,
+    and `stops` = (take-profit, stop-loss) prices, either None for none (the options a user may move while
+    the bot runs); a field left None is unchanged."""
 
     order_amount: Decimal | None = None
     stop_at_max: bool | None = None
+    stops: tuple[Decimal | None, Decimal | None] | None = None
 
     def __post_init__(self) -> None:
         if self.order_amount is not None:

@@ -21,6 +21,9 @@ CLIENT_ORDER_ID_PATTERN = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 PREFIX_LENGTH = 12
 
 _ID = re.compile(r"^(?P<prefix>[a-z2-7]{12})-(?P<epoch>\d+)-(?P<slot>\d+)(?P<side>[bs])(?P<seq>\d+)$")
+_MARKET_ID = re.compile(r"^(?P<prefix>[a-z2-7]{12})-(?P<epoch>\d+)-m(?P<seq>\d+)$")
+# The slot a market sell (sell base on stop) is filed under: it belongs to no slot of the grid.
+MARKET_SLOT = -1
 
 
 def bot_prefix(bot_id: str) -> str:
@@ -61,10 +64,13 @@ class ParsedId:
 
 
 def parse_client_order_id(cid: str) -> ParsedId | None:
-    """The parts of one of our client order ids, or None when it is not one."""
+    """The parts of one of our client order ids, or None when it is not one (a market sell: MARKET_SLOT)."""
     match = _ID.match(cid)
     if match is None:
-        return None
+        market = _MARKET_ID.match(cid)
+        if market is None:
+            return None
+        return ParsedId(market["prefix"], int(market["epoch"]), MARKET_SLOT, Side.SELL, int(market["seq"]))
     return ParsedId(
         prefix=match["prefix"],
         epoch=int(match["epoch"]),

@@ -18,6 +18,7 @@ and the state with its derived indexes and read-only queries in `gridcore.book`,
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from dataclasses import replace
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -336,6 +337,12 @@ class GridBot(GridOptions):
         state = self.state
         if event.stop_at_max is not None:
             state.stop_at_max = event.stop_at_max
+        if event.stops is not None:
+            take_profit, stop_loss = event.stops
+            # Checked at the next tick, like stopAtMax: a stop moved past the market stops the bot then.
+            self._config = state.config = replace(
+                state.config, take_profit_price=take_profit, stop_loss_price=stop_loss
+            )
         if event.order_amount is None or event.order_amount == state.order_amount:
             return
         state.order_amount = event.order_amount

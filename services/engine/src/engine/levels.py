@@ -2,7 +2,8 @@
 
 Level j is the buy level of slot j and the sell level of slot j−1. A level is `pending` while an order
 rests at its price (slot j's buy, or slot j−1's sell), `filled` once an order there filled (until another
-order rests there), and `available` otherwise; its `type` is the side of the order it shows last.
+order rests there), and `available` otherwise; its `type` is the side of the order it shows last. Levels
+below the lowest slot still in the grid (trailing up retired it) are inactive unless an order rests there.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def refresh(
     """Bring one level row in line with the core; `filled` is a fill at this level in this step. True if changed."""
     before = level.key()
     resting = resting_at(core, level.index)
+    # Trailing up moved the grid past the level: gone from the read unless an order still rests there.
+    level.active = level.index >= core.state.low_slot or resting is not None
     if resting is not None:
         side, cid = resting
         level.type, level.status, level.order_id = side.value, PENDING, cid

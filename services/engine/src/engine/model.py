@@ -45,10 +45,11 @@ class LevelView:
     status: str
     order_id: str | None
     filled_at: datetime | None
+    active: bool = True  # false once trailing up moved the grid past it (and nothing rests there)
 
-    def key(self) -> tuple[str, str, str | None, datetime | None]:
+    def key(self) -> tuple[str, str, str | None, datetime | None, bool]:
         """What a change of the row is judged by."""
-        return (self.type, self.status, self.order_id, self.filled_at)
+        return (self.type, self.status, self.order_id, self.filled_at, self.active)
 
 
 @dataclass(slots=True)
@@ -79,6 +80,15 @@ class BotRow:
     investment_amount: Decimal
     market_rules: dict[str, Any]
     deleted: bool
+    # The grid options (API.md "Grid options"), as the bots service stored them.
+    grid_type: str = "geometric"
+    trigger_price: Decimal | None = None
+    take_profit_price: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    sell_base_on_stop: bool = False
+    trailing_up: bool = False
+    trailing_up_limit: Decimal | None = None
+    triggered: bool = True
 
     @property
     def wants_running(self) -> bool:
@@ -143,21 +153,58 @@ def restore_core(state: dict[str, Any]) -> tuple[GridBot, int, bool]:
     return GridBot.restore(state["core"]), int(state["config_version"]), bool(state.get("pending_start"))
 
 
-def new_core(row: BotRow, levels: list[LevelView], previous: GridBot | None) -> GridBot:
-    """A stopped core over the bot's current grid; its epoch continues the previous core's (ids never repeat)."""
-    config = GridConfig(
+def grid_config(row: BotRow, levels: tuple[Decimal, ...]) -> GridConfig:
+    """The core's configuration of the bot's row over these configured levels (options included)."""
+    return GridConfig(
         bot_id=str(row.id),
-        levels=tuple(level.price for level in levels),
+        levels=levels,
         upper_price=row.upper_price,
         rules=MarketRules.from_dict(row.market_rules),
+        trigger_price=row.trigger_price,
+        take_profit_price=row.take_profit_price,
+        stop_loss_price=row.stop_loss_price,
+        sell_base_on_stop=row.sell_base_on_stop,
+        trailing_up=row.trailing_up,
+        trailing_up_limit=row.trailing_up_limit,
+        kind="arithmetic" if row.grid_type == "arithmetic" else "geometric",
     )
+
+
+def new_core(row: BotRow, levels: list[LevelView], previous: GridBot | None) -> GridBot:
+    """A stopped core over the bot's current grid; its epoch continues the previous core's (ids never repeat).
+
+    A trigger that fired stays fired over a rebuilt grid while its price is unchanged (as the bots service
+    keeps `triggered`): a new range does not make a bot wait again for a price it already reached.
+    """
+    config = grid_config(row, tuple(level.price for level in levels))
     epoch = previous.state.epoch if previous is not None else 0
-    return GridBot(GridState.initial(config, row.order_amount, row.stop_at_max, epoch))
+    state = GridState.initial(config, row.order_amount, row.stop_at_max, epoch)
+    if previous is not None and previous.state.config.trigger_price == config.trigger_price:
+        state.triggered = previous.state.triggered or config.trigger_price is None
+    return GridBot(state)
 
 
 def same_grid(core: GridBot, row: BotRow, levels: list[LevelView]) -> bool:
-    """True when the core was built over exactly this grid (levels and rules)."""
-    config = core.state.config
-    return config.levels == tuple(level.price for level in levels) and config.rules == MarketRules.from_dict(
-        row.market_rules
+    """True when the core was built over exactly this grid: its levels (trailing's included) and rules."""
+    state = core.state
+    return state.all_levels() == tuple(level.price for level in levels) and state.config.rules == (
+        MarketRules.from_dict(row.market_rules)
     )
+
+
+def with_options(core: GridBot, row: BotRow) -> GridBot:
+    """The core with the row's grid options (a stopped bot's: they change only while it is stopped).
+
+    The same core when nothing changed; else one restored from its snapshot with the new options, so its
+    slots keep what they hold. A new trigger price waits again (`triggered` false), as the bots service
+    records it.
+    """
+    config = core.state.config
+    wanted = grid_config(row, config.levels)
+    if wanted == config:
+        return core
+    snapshot = core.snapshot()
+    snapshot["config"] = wanted.to_dict()
+    if wanted.trigger_price != config.trigger_price:
+        snapshot["triggered"], snapshot["trigger_above"] = wanted.trigger_price is None, None
+    return GridBot.restore(snapshot)

@@ -17,9 +17,10 @@ from typing import Any
 
 from common.contracts.events import UserEvent
 from engine import outgoing
-from engine.levels import refresh
-from engine.model import BotHandle, OrderRef
+from engine.levels import AVAILABLE, refresh
+from engine.model import BotHandle, LevelView, OrderRef
 from gridcore import (
+    MARKET_SLOT,
     CancelOrder,
     Command,
     Event,
@@ -29,11 +30,13 @@ from gridcore import (
     Phase,
     PlaceOrder,
     RecordTrade,
+    SellMarket,
     SetStatus,
     Side,
     SlotChanged,
     Status,
     StopReason,
+    market_fill,
 )
 
 NEW, OPEN, FILLED, CANCELED, REJECTED = "new", "open", "filled", "canceled", "rejected"
@@ -69,7 +72,9 @@ class Step:
     last_executed_at: datetime | None = None
     error_write: str | None = None  # status `error` to write now (a failure while orders still close)
     halt_done: HaltDone | None = None
-    places: list[PlaceOrder] = field(default_factory=list)
+    places: list[PlaceOrder | SellMarket] = field(default_factory=list)
+    level_inserts: list[dict[str, Any]] = field(default_factory=list)  # levels trailing up added
+    triggered_write: bool | None = None  # bots.triggered to write (the core's, when the row differs)
     cancels: list[str] = field(default_factory=list)
     # When the price move that led to this step's orders was published (latency figures).
     triggers: list[datetime] = field(default_factory=list)
@@ -110,7 +115,13 @@ class Step:
     def _apply(self, command: Command, queue: list[Event], executed_at: datetime) -> None:
         handle = self.handle
         if isinstance(command, PlaceOrder):
-            self._place(command)
+            self._place(command, command.slot)
+        elif isinstance(command, SellMarket):
+            self._place(command, MARKET_SLOT)
+            if handle.is_paper:
+                # The paper exchange fills a market sell at once, at the price the core last saw (the
+                # backtest's rule too: gridcore.replay), with the taker fee.
+                queue.append(market_fill(handle.core, command, command.price))
         elif isinstance(command, CancelOrder):
             if not handle.is_paper:
                 self.cancels.append(command.client_order_id)
@@ -124,13 +135,13 @@ class Step:
         elif isinstance(command, SlotChanged):
             self._touched.update((command.slot, command.slot + 1))
 
-    def _place(self, command: PlaceOrder) -> None:
+    def _place(self, command: PlaceOrder | SellMarket, slot: int) -> None:
         handle = self.handle
         ref = OrderRef(
             id=uuid.uuid4(),
             client_order_id=command.client_order_id,
-            slot=command.slot,
-            side=command.side,
+            slot=slot,
+            side=command.side if isinstance(command, PlaceOrder) else Side.SELL,
             price=command.price,
             qty=command.qty,
             # A paper order rests the moment it is recorded; a live one is `new` until the exchange acks it.
@@ -190,9 +201,10 @@ class Step:
             stats.last_executed_at = executed_at
         self.last_executed_at = stats.last_executed_at
         self._stats_changed = True
-        level = command.slot if command.side is Side.BUY else command.slot + 1
-        self._fills_at[level] = (command.side, command.client_order_id)
-        self._touched.add(level)
+        if ref.slot != MARKET_SLOT:  # a market sell fills at no level of the grid
+            level = command.slot if command.side is Side.BUY else command.slot + 1
+            self._fills_at[level] = (command.side, command.client_order_id)
+            self._touched.add(level)
         order_id = ref.exchange_order_id or ref.client_order_id
         event = outgoing.trade_event(
             handle,
@@ -233,6 +245,7 @@ class Step:
     def finish(self) -> None:
         """Level rows and statistics events for what the events changed."""
         handle = self.handle
+        self._follow_grid()
         levels = handle.levels
         for index in sorted(self._touched):
             if index >= len(levels):
@@ -250,6 +263,35 @@ class Step:
             self.outbox.append(outgoing.user_events_row(handle, self.user_events, self.now))
             self.user_events = []
 
+    def _follow_grid(self) -> None:
+        """Rows for the levels trailing up added, a look at those it moved past, and `triggered`."""
+        handle = self.handle
+        state = handle.core.state
+        levels = handle.levels
+        if state.added_levels:
+            prices = state.all_levels()
+            for index in range(len(levels), len(prices)):
+                level = LevelView(uuid.uuid4(), index, prices[index], Side.BUY.value, AVAILABLE, None, None)
+                levels.append(level)
+                self.level_inserts.append(
+                    {
+                        "id": level.id,
+                        "bot_id": handle.id,
+                        "level_index": index,
+                        "price": level.price,
+                        "type": level.type,
+                        "status": level.status,
+                        "order_id": None,
+                        "filled_at": None,
+                        "active": True,
+                        "updated_at": self.now,
+                    }
+                )
+                self._touched.add(index)
+            self._touched.update(i for i in range(min(state.low_slot, len(levels))) if levels[i].active)
+        if handle.row.triggered != state.triggered:
+            handle.row.triggered = self.triggered_write = state.triggered
+
     @property
     def writes_anything(self) -> bool:
         """False when the events changed nothing that needs a transaction."""
@@ -260,4 +302,6 @@ class Step:
             or self.trade_inserts
             or self.outbox
             or self.halt_done
+            or self.level_inserts
+            or self.triggered_write is not None
         )

@@ -14,7 +14,7 @@ from common.contracts.bots import BotStatus as WireStatus
 from engine import outgoing
 from engine.applying import paper_broker
 from engine.contracts import FILLS_QUEUE, OrderFilledMessage
-from engine.model import BotHandle, BotRow, OrderRef, new_core, same_grid
+from engine.model import BotHandle, BotRow, OrderRef, new_core, same_grid, with_options
 from engine.persistence import reads, tables, writes
 from engine.step import NEW, OPEN, Step
 from engine.work import (
@@ -87,10 +87,7 @@ async def _tick(session: AsyncSession, step: Step, work: TickWork) -> None:
         return
     if handle.is_paper:
         _paper_fills(step, work)
-    watch = handle.core.watch()
-    arms = watch.next_arm is not None and tick.high > watch.next_arm
-    stops = watch.stop_price is not None and tick.high >= watch.stop_price
-    if arms or stops:
+    if handle.core.watch().acts_on(tick.low, tick.high):
         step.feed(tick)
         if work.published_at is not None:
             step.triggers.append(work.published_at)
@@ -172,8 +169,10 @@ async def _adopt(session: AsyncSession, step: Step, work: AdoptWork) -> None:
         return
     if state.phase is not Phase.RUNNING or not 0 <= parsed.slot < len(state.slots):
         return
+    if work.side is Side.BUY and parsed.slot < state.low_slot:
+        return  # trailing up retired the slot: it buys no more
     slot = state.slots[parsed.slot]
-    levels = state.config.levels
+    levels = state.all_levels()
     expected = levels[parsed.slot] if work.side is Side.BUY else levels[parsed.slot + 1]
     if (
         slot.order is not None
@@ -338,13 +337,15 @@ def _abandon(step: Step) -> None:
 
 
 def _configure(step: Step, row: BotRow) -> None:
-    """Bring the core's order amount and stopAtMax to the row's."""
+    """Bring the core's order amount, stopAtMax, take-profit and stop-loss to the row's."""
     handle = step.handle
     state = handle.core.state
     amount = row.order_amount if row.order_amount != state.order_amount else None
     stop_at_max = row.stop_at_max if row.stop_at_max != state.stop_at_max else None
-    if amount is not None or stop_at_max is not None:
-        step.feed(ConfigChanged(order_amount=amount, stop_at_max=stop_at_max))
+    stops = (row.take_profit_price, row.stop_loss_price)
+    moved = stops != (state.config.take_profit_price, state.config.stop_loss_price)
+    if amount is not None or stop_at_max is not None or moved:
+        step.feed(ConfigChanged(order_amount=amount, stop_at_max=stop_at_max, stops=stops if moved else None))
     if handle.config_version != row.config_version:
         handle.config_version = row.config_version
         step.state_changed = True
@@ -369,6 +370,8 @@ async def start(session: AsyncSession, step: Step, row: BotRow, price: Decimal |
         if any(slot.holding_qty for slot in handle.core.state.slots):
             log.warning("bot %s: grid rebuilt; base held by the old grid's slots is no longer traded", row.id)
         handle.core = new_core(row, levels, handle.core)
+    else:
+        handle.core = with_options(handle.core, row)  # options change only while stopped, as here
     handle.levels = levels
     _configure(step, row)
     price = price or handle.core.state.last_price

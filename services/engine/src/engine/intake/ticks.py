@@ -159,14 +159,11 @@ class TickRouter:
 
 
 def _core_needs(handle: BotHandle, tick: Tick) -> bool:
-    """The core must see the tick: a start waits for it, an idle level arms, or stopAtMax triggers."""
+    """The core must see the tick: a start waits for it, or it arms, stops, triggers or trails (Watch.acts_on)."""
     if handle.pending_start:
         return True
     watch = handle.watch
-    if watch is None:
-        return False
-    arms = watch.next_arm is not None and tick.high > watch.next_arm
-    return arms or (watch.stop_price is not None and tick.high >= watch.stop_price)
+    return watch is not None and watch.acts_on(tick.low, tick.high)
 
 
 def _paper_needs(handle: BotHandle, tick: Tick) -> bool:

@@ -56,7 +56,16 @@ from engine.scheduling.registry import Registry
 from engine.scheduling.shard import Shard
 from engine.settings import Settings
 from engine.work import AckWork, OrderClosedWork, Work
-from gridcore import OrderCanceled, OrderRejected, PlaceOrder, Side, Tick, parse_client_order_id
+from gridcore import (
+    MARKET_SLOT,
+    OrderCanceled,
+    OrderRejected,
+    PlaceOrder,
+    SellMarket,
+    Side,
+    Tick,
+    parse_client_order_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +245,9 @@ class LiveBroker:
 
     # --- after a commit --------------------------------------------------------------------------------------
 
-    def after_commit(self, handle: BotHandle, places: list[PlaceOrder], cancels: list[str]) -> None:
+    def after_commit(
+        self, handle: BotHandle, places: list[PlaceOrder | SellMarket], cancels: list[str]
+    ) -> None:
         """Send the committed step's orders and cancels (shard callback)."""
         for command in places:
             self.spawn(self.place(handle.id, command.client_order_id), f"place:{command.client_order_id}")
@@ -277,7 +288,8 @@ class LiveBroker:
         except PermanentExchangeError as exc:
             await self._reject(bot_id, cid, exc)
             return
-        placed = await self._send(handle, client, cid, order.side, order.price, order.qty)
+        market = found[0] == MARKET_SLOT  # the market sell of a stop (sell base on stop)
+        placed = await self._send(handle, client, cid, order.side, order.price, order.qty, market=market)
         if placed is None:
             return  # refused, or still `new`: the reconciliation owed looks it up before any new attempt
         self.recovery.accepted(client_key(handle))
@@ -288,11 +300,19 @@ class LiveBroker:
             await self._check_locked(bot_id, cid)
 
     async def _send(
-        self, handle: BotHandle, client: ExchangeClient, cid: str, side: Side, price: Decimal, qty: Decimal
+        self,
+        handle: BotHandle,
+        client: ExchangeClient,
+        cid: str,
+        side: Side,
+        price: Decimal,
+        qty: Decimal,
+        *,
+        market: bool = False,
     ) -> ExchangeOrder | None:
         """Place, or find after a failure; None when it is unknown whether the exchange has the order."""
         rules = handle.rules
-        if not rules.is_valid_price(price) or rules.floor_qty(qty) != qty:
+        if (not market and not rules.is_valid_price(price)) or rules.floor_qty(qty) != qty:
             await self._reject(
                 handle.id,
                 cid,
@@ -309,7 +329,7 @@ class LiveBroker:
                 return None  # no longer this replica's bot: its new owner reconciles the order
             try:
                 self._metrics.exchange_calls += 1
-                placed = await client.place(ticker, side, price, qty, cid)
+                placed = await client.place(ticker, side, price, qty, cid, market=market)
                 if self.fault is not None:
                     await self.fault("after_place", cid)  # tests: dies before the answer is committed
                 return placed

@@ -182,33 +182,35 @@ class ExchangeClient:
 
     # --- operations -----------------------------------------------------------------------------------
 
-    async def place(self, ticker: str, side: Side, price: Decimal, qty: Decimal, cid: str) -> ExchangeOrder:
-        """A limit order under our client order id."""
+    async def place(
+        self, ticker: str, side: Side, price: Decimal, qty: Decimal, cid: str, *, market: bool = False
+    ) -> ExchangeOrder:
+        """A limit order under our client order id; `market`: a market sell of `qty` (price unused)."""
         if self.exchange is Exchange.BINANCE:
-            raw = await self._ccxt.private_post_order(
-                {
-                    "symbol": ticker,
-                    "side": "BUY" if side is Side.BUY else "SELL",
-                    "type": "LIMIT",
-                    "timeInForce": "GTC",
-                    "quantity": _text(qty),
-                    "price": _text(price),
-                    "newClientOrderId": cid,
-                    "newOrderRespType": "RESULT",
-                }
-            )
-            return self._binance_order(raw)
-        raw = await self._ccxt.private_post_orders(
-            {
-                "market": ticker,
-                "side": "bid" if side is Side.BUY else "ask",
-                "ord_type": "limit",
-                "volume": _text(qty),
-                "price": _text(price),
-                "identifier": cid,
+            params: dict[str, str] = {
+                "symbol": ticker,
+                "side": "BUY" if side is Side.BUY else "SELL",
+                "type": "MARKET" if market else "LIMIT",
+                "quantity": _text(qty),
+                "newClientOrderId": cid,
+                "newOrderRespType": "RESULT",
             }
-        )
-        return self._upbit_order(raw)
+            if not market:
+                params.update(timeInForce="GTC", price=_text(price))
+            return self._binance_order(await self._ccxt.private_post_order(params))
+        if market and side is not Side.SELL:
+            raise ValueError("only market sells are placed (Upbit's market buy is by quote amount)")
+        body = {
+            "market": ticker,
+            "side": "bid" if side is Side.BUY else "ask",
+            # Upbit: "market" is a market sell of `volume`; a limit order names its price.
+            "ord_type": "market" if market else "limit",
+            "volume": _text(qty),
+            "identifier": cid,
+        }
+        if not market:
+            body["price"] = _text(price)
+        return self._upbit_order(await self._ccxt.private_post_orders(body))
 
     async def fetch(self, ticker: str, cid: str, exchange_order_id: str | None) -> ExchangeOrder | None:
         """The order by its exchange id (else our client id); None when the exchange has never seen it."""

@@ -35,8 +35,12 @@ PARTS: tuple[Part, ...] = (
         "u", ORDERS, keys=("id",), sets=("status", "filled_quantity", "exchange_order_id", "updated_at")
     ),
     insert_part("t", TRADES),
-    update_part("l", LEVELS, keys=("id",), sets=("type", "status", "order_id", "filled_at", "updated_at")),
-    update_part("b", BOTS, keys=("id",), sets=("last_executed_at",)),
+    update_part(
+        "l", LEVELS, keys=("id",), sets=("type", "status", "order_id", "filled_at", "active", "updated_at")
+    ),
+    insert_part("g", LEVELS),  # levels trailing up added
+    # Both columns in one part: two parts updating one row in one statement would leave only one change.
+    update_part("b", BOTS, keys=("id",), sets=("last_executed_at", "triggered")),
     insert_part("n", STATES, fixed={"version": "1"}),
     # Only where the version is still the one this writer loaded: a stale writer updates nothing.
     update_part(
@@ -58,6 +62,16 @@ BATCH_SQL = with_statement(
     PARTS, "SELECT ARRAY(SELECT bot_id FROM s) AS updated, ARRAY(SELECT message_id FROM i) AS claimed"
 )
 _BATCH = text(BATCH_SQL)
+
+
+def bot_update(step: Step) -> dict[str, Any]:
+    """The engine's columns of the bot's row, as the step leaves them."""
+    handle = step.handle
+    return {
+        "id": handle.id,
+        "last_executed_at": handle.stats.last_executed_at,
+        "triggered": handle.row.triggered,
+    }
 
 
 async def flush_postgresql(session: AsyncSession, steps: Sequence[Step]) -> None:
@@ -93,11 +107,13 @@ async def flush_postgresql(session: AsyncSession, steps: Sequence[Step]) -> None
                     "status": level.status,
                     "order_id": level.order_id,
                     "filled_at": level.filled_at,
+                    "active": level.active,
                     "updated_at": now,
                 }
             )
-        if step.last_executed_at is not None:
-            rows["b"].append({"id": handle.id, "last_executed_at": step.last_executed_at})
+        rows["g"].extend(step.level_inserts)
+        if step.last_executed_at is not None or step.triggered_write is not None:
+            rows["b"].append(bot_update(step))
         if step.state_changed:
             state = handle.snapshot()
             if handle.version == 0:

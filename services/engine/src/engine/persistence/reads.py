@@ -37,6 +37,14 @@ def _bot_row(bot: Any) -> BotRow:
         investment_amount=bot.investment_amount,
         market_rules=dict(bot.market_rules or {}),
         deleted=bot.deleted_at is not None,
+        grid_type=bot.grid_type,
+        trigger_price=bot.trigger_price,
+        take_profit_price=bot.take_profit_price,
+        stop_loss_price=bot.stop_loss_price,
+        sell_base_on_stop=bool(bot.sell_base_on_stop),
+        trailing_up=bool(bot.trailing_up),
+        trailing_up_limit=bot.trailing_up_limit,
+        triggered=bool(bot.triggered),
     )
 
 
@@ -56,6 +64,14 @@ _BOT_COLUMNS = (
     BOTS.c.investment_amount,
     BOTS.c.market_rules,
     BOTS.c.deleted_at,
+    BOTS.c.grid_type,
+    BOTS.c.trigger_price,
+    BOTS.c.take_profit_price,
+    BOTS.c.stop_loss_price,
+    BOTS.c.sell_base_on_stop,
+    BOTS.c.trailing_up,
+    BOTS.c.trailing_up_limit,
+    BOTS.c.triggered,
 )
 
 
@@ -90,13 +106,14 @@ async def load_levels(
                 LEVELS.c.status,
                 LEVELS.c.order_id,
                 LEVELS.c.filled_at,
+                LEVELS.c.active,
             )
             .where(LEVELS.c.bot_id.in_(chunk))
             .order_by(LEVELS.c.bot_id, LEVELS.c.level_index)
         )
         # Unpacked positionally: named access per row costs a third of the load at 200,000 levels.
-        for bot_id, level_id, index, price, side, status, order_id, filled_at in rows:
-            found[bot_id].append(LevelView(level_id, index, price, side, status, order_id, filled_at))
+        for bot_id, level_id, index, price, side, status, order_id, filled_at, active in rows:
+            found[bot_id].append(LevelView(level_id, index, price, side, status, order_id, filled_at, active))
     return found
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.persistence.batch import flush_postgresql
+from engine.persistence.batch import bot_update, flush_postgresql
 from engine.persistence.errors import FencedError, StaleStateError
 from engine.persistence.tables import (
     BOTS,
@@ -147,6 +147,7 @@ async def flush(session: AsyncSession, steps: Sequence[Step]) -> None:
             "b_status": level.status,
             "b_order": level.order_id,
             "b_filled_at": level.filled_at,
+            "b_active": level.active,
             "b_now": step.now,
         }
         for step in steps
@@ -161,18 +162,24 @@ async def flush(session: AsyncSession, steps: Sequence[Step]) -> None:
                 status=bindparam("b_status"),
                 order_id=bindparam("b_order"),
                 filled_at=bindparam("b_filled_at"),
+                active=bindparam("b_active"),
                 updated_at=bindparam("b_now"),
             ),
             levels,
         )
+    added = [row for step in steps for row in step.level_inserts]
+    if added:
+        await session.execute(insert(LEVELS), added)
     executed = [
-        {"b_id": step.handle.id, "b_last": step.last_executed_at}
+        {f"b_{name}": value for name, value in bot_update(step).items()}
         for step in steps
-        if step.last_executed_at is not None
+        if step.last_executed_at is not None or step.triggered_write is not None
     ]
     if executed:
         await session.execute(
-            update(BOTS).where(BOTS.c.id == bindparam("b_id")).values(last_executed_at=bindparam("b_last")),
+            update(BOTS)
+            .where(BOTS.c.id == bindparam("b_id"))
+            .values(last_executed_at=bindparam("b_last_executed_at"), triggered=bindparam("b_triggered")),
             executed,
         )
     await _write_states(session, [step for step in steps if step.state_changed])

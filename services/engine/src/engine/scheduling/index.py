@@ -1,10 +1,12 @@
 """Per-ticker index of each bot's `watch()`, so a tick visits only the bots whose prices it crosses.
 
-For each ticker, four sorted arrays of (price, bot): the highest open buy, the lowest open sell, the next
-idle level to arm, and the stopAtMax price. A tick with [low, high] concerns exactly the bots with a
-highest buy ≥ low, a lowest sell ≤ high, a next arm < high, or a stop price ≤ high: four binary
-searches and the matching entries, O(log n + crossings), whatever the number of bots not crossed.
-Bots waiting for a price to start are kept apart and handed the next tick of their ticker.
+For each ticker, three sorted arrays of (price, bot): the highest price a falling market acts at (the
+highest open buy, a stop-loss, a trigger from above), the lowest price a rising market acts at (the lowest
+open sell, stopAtMax, a take-profit, a trigger from below, the next trailing level), and the next idle level
+to arm. A tick with [low, high] concerns exactly the bots with a falling price ≥ low, a rising price ≤ high
+or a next arm < high: three binary searches and the matching entries, O(log n + crossings), whatever the
+number of bots not crossed. Bots waiting for a price to start are kept apart and handed the next tick of
+their ticker.
 """
 
 from __future__ import annotations
@@ -47,24 +49,38 @@ class _SortedPrices:
 
 @dataclass
 class _TickerIndex:
-    top_buys: _SortedPrices = field(default_factory=_SortedPrices)
-    bottom_sells: _SortedPrices = field(default_factory=_SortedPrices)
-    arms: _SortedPrices = field(default_factory=_SortedPrices)
-    stops: _SortedPrices = field(default_factory=_SortedPrices)
+    falls: _SortedPrices = field(default_factory=_SortedPrices)  # a low at or under the price acts
+    rises: _SortedPrices = field(default_factory=_SortedPrices)  # a high at or over the price acts
+    arms: _SortedPrices = field(default_factory=_SortedPrices)  # a high strictly over the price arms
     waiting: set[uuid.UUID] = field(default_factory=set)
 
     def __len__(self) -> int:
-        return (
-            len(self.top_buys.entries)
-            + len(self.bottom_sells.entries)
-            + len(self.arms.entries)
-            + len(self.stops.entries)
-            + len(self.waiting)
+        return len(self.falls.entries) + len(self.rises.entries) + len(self.arms.entries) + len(self.waiting)
+
+
+def _highest(*prices: Decimal | None) -> Decimal | None:
+    present = [price for price in prices if price is not None]
+    return max(present) if present else None
+
+
+def _lowest(*prices: Decimal | None) -> Decimal | None:
+    present = [price for price in prices if price is not None]
+    return min(present) if present else None
+
+
+def _parts(watch: Watch) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """(fall, rise, arm): the one price per direction at which the bot's nearest concern lies."""
+    if watch.stop_loss is None and watch.trigger_below is None:
+        fall = watch.highest_buy  # the plain grid's case, without the calls
+    else:
+        fall = _highest(watch.highest_buy, watch.stop_loss, watch.trigger_below)
+    if watch.take_profit is None and watch.trigger_above is None and watch.trail_at is None:
+        rise = _lowest(watch.lowest_sell, watch.stop_price)
+    else:
+        rise = _lowest(
+            watch.lowest_sell, watch.stop_price, watch.take_profit, watch.trigger_above, watch.trail_at
         )
-
-
-def _parts(watch: Watch) -> tuple[Decimal | None, Decimal | None, Decimal | None, Decimal | None]:
-    return watch.highest_buy, watch.lowest_sell, watch.next_arm, watch.stop_price
+    return fall, rise, watch.next_arm
 
 
 class TickerIndex:
@@ -104,18 +120,17 @@ class TickerIndex:
         self._tickers.get(ticker, _TickerIndex()).waiting.discard(bot_id)
 
     @staticmethod
-    def _lists(index: _TickerIndex) -> tuple[_SortedPrices, _SortedPrices, _SortedPrices, _SortedPrices]:
-        return index.top_buys, index.bottom_sells, index.arms, index.stops
+    def _lists(index: _TickerIndex) -> tuple[_SortedPrices, _SortedPrices, _SortedPrices]:
+        return index.falls, index.rises, index.arms
 
     def crossed(self, ticker: TickerKey, low: Decimal, high: Decimal) -> set[int]:
         """The bots (uuid ints) a tick with this low and high concerns."""
         index = self._tickers.get(ticker)
         if index is None:
             return set()
-        found = {key for _, key in index.top_buys.at_or_above(low)}
-        found.update(key for _, key in index.bottom_sells.at_or_below(high))
+        found = {key for _, key in index.falls.at_or_above(low)}
+        found.update(key for _, key in index.rises.at_or_below(high))
         found.update(key for _, key in index.arms.below(high))
-        found.update(key for _, key in index.stops.at_or_below(high))
         return found
 
     def waiting(self, ticker: TickerKey) -> set[uuid.UUID]:

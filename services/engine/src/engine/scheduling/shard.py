@@ -30,7 +30,7 @@ from engine.persistence import errors, writes
 from engine.scheduling.registry import Registry
 from engine.step import Step
 from engine.work import Barrier, TickWork, Work
-from gridcore import PlaceOrder
+from gridcore import PlaceOrder, SellMarket
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,9 @@ _YIELD_EVERY = 16  # work items applied between two turns given to the event loo
 class AfterCommit(Protocol):
     """What happens once a live bot's step is committed: its orders go to the exchange."""
 
-    def after_commit(self, handle: BotHandle, places: list[PlaceOrder], cancels: list[str]) -> None:
+    def after_commit(
+        self, handle: BotHandle, places: list[PlaceOrder | SellMarket], cancels: list[str]
+    ) -> None:
         """Send the step's new orders and cancels (in the background)."""
 
 
