@@ -32,6 +32,7 @@ from common.grid import plan_grid
 from common.testing.wait import eventually
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
+from gridcore import MARKET_SLOT
 from trading.models import ENGINE_PARTITIONS, EnginePartition
 from trading.partitions import new_bot_id, partition_of
 
@@ -107,9 +108,28 @@ async def _all_open(db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID) -> 
 
 
 async def _fills_match(
-    db: async_sessionmaker[AsyncSession], bot_id: uuid.UUID, http: httpx.AsyncClient, api_key: str
+    db: async_sessionmaker[AsyncSession],
+    bot_id: uuid.UUID,
+    http: httpx.AsyncClient,
+    api_key: str,
+    *,
+    folded: bool = False,
 ) -> bool:
-    return await recorded_fills(db, bot_id) == sim_fills(await sim_orders(http, api_key))
+    recorded = await recorded_fills(db, bot_id)
+    return (_fold_shares(recorded) if folded else recorded) == sim_fills(await sim_orders(http, api_key))
+
+
+Fill = tuple[str, str, Decimal, Decimal, Decimal]
+
+
+def _fold_shares(fills: set[Fill]) -> set[Fill]:
+    """A market sell's per-slot trades (fill id `<fill id>:<slot>`) summed back into the exchange's fill."""
+    folded: dict[tuple[str, str, Decimal], tuple[Decimal, Decimal]] = {}
+    for cid, fill_id, price, qty, fee in fills:
+        key = (cid, fill_id.rsplit(":", 1)[0] if "-m" in cid else fill_id, price)
+        total_qty, total_fee = folded.get(key, (D(0), D(0)))
+        folded[key] = (total_qty + qty, total_fee + fee)
+    return {(c, f, p, q.normalize(), fee.normalize()) for (c, f, p), (q, fee) in folded.items()}
 
 
 async def test_a_second_replica_shares_the_bots_and_a_clean_stop_hands_them_over(
@@ -222,3 +242,69 @@ async def test_an_engine_that_dies_at_start_fails_the_supervisor_at_once(
         await supervisor.run_until_ready(TEST_PARK_AT="before_place")
     assert "TEST_PARK_FILE" in str(failed.value)
     assert supervisor.spawned == 1
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("point", ["before_place", "after_place"])
+async def test_a_kill_9_around_a_stops_market_sell_sells_exactly_once(
+    point: str,
+    supervisor: EngineSupervisor,
+    bus: RabbitBus,
+    bots: BotFactory,
+    credentials: CredentialsStub,
+    sim_http: httpx.AsyncClient,
+    db: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    await set_price(sim_http, "95000")
+    spec = binance_spec(uuid.uuid4())
+    spec.options = {"sell_base_on_stop": True}
+    levels = plan_grid(spec.lower, spec.upper, spec.percent, spec.amount, spec.rules()).levels
+    api_key, secret = await sim_account(sim_http)
+    credentials.set(spec.user_id, "binance", api_key, secret)
+    await supervisor.run_until_ready()
+    bot = await bots.create(spec)
+    await publish_command(bus, bot, BotEvent.START)
+    await eventually(lambda: _all_open(db, bot.id), timeout=30)
+    # L5 and L4 fill: their slots hold base and rest their sells one level up.
+    await set_price(sim_http, levels[4] - D("0.01"))
+    await eventually(lambda: _sells(db, bot.id, [4, 5]), timeout=30)
+    await eventually(lambda: _all_open(db, bot.id), timeout=30)
+
+    # The next process parks the first order it places at `point`: with nothing left to place, that is the
+    # stop's market sell, placed once every cancel is confirmed. It is killed there.
+    await supervisor.kill()
+    parked = tmp_path / "parked"
+    await supervisor.run_until_ready(TEST_PARK_AT=point, TEST_PARK_FILE=str(parked))
+    stopping = await bots.request_stop(bot.id)
+    await publish_command(bus, stopping, BotEvent.STOP)
+    await eventually(lambda: len(_parked(parked)) == 1, timeout=30, message="the market sell never parked")
+    await supervisor.kill()
+    (market_cid,) = _parked(parked)
+    rows = {r.client_order_id: r for r in await orders_of(db, bot.id)}
+    assert "-m" in market_cid and rows[market_cid].status == "new" and rows[market_cid].slot == MARKET_SLOT
+    at_sim = [o["clientOrderId"] for o in await sim_orders(sim_http, api_key)]
+    assert at_sim.count(market_cid) == (1 if point == "after_place" else 0)
+
+    # Restarted as a supervisor would: the market sell is looked up by its client id and placed only if the
+    # exchange never saw it; its fill is booked to the two slots and the stop completes.
+    await supervisor.run_until_ready()
+    await eventually(lambda: _stopped(bots, bot.id), timeout=30, message="the stop never completed")
+    at_sim = await sim_orders(sim_http, api_key)
+    cids = [o["clientOrderId"] for o in at_sim]
+    assert len(cids) == len(set(cids)) and market_cid in cids  # sold once
+    # Every exchange fill recorded once: the market sell's one fill as its two slots' shares.
+    await eventually(lambda: _fills_match(db, bot.id, sim_http, api_key, folded=True), timeout=30)
+    trades = await trades_of(db, bot.id)
+    market = [t for t in trades if t.fill_id.rsplit(":", 1)[-1] in ("4", "5") and t.price < levels[5]]
+    assert len(market) == 2 and all(t.side == "sell" and t.profit is not None for t in market)
+    # What the two buys got (net of their fee in BTC) is sold, down to the lot: no open order is left.
+    account = (await sim_http.get(f"/_sim/accounts/{api_key}")).json()
+    btc = account["balances"]["binance"]["BTC"]
+    assert D(btc["free"]) + D(btc["locked"]) < spec.rules().lot_step
+    assert not [o for o in at_sim if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+
+
+async def _stopped(bots: BotFactory, bot_id: uuid.UUID) -> bool:
+    row = await bots.bot(bot_id)
+    return row.status == "stopped" and row.stop_reason == "user"
