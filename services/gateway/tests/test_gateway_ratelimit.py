@@ -12,7 +12,8 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 
 from common.cache import Cache, RedisCache
-from common.security import RevocationList
+from common.errors import ErrorCode
+from common.security import Principal, RevocationList, TokenType
 from common.testing.infra import free_port
 from gateway.checks import RequestChecks
 from gateway.ratelimit import RateLimiter, Rule, create_rate_limiter
@@ -220,14 +221,21 @@ async def test_pipelined_and_limits_paths_count_the_same_window(
     limiter = create_rate_limiter(settings, redis_cache.client)
     checks = RequestChecks(limiter, redis_cache, redis_cache.client, 1.0)
     rule = Rule("default", parse("10/minute"))
-    piped, revoked = await checks.run(rule, "user:zoe", "some-jti")
+    zoe = Principal("zoe", "zoe@example.com", "some-jti", TokenType.ACCESS, datetime.now(UTC))
+    piped, refusal = await checks.run(rule, "user:zoe", zoe)
     via_limits = await limiter.hit(rule, "user:zoe")
     # A script that Redis forgot (restart, SCRIPT FLUSH) is loaded again transparently.
     checks._sha = "0" * 40
-    reloaded, _ = await checks.run(rule, "user:zoe", "some-jti")
-    assert revoked is False
+    reloaded, _ = await checks.run(rule, "user:zoe", zoe)
+    assert refusal is None
     assert piped is not None and via_limits is not None and reloaded is not None
     assert [piped.remaining, via_limits.remaining, reloaded.remaining] == [9, 8, 7]
-    await RevocationList(redis_cache).revoke("some-jti", datetime.now(UTC) + timedelta(minutes=5))
-    _, revoked_now = await checks.run(rule, "user:zoe", "some-jti")
-    assert revoked_now is True
+    revocations = RevocationList(redis_cache)
+    await revocations.revoke("some-jti", datetime.now(UTC) + timedelta(minutes=5))
+    _, refusal_now = await checks.run(rule, "user:zoe", zoe)
+    assert refusal_now is ErrorCode.INVALID_TOKEN
+    # A disabled user's token is refused as such, whatever else holds; enabled again, only the logout counts.
+    await revocations.disable_user("zoe")
+    assert (await checks.run(rule, "user:zoe", zoe))[1] is ErrorCode.ACCOUNT_DISABLED
+    await revocations.enable_user("zoe")
+    assert (await checks.run(rule, "user:zoe", zoe))[1] is ErrorCode.INVALID_TOKEN

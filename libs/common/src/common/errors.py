@@ -13,6 +13,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "UNAUTHORIZED"
     INVALID_TOKEN = "INVALID_TOKEN"
     FORBIDDEN = "FORBIDDEN"
+    ACCOUNT_DISABLED = "ACCOUNT_DISABLED"
     USER_NOT_FOUND = "USER_NOT_FOUND"
     BOT_NOT_FOUND = "BOT_NOT_FOUND"
     BACKTEST_NOT_FOUND = "BACKTEST_NOT_FOUND"
@@ -52,6 +53,7 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.UNAUTHORIZED: ErrorSpec(401, "인증이 필요합니다", "Authentication required"),
     ErrorCode.INVALID_TOKEN: ErrorSpec(401, "유효하지 않은 토큰입니다", "Invalid token"),
     ErrorCode.FORBIDDEN: ErrorSpec(403, "접근 권한이 없습니다", "Access denied"),
+    ErrorCode.ACCOUNT_DISABLED: ErrorSpec(403, "비활성화된 계정입니다", "This account is disabled"),
     ErrorCode.USER_NOT_FOUND: ErrorSpec(404, "사용자를 찾을 수 없습니다", "User not found"),
     ErrorCode.BOT_NOT_FOUND: ErrorSpec(404, "봇을 찾을 수 없습니다", "Bot not found"),
     ErrorCode.BACKTEST_NOT_FOUND: ErrorSpec(404, "백테스트를 찾을 수 없습니다", "Backtest not found"),

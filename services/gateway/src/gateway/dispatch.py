@@ -104,8 +104,7 @@ class GatewayMiddleware:
         rule = c.rules.rule_for(method, path)
         user = None if rule.per_ip or principal is None else principal.user_id
         identity = f"user:{user}" if user is not None else f"ip:{client_ip}"
-        jti = principal.jti if principal is not None else None
-        decision, revoked = await c.checks.run(rule, identity, jti)
+        decision, refusal = await c.checks.run(rule, identity, principal)
         limit_headers = decision.headers() if decision is not None else []
         if decision is not None and not decision.allowed:
             await _error(scope, receive, send, ErrorCode.RATE_LIMIT_EXCEEDED, headers=limit_headers)
@@ -113,19 +112,12 @@ class GatewayMiddleware:
         if auth_error is not None:
             await _error(scope, receive, send, auth_error, headers=limit_headers)
             return
-        if revoked is None:
-            # Fail closed: we cannot tell whether this token was logged out.
-            await _error(
-                scope,
-                receive,
-                send,
-                ErrorCode.SERVICE_UNAVAILABLE,
-                {"service": "redis"},
-                limit_headers,
-            )
+        if refusal is ErrorCode.SERVICE_UNAVAILABLE:
+            # Fail closed: we cannot tell whether this token was logged out or its user disabled.
+            await _error(scope, receive, send, refusal, {"service": "redis"}, limit_headers)
             return
-        if revoked:
-            await _error(scope, receive, send, ErrorCode.INVALID_TOKEN, headers=limit_headers)
+        if refusal is not None:
+            await _error(scope, receive, send, refusal, headers=limit_headers)
             return
 
         trusted_peer = peer is not None and c.proxies.enabled and c.proxies.is_trusted(peer)

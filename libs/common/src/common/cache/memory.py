@@ -109,6 +109,10 @@ class InMemoryCache(Cache):
         """True when `key` holds a value."""
         return self._entry(key) is not None
 
+    async def exists_each(self, *keys: str) -> list[bool]:
+        """For each key, whether it holds a value."""
+        return [self._entry(key) is not None for key in keys]
+
     async def incr(self, key: str, amount: int = 1, ttl_seconds: float | None = None) -> int:
         """Add to a counter; the TTL applies only when this call creates it."""
         deadline = self._deadline(ttl_seconds)

@@ -57,6 +57,10 @@ class Cache(ABC):
         """True when `key` holds a value."""
 
     @abstractmethod
+    async def exists_each(self, *keys: str) -> list[bool]:
+        """For each key, whether it holds a value (one round trip)."""
+
+    @abstractmethod
     async def incr(self, key: str, amount: int = 1, ttl_seconds: float | None = None) -> int:
         """Add to an integer counter (0 when absent); the TTL is set only when this creates it."""
 

@@ -114,6 +114,17 @@ class RedisCache(Cache):
         with _errors():
             return int(await self._client.exists(self.full_key(key))) > 0
 
+    async def exists_each(self, *keys: str) -> list[bool]:
+        """EXISTS per key, pipelined (EXISTS of several keys only counts them)."""
+        if not keys:
+            return []
+        with _errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.exists(self.full_key(key))
+                results = await pipe.execute()
+        return [int(result) > 0 for result in results]
+
     async def incr(self, key: str, amount: int = 1, ttl_seconds: float | None = None) -> int:
         """INCRBY; with a TTL, SET NX PX 0 first in the same MULTI so only creation sets it."""
         check_ttl(ttl_seconds)

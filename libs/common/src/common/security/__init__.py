@@ -1,10 +1,30 @@
 """JWT issue/verify, the revocation list and the FastAPI dependency that every service uses."""
 
-from common.security.deps import AuthState, CurrentUser, bearer_token, current_principal
-from common.security.revocation import RevocationList
-from common.security.tokens import IssuedToken, Principal, TokenService, TokenType, user_uuid
+from common.security.deps import (
+    AdminUser,
+    AuthState,
+    CurrentUser,
+    bearer_token,
+    current_admin,
+    current_principal,
+)
+from common.security.revocation import RevocationList, refusal_of
+from common.security.tokens import (
+    ADMIN_ROLE,
+    ROLES,
+    USER_ROLE,
+    IssuedToken,
+    Principal,
+    TokenService,
+    TokenType,
+    user_uuid,
+)
 
 __all__ = [
+    "ADMIN_ROLE",
+    "ROLES",
+    "USER_ROLE",
+    "AdminUser",
     "AuthState",
     "CurrentUser",
     "IssuedToken",
@@ -13,6 +33,8 @@ __all__ = [
     "TokenService",
     "TokenType",
     "bearer_token",
+    "current_admin",
     "current_principal",
+    "refusal_of",
     "user_uuid",
 ]

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from common.errors import AppError, ErrorCode
 from common.security.revocation import RevocationList
-from common.security.tokens import Principal, TokenService, TokenType
+from common.security.tokens import ADMIN_ROLE, Principal, TokenService, TokenType
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +24,9 @@ class AuthState:
         """Verify an Authorization header value: UNAUTHORIZED without a bearer token, INVALID_TOKEN when bad."""
         token = bearer_token(authorization)
         principal = self.tokens.verify(token, TokenType.ACCESS)
-        if await self.revocations.is_revoked(principal.jti):
-            raise AppError(ErrorCode.INVALID_TOKEN)
+        refusal = await self.revocations.refusal(principal.jti, principal.user_id)
+        if refusal is not None:
+            raise AppError(refusal)
         return principal
 
 
@@ -59,3 +60,13 @@ async def current_principal(
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_admin(principal: CurrentUser) -> Principal:
+    """An administrator's principal; anyone else gets 403 FORBIDDEN (nothing more about the route)."""
+    if principal.role != ADMIN_ROLE:
+        raise AppError(ErrorCode.FORBIDDEN)
+    return principal
+
+
+AdminUser = Annotated[Principal, Depends(current_admin)]

@@ -46,6 +46,12 @@ class Principal:
     token_type: TokenType
     expires_at: datetime
     family: str | None = None
+    role: str = "user"  # "admin" for administrators (API.md "Roles and administration")
+
+
+USER_ROLE = "user"
+ADMIN_ROLE = "admin"
+ROLES = (USER_ROLE, ADMIN_ROLE)
 
 
 def user_uuid(user_id: str) -> uuid.UUID:
@@ -89,7 +95,13 @@ class TokenService:
         )
 
     def issue(
-        self, token_type: TokenType, *, user_id: str, email: str, family: str | None = None
+        self,
+        token_type: TokenType,
+        *,
+        user_id: str,
+        email: str,
+        family: str | None = None,
+        role: str = USER_ROLE,
     ) -> IssuedToken:
         """Sign a new token of the given type."""
         now = int(self._clock())
@@ -106,6 +118,8 @@ class TokenService:
         }
         if family is not None:
             claims["fam"] = family
+        if role != USER_ROLE:
+            claims["role"] = role  # a plain user's tokens stay as they were
         token = jwt.encode(
             claims, self._keys[self._active], algorithm=ALGORITHM, headers={"kid": self._active}
         )
@@ -133,14 +147,17 @@ class TokenService:
             raise AppError(ErrorCode.INVALID_TOKEN) from exc
         if token_type is not expected:
             raise AppError(ErrorCode.INVALID_TOKEN)
-        user_id, email, jti, fam = (
+        user_id, email, jti, fam, role = (
             claims["userId"],
             claims["email"],
             claims["jti"],
             claims.get("fam"),
+            claims.get("role", USER_ROLE),
         )
-        if not all(isinstance(v, str) and v for v in (user_id, email, jti)) or not isinstance(
-            fam, str | None
+        if (
+            not all(isinstance(v, str) and v for v in (user_id, email, jti))
+            or not isinstance(fam, str | None)
+            or role not in ROLES
         ):
             raise AppError(ErrorCode.INVALID_TOKEN)
         return Principal(
@@ -150,4 +167,5 @@ class TokenService:
             token_type=token_type,
             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
             family=fam,
+            role=role,
         )

@@ -89,14 +89,14 @@ class LiveEndpoint:
         except AppError as exc:
             return (POLICY_VIOLATION, exc.code.value), None
         rule = self._rules.rule_for("GET", LIVE_PATH)
-        decision, revoked = await self._checks.run(rule, f"user:{principal.user_id}", principal.jti)
+        decision, refusal = await self._checks.run(rule, f"user:{principal.user_id}", principal)
         if decision is not None and not decision.allowed:
             return (TRY_AGAIN_LATER, ErrorCode.RATE_LIMIT_EXCEEDED.value), None
-        if revoked is None:
+        if refusal is ErrorCode.SERVICE_UNAVAILABLE:
             # Fail closed, as HTTP requests do: we cannot tell whether this token was logged out.
-            return (TRY_AGAIN_LATER, ErrorCode.SERVICE_UNAVAILABLE.value), None
-        if revoked:
-            return (POLICY_VIOLATION, ErrorCode.INVALID_TOKEN.value), None
+            return (TRY_AGAIN_LATER, refusal.value), None
+        if refusal is not None:
+            return (POLICY_VIOLATION, refusal.value), None
         socket = LiveSocket(principal.user_id, principal.jti, principal.expires_at.timestamp(), self._limits)
         return None, socket
 

@@ -243,24 +243,24 @@ class LiveHub:
     async def sweep(self) -> None:
         """Close sockets whose token expired or was revoked."""
         now = time.time()
-        by_jti: dict[str, list[LiveSocket]] = {}
+        by_token: dict[tuple[str, str], list[LiveSocket]] = {}
         for user in self._users.values():
             for socket in user.sockets:
                 if socket.expires_at <= now:
                     socket.kick(POLICY_VIOLATION, INVALID_TOKEN)
                 elif not socket.closing:
-                    by_jti.setdefault(socket.jti, []).append(socket)
-        jtis = list(by_jti)
-        for start in range(0, len(jtis), SWEEP_BATCH):
-            batch = jtis[start : start + SWEEP_BATCH]
+                    by_token.setdefault((socket.jti, socket.user_id), []).append(socket)
+        tokens = list(by_token)
+        for start in range(0, len(tokens), SWEEP_BATCH):
+            batch = tokens[start : start + SWEEP_BATCH]
             try:
                 async with asyncio.timeout(self._redis_timeout):
-                    revoked = await asyncio.gather(*(self._revocations.is_revoked(j) for j in batch))
+                    refusals = await asyncio.gather(*(self._revocations.refusal(j, u) for j, u in batch))
             except Exception as exc:
                 # Open sockets stay open while Redis cannot answer (a logout cannot be written then either).
                 log.warning("revocation sweep failed: %r", exc)
                 return
-            for jti, is_revoked in zip(batch, revoked, strict=True):
-                if is_revoked:
-                    for socket in by_jti[jti]:
-                        socket.kick(POLICY_VIOLATION, INVALID_TOKEN)
+            for token, refusal in zip(batch, refusals, strict=True):
+                if refusal is not None:
+                    for socket in by_token[token]:
+                        socket.kick(POLICY_VIOLATION, refusal.value)
