@@ -19,7 +19,8 @@ from gridcore.replay.figures import utc
 
 
 def grid_options(body: GridRequest) -> dict[str, Any]:
-    """The stored grid's part for the grid options (and the kind, which trailing steps by)."""
+    """The stored grid's keys for the request's grid options and its kind (trailing steps by it); spec_of
+    reads them back."""
     options = body.options
     stored: dict[str, Any] = {
         "gridType": body.grid_type,

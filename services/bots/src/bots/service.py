@@ -388,6 +388,10 @@ class BotService:
             await self.commit(session)
 
 
+# The option fields, named as the bot's columns are.
+OPTION_FIELDS = tuple(field.name for field in dataclasses.fields(GridOptionSettings))
+
+
 def option_columns(options: GridOptionSettings) -> dict[str, Any]:
     """The bot columns of a set of options (the option fields are named as the columns are)."""
     return dataclasses.asdict(options)
@@ -419,9 +423,6 @@ def apply_options(bot: Bot, body: UpdateBotRequest) -> dict[str, Any]:
         bot.triggered = merged.trigger_price is None
         changed["triggered"] = bot.triggered
     return changed
-
-
-OPTION_FIELDS = tuple(field.name for field in dataclasses.fields(GridOptionSettings))
 
 
 def _is_running(bot: Bot) -> bool:
