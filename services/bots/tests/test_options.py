@@ -292,7 +292,7 @@ async def test_stopped_only_options_change_while_stopped(
     assert detail["trailingUp"] is False and detail["trailingUpLimit"] is None
 
 
-async def test_a_trigger_set_again_waits_again_and_none_is_triggered(
+async def test_a_new_trigger_price_waits_again_and_none_is_triggered(
     app: FastAPI, client: httpx.AsyncClient, user: User, create_bot: CreateBot
 ) -> None:
     bot_id = (await create_bot(autoStart=False, triggerPrice=52000000))["botId"]
@@ -306,15 +306,19 @@ async def test_a_trigger_set_again_waits_again_and_none_is_triggered(
     response = await _put(client, user, bot_id, {"sellBaseOnStop": True, "orderAmount": 12000})
     assert response.status_code == 200 and "triggered" not in response.json()["data"]
     assert (await _row(app, bot_id)).triggered is True
-    # The same trigger sent again is a new trigger: it waits again.
+    # The same price sent again is the trigger the market already reached (the engine keeps it fired too).
     response = await _put(client, user, bot_id, {"triggerPrice": 52000000})
+    assert response.status_code == 200 and "triggered" not in response.json()["data"]
+    assert (await _get(client, user, f"/api/bots/{bot_id}"))["triggered"] is True
+    # A new price waits again.
+    response = await _put(client, user, bot_id, {"triggerPrice": 53000000})
     assert exact_json(response)["data"]["triggered"] is False
     assert (await _get(client, user, f"/api/bots/{bot_id}"))["triggered"] is False
     response = await _put(client, user, bot_id, {"triggerPrice": None})
     data = exact_json(response)["data"]
     assert data["triggerPrice"] is None and data["triggered"] is True
     row = await _row(app, bot_id)
-    assert row.trigger_price is None and row.triggered is True and row.config_version == 4
+    assert row.trigger_price is None and row.triggered is True and row.config_version == 5
 
 
 # --- reads --------------------------------------------------------------------------------------------------

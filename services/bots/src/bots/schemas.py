@@ -73,7 +73,7 @@ class UpdateBotRequest(RequestModel):
             "minProperties": 1,
             "description": "Any time: orderAmount, stopAtMax, takeProfitPrice, stopLossPrice. Only while the "
             "bot is stopped (else 409 BOT_RUNNING): lowerPrice, upperPrice, priceChangePercent, gridType "
-            "(the grid is rebuilt), triggerPrice (a new trigger waits again: `triggered` false), "
+            "(the grid is rebuilt), triggerPrice (a new price waits again: `triggered` false), "
             "sellBaseOnStop, trailingUp, trailingUpLimit. null clears an option price; trailingUp false "
             "clears trailingUpLimit too. The options are checked against the bot's range as it will be.",
             "examples": [

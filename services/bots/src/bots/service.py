@@ -413,15 +413,16 @@ def apply_options(bot: Bot, body: UpdateBotRequest) -> dict[str, Any]:
     """Write the body's options on the (checked, locked) bot; the fields that changed, for PUT's answer."""
     changed: dict[str, Any] = {}
     merged = merged_options(bot, body)
+    if merged.trigger_price != bot.trigger_price:
+        # A new trigger price waits for the market anew; none: nothing to wait for. The same price sent
+        # again keeps what the engine saw (it keeps a fired trigger whose price did not change).
+        bot.triggered = merged.trigger_price is None
+        changed["triggered"] = bot.triggered
     for name in OPTION_FIELDS:
         value = getattr(merged, name)
         if name in body.changes_options or value != getattr(bot, name):
             setattr(bot, name, value)
             changed[name] = value
-    if "trigger_price" in body.changes_options:
-        # A trigger set (or set again) waits for the market anew; none: nothing to wait for.
-        bot.triggered = merged.trigger_price is None
-        changed["triggered"] = bot.triggered
     return changed
 
 
