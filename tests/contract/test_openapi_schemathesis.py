@@ -52,6 +52,8 @@ BEYOND_JSON_SCHEMA = (
     "must be before endDate",
     "must not be in the future",
     "days after startDate",
+    # A grid option's limit on another field (or, on PUT, on the stored bot): trailingUpLimit needs trailingUp.
+    "requires trailingUp: true",
 )
 
 

@@ -63,6 +63,10 @@ class BacktestResult(PublicModel):
     time_in_range_percent: Money
     equity: list[EquityPoint]
     daily: list[DailyFigures]
+    stop_reason: Literal["stopAtMax", "takeProfit", "stopLoss"] | None = Field(
+        default=None, description="Why the grid stopped before the window's end; null: it ran to the end"
+    )
+    stopped_at: Time | None = Field(default=None, description="When it stopped (the candle's trade)")
 
 
 class BacktestError(ResponseModel):

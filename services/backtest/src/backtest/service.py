@@ -11,12 +11,13 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backtest import kernel
 from backtest.models import OUTBOX, Backtest, RunStatus
 from backtest.repository import BacktestRepository
 from backtest.responses import BacktestError, BacktestList, BacktestRead, BacktestResult
 from backtest.schemas import CreateBacktestRequest, window
 from common.contracts.backtests import BACKTESTS_EXCHANGE, JOB_REQUESTED, BacktestJob
-from common.contracts.grid import precheck
+from common.contracts.grid import check_options, precheck
 from common.contracts.public import Pagination, number
 from common.dbtypes import utc_now
 from common.errors import AppError, ErrorCode
@@ -57,6 +58,7 @@ class BacktestService:
         ticker = body.market_ticker
         start, end = window(body.start_date, body.end_date, self._clock(), self._max_days)
         precheck(body.lower_price, body.upper_price, body.price_change_percent, body.order_amount)
+        check_options(body.lower_price, body.upper_price, body.options)
         rules = await self._catalog.rules(exchange, ticker)
         if body.fee_rate is not None:
             rules = dataclasses.replace(rules, maker_fee=body.fee_rate, taker_fee=body.fee_rate)
@@ -84,6 +86,7 @@ class BacktestService:
                 "orderAmount": format(body.order_amount, "f"),
                 "stopAtMax": body.stop_at_max,
                 "rules": rules.to_dict(),
+                **kernel.grid_options(body),
             },
             start_at=start,
             end_at=end,
@@ -133,7 +136,17 @@ class BacktestService:
 
 
 # Stored as exact decimal text; shown as the exact JSON numbers the client sent.
-NUMBER_PARAMS = ("lowerPrice", "upperPrice", "priceChangePercent", "orderAmount", "feeRate")
+NUMBER_PARAMS = (
+    "lowerPrice",
+    "upperPrice",
+    "priceChangePercent",
+    "orderAmount",
+    "feeRate",
+    "triggerPrice",
+    "takeProfitPrice",
+    "stopLossPrice",
+    "trailingUpLimit",
+)
 
 
 def read(row: Backtest, *, with_result: bool) -> BacktestRead:

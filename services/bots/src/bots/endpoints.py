@@ -109,10 +109,11 @@ async def get_bot(bot_id: str, principal: CurrentUser, queries: Queries) -> Resp
 async def update_bot(
     bot_id: str, body: UpdateBotRequest, principal: CurrentUser, service: Service
 ) -> Response:
-    """Change settings: orderAmount and stopAtMax any time; the grid's geometry only while stopped."""
+    """Change settings: orderAmount, stopAtMax, takeProfitPrice and stopLossPrice any time; the grid's
+    geometry and the other options only while stopped. null clears an option price."""
     result = await service.update(principal.user_id, parse_bot_id(bot_id), body)
     data = Updated(id=result.bot.id, **result.changed, updated_at=result.bot.updated_at)
-    return ok(data.model_dump(), t("봇 설정이 업데이트되었습니다", "Bot settings updated"))
+    return ok(data.model_dump(exclude_unset=True), t("봇 설정이 업데이트되었습니다", "Bot settings updated"))
 
 
 @router.post(
@@ -163,7 +164,7 @@ async def grid_levels(
     queries: Queries,
     status: Annotated[str | None, Query(), WithJsonSchema(one_of("", *LEVEL_STATUSES))] = None,
 ) -> Response:
-    """The grid's levels ascending by price (filter: status)."""
+    """The grid's levels as they are now (trailing up moves them), ascending by price (filter: status)."""
     wanted = parse_choice("status", status, LEVEL_STATUSES)
     levels = await queries.grid_levels(principal.user_id, parse_bot_id(bot_id), wanted)
     return ok(levels.model_dump())

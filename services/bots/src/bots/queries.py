@@ -56,10 +56,11 @@ class BotQueries:
             bot = await owned_bot(BotRepository(session), user_uuid(user_id), bot_id)
             stats = await self._stats(session, [bot])
         price = await cached_price(self._cache, bot.exchange, bot.ticker)
-        return BotDetail(**dict(bot_read(bot, stats[bot.id])), current_price=price)
+        read = bot_read(bot, stats[bot.id])
+        return BotDetail(**dict(read), current_price=price, held_base=stats[bot.id].held_base)
 
     async def grid_levels(self, user_id: str, bot_id: uuid.UUID | None, status: str | None) -> Levels:
-        """The bot's levels ascending by price."""
+        """The bot's active levels ascending by price (trailing up retires some and adds others)."""
         async with self._factory() as session:
             repo = BotRepository(session)
             bot = await owned_bot(repo, user_uuid(user_id), bot_id)

@@ -77,24 +77,33 @@ class BotRepository:
     # --- grid levels --------------------------------------------------------------------------------------
 
     async def replace_levels(self, bot_id: uuid.UUID, levels: Sequence[GridLevel]) -> None:
-        """A rebuilt grid: the bot's levels are these from now on."""
+        """A rebuilt grid: the bot's levels are these from now on.
+
+        Every row of the bot goes, whatever its index or state: trailing up leaves inactive rows and adds
+        rows past gridCount, and none of them belongs to the new grid.
+        """
         await self._session.execute(delete(GridLevel).where(GridLevel.bot_id == bot_id))
         self._session.add_all(levels)
 
     async def level_prices(self, bot_id: uuid.UUID) -> list[Decimal]:
-        """The bot's level prices, ascending."""
+        """The prices of the bot's grid as it is now (its active levels), ascending."""
         rows = await self._session.execute(
-            select(GridLevel.price).where(GridLevel.bot_id == bot_id).order_by(GridLevel.level_index)
+            select(GridLevel.price).where(GridLevel.bot_id == bot_id, GridLevel.active.is_(True))
         )
-        return list(rows.scalars())
+        # Sorted here: money is text on SQLite, which would sort it as text.
+        return sorted(rows.scalars())
 
     async def levels(self, bot_id: uuid.UUID, status: str | None) -> list[GridLevel]:
-        """The bot's levels (optionally of one status) ascending by price: level index order, as prices
-        strictly increase with it."""
-        query = select(GridLevel).where(GridLevel.bot_id == bot_id)
+        """The bot's active levels (optionally of one status) ascending by price.
+
+        Levels that trailing up moved the grid past are kept (inactive) for their history, not shown.
+        """
+        query = select(GridLevel).where(GridLevel.bot_id == bot_id, GridLevel.active.is_(True))
         if status is not None:
             query = query.where(GridLevel.status == status)
-        return list((await self._session.execute(query.order_by(GridLevel.level_index))).scalars())
+        rows = (await self._session.execute(query.order_by(GridLevel.level_index))).scalars()
+        # By price in Python (money is text on SQLite); ties, which a grid never has, keep the index order.
+        return sorted(rows, key=lambda level: level.price)
 
     # --- trades -------------------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from common.contracts.public import (
     StopReasonName,
     Time,
     TradeRead,
-    absent,
 )
 from common.schemas import ResponseModel
 
@@ -60,11 +59,22 @@ class BotSettings(PublicModel):
     order_amount: Money = Field(examples=[10000])
     stop_at_max: bool
     investment_amount: Money = Field(examples=[160000])
+    # The grid options (API.md "Grid options"): null / false when off.
+    trigger_price: Money | None = Field(examples=[52000000], description="null: no trigger")
+    take_profit_price: Money | None = Field(examples=[75000000], description="null: none")
+    stop_loss_price: Money | None = Field(examples=[45000000], description="null: none")
+    sell_base_on_stop: bool
+    trailing_up: bool
+    trailing_up_limit: Money | None = Field(examples=[90000000], description="null: no limit")
 
 
 class BotRead(BotFigures, BotSettings):
     """One bot with every field of API.md: its settings, its figures (from the trades table), then the rest."""
 
+    triggered: bool = Field(
+        description="False while a triggerPrice holds the bot (nothing is placed until the market trades "
+        "through it); true once it did, and for a bot without a trigger"
+    )
     created_at: Time
     updated_at: Time
     error_message: str | None
@@ -76,6 +86,9 @@ class BotDetail(BotRead):
     """GET /bots/:id: every field plus the latest market price (null until one is cached)."""
 
     current_price: Money | None = Field(examples=[60000000])
+    held_base: Money = Field(
+        examples=[0.0004], description="Base the bot holds: bought (net of fees in base) and not sold yet"
+    )
 
 
 class CurrencySummary(ResponseModel):
@@ -112,17 +125,27 @@ class BotState(ResponseModel):
 
 
 class Updated(PublicModel):
-    """`data` of PUT /bots/:id: the id, the fields that changed, and the time of the change."""
+    """`data` of PUT /bots/:id: the id, the fields that changed, and the time of the change.
+
+    Written with `exclude_unset`: a field is there only when it changed, so a cleared option shows as null.
+    """
 
     id: Id = Field(alias="_id")
-    order_amount: Money | None = Field(default=None, exclude_if=absent)
-    stop_at_max: bool | None = Field(default=None, exclude_if=absent)
-    lower_price: Money | None = Field(default=None, exclude_if=absent)
-    upper_price: Money | None = Field(default=None, exclude_if=absent)
-    price_change_percent: Money | None = Field(default=None, exclude_if=absent)
-    grid_type: GridType | None = Field(default=None, exclude_if=absent)
-    grid_count: int | None = Field(default=None, exclude_if=absent)
-    investment_amount: Money | None = Field(default=None, exclude_if=absent)
+    order_amount: Money | None = None
+    stop_at_max: bool | None = None
+    lower_price: Money | None = None
+    upper_price: Money | None = None
+    price_change_percent: Money | None = None
+    grid_type: GridType | None = None
+    grid_count: int | None = None
+    investment_amount: Money | None = None
+    trigger_price: Money | None = Field(default=None, examples=[52000000])
+    take_profit_price: Money | None = Field(default=None, examples=[80000000])
+    stop_loss_price: Money | None = Field(default=None, examples=[None])
+    sell_base_on_stop: bool | None = None
+    trailing_up: bool | None = None
+    trailing_up_limit: Money | None = Field(default=None, examples=[90000000])
+    triggered: bool | None = Field(default=None, description="With a triggerPrice change")
     updated_at: Time
 
 

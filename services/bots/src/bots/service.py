@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from bots.views import ERROR_MESSAGES
 from common.cache import Cache
 from common.contracts.bots import BotEvent
 from common.contracts.envelope import new_message_id
-from common.contracts.grid import precheck
+from common.contracts.grid import GridOptionSettings, check_options, precheck
 from common.dbtypes import utc_now
 from common.errors import AppError, ErrorCode
 from common.exchanges import Exchange, parse_exchange
@@ -146,6 +147,8 @@ class BotService:
         mode = BotMode(body.mode) if body.mode else self._default_mode
         # Cheap checks first: a bad range needs no exchange round trip.
         precheck(body.lower_price, body.upper_price, body.price_change_percent, body.order_amount)
+        options = body.options
+        check_options(body.lower_price, body.upper_price, options)
         rules = await self._rules(exchange, ticker)
         plan = plan_grid(
             body.lower_price,
@@ -173,6 +176,9 @@ class BotService:
             order_amount=body.order_amount,
             investment_amount=plan.investment_amount,
             stop_at_max=body.stop_at_max,
+            **option_columns(options),
+            # A trigger holds the bot until the engine sees the market trade through it.
+            triggered=options.trigger_price is None,
             status=BotStatus.RUNNING.value if body.auto_start else BotStatus.STOPPED.value,
             market_rules=rules.to_dict(),
             config_version=1,
@@ -188,12 +194,12 @@ class BotService:
         return bot
 
     async def update(self, user_id: str, bot_id: uuid.UUID | None, body: UpdateBotRequest) -> UpdateResult:
-        """Change settings; grid geometry only while stopped (the grid is rebuilt)."""
+        """Change settings; grid geometry and most options only while stopped (the grid is rebuilt)."""
         user = user_uuid(user_id)
         async with self._factory() as session:
             current = await owned_bot(BotRepository(session), user, bot_id)
         geometry = body.changes_geometry
-        if geometry and current.status != BotStatus.STOPPED.value:
+        if body.needs_stopped_bot and current.status != BotStatus.STOPPED.value:
             raise AppError(ErrorCode.BOT_RUNNING)
         lower = body.lower_price if body.lower_price is not None else current.lower_price
         upper = body.upper_price if body.upper_price is not None else current.upper_price
@@ -208,6 +214,10 @@ class BotService:
         rules: MarketRules | None = None
         if geometry:
             precheck(lower, upper, pct, amount)
+        if geometry or body.changes_options:
+            # Cheap, before any exchange call; checked again under the lock against the row as it is then.
+            check_options(lower, upper, merged_options(current, body))
+        if geometry:
             # A rebuilt grid uses the exchange's rules of today, stored with it for the engine.
             rules = await self._rules(Exchange(current.exchange), current.ticker)
             plan = plan_grid(lower, upper, pct, amount, rules, kind)
@@ -219,8 +229,12 @@ class BotService:
         async with self._factory() as session:
             repo = BotRepository(session)
             bot = await owned_bot(repo, user, bot_id, for_update=True)
-            if geometry and bot.status != BotStatus.STOPPED.value:
+            if body.needs_stopped_bot and bot.status != BotStatus.STOPPED.value:
                 raise AppError(ErrorCode.BOT_RUNNING)
+            if geometry or body.changes_options:
+                # A concurrent PUT may have changed the stored values since the first read.
+                range_now = (lower, upper) if geometry else (bot.lower_price, bot.upper_price)
+                check_options(*range_now, merged_options(bot, body))
             changed: dict[str, Any] = {}
             if body.order_amount is not None:
                 bot.order_amount = amount
@@ -242,6 +256,7 @@ class BotService:
             if plan is not None or body.order_amount is not None:
                 bot.investment_amount = bot.grid_count * bot.order_amount
                 changed.update(grid_count=bot.grid_count, investment_amount=bot.investment_amount)
+            changed.update(apply_options(bot, body))
             bot.config_version += 1
             bot.updated_at = self._clock()
             await session.flush()
@@ -371,6 +386,44 @@ class BotService:
             await session.flush()
             await commands.enqueue_command(session, bot, BotEvent.DELETED, BotStatus.STOPPED.value)
             await self.commit(session)
+
+
+# The option fields, named as the bot's columns are.
+OPTION_FIELDS = tuple(field.name for field in dataclasses.fields(GridOptionSettings))
+
+
+def option_columns(options: GridOptionSettings) -> dict[str, Any]:
+    """The bot columns of a set of options (the option fields are named as the columns are)."""
+    return dataclasses.asdict(options)
+
+
+def merged_options(bot: Bot, body: UpdateBotRequest) -> GridOptionSettings:
+    """The bot's options once the body is applied: a field the body sets (or nulls) wins, else the row's.
+
+    trailingUp false also clears a stored trailingUpLimit unless the body names the limit itself.
+    """
+    values = {name: getattr(bot, name) for name in OPTION_FIELDS}
+    values.update({name: getattr(body, name) for name in body.changes_options})
+    if body.trailing_up is False and "trailing_up_limit" not in body.changes_options:
+        values["trailing_up_limit"] = None
+    return GridOptionSettings(**values)
+
+
+def apply_options(bot: Bot, body: UpdateBotRequest) -> dict[str, Any]:
+    """Write the body's options on the (checked, locked) bot; the fields that changed, for PUT's answer."""
+    changed: dict[str, Any] = {}
+    merged = merged_options(bot, body)
+    if merged.trigger_price != bot.trigger_price:
+        # A new trigger price waits for the market anew; none: nothing to wait for. The same price sent
+        # again keeps what the engine saw (it keeps a fired trigger whose price did not change).
+        bot.triggered = merged.trigger_price is None
+        changed["triggered"] = bot.triggered
+    for name in OPTION_FIELDS:
+        value = getattr(merged, name)
+        if name in body.changes_options or value != getattr(bot, name):
+            setattr(bot, name, value)
+            changed[name] = value
+    return changed
 
 
 def _is_running(bot: Bot) -> bool:
