@@ -371,7 +371,7 @@ async def start(session: AsyncSession, step: Step, row: BotRow, price: Decimal |
             log.warning("bot %s: grid rebuilt; base held by the old grid's slots is no longer traded", row.id)
         handle.core = new_core(row, levels, handle.core)
     else:
-        handle.core = with_options(handle.core, row)  # options change only while stopped, as here
+        handle.core = with_options(handle.core, row)  # new options of a stopped bot (TP/SL: _configure)
     handle.levels = levels
     _configure(step, row)
     price = price or handle.core.state.last_price
