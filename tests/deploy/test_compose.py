@@ -605,3 +605,20 @@ def test_sim_settings_in_the_env_file_reach_the_simulator(config: Config, tmp_pa
     settings = service_settings(service("exchange-sim"), environment)
     assert (settings.history_minutes, settings.replay_speed) == (44640, "max")
     assert settings.candle_file == Path("/data/eth_2025-03.csv") and settings.host == "0.0.0.0"
+
+
+def test_the_observability_profile_resolves_with_the_secrets_make_secrets_writes(
+    config: Config, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    assert make_secrets(env_file).returncode == 0
+    result = config(env_file, "--profile", "observability")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    assert {"prometheus", "grafana"} <= set(resolved)
+    # The gateway's metrics on their own port, which nothing publishes.
+    gateway = resolved["gateway"]
+    assert str(gateway["environment"]["METRICS_PORT"]) == "9100"
+    assert all("9100" not in str(port) for port in gateway.get("ports", []))
+    grafana = {k: str(v) for k, v in resolved["grafana"]["environment"].items()}
+    assert grafana["GF_AUTH_DISABLE_LOGIN"] == "true" and grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
