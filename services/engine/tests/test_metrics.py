@@ -17,7 +17,7 @@ from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.testing.wait import eventually
 from engine.main import create_app
-from engine.metrics import LATENCY_BUCKETS, Metrics, time_full_collections
+from engine.metrics import LATENCY_BUCKETS, Metrics, exported_names, time_full_collections
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 from trading.models import ENGINE_PARTITIONS, Trade
@@ -79,6 +79,11 @@ async def test_metrics_count_the_ticks_fills_orders_and_latencies_of_a_paper_bot
 
             await eventually(traded, timeout=10)
             seen = await figures()
+            # What the deploy checks (alerts, dashboard) take for the engine's names is what it exports.
+            registry = app.state.metrics_registry
+            names = {sample.name for family in registry.collect() for sample in family.samples}
+            assert names <= exported_names()
+            assert exported_names() - names <= {"gridbot_engine_orders_rejected_total"}  # none rejected yet
 
     metrics = runtime.metrics
     assert seen["gridbot_engine_fills_committed_total"] == 3 == metrics.fills
