@@ -71,9 +71,9 @@ from common.contracts.market import MARKET_EXCHANGE  # noqa: E402
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
 from trading.partitions import market_partition  # noqa: E402
 
-LATENCY = "engine_tick_to_order_seconds"
-LOOP_LAG = "engine_event_loop_lag_seconds"
-GC_PAUSE = "engine_gc_full_pause_seconds"
+LATENCY = "gridbot_engine_tick_to_order_seconds"
+LOOP_LAG = "gridbot_engine_event_loop_lag_seconds"
+GC_PAUSE = "gridbot_engine_gc_full_pause_seconds"
 
 
 def delta(
@@ -179,7 +179,7 @@ class Run:
         meter = await self.meter()
         self.stream.start(self.args.rate, 0.00001, self.args.seconds, prebuilt=True)
         # Each replica's consumption ends when its counter stops moving (it drains what the broker kept).
-        key = "engine_ticks_consumed_total"
+        key = "gridbot_engine_ticks_consumed_total"
         last = {r.name: (before[r.name][key], time.time()) for r in group.all}
         waiter = asyncio.ensure_future(self.stream.wait())
         while True:
@@ -245,7 +245,7 @@ class Run:
         await self.group.wait_quiet(self.url)
         elapsed = time.perf_counter() - began
         after = await self.group.scrape()
-        fills = delta(after, before, "engine_fills_committed_total")
+        fills = delta(after, before, "gridbot_engine_fills_committed_total")
         return {
             "fills_committed": int(sum(fills.values())),
             "fills_per_s": round(sum(fills.values()) / elapsed),
@@ -269,7 +269,7 @@ class Run:
         await self.group.wait_quiet(self.url)
         after = await self.group.scrape()
         return {
-            "settle_fills": int(sum(delta(after, before, "engine_fills_committed_total").values())),
+            "settle_fills": int(sum(delta(after, before, "gridbot_engine_fills_committed_total").values())),
             "settle_s": round(time.perf_counter() - began, 1),
         }
 
@@ -299,8 +299,8 @@ class Run:
         usage = await self.usage(meter, published)
         buckets = merge_delta(after.values(), before.values(), LATENCY)
         p50, p99 = quantile(0.5, buckets), quantile(0.99, buckets)
-        ticks = delta(after, before, "engine_ticks_consumed_total")
-        fills = delta(after, before, "engine_fills_committed_total")
+        ticks = delta(after, before, "gridbot_engine_ticks_consumed_total")
+        fills = delta(after, before, "gridbot_engine_fills_committed_total")
         per: dict[str, Any] = {}
         for r in group.all:
             cpu = proc_cpu(r.pid) - cpu0[r.name]

@@ -191,9 +191,9 @@ class Replicas:
             self.check_alive()
             pages = await self.scrape()
             if all(
-                page.get("engine_partitions_ready") == len(shares[name])
-                and page.get("engine_partitions_held") == len(shares[name])
-                and page.get("engine_bots_driven") == bots.get(name, 0)
+                page.get("gridbot_engine_partitions_ready") == len(shares[name])
+                and page.get("gridbot_engine_partitions_held") == len(shares[name])
+                and page.get("gridbot_engine_bots_driven") == bots.get(name, 0)
                 for name, page in pages.items()
             ):
                 return pages
@@ -205,7 +205,11 @@ class Replicas:
         """Until no replica has work queued or fills in flight, their counters stand still for 0.5 s, and
         the outbox is empty."""
         deadline = time.monotonic() + within
-        moving = ("engine_ticks_consumed_total", "engine_transactions_total", "engine_work_items_total")
+        moving = (
+            "gridbot_engine_ticks_consumed_total",
+            "gridbot_engine_transactions_total",
+            "gridbot_engine_work_items_total",
+        )
         conn = await asyncpg.connect(plain(database_url))
         try:
             before: dict[str, tuple[float, ...]] = {}
@@ -214,7 +218,8 @@ class Replicas:
                 pages = await self.scrape()
                 now = {name: tuple(page.get(k, -1) for k in moving) for name, page in pages.items()}
                 idle = all(
-                    page.get("engine_shard_backlog") == 0 and page.get("engine_fills_in_flight") == 0
+                    page.get("gridbot_engine_shard_backlog") == 0
+                    and page.get("gridbot_engine_fills_in_flight") == 0
                     for page in pages.values()
                 )
                 if idle and now == before:
@@ -237,7 +242,7 @@ class Replicas:
 
 
 def _brief(pages: Mapping[str, Mapping[str, float]]) -> str:
-    keys = ("engine_partitions_held", "engine_partitions_ready", "engine_bots_driven")
+    keys = ("gridbot_engine_partitions_held", "gridbot_engine_partitions_ready", "gridbot_engine_bots_driven")
     return "; ".join(
         f"{name}: " + ", ".join(f"{k[7:]}={page.get(k)}" for k in keys) for name, page in pages.items()
     )

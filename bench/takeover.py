@@ -8,7 +8,7 @@ orders all the time. Then, `--kills` times, alternating the victim:
   the writer's clock just before its commit) by a bot of the killed replica's partitions, which only the
   survivor can have written; also when the survivor's claim of those partitions was seen in
   `engine_partitions` (detection: the heartbeat goes stale after ENGINE_REPLICA_TTL_SECONDS = 3 s), and
-  what the survivor's `engine_takeover_seconds` says its load + reconcile + resume took;
+  what the survivor's `gridbot_engine_takeover_seconds` says its load + reconcile + resume took;
 * restart it at once under the same ENGINE_ID, as a supervisor would (after the takeover above); handback =
   from the spawn to both replicas holding, loaded, their rendezvous shares (the restarted one driving all
   its bots again), and to its bots' first order after it claimed them back. The new process's own start
@@ -107,7 +107,9 @@ async def kill_once(
         "takeover_s": round((first - killed_at).total_seconds(), 2),
         "claimed_s": round(claimed - killed_at.timestamp(), 2),
         "survivor_load_s": round(
-            after["engine_takeover_seconds_sum"] - before.get("engine_takeover_seconds_sum", 0), 2
+            after["gridbot_engine_takeover_seconds_sum"]
+            - before.get("gridbot_engine_takeover_seconds_sum", 0),
+            2,
         ),
     }
 
@@ -115,7 +117,7 @@ async def kill_once(
     await victim.spawn()
     answering = await poll(lambda: _answers(victim), 60, "the restarted replica never answered", 0.02)
     result["restart_answering_s"] = round(answering - spawned_at, 2)
-    expected = {victim.name: len(ids), survivor.name: int(before["engine_bots_driven"])}
+    expected = {victim.name: len(ids), survivor.name: int(before["gridbot_engine_bots_driven"])}
     try:
         await group.wait_split(expected, within=120)
     except TimeoutError as exc:

@@ -36,6 +36,8 @@ from launcher.topology import (
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 INFRA = {"postgres", "redis", "rabbitmq"}
+# Monitoring (the `observability` profile, tests/deploy/test_observability.py): not services of ours.
+OBSERVABILITY = {"prometheus", "grafana"}
 # What must never reach market-data, which parses untrusted exchange feeds.
 KEY_OPENERS = {KEYS_TOKEN, "INTERNAL_BALANCE_TOKEN", "ENCRYPTION_KEY"}
 
@@ -65,7 +67,7 @@ def owner(name: str) -> tuple[ServiceSpec, bool]:
 
 
 def ours() -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in compose()["services"].items() if k not in INFRA}
+    return {k: v for k, v in compose()["services"].items() if k not in INFRA | OBSERVABILITY}
 
 
 def test_every_topology_service_is_in_compose() -> None:
@@ -141,8 +143,11 @@ def test_every_long_running_service_is_restarted_when_it_dies(name: str) -> None
 
 
 def test_only_the_gateway_publishes_a_port_on_loopback_by_default() -> None:
-    published = {name for name, svc in compose()["services"].items() if svc.get("ports")}
+    services = compose()["services"]
+    published = {name for name, svc in services.items() if svc.get("ports") and name not in OBSERVABILITY}
     assert published == {"gateway"}
+    for name in OBSERVABILITY:  # under their profile only, and on loopback unless .env says otherwise
+        assert all(":-127.0.0.1:" in port for port in services[name]["ports"]), name
     assert compose()["services"]["gateway"]["ports"] == ["${GATEWAY_PUBLISH:-127.0.0.1:3000}:3000"]
 
 
@@ -187,7 +192,8 @@ def exec_form(line: str, instruction: str) -> list[str]:
 
 
 def test_there_is_one_dockerfile_and_every_build_uses_it() -> None:
-    assert sorted((ROOT / "deploy").iterdir()) == [DOCKERFILE]
+    dockerfiles = [p for p in (ROOT / "deploy").rglob("*") if "dockerfile" in p.name.lower()]
+    assert dockerfiles == [DOCKERFILE]
     builds = [svc["build"] for svc in compose()["services"].values() if "build" in svc]
     assert builds and all(
         build
@@ -599,3 +605,20 @@ def test_sim_settings_in_the_env_file_reach_the_simulator(config: Config, tmp_pa
     settings = service_settings(service("exchange-sim"), environment)
     assert (settings.history_minutes, settings.replay_speed) == (44640, "max")
     assert settings.candle_file == Path("/data/eth_2025-03.csv") and settings.host == "0.0.0.0"
+
+
+def test_the_observability_profile_resolves_with_the_secrets_make_secrets_writes(
+    config: Config, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    assert make_secrets(env_file).returncode == 0
+    result = config(env_file, "--profile", "observability")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    assert {"prometheus", "grafana"} <= set(resolved)
+    # The gateway's metrics on their own port, which nothing publishes.
+    gateway = resolved["gateway"]
+    assert str(gateway["environment"]["METRICS_PORT"]) == "9100"
+    assert all("9100" not in str(port) for port in gateway.get("ports", []))
+    grafana = {k: str(v) for k, v in resolved["grafana"]["environment"].items()}
+    assert grafana["GF_AUTH_DISABLE_LOGIN"] == "true" and grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"

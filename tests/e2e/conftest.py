@@ -29,7 +29,12 @@ TRUSTED = json.dumps(["127.0.0.1"])
 # Modules whose unparametrized tests take the dev stack itself (`dev_stack`/`dev_system`): the scheduler sees
 # only test ids, and a parametrized test names its stack in its id (`[embedded…]`, `[dev…]`).
 DEV_STACK_MODULES = frozenset(
-    {"tests/e2e/test_auth_flow.py", "tests/e2e/test_outages.py", "tests/e2e/test_replicas.py"}
+    {
+        "tests/e2e/test_auth_flow.py",
+        "tests/e2e/test_metrics.py",
+        "tests/e2e/test_outages.py",
+        "tests/e2e/test_replicas.py",
+    }
 )
 
 

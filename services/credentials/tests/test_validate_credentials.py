@@ -12,6 +12,7 @@ import pytest
 
 from common.cache import InMemoryCache
 from common.exchanges import Exchange, ExchangeBudget, create_ccxt
+from common.metrics import REGISTRY
 from credentials.settings import Settings
 from credentials.testing import SimKeys, User, error_code
 
@@ -72,6 +73,8 @@ async def test_rejected_keys_are_invalid_credentials_and_nothing_is_stored(
     keys, other = await mint(), await mint()
     wrong_secret = SimKeys(keys.api_key, other.secret_key)
     unknown_key = SimKeys("A" * 64, keys.secret_key)
+    refused = {"exchange": exchange, "outcome": "INVALID_CREDENTIALS"}
+    before = REGISTRY.get_sample_value("gridbot_credentials_validations_total", refused) or 0.0
     for bad in (wrong_secret, unknown_key):
         validated = await client.post(VALIDATE, json=bad.body(exchange), headers=user.auth)
         assert validated.status_code == 400
@@ -81,6 +84,8 @@ async def test_rejected_keys_are_invalid_credentials_and_nothing_is_stored(
         assert stored.status_code == 400 and error_code(stored) == "INVALID_CREDENTIALS"
         assert bad.secret_key not in stored.text
     assert (await client.get("/api/credentials", headers=user.auth)).json()["data"]["credentials"] == []
+    # Two validations and two stores, each refused: counted by outcome (GET /metrics of the service).
+    assert REGISTRY.get_sample_value("gridbot_credentials_validations_total", refused) == before + 4
 
 
 @pytest.mark.settings(exchange_timeout_seconds=1.0)

@@ -54,9 +54,11 @@ async def test_an_open_order_with_our_prefix_that_the_engine_forgot_is_adopted_n
         await session.execute(update(EngineState).where(EngineState.bot_id == bot.id).values(state=state))
         await session.execute(delete(Order).where(Order.id == lost.id))
 
-    await engine_factory()
+    second: EngineRuntime = await engine_factory()
     # Adopted into slot 5 under its own id, with the exchange's order id: not placed a second time.
     await eventually(lambda: _open_buys(db, bot.id, 6), timeout=15)
+    await eventually(lambda: second.metrics.adoptions == 1, timeout=15)  # the figure /metrics exports
+    assert second.metrics.reconciliations >= 1
     (adopted,) = [o for o in await orders_of(db, bot.id) if o.slot == 5]
     assert adopted.client_order_id == lost.client_order_id
     assert adopted.exchange_order_id == lost.exchange_order_id

@@ -225,6 +225,11 @@ async def test_insufficient_balance_puts_the_bot_in_error_and_cancels_its_orders
     await eventually(lambda: [e["status"] for e in events.of("bot_status", bot.id)][-1:] == ["error"])
     last = events.of("bot_status", bot.id)[-1]
     assert "INSUFFICIENT_BALANCE" in last["errorMessage"]
+    # Exported as gridbot_engine_orders_rejected_total{reason="insufficient_funds"} (every buy placed at once
+    # beyond the balance is refused); the two buys it had placed were canceled.
+    rejected = engine.metrics.rejected_totals()
+    assert set(rejected) == {"insufficient_funds"} and rejected["insufficient_funds"] >= 1
+    assert engine.metrics.orders_cancelled >= 2
 
 
 async def test_transient_faults_are_retried_without_placing_anything_twice(

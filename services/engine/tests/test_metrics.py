@@ -17,7 +17,7 @@ from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.testing.wait import eventually
 from engine.main import create_app
-from engine.metrics import LATENCY_BUCKETS, Metrics, time_full_collections
+from engine.metrics import LATENCY_BUCKETS, Metrics, exported_names, time_full_collections
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 from trading.models import ENGINE_PARTITIONS, Trade
@@ -62,7 +62,10 @@ async def test_metrics_count_the_ticks_fills_orders_and_latencies_of_a_paper_bot
             async def resting() -> bool:
                 # Started between L3 and L4: a buy rests at each of L0..L3.
                 seen = await figures()
-                return seen["engine_bots_driven"] == 1 and seen["engine_orders_placed_total"] == 4
+                return (
+                    seen["gridbot_engine_bots_driven"] == 1
+                    and seen["gridbot_engine_orders_placed_total"] == 4
+                )
 
             await eventually(resting, timeout=10)
             ticks = TickPublisher(bus)
@@ -76,24 +79,31 @@ async def test_metrics_count_the_ticks_fills_orders_and_latencies_of_a_paper_bot
 
             await eventually(traded, timeout=10)
             seen = await figures()
+            # What the deploy checks (alerts, dashboard) take for the engine's names is what it exports.
+            registry = app.state.metrics_registry
+            names = {sample.name for family in registry.collect() for sample in family.samples}
+            assert names <= exported_names()
+            assert exported_names() - names <= {"gridbot_engine_orders_rejected_total"}  # none rejected yet
 
     metrics = runtime.metrics
-    assert seen["engine_fills_committed_total"] == 3 == metrics.fills
-    assert seen["engine_paper_fills_committed_total"] == 3
+    assert seen["gridbot_engine_fills_committed_total"] == 3 == metrics.fills
+    assert seen["gridbot_engine_paper_fills_committed_total"] == 3
     # The start's four buys, then three sells.
-    assert seen["engine_orders_placed_total"] == metrics.orders_placed == 7
-    assert seen["engine_ticks_consumed_total"] == metrics.ticks >= 1
-    assert seen["engine_partitions_ready"] == seen["engine_partitions_held"] == ENGINE_PARTITIONS
-    assert seen["engine_shard_backlog"] == 0
+    assert seen["gridbot_engine_orders_placed_total"] == metrics.orders_placed == 7
+    assert seen["gridbot_engine_ticks_consumed_total"] == metrics.ticks >= 1
+    assert (
+        seen["gridbot_engine_partitions_ready"] == seen["gridbot_engine_partitions_held"] == ENGINE_PARTITIONS
+    )
+    assert seen["gridbot_engine_shard_backlog"] == 0
     samples = list(metrics.tick_to_order)
-    assert seen["engine_tick_to_order_seconds_count"] == len(samples) >= 1
-    assert abs(seen["engine_tick_to_order_seconds_sum"] - sum(samples)) < 1e-9
+    assert seen["gridbot_engine_tick_to_order_seconds_count"] == len(samples) >= 1
+    assert abs(seen["gridbot_engine_tick_to_order_seconds_sum"] - sum(samples)) < 1e-9
     for bound in LATENCY_BUCKETS:
-        assert seen[f"engine_tick_to_order_seconds_bucket{{le={bound!r}}}"] == sum(
+        assert seen[f"gridbot_engine_tick_to_order_seconds_bucket{{le={bound!r}}}"] == sum(
             s <= bound for s in samples
         )
-    assert seen["engine_tick_to_order_seconds_bucket{le=+Inf}"] == len(samples)
-    assert seen["engine_event_loop_lag_seconds_count"] >= 1
+    assert seen["gridbot_engine_tick_to_order_seconds_bucket{le=+Inf}"] == len(samples)
+    assert seen["gridbot_engine_event_loop_lag_seconds_count"] >= 1
     assert seen["process_resident_memory_bytes"] > 0
 
 

@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common import metrics
 from common.bus import Bus
 from common.context import request_id_var
 from common.contracts.envelope import new_message_id, payload_to_dict
@@ -146,6 +147,10 @@ class OutboxRelay:
         self._lock = asyncio.Lock()
         self.published = 0
         """Messages this relay published since it was created (metrics, tests)."""
+        self._published_total = metrics.OUTBOX_PUBLISHED.labels(table.name)
+        self._failures = metrics.OUTBOX_FAILURES.labels(table.name)
+        self._backlog = metrics.OUTBOX_BACKLOG.labels(table.name)
+        self._last_measure = float("-inf")
 
     def nudge(self) -> None:
         """Wake the relay now (call after committing a transaction that enqueued messages)."""
@@ -212,6 +217,7 @@ class OutboxRelay:
             self._wake.clear()
             try:
                 await self.drain()
+                await self._measure()
                 if time.monotonic() - self._last_purge >= self._purge_interval:
                     self._last_purge = time.monotonic()
                     await self.purge_published(self._retention)
@@ -220,6 +226,14 @@ class OutboxRelay:
             except Exception as exc:
                 # Database trouble: the next poll tries again; the rows wait safely in the table.
                 log.warning("outbox relay of %s failed: %s", self._table.fullname, type(exc).__name__)
+
+    async def _measure(self) -> None:
+        """Set the backlog gauge, at most once per poll interval (a count per nudge would add a query per
+        commit)."""
+        now = time.monotonic()
+        if now - self._last_measure >= self._poll_interval:
+            self._last_measure = now
+            self._backlog.set(await self.pending())
 
     async def _relay_batch(self) -> int:
         table = self._table
@@ -250,6 +264,7 @@ class OutboxRelay:
                     )
                 except Exception as exc:
                     # Stop here so that order holds; the marks of what did go out are committed below.
+                    self._failures.inc()
                     log.warning(
                         "outbox publication of %s (%s) failed: %s",
                         row.message_id,
@@ -262,4 +277,5 @@ class OutboxRelay:
                 )
                 published += 1
         self.published += published
+        self._published_total.inc(published)
         return published

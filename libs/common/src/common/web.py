@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
@@ -24,6 +25,7 @@ from common.cache import CacheError
 from common.context import language_var, request_id_var, sanitize_request_id
 from common.errors import AppError, ErrorCode, error_body, pick_language
 from common.logging import configure_logging
+from common.metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
 from common.openapi import install_openapi
 from common.settings import ServiceSettings
 from common.webinput import ApiRouter as ApiRouter
@@ -107,12 +109,15 @@ class BodyTooLarge(StarletteHTTPException):
 
 class RequestContextMiddleware:
     """Request id and language into context vars, X-Request-ID out, URL and caller headers checked, body size
-    capped, one access line."""
+    capped, one access line, and the request counted in the HTTP metrics (by route template)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int = 64 * 1024, access_log: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int = 64 * 1024, access_log: bool = True, service: str = ""
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -155,14 +160,19 @@ class RequestContextMiddleware:
             if not response_started[0]:
                 await _send_error(send_wrapper, ErrorCode.PAYLOAD_TOO_LARGE, lang)
         finally:
-            if self.access_log and scope["type"] == "http":
-                access_log.info(
-                    "%s %s %s",
-                    scope["method"],
-                    scope["path"],
-                    status_holder[0],
-                    extra={"duration_ms": round((time.perf_counter() - started) * 1000, 2)},
-                )
+            if scope["type"] == "http":
+                elapsed = time.perf_counter() - started
+                method, route = _method_label(scope["method"]), route_template(scope)
+                HTTP_REQUESTS.labels(self.service, method, route, str(status_holder[0])).inc()
+                HTTP_DURATION.labels(self.service, method, route).observe(elapsed)
+                if self.access_log:
+                    access_log.info(
+                        "%s %s %s",
+                        scope["method"],
+                        scope["path"],
+                        status_holder[0],
+                        extra={"duration_ms": round(elapsed * 1000, 2)},
+                    )
             request_id_var.reset(rid_token)
             language_var.reset(lang_token)
 
@@ -180,6 +190,25 @@ class RequestContextMiddleware:
             return message
 
         return wrapped
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_label(method: str) -> str:
+    # A client may send any token as a method: bounded to the ones HTTP defines for us.
+    return method if method in _METHODS else "other"
+
+
+def route_template(scope: Scope) -> str:
+    """The metrics label of a request's route: the matched template (`/api/bots/{bot_id}`), a label the app
+    put in `state["metrics_route"]` (the gateway's proxied routes), else `unmatched` (never the raw path)."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if isinstance(template, str):
+        return template
+    label = (scope.get("state") or {}).get("metrics_route")
+    return label if isinstance(label, str) else "unmatched"
 
 
 def _input_problem(scope: Scope) -> dict[str, str] | None:
@@ -297,6 +326,22 @@ def install_error_handlers(app: FastAPI) -> None:
 HealthCheck = Callable[[], Awaitable[bool]]
 
 
+def add_metrics_route(app: FastAPI) -> None:
+    """GET /metrics: the process's metrics and the registries in `app.state.metrics_extra`, Prometheus text.
+
+    On the service's own port only: the gateway never routes it (it serves /api/... alone) and guards its own.
+    """
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(exposition(metrics_extra(app)), media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_extra(app: FastAPI) -> list[Any]:
+    """The registries an app adds to the process's metrics (its `state.metrics_extra`, empty by default)."""
+    return list(getattr(app.state, "metrics_extra", ()))
+
+
 def add_health_routes(
     app: FastAPI, checks: Callable[[], Mapping[str, HealthCheck]], timeout: float = 2.0
 ) -> None:
@@ -341,8 +386,11 @@ def create_app(
     access_log: bool = True,
     openapi_url: str | None = "/openapi.json",
     version: str = "0.1.0",
+    service: str | None = None,
 ) -> FastAPI:
-    """A FastAPI app with the kit's middleware and error handlers installed.
+    """A FastAPI app with the kit's middleware, error handlers and `GET /metrics` installed.
+
+    `service` labels its HTTP metrics (default: the title without "gridbot ").
 
     No slash redirects: Starlette would answer `POST /api/bots/` with a 307 to the service's own (internal)
     address; a path is served exactly as written, else the 404 envelope.
@@ -360,7 +408,13 @@ def create_app(
     app.router.route_class = ExactJsonRoute
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes, access_log=access_log)
+    add_metrics_route(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=max_body_bytes,
+        access_log=access_log,
+        service=service or title.removeprefix("gridbot ").replace(" ", "-"),
+    )
     return app
 
 

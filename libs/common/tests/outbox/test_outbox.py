@@ -257,3 +257,37 @@ async def test_two_replicas_publish_each_message_once(db: Db, bus: Bus, recorder
     assert sum(counts) + rest == 20
     await _received(recorder, 20)
     assert recorder.ids == ids
+
+
+async def test_the_relay_exports_its_backlog_publications_and_failures(
+    db: Db, bus: Bus, recorder: Recorder
+) -> None:
+    from common import metrics
+
+    labels = {"table": db.table.name}
+
+    def figure(name: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    published, failures = (
+        figure("gridbot_outbox_published_total"),
+        figure("gridbot_outbox_publish_failures_total"),
+    )
+    refusing = CrashAfterPublish(bus, refusals=1_000_000)
+    blocked = OutboxRelay(db.factory, refusing, db.table, poll_interval=0.05)
+    await db.enqueue(1, 2, 3)
+    await blocked.start()
+    try:
+        # The broker refuses everything: the rows wait, and the gauge says how many.
+        await eventually(lambda: figure("gridbot_outbox_backlog") == 3, timeout=10)
+        assert figure("gridbot_outbox_publish_failures_total") > failures
+    finally:
+        await blocked.stop()
+    relay = OutboxRelay(db.factory, bus, db.table, poll_interval=0.05)
+    await relay.start()
+    try:
+        await _received(recorder, 3)
+        await eventually(lambda: figure("gridbot_outbox_backlog") == 0, timeout=10)
+    finally:
+        await relay.stop()
+    assert figure("gridbot_outbox_published_total") - published == 3

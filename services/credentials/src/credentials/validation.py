@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
+from common import metrics
 from common.errors import AppError, ErrorCode
 from common.exchanges import (
     ErrorKind,
@@ -166,7 +167,7 @@ class ExchangeValidator:
     async def validate(self, exchange: Exchange, keys: ExchangeKeys) -> AccountInfo:
         """For requests: INVALID_CREDENTIALS when the exchange rejects the keys, else EXCHANGE_API_ERROR."""
         try:
-            return await self.fetch_account(exchange, keys)
+            info = await self.fetch_account(exchange, keys)
         except ExchangeCallError as exc:
             error = to_app_error(exc)
             log.info(
@@ -177,8 +178,11 @@ class ExchangeValidator:
             # Retry-After; anything else is the exchange's (502).
             passed = (ErrorCode.INVALID_CREDENTIALS, ErrorCode.SERVICE_UNAVAILABLE)
             code = error.code if error.code in passed else ErrorCode.EXCHANGE_API_ERROR
+            metrics.CREDENTIALS_VALIDATIONS.labels(exchange.value, code.value).inc()
             # `from None`: the ccxt exception (its text quotes the exchange's answer) goes no further.
             raise AppError(code, {**error.details, "exchange": exchange.value}, error.headers) from None
+        metrics.CREDENTIALS_VALIDATIONS.labels(exchange.value, Outcome.VALID.value).inc()
+        return info
 
     async def check(self, exchange: Exchange, keys: ExchangeKeys) -> Outcome:
         """For background re-validation: VALID, REJECTED (keys refused) or UNKNOWN (exchange trouble)."""
@@ -190,5 +194,8 @@ class ExchangeValidator:
                 log.info(
                     "re-validation inconclusive", extra={"exchange": exchange.value, "source": exc.source}
                 )
-            return Outcome.REJECTED if rejected else Outcome.UNKNOWN
-        return Outcome.VALID
+            outcome = Outcome.REJECTED if rejected else Outcome.UNKNOWN
+        else:
+            outcome = Outcome.VALID
+        metrics.CREDENTIALS_VALIDATIONS.labels(exchange.value, f"recheck_{outcome.value}").inc()
+        return outcome

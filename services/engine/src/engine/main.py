@@ -1,4 +1,5 @@
-"""The engine's FastAPI app: its lifespan runs the engine runtime; /health, /health/ready and /metrics."""
+"""The engine's FastAPI app: its lifespan runs the engine runtime; /health, /health/ready and /metrics (the kit's
+route: the process's figures and this runtime's)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,13 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.process_collector import ProcessCollector
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from common.resources import infrastructure_checks
 from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
-from engine.metrics import EngineCollector, Gauges, time_full_collections, watch_loop_lag
+from engine.metrics import Counters, EngineCollector, Gauges, time_full_collections, watch_loop_lag
 from engine.runtime import EngineRuntime
 from engine.settings import Settings
 
@@ -35,6 +35,7 @@ def create_app(
         app.state.settings = settings
         app.state.runtime = runtime
         app.state.metrics_registry = metrics_registry(runtime)
+        app.state.metrics_extra = [app.state.metrics_registry]
         await runtime.start()
         watch = asyncio.create_task(watch_loop_lag(runtime.metrics.loop_lag), name="engine-loop-lag")
         untime = time_full_collections(runtime.metrics.gc_full_pause)
@@ -56,19 +57,13 @@ def create_app(
         return {**infrastructure_checks(runtime.db, runtime.cache, runtime.bus), "engine": engine}
 
     add_health_routes(app, checks)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """This replica's figures in Prometheus text format (the service port only, never behind /api)."""
-        registry: CollectorRegistry = app.state.metrics_registry
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
     return app
 
 
 def metrics_registry(runtime: EngineRuntime) -> CollectorRegistry:
     """A registry of this runtime's own (several runtimes may share a test process): its counters and
-    histograms, what it drives now, its queues, and the process's CPU and memory."""
+    histograms, what it drives now, its queues and its partition changes (the process's CPU and memory are
+    in the kit's registry)."""
 
     def partitions_ready() -> int:
         held = runtime.ownership.held if runtime.ownership is not None else {}
@@ -93,9 +88,23 @@ def metrics_registry(runtime: EngineRuntime) -> CollectorRegistry:
             lambda: runtime.fills.in_flight if runtime.fills is not None else 0,
         ),
     }
+
+    def changes(kind: str) -> float:
+        return float(runtime.ownership.changes[kind]) if runtime.ownership is not None else 0.0
+
+    counters: Counters = {
+        "engine_partitions_gained": ("Partitions this replica claimed", lambda: changes("gained")),
+        "engine_partitions_handed_over": (
+            "Partitions this replica gave up to a replica the assignment now names",
+            lambda: changes("handed_over"),
+        ),
+        "engine_partitions_lost": (
+            "Partitions another replica claimed from this one (it was taken for dead)",
+            lambda: changes("lost"),
+        ),
+    }
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(runtime.metrics, runtime.settings.engine_id, gauges))
-    registry.register(ProcessCollector(registry=None))
+    registry.register(EngineCollector(runtime.metrics, runtime.settings.engine_id, gauges, counters))
     return registry
 
 

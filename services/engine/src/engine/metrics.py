@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from common.metrics import PREFIX
+
 # Tick→order seconds: 1 ms steps up to 5 ms, 2.5 ms up to 25 ms (the aim), coarser beyond.
 LATENCY_BUCKETS = (
     0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.0225, 0.025,
@@ -93,12 +95,19 @@ class Metrics:
     """What the engine did since it started (or since the last `reset()`, for the in-process readers)."""
 
     ticks: int = 0  # price ticks consumed
+    ticks_dropped: int = 0  # unreadable, out of order, or whose bot's work failed for good
     tick_batches: int = 0  # merged ticks processed (one per ticker worker round)
     transactions: int = 0  # batches committed
     rolled_back: int = 0
     fills: int = 0  # fills applied to a core (committed)
     paper_fills: int = 0  # fills the paper broker made (committed)
     orders_placed: int = 0  # order rows written
+    orders_cancelled: int = 0  # orders closed as canceled (committed)
+    # Orders the exchange (or the grid's own check) refused for good, by the error's kind.
+    orders_rejected: dict[str, int] = field(default_factory=dict)
+    reconciliations: int = 0  # live bots compared with their exchange's open orders
+    reconciliations_incomplete: int = 0  # of those, ended on an exchange error (tried again later)
+    adoptions: int = 0  # orders found open at the exchange and taken into a bot's grid
     exchange_calls: int = 0
     work_items: int = 0  # units of work committed (over `transactions` batches)
     duplicates: int = 0  # units of work skipped as already handled (their inbox id was recorded)
@@ -128,10 +137,23 @@ class Metrics:
             elif isinstance(value, int | float):
                 self.before_reset[f.name] = self.before_reset.get(f.name, 0) + value
                 setattr(self, f.name, type(value)())
+            elif isinstance(value, dict) and f.name != "before_reset":
+                for key, count in value.items():
+                    self.before_reset[f"{f.name}:{key}"] = self.before_reset.get(f"{f.name}:{key}", 0) + count
+                value.clear()
 
     def total(self, name: str) -> float:
         """A counter's value since the process started."""
         return float(getattr(self, name)) + self.before_reset.get(name, 0)
+
+    def rejected_totals(self) -> dict[str, float]:
+        """Rejected orders by kind since the process started."""
+        totals = {
+            k.split(":", 1)[1]: v for k, v in self.before_reset.items() if k.startswith("orders_rejected:")
+        }
+        for kind, count in self.orders_rejected.items():
+            totals[kind] = totals.get(kind, 0) + count
+        return totals
 
 
 # Exported counters: (attribute, metric name without _total, help).
@@ -141,12 +163,25 @@ _COUNTERS = (
         "engine_ticks_consumed",
         "Price ticks consumed from the bus (every replica consumes every tick)",
     ),
+    (
+        "ticks_dropped",
+        "engine_ticks_dropped",
+        "Price ticks ignored (unreadable, out of order) or whose work failed",
+    ),
     ("tick_batches", "engine_tick_batches", "Folded ticks processed (one per ticker worker round)"),
     ("transactions", "engine_transactions", "Batch transactions committed"),
     ("rolled_back", "engine_transactions_rolled_back", "Batch transactions rolled back"),
     ("fills", "engine_fills_committed", "Fills applied to a bot and committed (paper and live)"),
     ("paper_fills", "engine_paper_fills_committed", "Fills the paper broker made, committed"),
     ("orders_placed", "engine_orders_placed", "Order rows written (placed on paper, or to place live)"),
+    ("orders_cancelled", "engine_orders_cancelled", "Orders closed as canceled (committed)"),
+    ("reconciliations", "engine_reconciliations", "Live bots compared with their exchange's open orders"),
+    (
+        "reconciliations_incomplete",
+        "engine_reconciliations_incomplete",
+        "Reconciliations that ended on an exchange error (tried again later)",
+    ),
+    ("adoptions", "engine_order_adoptions", "Orders found open at the exchange and taken into a grid"),
     ("exchange_calls", "engine_exchange_calls", "Calls made to exchanges"),
     ("work_items", "engine_work_items", "Units of work committed"),
     ("duplicates", "engine_work_duplicates", "Units of work skipped as already handled (inbox)"),
@@ -163,30 +198,65 @@ _HISTOGRAMS = (
 
 # Gauges read at scrape time: metric name → (help, reader).
 Gauges = Mapping[str, tuple[str, Callable[[], float]]]
+# Counters kept elsewhere (the ownership's), read at scrape time: metric name without _total → (help, reader).
+Counters = Mapping[str, tuple[str, Callable[[], float]]]
+# Rejected orders: labelled by the error's kind (ErrorKind values and "rounding": a bounded set).
+REJECTED = "engine_orders_rejected"
+GAUGE_NAMES = (
+    "engine_bots_driven",
+    "engine_partitions_held",
+    "engine_partitions_ready",
+    "engine_shard_backlog",
+    "engine_fills_in_flight",
+)
+COUNTER_NAMES = ("engine_partitions_gained", "engine_partitions_handed_over", "engine_partitions_lost")
+
+
+def exported_names() -> set[str]:
+    """Every sample name an engine's registry exports (prefixed), for the deploy checks of alerts and dashboards."""
+    names = {PREFIX + name + "_total" for _, name, _ in _COUNTERS}
+    names |= {PREFIX + name + "_total" for name in (*COUNTER_NAMES, REJECTED)}
+    names |= {PREFIX + name for name in GAUGE_NAMES}
+    for _, name, _ in _HISTOGRAMS:
+        names |= {PREFIX + name + suffix for suffix in ("_bucket", "_count", "_sum")}
+    return names
 
 
 class EngineCollector(Collector):
     """The engine's figures for a prometheus_client registry, read from `Metrics` (and `gauges`) at scrape
     time: the hot paths only bump plain attributes."""
 
-    def __init__(self, metrics: Metrics, replica: str, gauges: Gauges | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics, replica: str, gauges: Gauges | None = None, counters: Counters | None = None
+    ) -> None:
         self.metrics = metrics
         self.replica = replica
         self.gauges = dict(gauges or {})
+        self.counters = dict(counters or {})
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
-        """One family per figure, each labelled with the replica's name."""
+        """One family per figure (named with the kit's prefix), each labelled with the replica's name."""
         labels = ["replica"]
         for attribute, name, documentation in _COUNTERS:
-            counter = CounterMetricFamily(name, documentation, labels=labels)
+            counter = CounterMetricFamily(PREFIX + name, documentation, labels=labels)
             counter.add_metric([self.replica], self.metrics.total(attribute))
             yield counter
+        for name, (documentation, read) in self.counters.items():
+            counter = CounterMetricFamily(PREFIX + name, documentation, labels=labels)
+            counter.add_metric([self.replica], float(read()))
+            yield counter
+        rejected = CounterMetricFamily(
+            PREFIX + REJECTED, "Orders refused for good, by the error's kind", labels=[*labels, "reason"]
+        )
+        for reason, count in sorted(self.metrics.rejected_totals().items()):
+            rejected.add_metric([self.replica, reason], count)
+        yield rejected
         for attribute, name, documentation in _HISTOGRAMS:
             histogram: Histogram = getattr(self.metrics, attribute).histogram
-            family = HistogramMetricFamily(name, documentation, labels=labels)
+            family = HistogramMetricFamily(PREFIX + name, documentation, labels=labels)
             family.add_metric([self.replica], histogram.cumulative(), histogram.sum)
             yield family
         for name, (documentation, read) in self.gauges.items():
-            gauge = GaugeMetricFamily(name, documentation, labels=labels)
+            gauge = GaugeMetricFamily(PREFIX + name, documentation, labels=labels)
             gauge.add_metric([self.replica], float(read()))
             yield gauge

@@ -101,6 +101,8 @@ class Ownership:
         # never delay the heartbeat, or the others would think this replica dead while it loads.
         self._transitions: set[asyncio.Task[None]] = set()
         self.rounds = 0
+        # Partitions claimed, handed over on a rebalance, lost to another replica (exported as counters).
+        self.changes = {"gained": 0, "handed_over": 0, "lost": 0}
         self._picture: tuple[object, ...] = ()
 
     # --- what the runtime asks ----------------------------------------------------------------------------
@@ -300,6 +302,7 @@ class Ownership:
             self.held.pop(partition, None)
         await self._confirm(began)
         if lost:
+            self.changes["lost"] += len(lost)
             log.warning(
                 "engine replica %s lost partitions %s to another replica", self.replica_id, sorted(lost)
             )
@@ -372,6 +375,7 @@ class Ownership:
         await self._on_lost(partitions)
         for partition in partitions:
             self.held.pop(partition, None)
+        self.changes["handed_over"] += len(partitions)
         await self._give_up(epochs)
         log.info("engine replica %s handed over %d partition(s)", self.replica_id, len(partitions))
 
@@ -417,6 +421,7 @@ class Ownership:
             return
         for partition, epoch in claimed.items():
             self.held[partition] = _Held(epoch)
+        self.changes["gained"] += len(claimed)
         gained = frozenset(claimed)
         log.info("engine replica %s took %d partition(s)", self.replica_id, len(gained))
         self._spawn(self._load(gained, {p: self.held[p] for p in gained}), "engine-takeover")

@@ -71,6 +71,8 @@ class GatewayMiddleware:
             await _error(scope, receive, send, ErrorCode.NOT_FOUND)
             return
 
+        # The HTTP metrics' route label of a proxied request: the service, never the raw path.
+        scope.setdefault("state", {})["metrics_route"] = f"proxy:{service}"
         method: str = scope["method"]
         authorization: str | None = None
         forwarded_for: str | None = None

@@ -23,6 +23,7 @@ from gateway.live.directory import BotsDirectory
 from gateway.live.endpoint import LiveEndpoint
 from gateway.live.hub import Caps, LiveHub
 from gateway.live.socket import Limits
+from gateway.metricsroute import add_gateway_metrics_route, metrics_listener
 from gateway.openapi import MergedOpenApi
 from gateway.proxy import Forwarder, Upstreams
 from gateway.ratelimit import RateLimiter, Rules, create_rate_limiter
@@ -111,7 +112,8 @@ def create_app(
                 settings.health_cache_seconds,
             )
             app.state.readiness = readiness
-            yield
+            async with metrics_listener(app, settings):
+                yield
         finally:
             runtime.components = None
             if readiness is not None:
@@ -140,6 +142,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(router)
+    add_gateway_metrics_route(app, settings)
     app.mount(DOCS_ASSETS_PATH, docs_assets(), name="docs-assets")
     # Added innermost first: Edge(RequestContext(Gateway(FastAPI routes))).
     app.add_middleware(GatewayMiddleware, runtime=runtime)
@@ -147,6 +150,7 @@ def create_app(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
+        service=SERVICE_NAME,
     )
     app.add_middleware(EdgeMiddleware, frontend_origin=settings.frontend_url, proxies=proxies)
     return app

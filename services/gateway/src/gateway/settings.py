@@ -8,7 +8,7 @@ from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from limits import parse
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from common.settings import BusSettings, CacheSettings, JwtSettings
@@ -89,6 +89,12 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     readiness_checks: dict[str, str] = Field(default_factory=dict)
     openapi_cache_seconds: float = Field(default=10.0, ge=0)
     access_log: bool = True
+
+    # GET /metrics (API.md "Operations"): never public. With METRICS_PORT the metrics are served on that port
+    # alone (same HOST; not published); else on the main port to `Authorization: Bearer <METRICS_TOKEN>`
+    # only; with neither, the gateway serves no metrics at all.
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Live updates (GET /api/ws), per gateway replica.
     ws_max_connections: int = Field(default=10_000, ge=1, le=1_000_000)

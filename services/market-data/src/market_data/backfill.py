@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+from common import metrics
 from common.exchanges import MarketCatalog
 from common.exchanges.errors import ExchangeCallError
 from common.exchanges.ids import Exchange
@@ -92,6 +93,7 @@ class Backfiller:
             if since is None:
                 self.conflator.drain_buffer(book)
                 continue
+            metrics.MARKET_BACKFILLS.labels(book.exchange.value).inc()
             task = asyncio.create_task(self._job(book, since), name=f"backfill:{book.routing_key}")
             self._jobs[book] = task
 

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from common.exchanges.settings import sim_exchange_env
 from common.logging import configure_logging
+from common.web import metrics_extra
 from exchange_sim.settings import SimSettings
 from launcher.migrate import migrate_all
 from launcher.topology import fresh_tokens
@@ -126,6 +127,9 @@ async def serve(host: str, port: int, db_path: Path) -> None:
         # ASGITransport does not run lifespans: the composition root runs each service's, in order.
         for app in apps.values():
             await stack.enter_async_context(app.router.lifespan_context(app))
+        # One process, one registry: the gateway's /metrics (METRICS_TOKEN or METRICS_PORT) is the whole
+        # system's, the engine runtime's figures included (docs/observability.md).
+        gateway_app.state.metrics_extra = metrics_extra(engine_app)
         config = uvicorn.Config(
             gateway_app,
             host=host,

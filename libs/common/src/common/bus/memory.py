@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from common import metrics
 from common.bus.port import (
     DEFAULT_TRANSIENT_MAX_LENGTH,
     Bus,
@@ -55,13 +56,16 @@ class _Queue:
     subscriptions: set[_MemorySubscription] = field(default_factory=set)
     nonempty: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def put(self, delivery: _Delivery) -> None:
+    def put(self, delivery: _Delivery, exchange: str) -> None:
         self.items.append(delivery)
         if self.max_length is not None and len(self.items) > self.max_length:
             dropped = self.items.popleft()
             # Like a quorum queue with a DLX: a durable overflow is dead-lettered, never lost.
             if self.kind is QueueKind.DURABLE:
                 self.dead.append(dropped)
+                metrics.BUS_DEAD_LETTERED.labels(exchange).inc()
+            else:
+                metrics.BUS_DROPPED.labels(exchange).inc()
         self.nonempty.set()
 
     def put_back(self, delivery: _Delivery) -> None:
@@ -88,6 +92,12 @@ class _MemorySubscription(Subscription):
         self._exchange = exchange
         self._handler = handler
         self.stopping = False
+        # Metrics children resolved once: the exchange's name without the namespace.
+        label = exchange.removeprefix(f"{bus.namespace}.") if bus.namespace else exchange
+        self._consumed = metrics.BUS_CONSUMED.labels(label)
+        self._redelivered = metrics.BUS_REDELIVERED.labels(label)
+        self._dead_lettered = metrics.BUS_DEAD_LETTERED.labels(label)
+        self._dropped = metrics.BUS_DROPPED.labels(label)
         self._tasks = [
             asyncio.create_task(self._worker(), name=f"bus-consumer:{queue.name}:{i}")
             for i in range(prefetch)
@@ -129,6 +139,9 @@ class _MemorySubscription(Subscription):
 
     async def _process(self, delivery: _Delivery) -> None:
         queue = self._queue
+        self._consumed.inc()
+        if delivery.failures:
+            self._redelivered.inc()
         envelope = decode(delivery.body)
         if envelope is None:
             log.warning(
@@ -139,6 +152,9 @@ class _MemorySubscription(Subscription):
             )
             if queue.kind is QueueKind.DURABLE:
                 queue.dead.append(delivery)
+                self._dead_lettered.inc()
+            else:
+                self._dropped.inc()
             return
         if queue.kind is QueueKind.TRANSIENT:
             await self._process_transient(envelope)
@@ -150,6 +166,7 @@ class _MemorySubscription(Subscription):
             log_failure(queue.name, envelope, delivery.failures, queue.max_retries)
             if delivery.failures >= queue.max_retries:
                 queue.dead.append(delivery)
+                self._dead_lettered.inc()
                 return
             await asyncio.sleep(self._bus.backoff(delivery.failures))
             queue.put_back(delivery)
@@ -164,6 +181,7 @@ class _MemorySubscription(Subscription):
                 log_failure(queue.name, envelope, attempt, queue.max_retries)
                 if attempt < queue.max_retries:
                     await asyncio.sleep(self._bus.backoff(attempt))
+        self._dropped.inc()
 
 
 class InMemoryBus(Bus):
@@ -230,7 +248,8 @@ class InMemoryBus(Bus):
         for queue in self._queues.values():
             # One copy per queue, however many of its bindings match (as RabbitMQ does).
             if any(ex == name and topic_matches(key, routing_key) for ex, key in queue.bindings):
-                queue.put(_Delivery(body, routing_key, message_id))
+                queue.put(_Delivery(body, routing_key, message_id), exchange)
+        metrics.BUS_PUBLISHED.labels(exchange).inc()
 
     async def declare(
         self,

@@ -29,6 +29,7 @@ from aio_pika.exceptions import (
 from aiormq.exceptions import ChannelAccessRefused, ChannelLockedResource
 from pydantic import BaseModel
 
+from common import metrics
 from common.bus.port import (
     DEFAULT_TRANSIENT_MAX_LENGTH,
     DLQ_SUFFIX,
@@ -198,6 +199,7 @@ class RabbitBus(Bus):
             raise PublishNotConfirmedError(f"lost the channel publishing to {name}") from exc
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):
             raise PublishNotConfirmedError(f"broker did not ack a message to {name}")
+        metrics.BUS_PUBLISHED.labels(exchange).inc()
 
     async def _exchange(self, channel: AbstractRobustChannel, name: str) -> AbstractExchange:
         exchange = self._exchanges.get(name)
@@ -233,7 +235,9 @@ class RabbitBus(Bus):
             declared = await self._declare_queue(channel, name, kind, max_retries, max_length)
             for key in binding_keys:
                 await declared.bind(target, key)
-            subscription = RabbitSubscription(self, channel, declared, target, kind, handler, max_retries)
+            subscription = RabbitSubscription(
+                self, channel, declared, target, kind, handler, max_retries, label=exchange
+            )
             subscription.consumer_tag = await declared.consume(subscription.on_message)
         except _TOPOLOGY_CONFLICTS as exc:
             await _close_quietly(channel)

@@ -14,6 +14,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
+from common import metrics
 from common.bus.port import Handler, QueueKind, Subscription
 from common.bus.support import decode, invoke, log_failure
 from common.contracts.envelope import Envelope
@@ -47,8 +48,15 @@ class RabbitSubscription(Subscription):
         kind: QueueKind,
         handler: Handler,
         max_retries: int,
+        *,
+        label: str = "",
     ) -> None:
         self.queue = queue.name
+        # The exchange's name without the namespace: one metrics child per subscription, resolved once.
+        self._consumed = metrics.BUS_CONSUMED.labels(label)
+        self._redelivered = metrics.BUS_REDELIVERED.labels(label)
+        self._dead_lettered = metrics.BUS_DEAD_LETTERED.labels(label)
+        self._dropped = metrics.BUS_DROPPED.labels(label)
         self._bus = bus
         self._channel = channel
         self._queue = queue
@@ -111,6 +119,9 @@ class RabbitSubscription(Subscription):
                 self._tasks.discard(task)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
+        self._consumed.inc()
+        if message.redelivered:
+            self._redelivered.inc()
         envelope = decode(message.body)
         if envelope is None:
             log.warning(
@@ -120,6 +131,7 @@ class RabbitSubscription(Subscription):
                 message.message_id,
             )
             # Durable queues dead-letter a rejection through their DLX; transient ones drop it.
+            (self._dropped if self._kind is QueueKind.TRANSIENT else self._dead_lettered).inc()
             await message.reject(requeue=False)
             return
         if self._kind is QueueKind.TRANSIENT:
@@ -132,6 +144,8 @@ class RabbitSubscription(Subscription):
             log_failure(self.queue, envelope, attempt, self._max_retries)
             if attempt < self._max_retries:
                 await asyncio.sleep(self._bus.backoff(attempt))
+            else:
+                self._dead_lettered.inc()
             # The queue's x-delivery-limit moves it to the DLQ once max_retries deliveries failed.
             await message.nack(requeue=True)
             return
@@ -149,6 +163,7 @@ class RabbitSubscription(Subscription):
             else:
                 await message.ack()
                 return
+        self._dropped.inc()
         await message.reject(requeue=False)
 
 

@@ -9,12 +9,16 @@ exception classes as on the real exchange.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from common import metrics
 from common.exchanges.budget import ExchangeBudget, account_id, charges
+from common.exchanges.errors import ExchangeBudgetExhaustedError, PermanentExchangeError, classify
 from common.exchanges.ids import Exchange
 from common.exchanges.settings import ExchangeSettings
 from common.logging import quiet_wire_loggers
@@ -136,6 +140,17 @@ def ccxt_config(
     return config
 
 
+def call_outcome(exc: BaseException, exchange: str) -> tuple[str, str]:
+    """The (outcome, kind) labels of a failed call: transient (budget_exhausted, cancelled, network) or
+    permanent (the error's kind)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled", ""
+    error = classify(exc, exchange) if isinstance(exc, Exception) else None
+    if isinstance(error, PermanentExchangeError):
+        return "permanent", error.kind.value
+    return "transient", "budget_exhausted" if isinstance(error, ExchangeBudgetExhaustedError) else "network"
+
+
 @functools.lru_cache(maxsize=4)
 def _budgeted_class(exchange: Exchange) -> Any:
     """ccxt's async client class of `exchange`, every REST call of which is charged to a budget first."""
@@ -152,11 +167,25 @@ def _budgeted_class(exchange: Exchange) -> Any:
         config: dict[str, Any] | None = None,
     ) -> Any:
         params, config = params if params is not None else {}, config if config is not None else {}
-        cost = self.calculate_rate_limiter_cost(api, method, path, params, config)
-        await self.gridbot_budget.spend(
-            exchange, charges(exchange, api, method, path, cost), self.gridbot_account
-        )
-        return await base.fetch2(self, path, api, method, params, config)
+        # ccxt's path template ("order", "ticker/price"), never the filled-in URL: a bounded label.
+        endpoint = f"{method} {path}"
+        try:
+            cost = self.calculate_rate_limiter_cost(api, method, path, params, config)
+            await self.gridbot_budget.spend(
+                exchange, charges(exchange, api, method, path, cost), self.gridbot_account
+            )
+            began = time.perf_counter()
+            try:
+                result = await base.fetch2(self, path, api, method, params, config)
+            finally:
+                metrics.EXCHANGE_DURATION.labels(exchange.value, endpoint).observe(
+                    time.perf_counter() - began
+                )
+        except BaseException as exc:
+            metrics.EXCHANGE_CALLS.labels(exchange.value, endpoint, *call_outcome(exc, exchange.value)).inc()
+            raise
+        metrics.EXCHANGE_CALLS.labels(exchange.value, endpoint, "ok", "").inc()
+        return result
 
     return type(f"Budgeted{base.__name__}", (base,), {"fetch2": fetch2})
 

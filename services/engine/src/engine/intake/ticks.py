@@ -92,10 +92,12 @@ class TickRouter:
             tick = envelope.payload_as(PriceTick)
         except ValidationError:
             log.warning("unreadable price tick %s", envelope.message_id)
+            self._metrics.ticks_dropped += 1
             return
         self._metrics.ticks += 1
         if not (0 < tick.low <= tick.last <= tick.high):
             log.warning("price tick %s out of order (low/last/high); ignored", envelope.message_id)
+            self._metrics.ticks_dropped += 1
             return
         key = (tick.exchange.value, tick.ticker)
         feed = self._feeds.get(key)

@@ -96,6 +96,7 @@ class LiveBroker:
         self._shard_for = shard_for
         self._fills = fills
         self._metrics = metrics
+        self.metrics = metrics
         self.publish = publish
         self._credentials = CredentialsClient(
             settings.credentials_url,
@@ -359,6 +360,8 @@ class LiveBroker:
 
     async def _reject(self, bot_id: uuid.UUID, cid: str, error: PermanentExchangeError) -> None:
         log.warning("order %s refused for good: %s (%s)", cid, error.kind.value, error.reason or error.source)
+        rejected = self._metrics.orders_rejected
+        rejected[error.kind.value] = rejected.get(error.kind.value, 0) + 1
         await self.submit(OrderClosedWork(bot_id=bot_id, event=OrderRejected(cid, rejection_reason(error))))
 
     # --- canceling and checking --------------------------------------------------------------------------------

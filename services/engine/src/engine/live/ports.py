@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from engine.live.client import ExchangeClient
+from engine.metrics import Metrics
 from engine.model import BotHandle
 from engine.scheduling.registry import Registry
 from engine.settings import Settings
@@ -35,6 +36,10 @@ class Broker(Protocol):
     @property
     def registry(self) -> Registry:
         """The bots this replica holds."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """The engine's counters (reconciliations, adoptions)."""
 
     @property
     def reconciler(self) -> Reconciling:

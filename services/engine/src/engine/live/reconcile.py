@@ -65,9 +65,11 @@ class Reconciler:
     async def reconcile(self, bot_id: uuid.UUID) -> bool:
         """One bot, after any reconciliation of it already running; False when it ended on a transient error."""
         async with self._locks.setdefault(bot_id, asyncio.Lock()):
+            self._broker.metrics.reconciliations += 1
             try:
                 await self._reconcile(bot_id)
             except ExchangeCallError as exc:
+                self._broker.metrics.reconciliations_incomplete += 1
                 log.warning(
                     "reconciliation of bot %s incomplete: %s", bot_id, exc.source or type(exc).__name__
                 )
@@ -128,5 +130,6 @@ class Reconciler:
                 client = await broker.client(handle)
                 await call(client.cancel, handle.row.ticker, cid, ex.exchange_order_id, attempts=3)
                 return
+        broker.metrics.adoptions += 1
         log.warning("bot %s adopted order %s found open at the exchange", bot_id, cid)
         await broker.check(bot_id, cid)  # its fills so far, like any order's

@@ -28,7 +28,7 @@ from engine.metrics import Metrics
 from engine.model import BotHandle
 from engine.persistence import errors, writes
 from engine.scheduling.registry import Registry
-from engine.step import Step
+from engine.step import CANCELED, Step
 from engine.work import Barrier, TickWork, Work
 from gridcore import PlaceOrder, SellMarket
 
@@ -185,6 +185,7 @@ class Shard:
             except Exception as exc:
                 error = exc
         if isinstance(work, TickWork):
+            self._metrics.ticks_dropped += 1
             log.warning("shard %d: tick for bot %s dropped: %r", self.number, work.bot_id, error)
         else:
             log.warning(
@@ -262,6 +263,8 @@ class Shard:
             if step.new_version is not None:
                 handle.version = step.new_version
             metrics.orders_placed += len(step.order_inserts)
+            if step.order_updates:
+                metrics.orders_cancelled += sum(ref.status == CANCELED for ref in step.order_updates.values())
             metrics.paper_fills += step.paper_fills
             metrics.fills += len(step.trade_inserts)
             if step.triggers:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from common import metrics
 from common.bus import Bus, QueueKind, Subscription
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent, BotLifecycle
 from common.contracts.envelope import Envelope
@@ -140,6 +141,7 @@ class LiveHub:
             user = self._users[socket.user_id] = _User()
         user.sockets.add(socket)
         self._count += 1
+        metrics.GATEWAY_WS_CONNECTIONS.inc()
         return None
 
     def leave(self, socket: LiveSocket) -> None:
@@ -149,6 +151,7 @@ class LiveHub:
             return
         user.sockets.discard(socket)
         self._count -= 1
+        metrics.GATEWAY_WS_CONNECTIONS.dec()
         if not user.sockets:
             self._set_bots(socket.user_id, {})
             del self._users[socket.user_id]

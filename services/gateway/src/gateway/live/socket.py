@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Send
 
+from common import metrics
 from common.exchanges.ids import Exchange
 from gateway.live.wire import PONG
 
@@ -76,6 +77,7 @@ class LiveSocket:
             return
         if len(self._queue) >= self._limits.queue_size:
             log.info("live socket of user %s dropped: %d events unsent", self.user_id, len(self._queue))
+            metrics.GATEWAY_WS_SLOW_DROPPED.inc()
             self.kick(TRY_AGAIN_LATER, "slow consumer")
             return
         self._queue.append(text)
@@ -148,6 +150,8 @@ class LiveSocket:
             async with asyncio.timeout(self._limits.send_timeout):
                 await send({"type": "websocket.send", "text": text})
         except TimeoutError:
+            if not self.closing:
+                metrics.GATEWAY_WS_SLOW_DROPPED.inc()
             self.kick(TRY_AGAIN_LATER, "slow consumer")
             raise
 

@@ -24,6 +24,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from common import metrics
 from common.exchanges.ids import Exchange
 from common.retry import Backoff, Jitter
 from common.web import iso_utc
@@ -238,6 +239,7 @@ class StreamClient(ABC):
                 continue
             attempt = 1 if time.monotonic() - started > _STABLE_SECONDS else attempt + 1
             self.state.reconnects += 1
+            metrics.MARKET_RECONNECTS.labels(self.exchange.value).inc()
             self.state.status = "reconnecting"
             await asyncio.sleep(self.options.backoff.delay(attempt))
 
@@ -306,11 +308,13 @@ class StreamClient(ABC):
     async def _read(self, conn: Connection) -> None:
         handle = self.handle
         state = self.state
+        received = metrics.MARKET_MESSAGES.labels(self.exchange.value)
         try:
             async for frame in conn.ws:
                 conn.last_frame = time.monotonic()
                 conn.frames += 1
                 state.frames += 1
+                received.inc()
                 try:
                     handle(conn, frame)
                 except Exception:
