@@ -27,7 +27,7 @@ TEST_WORKERS ?= 2
 BENCH_ARGS ?= --quick
 SRC := $(wildcard libs/*/src services/*/src tools/*/src)
 
-.PHONY: help install run dev secrets up down image test lint fmt typecheck bench migrate rotate-keys clean
+.PHONY: help install run dev admin secrets up down image test lint fmt typecheck bench migrate rotate-keys clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ run: install ## Run the whole system in one process (SQLite, in-process bus and 
 
 dev: install ## Run every service as its own process (two engines) over local RabbitMQ/PostgreSQL/Redis; restarts what dies
 	$(UV) run --frozen python -m launcher.dev
+
+admin: install ## Make a registered user an administrator: make admin EMAIL=you@example.com (DATABASE_URL, else make run's)
+	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com"; exit 2; }
+	$(UV) run --frozen python -m auth.promote $(EMAIL)
 
 secrets: ## Write .env with fresh random secrets for docker compose (never overwrites an existing one)
 	python3 tools/launcher/src/launcher/gensecrets.py $(ENV_FILE)

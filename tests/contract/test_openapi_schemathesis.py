@@ -54,6 +54,9 @@ BEYOND_JSON_SCHEMA = (
     "days after startDate",
     # A grid option's limit on another field (or, on PUT, on the stored bot): trailingUpLimit needs trailingUp.
     "requires trailingUp: true",
+    # Every text the API reads (a path segment too) is UTF-8 without control characters: a path parameter's
+    # schema is a plain string.
+    "not UTF-8 text without control characters",
 )
 
 

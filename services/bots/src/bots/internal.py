@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
-from bots.deps import InternalCaller
-from common.web import ApiRouter, JsonResponse
+from bots.deps import InternalCaller, Service
+from common.security import AdminUser
+from common.web import ApiRouter, JsonResponse, ok
 from trading.models import Bot, BotStatus
 
 router = ApiRouter(prefix="/internal", include_in_schema=False, dependencies=[InternalCaller])
+# Called by the auth service on behalf of an administrator, with the administrator's own token (no secret of
+# its own); not under /api, so never routed by the gateway.
+admin_router = ApiRouter(prefix="/internal/admin", include_in_schema=False)
 
 
 @router.get("/bots/running-tickers")
@@ -29,3 +35,9 @@ async def running_tickers(request: Request) -> Response:
     response = JsonResponse({"tickers": pairs})
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@admin_router.post("/users/{user_id}/stop-bots")
+async def stop_user_bots(user_id: uuid.UUID, _: AdminUser, service: Service) -> Response:
+    """`{"botsStopped": n}`: every running bot of a disabled user stopped, its orders cancelled."""
+    return ok({"botsStopped": await service.stop_all(user_id)})

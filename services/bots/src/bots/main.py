@@ -15,6 +15,7 @@ from bots.confirmations import StopConfirmations
 from bots.consumers import CredentialEventConsumer
 from bots.credentials_client import CredentialsClient
 from bots.endpoints import router
+from bots.internal import admin_router as internal_admin_router
 from bots.internal import router as internal_router
 from bots.queries import BotQueries
 from bots.service import BotService
@@ -96,6 +97,7 @@ def create_app(
     app = create_base_app(title="gridbot bots", lifespan=lifespan, max_body_bytes=settings.max_body_bytes)
     app.include_router(router)
     app.include_router(internal_router)
+    app.include_router(internal_admin_router)
 
     def checks() -> Mapping[str, HealthCheck]:
         return infrastructure_checks(app.state.engine, app.state.cache, app.state.bus)

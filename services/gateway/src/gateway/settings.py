@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
@@ -11,7 +10,7 @@ from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from common.settings import BusSettings, CacheSettings, JwtSettings
+from common.settings import BusSettings, CacheSettings, JwtSettings, split_list
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -29,16 +28,6 @@ DEFAULT_PUBLIC_PATHS: list[str] = [
     "POST /api/auth/refresh",
 ]
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-
-
-def _split_list(value: Any) -> Any:
-    # Lists come from the environment either as JSON or comma separated ("10.0.0.0/8, 127.0.0.1").
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
 
 
 def _clean_path(path: str) -> str:
@@ -141,7 +130,7 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     @field_validator("public_paths", mode="before")
     @classmethod
     def _split_public(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("public_paths")
     @classmethod
@@ -166,7 +155,7 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("trusted_proxies")
     @classmethod
