@@ -87,7 +87,7 @@ class Receiver:
     async def __aenter__(self) -> Receiver:
         self.port = free_port()
         config = uvicorn.Config(
-            self._app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
+            self._app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, interface="asgi3"
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
