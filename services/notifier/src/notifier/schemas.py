@@ -34,7 +34,18 @@ Percent = Annotated[
     PlainValidator(_percent),
     WithJsonSchema({"type": ["number", "null"], "exclusiveMinimum": 0, "exclusiveMaximum": 1_000_000}),
 ]
-Url = Annotated[str, Field(min_length=1, max_length=2048)]
+_PORT = r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+_HOST = r"(([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+\.?|\[[0-9A-Fa-f:.]+\])"
+# An http(s) URL with a host and no credentials (the SSRF guard then checks where the host leads).
+Url = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2048,
+        pattern=rf"^https?://{_HOST}{_PORT}([/?#][\x21-\x7e]*)?$",
+        examples=["https://example.com/gridbot"],
+    ),
+]
 Secret = Annotated[str, Field(min_length=8, max_length=256, pattern=r"^[\x21-\x7e]+$")]
 
 
