@@ -46,8 +46,14 @@ class WebhookSender:
 
     def __init__(self, timeout: float, *, allow_private: bool) -> None:
         self._allow_private = allow_private
+        # No kept-alive connections: a pooled connection is keyed by the address, and one verified for one
+        # name must never carry another name's request that happens to resolve to the same address.
         self._client = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT}
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     async def close(self) -> None:
