@@ -4,6 +4,7 @@ retried under one id until a 2xx, dead after the bound, never duplicated by a re
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -187,7 +188,10 @@ async def test_a_redelivered_message_adds_nothing_and_a_profit_target_is_told_on
         for r in receiver.received
         if r.json()["event"] == "profit_target" and r.json()["botId"] == bot
     )
-    assert target["data"]["profitPercent"] == 5 and target["data"]["profitTargetPercent"] == 5
+    # Messages are handled several at a time (prefetch 8): whichever figures above the target came first tell it.
+    assert (
+        target["data"]["profitPercent"] in (5, Decimal("7.5")) and target["data"]["profitTargetPercent"] == 5
+    )
 
 
 async def test_an_invalidated_credential_is_an_error_notification(

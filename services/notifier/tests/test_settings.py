@@ -3,6 +3,7 @@ change nothing, and webhook targets checked against SSRF outside development."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -59,7 +60,17 @@ async def test_settings_are_stored_with_secrets_sealed_and_never_shown(
         assert data["channels"][1]["chatId"] == "-1001234567890"
         assert data["events"] == ["bot_status", "trade"] and str(data["profitTargetPercent"]) == "12.5"
     async with app.state.session_factory() as session:
-        rows = (await session.execute(select(Channel).order_by(Channel.position))).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(Channel)
+                    .where(Channel.user_id == uuid.UUID(user.user_id))
+                    .order_by(Channel.position)
+                )
+            )
+            .scalars()
+            .all()
+        )
     ring = app.state.settings.key_ring()
     assert all(row.secret and SECRET not in row.secret and TOKEN not in row.secret for row in rows)
     assert [open_row(ring, row).secret for row in rows] == [SECRET, f"tgram://{TOKEN}/-1001234567890", hook]
