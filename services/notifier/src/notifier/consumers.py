@@ -12,7 +12,6 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -23,7 +22,7 @@ from common.bus import Bus, QueueKind, Subscription
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent, CredentialEventType
 from common.contracts.envelope import Envelope
 from common.contracts.events import EVENTS_EXCHANGE, EventKind, UserEvents, user_events_binding
-from notifier.messages import category, notification, profit_percent, wanted
+from notifier.messages import Note, notes_of, notification
 from notifier.models import Channel, Delivery, InboxMessage, NotificationSettings, ProfitTargetHit
 
 log = logging.getLogger(__name__)
@@ -79,31 +78,16 @@ class EventConsumer:
         if not elements:
             return  # grid levels, backtests: nothing to tell
 
-        def build(settings: NotificationSettings, hits: set[str]) -> list[tuple[str, dict[str, Any]]]:
-            out: list[tuple[str, dict[str, Any]]] = []
-            for element in elements:
-                bot = str(element.get("botId") or message.bot_id or "")
-                if element.get("type") == EventKind.BOT_STATS.value:
-                    target = settings.profit_target_percent
-                    reached = profit_percent(element)
-                    if target is None or reached is None or reached < target or bot in hits:
-                        continue
-                    if "profit_target" in settings.events:
-                        hits.add(bot)
-                        data = {**element, "profitTargetPercent": str(target)}
-                        out.append(
-                            (
-                                "profit_target",
-                                notification("profit_target", str(user), envelope.occurred_at, data, bot),
-                            )
-                        )
-                    continue
-                event = category(element)
-                if event is not None and wanted(event, settings.events):
-                    out.append(
-                        (event, notification(event, str(user), envelope.occurred_at, element, bot or None))
-                    )
-            return out
+        def build(settings: NotificationSettings, hits: set[str]) -> list[Note]:
+            return notes_of(
+                elements,
+                message.bot_id,
+                str(user),
+                envelope.occurred_at,
+                settings.events,
+                settings.profit_target_percent,
+                hits,
+            )
 
         await self._store(EVENTS_QUEUE, envelope.message_id, user, build)
 
@@ -119,7 +103,7 @@ class EventConsumer:
             return
         data = {"type": "credential_invalid", "exchange": event.exchange.value, "reason": event.reason}
 
-        def build(settings: NotificationSettings, hits: set[str]) -> list[tuple[str, dict[str, Any]]]:
+        def build(settings: NotificationSettings, hits: set[str]) -> list[Note]:
             if "error" not in settings.events:
                 return []
             return [("error", notification("error", str(user), envelope.occurred_at, data))]
@@ -131,7 +115,7 @@ class EventConsumer:
         consumer: str,
         message_id: str,
         user: uuid.UUID,
-        build: Callable[[NotificationSettings, set[str]], list[tuple[str, dict[str, Any]]]],
+        build: Callable[[NotificationSettings, set[str]], list[Note]],
     ) -> None:
         async with self._factory() as session:
             settings = await session.get(NotificationSettings, user)

@@ -15,6 +15,8 @@ from common.contracts.events import DECIMAL_FIELDS, EventKind, exact_decimals
 from common.web import dumps, iso_utc
 
 TEST = "test"
+Note = tuple[str, dict[str, Any]]
+"""One notification to write: its event name and its stored form."""
 
 
 def notification(
@@ -60,6 +62,35 @@ def profit_percent(element: dict[str, Any]) -> Decimal | None:
         return Decimal(str(value)) if value is not None else None
     except InvalidOperation:
         return None
+
+
+def notes_of(
+    elements: list[dict[str, Any]],
+    default_bot: str | None,
+    user_id: str,
+    occurred_at: datetime,
+    chosen: list[str],
+    target: Decimal | None,
+    hits: set[str],
+) -> list[Note]:
+    """The notifications one message's elements make for a user who chose `chosen`; a bot whose figures reach
+    `target` for the first time (not in `hits`) is added to `hits` with its `profit_target` notification."""
+    out: list[Note] = []
+    for element in elements:
+        bot = str(element.get("botId") or default_bot or "")
+        if element.get("type") == EventKind.BOT_STATS.value:
+            reached = profit_percent(element)
+            if target is None or reached is None or reached < target or bot in hits:
+                continue
+            if "profit_target" in chosen:
+                hits.add(bot)
+                data = {**element, "profitTargetPercent": str(target)}
+                out.append(("profit_target", notification("profit_target", user_id, occurred_at, data, bot)))
+            continue
+        event = category(element)
+        if event is not None and wanted(event, chosen):
+            out.append((event, notification(event, user_id, occurred_at, element, bot or None)))
+    return out
 
 
 def _exact(node: Any) -> Any:
