@@ -17,7 +17,7 @@ from common.contracts.events import EVENTS_EXCHANGE, user_events_key
 from common.exchanges.ids import Exchange
 from common.testing.service import User, exact_json
 from common.testing.wait import eventually
-from notifier.senders import send_apprise
+from notifier.senders import WebhookSender, send_apprise
 from notifier.testing import Receiver, verify
 
 SECRET = "webhook-secret-0123456789"
@@ -244,3 +244,17 @@ async def test_apprise_channels_deliver_through_apprise() -> None:
         assert not outcome.delivered and outcome.retry
     sent = receiver.received[0].json()
     assert sent["title"] == "gridbot: test" and sent["message"] == "hello"
+
+
+async def test_outside_development_the_target_is_checked_again_at_every_attempt() -> None:
+    # A channel saved while its name pointed elsewhere is refused once it leads to a private address.
+    sender = WebhookSender(3, allow_private=False)
+    try:
+        async with Receiver() as receiver:
+            for url in (receiver.url, f"http://vm:{receiver.port}/hook"):
+                outcome = await sender.send(url, SECRET, str(uuid.uuid4()), "test", b"{}")
+                assert not outcome.delivered and not outcome.retry, outcome
+                assert outcome.error is not None and "loopback" in outcome.error
+        assert receiver.received == []
+    finally:
+        await sender.close()
