@@ -258,3 +258,31 @@ async def test_outside_development_the_target_is_checked_again_at_every_attempt(
         assert receiver.received == []
     finally:
         await sender.close()
+
+
+@pytest.mark.settings(delivery_timeout_seconds=0.5)
+async def test_an_attempt_cut_short_by_a_crash_is_made_again_under_the_same_id(
+    client: httpx.AsyncClient, user: User, app: FastAPI
+) -> None:
+    worker = app.state.delivery_worker
+    async with Receiver() as receiver:
+        await configure(client, user, receiver.url)
+        await worker.stop()
+        queued = exact_json(await client.post("/api/notifications/test", headers=user.auth))["data"][
+            "deliveries"
+        ]
+        # A process claims it and dies before sending: the claim counted the attempt and holds the row.
+        (claimed,) = await worker.claim()
+        assert str(claimed[0].id) == queued[0]["deliveryId"]
+        (held,) = await deliveries(client, user)
+        assert (held["status"], held["attempts"]) == ("pending", 1)
+        assert await worker.claim() == []  # nobody else takes it while the claim holds
+        worker.start()  # another process: it takes the row once the claim has lapsed
+
+        async def succeeded() -> bool:
+            return [d["status"] for d in await deliveries(client, user)] == ["succeeded"]
+
+        await eventually(succeeded, timeout=WAIT, interval=0.1, message="never sent again")
+    assert [r.headers["x-gridbot-delivery"] for r in receiver.received] == [queued[0]["deliveryId"]]
+    (shown,) = await deliveries(client, user)
+    assert shown["attempts"] == 2

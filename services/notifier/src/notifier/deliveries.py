@@ -99,11 +99,13 @@ class DeliveryWorker:
 
     async def run_due(self) -> int:
         """Claim up to `concurrency` due deliveries and attempt them; how many were attempted."""
-        claimed = await self._claim()
+        claimed = await self.claim()
         await asyncio.gather(*(self._attempt(*item) for item in claimed))
         return len(claimed)
 
-    async def _claim(self) -> list[tuple[Delivery, OpenChannel | None, str | None]]:
+    async def claim(self) -> list[tuple[Delivery, OpenChannel | None, str | None]]:
+        """Due deliveries, each with its attempt counted and held until its time bound has passed (with its
+        channel opened, or why it cannot be)."""
         now = self._clock()
         lease = now + timedelta(seconds=self._timeout + CLAIM_MARGIN_SECONDS)
         async with self._factory() as session:
