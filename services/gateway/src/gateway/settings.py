@@ -21,6 +21,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/api/exchange": "market-data",
     "/api/bots": "bots",
     "/api/backtests": "backtest",
+    "/api/notifications": "notifier",
 }
 DEFAULT_PUBLIC_PATHS: list[str] = [
     "POST /api/auth/register",

@@ -167,6 +167,16 @@ SERVICES: tuple[ServiceSpec, ...] = (
         uses_exchanges=True,
         image_of="backtest",
     ),
+    # Notification channels and deliveries, fed by the `events` and `credentials` exchanges (one process: its
+    # routes, its consumers and its delivery worker).
+    ServiceSpec(
+        "notifier",
+        "notifier",
+        3010,
+        "notifier.settings:Settings",
+        migrate_module="notifier.migrate",
+        uses_bus=True,
+    ),
     # On the bus for live updates (GET /api/ws): user events, bot lifecycle and price ticks.
     ServiceSpec("gateway", "gateway", 3000, "gateway.settings:Settings", upstream=False, uses_bus=True),
 )
