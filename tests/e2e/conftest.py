@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 120.0
 # The e2e client sits behind a "load balancer" on loopback so each test can be its own client IP.
 TRUSTED = json.dumps(["127.0.0.1"])
+# The stacks' administrator (ADMIN_EMAILS): whoever registers with it first in a stack is one.
+ADMIN_EMAIL = "admin-e2e@example.com"
 
 
 # Modules whose unparametrized tests take the dev stack itself (`dev_stack`/`dev_system`): the scheduler sees
@@ -120,7 +122,7 @@ def _dev_stack(
         log_dir=tmp_path_factory.mktemp("dev-logs"),
         cache_namespace=namespace,
         bus_namespace=namespace,
-        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}},
+        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}, "auth": {"ADMIN_EMAILS": ADMIN_EMAIL}},
         # Two engine replicas (`engine-1`, `engine-2`), as `make dev` and compose run them: they share the
         # bots' partitions, and one killed has its bots taken over by the other.
         engine_replicas=2,
@@ -148,7 +150,9 @@ def dev_system(dev_stack: Stack) -> System:
 @pytest.fixture(scope="session")
 def embedded_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """`make run`'s one process on a scratch SQLite file."""
-    with embedded(tmp_path_factory.mktemp("embedded"), ROOT, TRUSTED_PROXIES=TRUSTED) as system:
+    with embedded(
+        tmp_path_factory.mktemp("embedded"), ROOT, TRUSTED_PROXIES=TRUSTED, ADMIN_EMAILS=ADMIN_EMAIL
+    ) as system:
         yield system
 
 

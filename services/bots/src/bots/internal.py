@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from bots.deps import InternalCaller, Service
+from bots.system import system_view
 from common.security import AdminUser
 from common.web import ApiRouter, JsonResponse, ok
 from trading.models import Bot, BotStatus
@@ -41,3 +42,14 @@ async def running_tickers(request: Request) -> Response:
 async def stop_user_bots(user_id: uuid.UUID, _: AdminUser, service: Service) -> Response:
     """`{"botsStopped": n}`: every running bot of a disabled user stopped, its orders cancelled."""
     return ok({"botsStopped": await service.stop_all(user_id)})
+
+
+@admin_router.get("/system")
+async def system(request: Request, _: AdminUser) -> Response:
+    """The engine replicas, their partitions and bots, and the queues (the gateway's GET /api/admin/system)."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.read_session_factory
+    async with factory() as session:
+        view = await system_view(session, request.app.state.bus)
+    response = JsonResponse(view)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 API_PREFIX = "/api"
+# The routes' name for paths the gateway serves itself (GET /api/admin/system).
+GATEWAY_SERVICE = "gateway"
+ADMIN_PREFIX = "/api/admin"
 
 
 class RouteTable:
@@ -71,3 +74,8 @@ def has_dot_segment(path: str) -> bool:
     if "/." not in path:
         return False
     return any(segment in (".", "..") for segment in path.split("/"))
+
+
+def is_admin_path(path: str) -> bool:
+    """True for /api/admin and everything below it: administrators only, whatever the path."""
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")

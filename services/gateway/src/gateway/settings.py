@@ -21,6 +21,9 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/api/exchange": "market-data",
     "/api/bots": "bots",
     "/api/backtests": "backtest",
+    "/api/admin": "auth",
+    # Served by the gateway itself (gateway.admin): it gathers every service's part.
+    "/api/admin/system": "gateway",
     "/api/notifications": "notifier",
 }
 DEFAULT_PUBLIC_PATHS: list[str] = [
@@ -50,6 +53,9 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     public_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_PUBLIC_PATHS))
 
     upstream_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Services whose answers may take longer (JSON: {"backtest": 120}): a recommendation over 90 days of
+    # candles the backtest service has not stored yet pages through the exchange first.
+    upstream_service_timeouts: dict[str, float] = Field(default_factory=lambda: {"backtest": 120.0})
     upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     upstream_max_connections: int = Field(default=100, ge=1, le=10_000)
     upstream_max_keepalive: int = Field(default=50, ge=0, le=10_000)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.bus import Bus, QueueKind, Subscription
+from common.contracts import queues
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent, CredentialEventType
 from common.contracts.envelope import Envelope
 from common.contracts.events import EVENTS_EXCHANGE, EventKind, UserEvents, user_events_binding
@@ -27,8 +28,8 @@ from notifier.models import Channel, Delivery, InboxMessage, NotificationSetting
 
 log = logging.getLogger(__name__)
 
-EVENTS_QUEUE = "notifier.events"
-CREDENTIAL_EVENTS_QUEUE = "notifier.credential-events"
+EVENTS_QUEUE = queues.NOTIFIER_EVENTS
+CREDENTIAL_EVENTS_QUEUE = queues.NOTIFIER_CREDENTIAL_EVENTS
 _KINDS = frozenset({EventKind.TRADE.value, EventKind.BOT_STATUS.value, EventKind.BOT_STATS.value})
 
 

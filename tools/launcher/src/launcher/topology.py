@@ -95,7 +95,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
         env_prefix="SIM_",
         health_path="/_sim/health",
     ),
-    ServiceSpec("auth", "auth", 3001, "auth.settings:Settings", migrate_module="auth.migrate"),
+    # BOTS_URL: disabling a user stops their bots (the bots service's admin route).
+    ServiceSpec(
+        "auth",
+        "auth",
+        3001,
+        "auth.settings:Settings",
+        migrate_module="auth.migrate",
+        links={"BOTS_URL": "bots"},
+    ),
     ServiceSpec(
         "credentials",
         "credentials",
