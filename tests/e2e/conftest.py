@@ -15,7 +15,7 @@ from xdist.scheduler import LoadScopeScheduling
 from common.testing.infra import free_port, scratch_database
 from common.testing.sweep import sweep_namespaces
 from launcher.dev import Stack
-from launcher.testing import System, embedded, random_client_ip
+from launcher.testing import ADMIN_EMAIL, System, embedded, random_client_ip
 from launcher.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 120.0
 # The e2e client sits behind a "load balancer" on loopback so each test can be its own client IP.
 TRUSTED = json.dumps(["127.0.0.1"])
-# The stacks' administrator (ADMIN_EMAILS): whoever registers with it first in a stack is one.
-ADMIN_EMAIL = "admin-e2e@example.com"
 
 
 # Modules whose unparametrized tests take the dev stack itself (`dev_stack`/`dev_system`): the scheduler sees

@@ -104,7 +104,7 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     credentials_app = create_credentials(CredentialsSettings())
     bots_app = create_bots(BotsSettings(), credentials_transport=_transport(credentials_app))
     apps: dict[str, FastAPI] = {
-        "auth": create_auth(AuthSettings()),
+        "auth": create_auth(AuthSettings(), bots_transport=_transport(bots_app)),
         "credentials": credentials_app,
         "bots": bots_app,
         "market-data": create_market_data(MarketDataSettings(), bots_transport=_transport(bots_app)),
