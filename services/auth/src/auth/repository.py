@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -146,30 +146,22 @@ class RefreshTokenRepository:
 
     async def revoke_user(self, user_id: uuid.UUID, now: datetime) -> list[LiveAccess]:
         """Revoke every refresh token of a user; return the live access tokens issued with them."""
-        await self._session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        result = await self._session.execute(
-            select(RefreshToken.access_jti, RefreshToken.access_expires_at).where(
-                RefreshToken.user_id == user_id, RefreshToken.access_expires_at > now
-            )
-        )
-        return [LiveAccess(jti=r.access_jti, expires_at=r.access_expires_at) for r in result]
+        return await self._revoke(RefreshToken.user_id == user_id, now)
 
     async def revoke_family(self, family_id: str, now: datetime) -> list[LiveAccess]:
         """Revoke a family's refresh tokens; return the live access tokens issued with them."""
+        return await self._revoke(RefreshToken.family_id == family_id, now)
+
+    async def _revoke(self, which: ColumnElement[bool], now: datetime) -> list[LiveAccess]:
         await self._session.execute(
             update(RefreshToken)
-            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .where(which, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
             .execution_options(synchronize_session=False)
         )
         result = await self._session.execute(
             select(RefreshToken.access_jti, RefreshToken.access_expires_at).where(
-                RefreshToken.family_id == family_id, RefreshToken.access_expires_at > now
+                which, RefreshToken.access_expires_at > now
             )
         )
         return [LiveAccess(jti=r.access_jti, expires_at=r.access_expires_at) for r in result]
