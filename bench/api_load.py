@@ -48,7 +48,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 from limits import parse  # noqa: E402
-from loadkit import Client, Recorder, schedule  # noqa: E402
+from loadkit import Client, Recorder, percentile, schedule  # noqa: E402
 from prockit import CpuMeter  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from websockets.typing import Subprotocol  # noqa: E402
@@ -300,13 +300,13 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
         task.cancel()
     await asyncio.gather(*listeners, return_exceptions=True)
     await asyncio.gather(*(ws.close() for ws in sockets))
-    lateness = sorted(rec.lateness)
+    lateness = sorted(rec.lateness) or [0.0]
     return {
         "routes": rec.figures(),
         "errors": {f"{route}: {code}": n for (route, code), n in sorted(rec.errors.items())},
         "client_lateness_ms": {
-            "p99": round(lateness[max(0, math.ceil(0.99 * len(lateness)) - 1)] * 1000, 1) if lateness else 0,
-            "max": round(lateness[-1] * 1000, 1) if lateness else 0,
+            "p99": round(percentile(lateness, 0.99) * 1000, 1),
+            "max": round(lateness[-1] * 1000, 1),
         },
         "ws": {"sockets": len(sockets), "events": dict(events), "closed_by_server": dict(closed)}
         if args.ws
@@ -421,7 +421,11 @@ def report(result: dict[str, Any]) -> list[str]:
     lines.append(
         f"  other processes on the machine {cpu['other_cpu_s'] / cpu['seconds']:.2f} (top: {others})"
     )
-    few = [f"{r} ({m['samples']})" for r, m in result["routes"].items() if m["samples"] < MIN_SAMPLES]
+    few = [
+        f"{r} ({m['samples']})"
+        for r, m in result["routes"].items()
+        if r != "overall" and m["samples"] < MIN_SAMPLES
+    ]
     if few:
         lines.append(
             f"warning: < {MIN_SAMPLES:,} samples, p99 not reliable (longer --duration): {', '.join(few)}"

@@ -174,19 +174,18 @@ def error_code(body: bytes) -> str:
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted samples (q in 0..1); NaN without samples."""
-    if not ordered:
-        return float("nan")
+    """Nearest-rank percentile of sorted, non-empty samples (q in 0..1)."""
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def summary(samples: list[float], seconds: float, errors: int) -> dict[str, float]:
-    """Samples, requests/s and p50/p90/p99/max in ms of one set of latencies."""
-    ordered = sorted(samples)
+    """Samples, requests/s and p50/p90/p99/max in ms of one set of latencies (0 ms without samples, the
+    sample count says so: a JSON document has no NaN)."""
+    ordered = sorted(samples) or [0.0]
     return {
-        "samples": len(ordered),
-        "rps": round(len(ordered) / seconds, 1),
-        **{f"p{int(q * 100)}_ms": round(percentile(ordered, q) * 1000, 1) for q in (0.5, 0.9, 0.99)},
-        "max_ms": round(ordered[-1] * 1000, 1) if ordered else float("nan"),
+        "samples": len(samples),
+        "rps": round(len(samples) / seconds, 1),
+        **{f"p{round(q * 100)}_ms": round(percentile(ordered, q) * 1000, 1) for q in (0.5, 0.9, 0.99)},
+        "max_ms": round(ordered[-1] * 1000, 1),
         "errors": errors,
     }
