@@ -24,7 +24,7 @@ TEST_WORKERS ?= 2
 # `make bench BENCH_ARGS=` runs the issue's 10,000 bots and 10 kills (about a quarter of an hour).
 # bench/recovery.py runs its defaults: the exchange and bus faults, never the restarts of the shared servers
 # (those need --restart-servers, on a machine of your own).
-# bench/api_load.py runs 100 polling users against a whole `make dev` stack (about 2 minutes with its set-up).
+# bench/api_load.py runs 100 polling users against a whole `make dev` stack (a few minutes with its set-up).
 BENCH_ARGS ?= --quick
 SRC := $(wildcard libs/*/src services/*/src tools/*/src)
 

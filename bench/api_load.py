@@ -331,6 +331,8 @@ async def run(args: argparse.Namespace, database_url: str, namespace: str) -> di
         cache_namespace=namespace,
         bus_namespace=namespace,
         extra_env={"gateway": {"TRUSTED_PROXIES": json.dumps(["127.0.0.1"]), **limit_env}},
+        # The launcher's own lines (a process restarted) to stderr: with --json, stdout is the document alone.
+        say=lambda line: print(line, file=sys.stderr, flush=True),
     )
 
     def say(line: str) -> None:
