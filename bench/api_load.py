@@ -144,9 +144,9 @@ async def create_bot(api: httpx.AsyncClient, user: User, exchange: str, ticker: 
     return str(data["botId"])
 
 
-async def setup(gateway: str, sim: str, users: int, extra_bots: int) -> tuple[list[User], float]:
+async def setup(gateway: str, sim: str, users: int, extra_bots: int) -> tuple[list[User], list[User], float]:
     """`users` users with one running paper bot each, plus `extra_bots` bots under a few extra users;
-    returns the users and the seconds the extra bots took."""
+    returns the users, the extra users and the seconds the extra bots took."""
     async with httpx.AsyncClient(timeout=30) as c:
         prices = (await c.get(f"{sim}/_sim/prices")).json()
     markets = [
@@ -172,7 +172,7 @@ async def setup(gateway: str, sim: str, users: int, extra_bots: int) -> tuple[li
                 await create_bot(api, owners[n // EXTRA_BOTS_PER_USER], venue, symbol, price)
 
         await asyncio.gather(*(extra(n) for n in range(extra_bots)))
-    return list(polling), time.monotonic() - began
+    return list(polling), owners, time.monotonic() - began
 
 
 async def trading(gateway: str, users: list[User]) -> int:
@@ -188,6 +188,18 @@ async def trading(gateway: str, users: list[User]) -> int:
             )
 
         return sum(await asyncio.gather(*(one(u) for u in users)))
+
+
+async def running(gateway: str, owners: list[User]) -> int:
+    """How many bots of the extra users are running (their bot lists' summaries)."""
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as api:
+        total = 0
+        for user in owners:
+            headers = {"authorization": f"Bearer {user.token}", "x-forwarded-for": user.ip}
+            total += int(
+                (await api.get("/api/bots", headers=headers)).json()["data"]["summary"]["activeBots"]
+            )
+        return total
 
 
 def limits_for(rate: float, extra_bots: int) -> tuple[dict[str, str], str]:
@@ -345,10 +357,11 @@ async def run(args: argparse.Namespace, database_url: str, namespace: str) -> di
         await asyncio.to_thread(stack.start, 120.0)
         gateway, sim = f"http://127.0.0.1:{ports['gateway']}", f"http://127.0.0.1:{ports['exchange-sim']}"
         say(f"registering {args.users} users, one paper bot each; {args.extra_bots} extra bots ...")
-        users, extra_seconds = await setup(gateway, sim, args.users, args.extra_bots)
+        users, owners, extra_seconds = await setup(gateway, sim, args.users, args.extra_bots)
         say(f"polling: {args.warmup:g} s warm-up, then {args.duration:g} s measured ...")
         figures = await measure(args, stack, users, database_url.rsplit("/", 1)[1])
         figures["bots_trading"] = await trading(gateway, users)
+        figures["extra_bots_running"] = await running(gateway, owners)
     finally:
         await asyncio.to_thread(stack.stop)
     return {
@@ -373,7 +386,12 @@ def report(result: dict[str, Any]) -> list[str]:
         f"api_load: {result['users']} users x {result['rate_per_user']:g} req/s (offered "
         f"{result['offered_rps']:g} req/s), {result['duration_s']:g} s measured after {result['warmup_s']:g} s "
         f"warm-up; sockets {'on' if result['ws'] else 'off'}; extra bots {result['extra_bots']}"
-        + (f" (created in {result['extra_bots_setup_s']:g} s)" if result["extra_bots"] else ""),
+        + (
+            f" (created in {result['extra_bots_setup_s']:g} s; running after the window: "
+            f"{result['extra_bots_running']})"
+            if result["extra_bots"]
+            else ""
+        ),
         f"stack: make dev topology ({result['engine_replicas']} engine replicas), simulator replay speed "
         f"{result['sim_replay_speed']}",
         f"rate limits: {result['rate_limits']}",
@@ -434,6 +452,10 @@ def report(result: dict[str, Any]) -> list[str]:
         )
     if result["bots_trading"] < result["users"]:
         lines.append("warning: not every user's bot was running with resting orders")
+    if result["extra_bots_running"] < result["extra_bots"]:
+        lines.append(
+            f"warning: only {result['extra_bots_running']} of the {result['extra_bots']} extra bots were running"
+        )
     if result["restarted"]:
         lines.append(f"warning: restarted during the window: {', '.join(result['restarted'])}")
     return lines
