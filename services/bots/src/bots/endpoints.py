@@ -14,6 +14,7 @@ from bots.responses import (
     BotList,
     BotState,
     CreatedBot,
+    DailyPerformance,
     Levels,
     Performance,
     Trades,
@@ -196,3 +197,21 @@ async def trades(
 async def bot_performance(bot_id: str, principal: CurrentUser, queries: Queries) -> Response:
     """Profit, trade counts and current value, all computed from the bot's trades."""
     return ok((await queries.performance(principal.user_id, parse_bot_id(bot_id))).model_dump())
+
+
+@router.get(
+    "/{bot_id}/performance/daily",
+    response_model=Success[DailyPerformance],
+    responses=errors(ErrorCode.BOT_NOT_FOUND),
+)
+async def daily_performance(
+    bot_id: str,
+    principal: CurrentUser,
+    queries: Queries,
+    start_date: Annotated[str | None, Query(alias="startDate", max_length=64), ISO_DATE] = None,
+    end_date: Annotated[str | None, Query(alias="endDate", max_length=64), ISO_DATE] = None,
+) -> Response:
+    """Profit, fills and fees per UTC day with trades, oldest first (bounds as the trades route takes them);
+    over all days they add up to /performance's totalProfit and totalTrades."""
+    since, until = trade_window(start_date, end_date)
+    return ok((await queries.daily(principal.user_id, parse_bot_id(bot_id), since, until)).model_dump())

@@ -175,3 +175,24 @@ class Performance(PublicModel):
     current_value: Money
     running_days: int = Field(ge=1)
     daily_avg_profit: Money
+
+
+class DayPerformance(PublicModel):
+    """One UTC day with trades: realised profit, fills and fees, from the trades executed that day."""
+
+    date: str = Field(json_schema_extra={"format": "date"}, examples=["2025-01-23"])
+    profit: Money = Field(examples=[189.9], description="Σ profit of the day's sells (net of both fees)")
+    trades: int = Field(examples=[3])
+    buy_trades: int = Field(examples=[2])
+    sell_trades: int = Field(examples=[1])
+    fees: Money = Field(
+        examples=[15.2],
+        description="In the quote currency: fees charged in quote, plus fees charged in base (Binance buys) "
+        "valued at their fill's price; a fee in a third asset (BNB) is not included",
+    )
+
+
+class DailyPerformance(ResponseModel):
+    """`data` of GET /bots/:id/performance/daily (oldest day first; days without trades left out)."""
+
+    days: list[DayPerformance]
