@@ -35,6 +35,7 @@ from common.openapi import EXCHANGE_IDS, errors, one_of
 from common.schemas import MessageOnly, Success
 from common.security import CurrentUser
 from common.web import ApiRouter, ok
+from trading.models import Bot
 
 router = ApiRouter(prefix="/api/bots", tags=["bots"])
 
@@ -52,6 +53,24 @@ ISO_DATE = WithJsonSchema(
         "maxLength": 64,
     }
 )
+
+
+# What start answers can carry (a TradingView signal acting as the owner answers the same).
+START_ERRORS = (
+    ErrorCode.BOT_NOT_FOUND,
+    ErrorCode.TICKER_NOT_FOUND,
+    ErrorCode.INVALID_ORDER_AMOUNT,
+    ErrorCode.CREDENTIAL_NOT_FOUND,
+    ErrorCode.INVALID_CREDENTIALS,
+    ErrorCode.INSUFFICIENT_BALANCE,
+    ErrorCode.EXCHANGE_API_ERROR,
+)
+
+
+def state_reply(bot: Bot, *, started: bool) -> Response:
+    """The answer of start and stop (the owner's routes and a TradingView signal alike)."""
+    message = t("봇이 시작되었습니다", "Bot started") if started else t("봇이 중지되었습니다", "Bot stopped")
+    return ok(BotState(bot_id=bot.id, status=bot.status).model_dump(), message)
 
 
 @router.post(
@@ -117,34 +136,16 @@ async def update_bot(
     return ok(data.model_dump(exclude_unset=True), t("봇 설정이 업데이트되었습니다", "Bot settings updated"))
 
 
-@router.post(
-    "/{bot_id}/start",
-    response_model=Success[BotState],
-    responses=errors(
-        ErrorCode.BOT_NOT_FOUND,
-        ErrorCode.TICKER_NOT_FOUND,
-        ErrorCode.INVALID_ORDER_AMOUNT,
-        ErrorCode.CREDENTIAL_NOT_FOUND,
-        ErrorCode.INVALID_CREDENTIALS,
-        ErrorCode.INSUFFICIENT_BALANCE,
-        ErrorCode.EXCHANGE_API_ERROR,
-    ),
-)
+@router.post("/{bot_id}/start", response_model=Success[BotState], responses=errors(*START_ERRORS))
 async def start_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
     """Start the bot (idempotent; clears an error)."""
-    bot = await service.start(principal.user_id, parse_bot_id(bot_id))
-    return ok(
-        BotState(bot_id=bot.id, status=bot.status).model_dump(), t("봇이 시작되었습니다", "Bot started")
-    )
+    return state_reply(await service.start(principal.user_id, parse_bot_id(bot_id)), started=True)
 
 
 @router.post("/{bot_id}/stop", response_model=Success[BotState], responses=errors(ErrorCode.BOT_NOT_FOUND))
 async def stop_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
     """Stop the bot once the engine confirmed that its open orders are cancelled (idempotent)."""
-    bot = await service.stop(principal.user_id, parse_bot_id(bot_id))
-    return ok(
-        BotState(bot_id=bot.id, status=bot.status).model_dump(), t("봇이 중지되었습니다", "Bot stopped")
-    )
+    return state_reply(await service.stop(principal.user_id, parse_bot_id(bot_id)), started=False)
 
 
 @router.delete(
