@@ -148,12 +148,13 @@ class SignalService:
 
     async def receive(self, token: str, action: str | None, client_ip: str | None) -> tuple[str, Bot]:
         """Act on one signal as the bot's owner would; (action, bot) once done, else AppError — recorded."""
-        bot = await self._bot_of(hash_token(token))
+        token_hash = hash_token(token)
+        bot = await self._bot_of(token_hash)
         if bot is None:
             raise AppError(ErrorCode.NOT_FOUND)
         owner = str(bot.user_id)
         try:
-            await self._admit(hash_token(token), owner)
+            await self._admit(token_hash, owner)
             if action is None:
                 raise validation_error("action", 'must be start or stop (JSON {"action": …} or the word)')
             if action == "start":
