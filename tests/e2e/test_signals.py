@@ -62,7 +62,10 @@ async def test_signals_stop_and_start_a_paper_bot_and_its_days_add_up(system: Sy
 
             old = urlsplit(body(await api.post(f"/api/bots/{bot_id}/signal-token", headers=auth))["url"]).path
             issued = body(await api.post(f"/api/bots/{bot_id}/signal-token", headers=auth))
-            path = urlsplit(issued["url"]).path
+            url = urlsplit(issued["url"])
+            path = url.path
+            # PUBLIC_API_URL: make run and make dev give the bots service their gateway's address.
+            assert url.port == urlsplit(system.gateway).port
             assert path == f"/api/signals/tradingview/{issued['token']}" != old
 
             # No bearer token: the URL's token is the credential.
