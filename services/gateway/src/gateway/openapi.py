@@ -66,7 +66,7 @@ def merge_documents(
                 "Every public route of the gridbot backend, served by the gateway. Every error is the "
                 'envelope `{"success": false, "error": {"code", "message", "details"}}`; each response '
                 "lists the codes it can carry (`x-error-codes`). Routes need the bearer access token "
-                "except register, login and refresh."
+                "except register, login, refresh and the TradingView signal URL (its token is its secret)."
             ),
         },
         "paths": dict(sorted(paths.items())),

@@ -42,8 +42,15 @@ class RouteTable:
         return self._match(path) == service
 
 
+ONE_SEGMENT = "/*"
+
+
 class PublicPaths:
-    """The (method, path) pairs reachable without a token; an entry without a method allows all."""
+    """The (method, path) pairs reachable without a token; an entry without a method allows all.
+
+    An entry ending in `/*` matches its parent path plus exactly one non-empty segment (a secret carried in
+    the URL, e.g. a TradingView signal token), never a deeper path nor the parent itself.
+    """
 
     def __init__(self, entries: Iterable[str]) -> None:
         pairs: set[tuple[str, str]] = set()
@@ -61,7 +68,13 @@ class PublicPaths:
         """True when the request needs no token (exact path match, trailing slash ignored)."""
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
-        return (method, path) in self._pairs or path in self._any
+        if (method, path) in self._pairs or path in self._any:
+            return True
+        parent, _, segment = path.rpartition("/")
+        if not segment or not parent:
+            return False
+        pattern = parent + ONE_SEGMENT
+        return (method, pattern) in self._pairs or pattern in self._any
 
 
 def is_api_path(path: str) -> bool:

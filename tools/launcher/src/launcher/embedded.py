@@ -99,6 +99,8 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     sim_settings = embedded_sim_settings(db_path)
     apply_defaults(db_path, f"http://127.0.0.1:{sim_settings.port}")
+    # The signal URLs the bots service hands out name this gateway (the default says :3000).
+    os.environ.setdefault("PUBLIC_API_URL", f"http://localhost:{port}")
     await asyncio.to_thread(migrate_all, os.environ["DATABASE_URL"])
 
     credentials_app = create_credentials(CredentialsSettings())

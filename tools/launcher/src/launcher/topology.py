@@ -240,6 +240,9 @@ def service_env(
         env[var] = f"http://127.0.0.1:{ports[target]}"
     for name in spec.tokens:
         env[name] = tokens[name]
+    if spec.name == "bots":
+        # The signal URLs the bots service hands out name this stack's gateway (the default says :3000).
+        env["PUBLIC_API_URL"] = f"http://localhost:{ports['gateway']}"
     if spec.name == "gateway":
         env["SERVICES"] = json.dumps(
             {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.upstream}
