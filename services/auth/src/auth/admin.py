@@ -124,20 +124,25 @@ async def promote_admins(sessions: async_sessionmaker[AsyncSession], emails: lis
 async def keep_disabled_marked(
     sessions: async_sessionmaker[AsyncSession], revocations: RevocationList, every_seconds: float
 ) -> None:
-    """Write every disabled user's cache marker, now and then periodically: the cache may lose it (Redis
-    keeps nothing on disk), the database is the record."""
+    """Write every disabled user's cache marker periodically (the lifespan did it once before serving): the
+    cache may lose it (Redis keeps nothing on disk), the database is the record."""
     while True:
-        try:
-            async with sessions() as session:
-                disabled = await UserRepository(session).disabled_ids()
-            for user_id in disabled:
-                await revocations.disable_user(str(user_id))
-            # Enabled meanwhile (its marker deleted before ours was written): take ours back. An enable
-            # committed after this read deletes the marker itself, after our write.
-            async with sessions() as session:
-                still = set(await UserRepository(session).disabled_ids())
-            for user_id in set(disabled) - still:
-                await revocations.enable_user(str(user_id))
-        except Exception as exc:  # the next round tries again
-            log.warning("re-marking disabled users failed: %r", exc)
         await asyncio.sleep(every_seconds)
+        await mark_disabled(sessions, revocations)
+
+
+async def mark_disabled(sessions: async_sessionmaker[AsyncSession], revocations: RevocationList) -> None:
+    """Write every disabled user's cache marker (and take back one whose user was enabled meanwhile)."""
+    try:
+        async with sessions() as session:
+            disabled = await UserRepository(session).disabled_ids()
+        for user_id in disabled:
+            await revocations.disable_user(str(user_id))
+        # Enabled meanwhile (its marker deleted before ours was written): take ours back. An enable
+        # committed after this read deletes the marker itself, after our write.
+        async with sessions() as session:
+            still = set(await UserRepository(session).disabled_ids())
+        for user_id in set(disabled) - still:
+            await revocations.enable_user(str(user_id))
+    except Exception as exc:  # the next round tries again
+        log.warning("re-marking disabled users failed: %r", exc)

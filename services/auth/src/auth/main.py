@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from auth.admin import AdminService, keep_disabled_marked, promote_admins
+from auth.admin import AdminService, keep_disabled_marked, mark_disabled, promote_admins
 from auth.endpoints import admin_router, router
 from auth.models import SCHEMA
 from auth.passwords import PasswordHasher
@@ -55,6 +55,7 @@ def create_app(
             sessions = app.state.session_factory
             app.state.admin_service = AdminService(sessions, revocations, bots)
             await promote_admins(sessions, settings.admin_emails)
+            await mark_disabled(sessions, revocations)  # the cache may have lost them (a Redis restart)
             marking = asyncio.create_task(
                 keep_disabled_marked(sessions, revocations, settings.disabled_refresh_seconds)
             )
