@@ -150,7 +150,9 @@ RuntimeFactory = Callable[..., Awaitable[EngineRuntime]]
 
 @pytest.fixture
 async def engine_factory(
-    settings_for: Callable[..., Settings], credentials: CredentialsStub
+    settings_for: Callable[..., Settings],
+    credentials: CredentialsStub,
+    bots: BotFactory,  # set up first, so that its cleanup runs once no engine runs any more
 ) -> AsyncIterator[RuntimeFactory]:
     """Starts engine runtimes (stopped at the end of the test unless the test stopped them)."""
     started: list[EngineRuntime] = []

@@ -178,7 +178,9 @@ async def test_only_the_replica_driving_a_market_takes_its_ticks_and_its_success
         await publish_command(bus, bot, BotEvent.START)
     for bot in created:
         await eventually(lambda bot=bot: _open_count(db, bot.id, 4), timeout=10)  # type: ignore[misc]
-    assert owner.markets.bound == {("upbit", "KRW-BTC")} and not other.markets.bound
+    # (Its market: bots that earlier tests of this database left behind may bind others.)
+    market = ("upbit", "KRW-BTC")
+    assert market in owner.markets.bound and market not in other.markets.bound
     ticks = TickPublisher(bus)
     await ticks.send(ticks.tick(53_400_000, 53_500_000, 53_400_000))  # crosses nothing
     await eventually(lambda: owner.metrics.ticks >= 1, timeout=10)
@@ -188,7 +190,7 @@ async def test_only_the_replica_driving_a_market_takes_its_ticks_and_its_success
         owner.stop()
     )  # hands the market's partition over: its successor binds the market as it loads the bots
     await eventually(lambda: all(bot.id in other.registry.handles for bot in created), timeout=10)
-    assert other.markets.bound == {("upbit", "KRW-BTC")}
+    assert market in other.markets.bound
     # The low passes L3, L2 and L1: the successor fills three paper buys per bot.
     await ticks.send(ticks.tick(51_000_000, 53_500_000, 51_000_000))
     for bot in created:
