@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common import errortracking, tracing
 from common.bus import BusError
 from common.cache import CacheError
 from common.context import language_var, request_id_var, sanitize_request_id
@@ -159,6 +160,11 @@ class RequestContextMiddleware:
         except BodyTooLarge:
             if not response_started[0]:
                 await _send_error(send_wrapper, ErrorCode.PAYLOAD_TOO_LARGE, lang)
+        except Exception as exc:
+            # What no handler of the app took (it ends as the 500 envelope): reported here, where the request
+            # id and the request's span are still current.
+            errortracking.report(exc, route=route_template(scope))
+            raise
         finally:
             if scope["type"] == "http":
                 elapsed = time.perf_counter() - started
@@ -415,7 +421,15 @@ def create_app(
         access_log=access_log,
         service=service or title.removeprefix("gridbot ").replace(" ", "-"),
     )
+    tracing.instrument_app(app)  # outermost: the request's span is current in every middleware and handler
     return app
+
+
+def configure_observability(service: str) -> None:
+    """Tracing (OTEL_TRACES_EXPORTER) and error tracking (SENTRY_DSN) for this process, before its apps are
+    built; both stay off when their variables are unset."""
+    tracing.configure_tracing(service)
+    errortracking.configure_error_tracking(service)
 
 
 def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service: str, **options: Any) -> None:
@@ -426,6 +440,7 @@ def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service:
     import uvicorn
 
     configure_logging(service, settings.log_level, settings.log_json)
+    configure_observability(service)
     uvicorn.run(
         factory(settings),
         host=settings.host,

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from common import tracing
 from common.bus import Bus
 from common.cache import Cache, RedisCache
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
@@ -153,6 +154,7 @@ def create_app(
         service=SERVICE_NAME,
     )
     app.add_middleware(EdgeMiddleware, frontend_origin=settings.frontend_url, proxies=proxies)
+    tracing.instrument_app(app)  # outermost: each request's span is current through the proxy
     return app
 
 

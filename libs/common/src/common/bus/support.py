@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from common import tracing
 from common.bus.port import INVALID_BODY_KEY, Handler
 from common.context import request_id_var
 from common.contracts.envelope import Envelope, new_message_id, payload_to_dict
@@ -41,12 +42,14 @@ def make_envelope(
     payload: BaseModel | dict[str, Any],
     message_id: str | None,
     request_id: str | None,
+    traceparent: str | None = None,
 ) -> Envelope:
-    """The envelope of one publication; the request id defaults to the current request's."""
+    """The envelope of one publication; the request id and trace context default to the current ones."""
     return Envelope(
         message_id=message_id or new_message_id(),
         type=routing_key,
         request_id=request_id if request_id is not None else request_id_var.get(),
+        traceparent=traceparent if traceparent is not None else tracing.current_traceparent(),
         payload=payload_to_dict(payload),
     )
 
@@ -72,11 +75,16 @@ def quarantined(body: bytes, routing_key: str, message_id: str | None) -> Envelo
     )
 
 
-async def invoke(handler: Handler, envelope: Envelope) -> None:
-    """Run a handler with the envelope's request id as the current one (so logs carry it)."""
+async def invoke(handler: Handler, envelope: Envelope, queue: str = "") -> None:
+    """Run a handler with the envelope's request id as the current one (so logs carry it), in a consumer
+    span continuing the publisher's trace when the envelope carries one and tracing is on."""
     token = request_id_var.set(envelope.request_id)
     try:
-        await handler(envelope)
+        if envelope.traceparent is not None and tracing.enabled():
+            with tracing.consuming(envelope, queue):
+                await handler(envelope)
+        else:
+            await handler(envelope)
     finally:
         request_id_var.reset(token)
 
