@@ -217,3 +217,30 @@ def test_sentry_is_initialised_only_with_a_dsn() -> None:
     assert tracing.configure_tracing("test", env={"OTEL_TRACES_EXPORTER": "none"}) is False
     assert tracing.exporter_names({"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}) == []
     assert tracing.exporter_names({"OTEL_TRACES_EXPORTER": "console,otlp"}) == ["console", "otlp"]
+
+
+async def test_a_dead_lettered_message_reaches_the_hook_with_its_trace_id(
+    spans: InMemorySpanExporter,
+) -> None:
+    reports: list[errortracking.Report] = []
+    errortracking.add_hook(reports.append)
+    bus = InMemoryBus("dead", retry_backoff=0.001)
+    await bus.start()
+
+    async def failing(_: Envelope) -> None:
+        raise ValueError(f"cannot use secret={SECRET}")
+
+    try:
+        await bus.subscribe("failing", EXCHANGE, ["bad"], failing, max_retries=2)
+        with tracing.span("publisher"):
+            envelope = await bus.publish(EXCHANGE, "bad", {}, request_id="req-dead-1")
+        await eventually(lambda: len(reports) == 1)
+        assert len(await bus.dead_letters("failing")) == 1
+    finally:
+        errortracking.remove_hook(reports.append)
+        await bus.close()
+    assert envelope.traceparent is not None
+    assert reports[0].trace_id == envelope.traceparent.split("-")[1]
+    assert reports[0].request_id == "req-dead-1"
+    assert reports[0].tags == {"queue": "dead.failing", "message_type": "bad"}  # the broker-side name
+    assert SECRET not in reports[0].message and SECRET not in reports[0].stack

@@ -51,8 +51,11 @@ def remove_hook(hook: Hook) -> None:
         _hooks.remove(hook)
 
 
-def report(exc: BaseException, **tags: str) -> None:
-    """Hand an unhandled exception to every hook; a failing hook is logged, never raised."""
+def report(
+    exc: BaseException, *, trace_id: str | None = None, request_id: str | None = None, **tags: str
+) -> None:
+    """Hand an unhandled exception to every hook (ids default to the current span's and request's); a
+    failing hook is logged, never raised."""
     if not _hooks:
         return
     ids = tracing.log_ids()
@@ -61,8 +64,8 @@ def report(exc: BaseException, **tags: str) -> None:
         type=type(exc).__name__,
         message=redact_text(str(exc)),
         stack=redact_text("".join(traceback.format_exception(exc))),
-        trace_id=ids[0] if ids else None,
-        request_id=request_id_var.get(),
+        trace_id=trace_id or (ids[0] if ids else None),
+        request_id=request_id or request_id_var.get(),
         tags={k: redact_text(v) for k, v in tags.items()},
     )
     for hook in list(_hooks):

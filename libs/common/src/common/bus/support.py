@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from common import tracing
+from common import errortracking, tracing
 from common.bus.port import INVALID_BODY_KEY, Handler
 from common.context import request_id_var
 from common.contracts.envelope import Envelope, new_message_id, payload_to_dict
@@ -105,7 +106,20 @@ def check_subscribe_args(prefetch: int, max_retries: int, max_length: int | None
 
 
 def log_failure(queue: str, envelope: Envelope, attempt: int, max_retries: int) -> None:
-    """One WARNING per failed delivery, with ids but never the payload."""
+    """One WARNING per failed delivery, with ids but never the payload; the last one is reported to the
+    error hooks (common.errortracking) with the message's trace and request ids. Call from the except block."""
+    if attempt >= max_retries:
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            traceparent = envelope.traceparent or ""
+            trace_id = traceparent.split("-")[1] if traceparent.count("-") == 3 else None
+            errortracking.report(
+                exc,
+                trace_id=trace_id,
+                request_id=envelope.request_id,
+                queue=queue,
+                message_type=envelope.type,
+            )
     log.warning(
         "handler failed on %s (type=%s message_id=%s attempt %d/%d)",
         queue,
