@@ -212,7 +212,7 @@ def test_sentry_before_send_scrubs_keys_and_drops_request_data() -> None:
 
 
 def test_sentry_is_initialised_only_with_a_dsn() -> None:
-    assert errortracking.configure_error_tracking("test", env={}) is False
+    assert errortracking.configure_error_tracking("test", env={}) is None
     assert tracing.configure_tracing("test", env={}) is False
     assert tracing.configure_tracing("test", env={"OTEL_TRACES_EXPORTER": "none"}) is False
     assert tracing.exporter_names({"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}) == []
@@ -244,3 +244,35 @@ async def test_a_dead_lettered_message_reaches_the_hook_with_its_trace_id(
     assert reports[0].request_id == "req-dead-1"
     assert reports[0].tags == {"queue": "dead.failing", "message_type": "bad"}  # the broker-side name
     assert SECRET not in reports[0].message and SECRET not in reports[0].stack
+
+
+def test_the_sentry_hook_sends_the_trace_id_and_no_secret(spans: InMemorySpanExporter) -> None:
+    import sentry_sdk
+    from sentry_sdk.envelope import Envelope as SentryEnvelope
+    from sentry_sdk.transport import Transport
+
+    sent: list[dict[str, Any]] = []
+
+    class Keep(Transport):
+        def capture_envelope(self, envelope: SentryEnvelope) -> None:
+            sent.extend(item.payload.json for item in envelope.items if item.payload.json is not None)
+
+    hook = errortracking.configure_error_tracking(
+        "test", env={"SENTRY_DSN": "https://public@sentry.invalid/1"}, transport=Keep
+    )
+    assert hook is not None
+    try:
+        with tracing.span("request") as link:
+            try:
+                raise RuntimeError(f"refused apiKey={SECRET}")
+            except RuntimeError as exc:
+                errortracking.report(exc, route="/x")
+        sentry_sdk.flush()
+    finally:
+        errortracking.remove_hook(hook)
+        sentry_sdk.init()  # no DSN: the SDK is off again
+    assert link is not None and len(sent) == 1
+    event = sent[0]
+    assert event["tags"]["trace_id"] == format(link.context.trace_id, "032x")
+    assert event["tags"]["route"] == "/x"
+    assert SECRET not in json.dumps(event)

@@ -83,11 +83,14 @@ def scrub_event(event: dict[str, Any], _hint: Any = None) -> dict[str, Any]:
     return scrubbed
 
 
-def configure_error_tracking(service: str, env: Mapping[str, str] = os.environ) -> bool:
-    """Install the Sentry hook when SENTRY_DSN is set (SENTRY_ENVIRONMENT, SENTRY_RELEASE optional)."""
+def configure_error_tracking(
+    service: str, env: Mapping[str, str] = os.environ, **sentry_options: Any
+) -> Hook | None:
+    """Install the Sentry hook when SENTRY_DSN is set (SENTRY_ENVIRONMENT, SENTRY_RELEASE optional); the hook,
+    None without a DSN. `sentry_options` go to sentry_sdk.init as they are (tests: a transport of their own)."""
     dsn = env.get("SENTRY_DSN", "").strip()
     if not dsn:
-        return False
+        return None
     import sentry_sdk
 
     sentry_sdk.init(
@@ -95,16 +98,17 @@ def configure_error_tracking(service: str, env: Mapping[str, str] = os.environ) 
         environment=env.get("SENTRY_ENVIRONMENT") or None,
         release=env.get("SENTRY_RELEASE") or None,
         # Only what report() hands over: no automatic integrations (they would send request bodies and
-        # log records), no local variables (a frame can hold a decrypted key), no personal data.
+        # log records), no local variables (a frame can hold a decrypted key); personal data is off by default.
         default_integrations=False,
         auto_enabling_integrations=False,
         include_local_variables=False,
-        send_default_pii=False,
         before_send=scrub_event,  # type: ignore[arg-type]
         server_name=service,
+        **sentry_options,
     )
-    add_hook(_SentryHook(service))
-    return True
+    hook = _SentryHook(service)
+    add_hook(hook)
+    return hook
 
 
 class _SentryHook:

@@ -140,7 +140,10 @@ def instrument_app(app: FastAPI) -> None:
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=_state.provider, excluded_urls=_EXCLUDED_URLS)
+    # No spans per ASGI send/receive: a live-update socket would make one per event it pushes.
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=_state.provider, excluded_urls=_EXCLUDED_URLS, exclude_spans=["receive", "send"]
+    )
 
 
 class _ChildOnlyTracer(Tracer):
