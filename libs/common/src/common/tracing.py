@@ -267,7 +267,9 @@ class Origin:
 def capture() -> Origin | None:
     """The current request id and trace context, for work applied later elsewhere (None when neither)."""
     rid = request_id_var.get()
-    ctx = otel_context.get_current() if _state.enabled else None
+    ctx = None
+    if _state.enabled and trace.get_current_span().get_span_context().is_valid:
+        ctx = otel_context.get_current()  # outside any span (a poller): its work starts no trace
     if rid is None and ctx is None:
         return None
     return Origin(rid, ctx)
