@@ -245,6 +245,7 @@ async def test_the_upstream_gets_the_gateway_span_as_parent_never_the_client_tra
     sent = [value for name, value in auth_up.calls[0]["header_list"] if name == "traceparent"]
     server = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert len(sent) == 1 and len(server) == 1
+    assert server[0].name == "GET proxy:auth"
     # The gateway's server span continues the caller's trace; the service's parent is that span.
     _, trace_id, parent_id, _ = sent[0].split("-")
     assert trace_id == client_trace == format(server[0].context.trace_id, "032x")

@@ -195,6 +195,12 @@ def instrument_engine(engine: AsyncEngine) -> None:
     EngineTracer(_ChildOnlyTracer(tracer()), engine.sync_engine, usage)  # type: ignore[no-untyped-call]
 
 
+def name_server_span(name: str) -> None:
+    """Rename the current span (a request whose route no router matched: the gateway's proxied paths)."""
+    if _state.enabled:
+        trace.get_current_span().update_name(name)
+
+
 def current_traceparent() -> str | None:
     """The current span's W3C traceparent, None when tracing is off or no span is active."""
     if not _state.enabled:

@@ -75,6 +75,7 @@ class GatewayMiddleware:
         # The HTTP metrics' route label of a proxied request: the service, never the raw path.
         scope.setdefault("state", {})["metrics_route"] = f"proxy:{service}"
         method: str = scope["method"]
+        tracing.name_server_span(f"{method} proxy:{service}")  # not the raw path: ids in it are unbounded
         authorization: str | None = None
         forwarded_for: str | None = None
         forwarded_host: bytes | None = None
