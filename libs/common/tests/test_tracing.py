@@ -146,7 +146,7 @@ async def test_tracing_off_sends_no_context_and_logs_no_trace_id() -> None:
         await bus.close()
     assert envelope.traceparent is None
     assert "trace_id" not in seen.lines[0]
-    assert tracing.current_traceparent() is None and tracing.outgoing_headers() == []
+    assert tracing.current_traceparent() is None and tracing.outgoing_headers() == ()
 
 
 def build_failing_app() -> FastAPI:

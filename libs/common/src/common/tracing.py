@@ -210,13 +210,16 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-def outgoing_headers() -> list[tuple[bytes, bytes]]:
+_NO_HEADERS: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def outgoing_headers() -> tuple[tuple[bytes, bytes], ...]:
     """`traceparent` (and `tracestate`) for a hand-built outgoing request; empty when tracing is off."""
     if not _state.enabled:
-        return []
+        return _NO_HEADERS  # shared: the gateway's proxy calls this on every request
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
-    return [(k.encode(), v.encode("latin-1")) for k, v in carrier.items()]
+    return tuple((k.encode(), v.encode("latin-1")) for k, v in carrier.items())
 
 
 async def _propagate(request: httpx.Request) -> None:
