@@ -189,10 +189,19 @@ def instrument_engine(engine: AsyncEngine) -> None:
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
     from opentelemetry.metrics import get_meter
 
+    class ChildOnlyEngineTracer(EngineTracer):  # type: ignore[misc]  # the instrumentation is untyped
+        """Statements outside any span (relay polls, tick batches) return at once, before the instrumentation
+        parses the URL and names a span it would not record."""
+
+        def _before_cur_exec(self, conn: Any, cursor: Any, statement: Any, params: Any, *rest: Any) -> Any:
+            if not trace.get_current_span().get_span_context().is_valid:
+                return statement, params
+            return super()._before_cur_exec(conn, cursor, statement, params, *rest)  # type: ignore[no-untyped-call]
+
     # What SQLAlchemyInstrumentor.instrument(engine=...) does, for any number of engines (the instrumentor
     # is a process-wide singleton that instruments once).
     usage = get_meter("gridbot.sqlalchemy").create_up_down_counter("db.client.connections.usage")
-    EngineTracer(_ChildOnlyTracer(tracer()), engine.sync_engine, usage)  # type: ignore[no-untyped-call]
+    ChildOnlyEngineTracer(tracer(), engine.sync_engine, usage)  # type: ignore[no-untyped-call]
 
 
 def name_server_span(name: str) -> None:
