@@ -202,8 +202,11 @@ class Shard:
         touched: list[BotHandle] = []
         traced = [work.origin for work in batch if work.origin is not None] if tracing.enabled() else []
         try:
-            with tracing.batch_span("engine.batch", traced, shard=self.number, size=len(batch)) as link:
-                await self._transaction(batch, now, steps, touched, link)
+            if traced:
+                with tracing.batch_span("engine.batch", traced, shard=self.number, size=len(batch)) as link:
+                    await self._transaction(batch, now, steps, touched, link)
+            else:
+                await self._transaction(batch, now, steps, touched, None)  # tracing off, or ticks only
         except BaseException:
             for handle in touched:
                 handle.stale = True
