@@ -24,10 +24,11 @@ TEST_WORKERS ?= 2
 # `make bench BENCH_ARGS=` runs the issue's 10,000 bots and 10 kills (about a quarter of an hour).
 # bench/recovery.py runs its defaults: the exchange and bus faults, never the restarts of the shared servers
 # (those need --restart-servers, on a machine of your own).
+# bench/api_load.py runs 100 polling users against a whole `make dev` stack (a few minutes with its set-up).
 BENCH_ARGS ?= --quick
 SRC := $(wildcard libs/*/src services/*/src tools/*/src)
 
-.PHONY: help install run dev secrets up down image test lint fmt typecheck bench migrate rotate-keys clean
+.PHONY: help install run dev admin secrets up down image test lint fmt typecheck bench migrate rotate-keys clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +45,10 @@ run: install ## Run the whole system in one process (SQLite, in-process bus and 
 
 dev: install ## Run every service as its own process (two engines) over local RabbitMQ/PostgreSQL/Redis; restarts what dies
 	$(UV) run --frozen python -m launcher.dev
+
+admin: install ## Make a registered user an administrator: make admin EMAIL=you@example.com (DATABASE_URL, else make run's)
+	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com"; exit 2; }
+	$(UV) run --frozen python -m auth.promote $(EMAIL)
 
 secrets: ## Write .env with fresh random secrets for docker compose (never overwrites an existing one)
 	python3 tools/launcher/src/launcher/gensecrets.py $(ENV_FILE)
@@ -76,6 +81,7 @@ typecheck: install ## mypy (strict) over every package
 bench: install ## Run every benchmark of bench/ (they print figures); BENCH_ARGS= for the engine's 10,000-bot runs
 	$(UV) run --frozen python bench/gateway.py
 	$(UV) run --frozen python bench/observability.py
+	$(UV) run --frozen python bench/api_load.py --users 100
 	$(UV) run --frozen python bench/market_data.py
 	$(UV) run --frozen python bench/exchange_sim_history.py
 	$(UV) run --frozen python bench/recovery.py

@@ -55,16 +55,14 @@ from enginekit import (  # noqa: E402
     send_starts,
 )
 from enginereplicas import (  # noqa: E402
-    CpuMeter,
     Replicas,
     bots_per_replica,
     engine_env,
     merge_delta,
-    proc_cpu,
-    proc_rss,
     quantile,
     worst,
 )
+from prockit import CpuMeter, proc_cpu, proc_rss  # noqa: E402
 
 from common.bus import create_bus  # noqa: E402
 from common.contracts.market import MARKET_EXCHANGE  # noqa: E402

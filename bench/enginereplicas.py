@@ -1,11 +1,11 @@
 """Engine replicas as real processes (`python -m engine`, ENGINE_ID engine-1..n) read through their
-`GET /metrics` and /proc, and the figures made of those readings (histogram quantiles, CPU by process)."""
+`GET /metrics`, and the figures made of those readings (histogram quantiles); CPU and memory by process are
+in prockit.py."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import pwd
 import signal
 import sys
 import time
@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -27,8 +26,6 @@ from trading.models import ENGINE_PARTITIONS, SCHEMA
 from trading.partitions import partition_of
 
 REPO = Path(__file__).resolve().parents[1]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def scrape_text(text: str) -> dict[str, float]:
@@ -39,20 +36,6 @@ def scrape_text(text: str) -> dict[str, float]:
             le = sample.labels.get("le")
             samples[f"{sample.name}{{le={le}}}" if le else sample.name] = sample.value
     return samples
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far (/proc/<pid>/stat), 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_rss(pid: int) -> int:
-    """Resident set size in bytes (/proc/<pid>/statm)."""
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
 
 
 @dataclass
@@ -301,76 +284,3 @@ def worst(buckets: list[tuple[float, float]]) -> float:
     if not buckets or buckets[-1][1] <= 0:
         return float("nan")
     return next(bound for bound, count in buckets if count >= buckets[-1][1])
-
-
-class CpuMeter:
-    """CPU seconds spent between two readings, by who spent them: the replicas and this bench (by pid),
-    processes that reported their own (the tick publisher), PostgreSQL (this run's database's sessions apart
-    from the rest), RabbitMQ, and everything else on the machine by command name (the machine is shared)."""
-
-    def __init__(self, database: str) -> None:
-        self.database = database
-        self._start: dict[tuple[int, str], float] = {}
-        self._busy = 0.0
-        self._wall = 0.0
-        try:
-            self._rabbitmq_uid = pwd.getpwnam("rabbitmq").pw_uid
-        except KeyError:
-            self._rabbitmq_uid = -1
-
-    def _groups(self) -> dict[tuple[int, str], float]:
-        """CPU seconds so far by (pid, group) of every live process (what ended in between is the
-        remainder: `other: exited`, PostgreSQL sessions that closed included)."""
-        seen: dict[tuple[int, str], float] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                comm = (entry / "comm").read_text().strip()
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                uid = entry.stat().st_uid
-            except OSError:
-                continue
-            if comm == "postgres":
-                group = "postgres (this run)" if f" {self.database} " in cmdline else "postgres (other)"
-            elif uid == self._rabbitmq_uid:
-                group = "rabbitmq"
-            else:
-                group = f"other: {comm}"
-            seen[(int(entry.name), group)] = proc_cpu(int(entry.name))
-        return seen
-
-    def start(self) -> None:
-        """Take the first reading."""
-        self._start = self._groups()
-        self._busy = _machine_busy()
-        self._wall = time.perf_counter()
-
-    def read(self, names: Mapping[int, str], reported: Mapping[str, float] | None = None) -> dict[str, Any]:
-        """Since start(): the wall time, the machine's busy share of all its cores, and CPU seconds by who
-        spent them (`names`: pid → name; `reported`: seconds of processes that ended, e.g. the publisher;
-        `other: exited` is busy time of other processes that ended in between)."""
-        now = self._groups()
-        wall = time.perf_counter() - self._wall
-        spent: dict[str, float] = dict(reported or {})
-        for (pid, group), cpu in now.items():
-            label = names.get(pid, group) if group.startswith("other: ") else group
-            spent[label] = spent.get(label, 0.0) + cpu - self._start.get((pid, group), 0.0)
-        busy = _machine_busy() - self._busy
-        spent["other: exited"] = max(0.0, busy - sum(spent.values()))
-        others = {k: v for k, v in spent.items() if k.startswith("other: ")}
-        mine = {k: v for k, v in spent.items() if k not in others}
-        top = dict(sorted(others.items(), key=lambda kv: -kv[1])[:3])
-        return {
-            "seconds": round(wall, 2),
-            "machine_busy_share": round(busy / (wall * (os.cpu_count() or 1)), 2),
-            "cpu_s": {k: round(v, 2) for k, v in sorted(mine.items(), key=lambda kv: -kv[1])},
-            "other_cpu_s": round(sum(others.values()), 2),
-            "other_top_cpu_s": {k[7:]: round(v, 2) for k, v in top.items()},
-        }
-
-
-def _machine_busy() -> float:
-    """Busy CPU seconds of the whole machine so far (/proc/stat, all cores)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK

@@ -1,7 +1,7 @@
 """Authenticated GET /api/auth/me through the gateway vs directly against auth, in one run.
 
 Starts auth and gateway as real processes (as `make dev` does) over the local PostgreSQL and Redis, then
-drives both paths with a minimal keep-alive HTTP/1.1 client (so the load generator costs little CPU on
+drives both paths with the keep-alive HTTP/1.1 client of loadkit.py (so the load generator costs little CPU on
 this 2-core machine) and prints requests/s and p50/p99 latency of each path and their ratio.
 
     uv run python bench/gateway.py [--seconds 5] [--concurrency 8]
@@ -18,55 +18,26 @@ import uuid
 from pathlib import Path
 
 import httpx
+from loadkit import Client
 
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS, free_port
 from launcher.dev import Stack, ensure_database
 from launcher.topology import SERVICES
 
 
-class Conn:
-    """One keep-alive HTTP/1.1 connection sending a fixed GET."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
-        self.reader, self.writer, self.request = reader, writer, request
-
-    @classmethod
-    async def open(cls, port: int, path: str, token: str) -> Conn:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-            "Accept: application/json\r\n\r\n"
-        ).encode()
-        return cls(reader, writer, request)
-
-    async def get(self) -> int:
-        self.writer.write(self.request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await self.reader.readexactly(length)
-        return status
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 async def latencies(ports: dict[str, int], token: str, seconds: float) -> dict[str, list[float]]:
     """Sequential requests alternating between the paths, so load drift hits both alike."""
     path = "/api/auth/me"
-    conns = {name: await Conn.open(port, path, token) for name, port in ports.items()}
+    conns = {name: _client(port, token) for name, port in ports.items()}
     for conn in conns.values():
         for _ in range(300):  # warm-up: pools, caches, connection set-up
-            assert await conn.get() == 200
+            assert (await conn.get(path))[0] == 200
     samples: dict[str, list[float]] = {name: [] for name in conns}
     end = time.perf_counter() + 2 * seconds
     while time.perf_counter() < end:
         for name, conn in conns.items():
             t0 = time.perf_counter()
-            status = await conn.get()
+            status, _ = await conn.get(path)
             samples[name].append(time.perf_counter() - t0)
             assert status == 200, status
     for conn in conns.values():
@@ -76,14 +47,14 @@ async def latencies(ports: dict[str, int], token: str, seconds: float) -> dict[s
 
 async def throughput(port: int, token: str, seconds: float, concurrency: int) -> float:
     """Requests/s with several keep-alive connections in flight."""
-    conns = [await Conn.open(port, "/api/auth/me", token) for _ in range(concurrency)]
+    conns = [_client(port, token) for _ in range(concurrency)]
     count = 0
     end = time.perf_counter() + seconds
 
-    async def worker(c: Conn) -> None:
+    async def worker(c: Client) -> None:
         nonlocal count
         while time.perf_counter() < end:
-            assert await c.get() == 200
+            assert (await c.get("/api/auth/me"))[0] == 200
             count += 1
 
     t0 = time.perf_counter()
@@ -92,6 +63,11 @@ async def throughput(port: int, token: str, seconds: float, concurrency: int) ->
     for c in conns:
         c.close()
     return count / elapsed
+
+
+def _client(port: int, token: str) -> Client:
+    """One keep-alive connection sending the user's token."""
+    return Client(port, {"authorization": f"Bearer {token}", "accept": "application/json"}, connections=1)
 
 
 def summary(samples: list[float], rps: float) -> dict[str, float]:

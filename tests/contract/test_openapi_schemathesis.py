@@ -54,6 +54,9 @@ BEYOND_JSON_SCHEMA = (
     "days after startDate",
     # A grid option's limit on another field (or, on PUT, on the stored bot): trailingUpLimit needs trailingUp.
     "requires trailingUp: true",
+    # Every text the API reads (a path segment too) is UTF-8 without control characters: a path parameter's
+    # schema is a plain string.
+    "not UTF-8 text without control characters",
 )
 
 
@@ -139,7 +142,9 @@ def api_schema(contract_system: System) -> Any:
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
     config = schema.config
-    config.update(base_url=contract_system.gateway)
+    # As long as the gateway waits for the slowest service (UPSTREAM_SERVICE_TIMEOUTS: a cold 90-day
+    # recommendation first pages through the exchange's candles), so no answer is cut short by the client.
+    config.update(base_url=contract_system.gateway, request_timeout=120)
     config.generation.update(
         max_examples=EXAMPLES,
         modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],

@@ -28,6 +28,9 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "gridbot.json"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 # The Kubernetes release whose schemas the manifests must satisfy (bundled by kubernetes-validate).
 K8S_VERSION = "1.30.0"
+# A variable whose Secret key has another name: the notifier's ENCRYPTION_KEY seals channel secrets and is
+# not the key of the exchange keys (compose: NOTIFIER_ENCRYPTION_KEY too).
+SECRET_KEYS = {("notifier", "ENCRYPTION_KEY"): "NOTIFIER_ENCRYPTION_KEY"}
 # Variables that carry credentials: never a literal in a manifest, always a secretKeyRef.
 SECRET_VARIABLES = set(SECRETS) | {"DATABASE_URL", "REDIS_URL", "RABBITMQ_URL"}
 # Series Prometheus itself makes for every target.
@@ -150,7 +153,8 @@ def test_containers_run_the_topology_commands_with_variables_their_settings_read
     for variable, item in env.items():
         if variable in SECRET_VARIABLES:
             assert set(item) == {"name", "valueFrom"}, variable
-            assert item["valueFrom"]["secretKeyRef"] == {"name": "gridbot-secrets", "key": variable}
+            key = SECRET_KEYS.get((spec.name, variable), variable)
+            assert item["valueFrom"]["secretKeyRef"] == {"name": "gridbot-secrets", "key": key}
     if not migration:
         assert {t for t in env if t.startswith("INTERNAL_")} == set(spec.tokens)
 

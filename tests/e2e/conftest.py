@@ -15,7 +15,7 @@ from xdist.scheduler import LoadScopeScheduling
 from common.testing.infra import free_port, scratch_database
 from common.testing.sweep import sweep_namespaces
 from launcher.dev import Stack
-from launcher.testing import System, embedded, random_client_ip
+from launcher.testing import ADMIN_EMAIL, System, embedded, random_client_ip
 from launcher.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +120,7 @@ def _dev_stack(
         log_dir=tmp_path_factory.mktemp("dev-logs"),
         cache_namespace=namespace,
         bus_namespace=namespace,
-        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}},
+        extra_env={"gateway": {"TRUSTED_PROXIES": TRUSTED}, "auth": {"ADMIN_EMAILS": ADMIN_EMAIL}},
         # Two engine replicas (`engine-1`, `engine-2`), as `make dev` and compose run them: they share the
         # bots' partitions, and one killed has its bots taken over by the other.
         engine_replicas=2,
@@ -148,7 +148,9 @@ def dev_system(dev_stack: Stack) -> System:
 @pytest.fixture(scope="session")
 def embedded_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """`make run`'s one process on a scratch SQLite file."""
-    with embedded(tmp_path_factory.mktemp("embedded"), ROOT, TRUSTED_PROXIES=TRUSTED) as system:
+    with embedded(
+        tmp_path_factory.mktemp("embedded"), ROOT, TRUSTED_PROXIES=TRUSTED, ADMIN_EMAILS=ADMIN_EMAIL
+    ) as system:
         yield system
 
 

@@ -64,3 +64,15 @@ def test_the_frame_loggers_stay_above_debug(captured: _Capture) -> None:
     assert not logging.getLogger("websockets.client").isEnabledFor(logging.DEBUG)
     assert not logging.getLogger("ccxt.base.exchange").isEnabledFor(logging.DEBUG)
     assert logging.getLogger("engine.live").isEnabledFor(logging.DEBUG)
+
+
+def test_a_signal_urls_token_is_masked_in_access_lines(captured: _Capture) -> None:
+    token = "3q2-7wPu_xY0aBcDeFgHiJkLmNoPqRsTuVwXyZ012345"
+    logging.getLogger("gridbot.access").info("%s %s %s", "POST", f"/api/signals/tradingview/{token}", 200)
+    logging.getLogger("gateway.proxy").warning(
+        "upstream for https://api.example.com/api/signals/tradingview/%s?x=1", token
+    )
+    assert captured.lines == [
+        "POST /api/signals/tradingview/[REDACTED] 200",
+        "upstream for https://api.example.com/api/signals/tradingview/[REDACTED]?x=1",
+    ]

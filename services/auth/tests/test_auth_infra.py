@@ -107,7 +107,7 @@ def test_migrate_module_applies_migrations(tmp_path: Path, monkeypatch: pytest.M
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
         version = conn.execute("select version_num from alembic_version_auth").fetchall()
     assert {"users", "refresh_tokens"} <= tables
-    assert version == [("0001_initial",)]
+    assert version == [("0002_user_roles",)]
 
 
 def test_migrations_path_override_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,6 +107,7 @@ async def test_me_returns_the_profile(client: httpx.AsyncClient, register: Regis
             "email": account.email,
             "name": "Kim",
             "createdAt": body["data"]["createdAt"],
+            "role": "user",
         },
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["data"]["createdAt"])

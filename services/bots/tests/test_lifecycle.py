@@ -221,3 +221,33 @@ async def test_stops_nobody_waits_for_any_more_are_put_in_error(
     swept = await _bot(client, user, abandoned)
     assert swept["status"] == "error" and "엔진" in swept["errorMessage"] and swept["stopReason"] == "error"
     assert (await _bot(client, user, recent))["status"] == "running"
+
+
+async def test_an_administrator_stops_every_running_bot_of_a_user_and_no_one_else_can(
+    client: httpx.AsyncClient,
+    user: User,
+    new_user: Callable[..., User],
+    create_bot: CreateBot,
+    engine: FakeEngine,
+) -> None:
+    mine = [(await create_bot())["botId"] for _ in range(2)]
+    stopped_already = (await create_bot(autoStart=False))["botId"]
+    other = new_user()
+    theirs = (await create_bot(owner=other))["botId"]
+    path = f"/internal/admin/users/{user.user_id}/stop-bots"
+    # Anyone but an administrator: 403, nothing stopped.
+    assert error_code(await client.post(path, headers=other.auth)) == "FORBIDDEN"
+    assert error_code(await client.post(path)) == "UNAUTHORIZED"
+    assert not engine.commands.of("bot.stop")
+    admin = new_user(role="admin")
+    response = await client.post(path, headers=admin.auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == {"botsStopped": 2}
+    for bot_id in mine:
+        assert (await _bot(client, user, bot_id))["status"] == "stopped"
+        assert len(engine.commands.of("bot.stop", bot_id=bot_id)) == 1
+    assert (await _bot(client, user, stopped_already))["status"] == "stopped"
+    assert (await _bot(client, other, theirs))["status"] == "running"
+    # Repeated (an administrator retrying a disable): nothing left to stop.
+    again = await client.post(path, headers=admin.auth)
+    assert again.json()["data"] == {"botsStopped": 0}

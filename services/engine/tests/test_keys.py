@@ -189,7 +189,8 @@ async def test_deleted_keys_stop_a_running_bot_after_cancelling_its_orders_with_
     await eventually(lambda: s.streams_are(api_key, 0), timeout=10, message="the private stream stayed open")
     await s.wait_handled(sent.message_id)
     assert engine.live is not None and engine.live.held_client((str(s.user), Exchange.BINANCE)) is None
-    await eventually(lambda: bool(events.of("bot_status", bot.id)), timeout=10)
+    # The status events arrive in order: the start's `running` first, the stop's last.
+    await eventually(lambda: _last_status(events, bot.id) == "stopped", timeout=10)
     last = events.of("bot_status", bot.id)[-1]
     assert (last["status"], last["stopReason"]) == ("stopped", "credentialRemoved")
 
@@ -354,3 +355,8 @@ async def test_deleted_keys_settle_a_stop_on_its_way_and_the_bot_keeps_why_it_st
     assert command.message_id == stopping.stop_command_id
     row = await bots.bot(bot.id)
     assert (row.status, row.stop_reason) == ("stopped", "credentialRemoved")
+
+
+def _last_status(events: EventSink, bot_id: uuid.UUID) -> str | None:
+    told = events.of("bot_status", bot_id)
+    return str(told[-1]["status"]) if told else None

@@ -16,7 +16,7 @@ from common.errors import ErrorCode
 from common.security import Principal, RevocationList, TokenType
 from common.testing.infra import free_port
 from gateway.checks import RequestChecks
-from gateway.ratelimit import RateLimiter, Rule, create_rate_limiter
+from gateway.ratelimit import RateLimiter, Rule, Rules, create_rate_limiter
 from gateway.testing import Tokens, Upstream, bearer, gateway, make_settings
 
 
@@ -239,3 +239,12 @@ async def test_pipelined_and_limits_paths_count_the_same_window(
     assert (await checks.run(rule, "user:zoe", zoe))[1] is ErrorCode.ACCOUNT_DISABLED
     await revocations.enable_user("zoe")
     assert (await checks.run(rule, "user:zoe", zoe))[1] is ErrorCode.INVALID_TOKEN
+
+
+def test_signals_have_a_per_ip_bucket_of_their_own() -> None:
+    # TradingView posts every user's alerts from a few addresses: not the default 100 a minute shared by all.
+    rules = Rules(make_settings())
+    rule = rules.rule_for("POST", "/api/signals/tradingview/abc")
+    assert rule is rules.signals
+    assert (rule.per_ip, rule.item.amount) == (True, 600)
+    assert rules.rule_for("POST", "/api/bots/1/signal-token") is rules.default

@@ -54,6 +54,34 @@ def test_public_paths_match_method_and_exact_path() -> None:
     assert public.is_public("DELETE", "/api/open")
 
 
+def test_a_star_segment_is_one_segment_exactly() -> None:
+    public = PublicPaths(["POST /api/signals/tradingview/*"])
+    assert public.is_public("POST", "/api/signals/tradingview/3q2-7wPu_x")
+    assert public.is_public("POST", "/api/signals/tradingview/3q2-7wPu_x/")
+    # The OpenAPI document's template is one segment too.
+    assert public.is_public("POST", "/api/signals/tradingview/{token}")
+    assert not public.is_public("GET", "/api/signals/tradingview/abc")
+    assert not public.is_public("POST", "/api/signals/tradingview")
+    assert not public.is_public("POST", "/api/signals/tradingview/")
+    assert not public.is_public("POST", "/api/signals/tradingview/abc/def")
+    assert not public.is_public("POST", "/api/signals/tradingviewx/abc")
+    assert not public.is_public("POST", "/api/signals/*")
+
+
+async def test_a_signal_reaches_the_bots_service_without_a_token_and_nothing_else_does(
+    bots_up: Upstream,
+) -> None:
+    async with gateway(make_settings(), {"bots": bots_up.transport()}) as client:
+        signal = await client.post("/api/signals/tradingview/abc123", content=b"stop")
+        deeper = await client.post("/api/signals/tradingview/abc/123", content=b"stop")
+        other = await client.post("/api/bots/42/stop")
+    assert signal.status_code == 200, signal.text
+    assert signal.json()["path"] == "/api/signals/tradingview/abc123"
+    assert (deeper.status_code, deeper.json()["error"]["code"]) == (401, "UNAUTHORIZED")
+    assert (other.status_code, other.json()["error"]["code"]) == (401, "UNAUTHORIZED")
+    assert len(bots_up.calls) == 1
+
+
 async def test_requests_reach_the_service_owning_the_longest_prefix(
     auth_up: Upstream, bots_up: Upstream, tokens: Tokens
 ) -> None:

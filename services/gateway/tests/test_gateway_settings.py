@@ -18,6 +18,7 @@ def test_defaults() -> None:
         "POST /api/auth/register",
         "POST /api/auth/login",
         "POST /api/auth/refresh",
+        "POST /api/signals/tradingview/*",
     ]
     assert (settings.rate_limit_auth, settings.rate_limit_bot_create, settings.rate_limit_default) == (
         "5/minute",
@@ -55,6 +56,9 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("routes", {"api/auth": "auth"}),
         ("trusted_proxies", ["not-an-ip"]),
         ("public_paths", ["FETCH /api/x"]),
+        ("public_paths", ["POST /api/x/*/y"]),
+        ("public_paths", ["POST /api/x*"]),
+        ("rate_limit_signals", "lots"),
         ("frontend_url", "localhost:3009"),
         ("rate_limit_default", "often"),
     ],

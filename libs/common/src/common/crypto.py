@@ -185,7 +185,8 @@ class KeyRing:
 
 
 class EncryptionSettings(ServiceSettings):
-    """A service that encrypts secrets at rest (only the credentials service holds these keys)."""
+    """A service that encrypts secrets at rest: credentials (exchange keys) and notifier (channel secrets), each
+    deployed with a key of its own."""
 
     # Validation errors must never echo ENCRYPTION_KEY back (pydantic quotes inputs by default).
     model_config = SettingsConfigDict(hide_input_in_errors=True)

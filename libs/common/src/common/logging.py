@@ -30,6 +30,9 @@ _SENSITIVE_FIELD = re.compile(
     rf"""(?P<head>["']?\b(?:{_KEY_FIELDS})\b["']?\s*[:=]\s*["']?)(?P<value>[^"'&\s,;}}\]]+)""",
     re.IGNORECASE,
 )
+# A URL whose path carries its secret (a TradingView signal URL: the token is the only credential), as the
+# access lines and proxy errors of every process print paths.
+_SECRET_PATH = re.compile(r"(/signals/tradingview/)[^/\s?#\"']+")
 # Loggers that print whole requests, responses or frames at DEBUG, and the level they are held at.
 _NOISY_LOGGERS = {"ccxt": logging.WARNING, "websockets": logging.INFO}
 # uvicorn adds an ANSI-coloured copy of its message; JSON lines want the plain one only.
@@ -41,8 +44,10 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 
 
 def redact_text(text: str) -> str:
-    """Mask bearer tokens, JWTs and key fields (apiKey, signature, listenKey, secret, …) inside free text."""
+    """Mask bearer tokens, JWTs, key fields (apiKey, signature, listenKey, secret, …) and signal URLs' tokens
+    inside free text."""
     text = _SENSITIVE_TEXT.sub(lambda m: (m.group(1) or "") + "[REDACTED]", text)
+    text = _SECRET_PATH.sub(lambda m: m.group(1) + "[REDACTED]", text)
     return _SENSITIVE_FIELD.sub(lambda m: m.group("head") + "[REDACTED]", text)
 
 

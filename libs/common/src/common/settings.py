@@ -6,6 +6,7 @@ The repository's development secrets are accepted only in development (or test) 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from enum import StrEnum
 from typing import Any, Self
@@ -28,6 +29,19 @@ MIN_SECRET_BYTES = 32
 # or none at all when empty, as the test suite sets it, so that a developer's .env (such as the deployment
 # secrets `make secrets` writes for compose) never changes what a test sees.
 ENV_FILE = os.environ.get("GRIDBOT_ENV_FILE", ".env") or None
+
+
+def split_list(value: Any) -> Any:
+    """A list setting from the environment, as JSON or comma separated ("10.0.0.0/8, 127.0.0.1").
+
+    For fields annotated `Annotated[list[str], NoDecode]` (a `mode="before"` validator's body).
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
 
 
 class Environment(StrEnum):

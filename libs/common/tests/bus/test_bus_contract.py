@@ -15,6 +15,7 @@ from common.bus import (
     INVALID_BODY_KEY,
     Envelope,
     InMemoryBus,
+    QueueDepth,
     QueueKind,
     RabbitBus,
     TopologyMismatchError,
@@ -241,6 +242,8 @@ async def test_always_failing_message_is_dead_lettered_after_max_retries(bus: An
     dead = await bus.dead_letters("q")
     assert dead == [sent]  # the whole envelope is kept for the operator
     assert await bus.dead_letters("q") == [sent]  # inspecting does not consume
+    # The operators' count of it (GET /admin/system); a queue never declared is None.
+    assert await bus.depths(["q", "never-declared"]) == {"q": QueueDepth(0, 1), "never-declared": None}
 
 
 async def test_invalid_bodies_go_to_the_dlq_without_stopping_the_consumer(bus: AnyBus) -> None:
@@ -398,6 +401,11 @@ async def test_a_declared_queue_keeps_what_is_published_before_its_first_consume
     await bus.declare("jobs", "work", ["job.#"])  # idempotent
     first = await bus.publish("work", "job.one", {"n": 1})
     await bus.publish("work", "other.key", {"n": 2})
+
+    async def waiting() -> bool:
+        return await bus.depths(["jobs"]) == {"jobs": QueueDepth(1, 0)}
+
+    await eventually(waiting)
     recorder = Recorder()
     await bus.subscribe("jobs", "work", ["job.#"], recorder)
     await recorder.wait_for(first.message_id)

@@ -68,6 +68,9 @@ class CrashAfterPublish(Bus):
     async def dead_letters(self, queue: str) -> list[Envelope]:
         return []
 
+    async def depths(self, queues: Any) -> Any:
+        return await self.inner.depths(queues)
+
 
 class Db:
     def __init__(self, engine: AsyncEngine, table: Table) -> None:

@@ -255,6 +255,35 @@ class Trade(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
+class SignalToken(Base):
+    """A bot's TradingView signal token (one per bot): only its SHA-256 is kept; a new one replaces it."""
+
+    __tablename__ = "bot_signal_tokens"
+
+    bot_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("bots.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Hex SHA-256 of the token: looked up by equality, so no comparison ever runs over the secret itself.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Signal(Base):
+    """One signal received for a bot (TradingView alert): what was asked, from where, and what came of it."""
+
+    __tablename__ = "bot_signals"
+    __table_args__ = (Index("ix_bot_signals_bot_id_received_at", "bot_id", "received_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    bot_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("bots.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    # start | stop; NULL when the body named neither.
+    action: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # "ok", or the error code the signal was answered with.
+    outcome: Mapped[str] = mapped_column(String(40))
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 class EngineState(Base):
     """The engine core's serialised state per bot, written in the same transaction as its effects."""
 

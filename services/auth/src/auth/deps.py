@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from auth.admin import AdminService
 from auth.service import AuthService, CommittedAppError
 from common.db import unit_of_work
 
@@ -34,6 +35,11 @@ def _service(request: Request) -> AuthService:
     return service
 
 
+def _admin(request: Request) -> AdminService:
+    service: AdminService = request.app.state.admin_service
+    return service
+
+
 # scope="function": the session is committed and closed before the response is sent, so a client
 # never sees success for a transaction that then fails to commit (FastAPI's default runs the exit
 # code of yield dependencies after the response).
@@ -41,3 +47,4 @@ DbSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
 # Autocommit and read-only: a single statement, no BEGIN/COMMIT round trips (GET /auth/me).
 ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 Service = Annotated[AuthService, Depends(_service)]
+Admin = Annotated[AdminService, Depends(_admin)]

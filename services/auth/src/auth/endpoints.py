@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
-from fastapi import Body
+from fastapi import Body, Query, Request
 from starlette.responses import Response
 
-from auth.deps import DbSession, ReadSession, Service
+from auth.deps import Admin, DbSession, ReadSession, Service
+from auth.repository import UserView
 from auth.schemas import (
+    AdminUserData,
+    AdminUsersData,
+    DisabledData,
     LoginData,
     LoginRequest,
     LogoutRequest,
@@ -18,11 +23,12 @@ from auth.schemas import (
     RegisterRequest,
     TokenPairData,
 )
+from common.contracts.public import Pagination
 from common.errors import ErrorCode
 from common.i18n import t
 from common.openapi import errors
 from common.schemas import MessageOnly, Success
-from common.security import CurrentUser
+from common.security import AdminUser, CurrentUser
 from common.web import ApiRouter, iso_utc, ok
 
 router = ApiRouter(prefix="/api/auth", tags=["auth"])
@@ -94,5 +100,63 @@ async def me(principal: CurrentUser, db: ReadSession, service: Service) -> Respo
             "email": user.email,
             "name": user.name,
             "createdAt": iso_utc(user.created_at),
+            "role": user.role,
         }
+    )
+
+
+# --- administration (API.md "Roles and administration") ------------------------------------------------------
+
+admin_router = ApiRouter(prefix="/api/admin", tags=["admin"])
+_ADMIN_ERRORS = (ErrorCode.FORBIDDEN,)
+
+
+def _admin_view(user: UserView) -> dict[str, object]:
+    return AdminUserData(
+        user_id=str(user.id),
+        email=user.email,
+        name=user.name,
+        role="admin" if user.role == "admin" else "user",
+        disabled=user.disabled_at is not None,
+        disabled_at=iso_utc(user.disabled_at) if user.disabled_at is not None else None,
+        created_at=iso_utc(user.created_at),
+    ).model_dump(by_alias=True)
+
+
+@admin_router.get("/users", response_model=Success[AdminUsersData], responses=errors(*_ADMIN_ERRORS))
+async def list_users(
+    _: AdminUser,
+    admin: Admin,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> Response:
+    """Every user, oldest first (administrators only)."""
+    users, total = await admin.users(limit, offset)
+    pagination = Pagination(total=total, limit=limit, offset=offset, has_more=offset + len(users) < total)
+    return ok({"users": [_admin_view(u) for u in users], "pagination": pagination.model_dump(by_alias=True)})
+
+
+@admin_router.post(
+    "/users/{user_id}/disable",
+    response_model=Success[DisabledData],
+    responses=errors(*_ADMIN_ERRORS, ErrorCode.USER_NOT_FOUND, ErrorCode.SERVICE_UNAVAILABLE),
+)
+async def disable_user(user_id: uuid.UUID, principal: AdminUser, admin: Admin, request: Request) -> Response:
+    """Disable a user: every token refused at once (ACCOUNT_DISABLED), login refused, bots stopped."""
+    done = await admin.disable(principal, request.headers.get("authorization", ""), user_id)
+    return ok(
+        {"user": _admin_view(done.user), "botsStopped": done.bots_stopped},
+        t("사용자가 비활성화되었습니다", "The user was disabled"),
+    )
+
+
+@admin_router.post(
+    "/users/{user_id}/enable",
+    response_model=Success[AdminUserData],
+    responses=errors(*_ADMIN_ERRORS, ErrorCode.USER_NOT_FOUND),
+)
+async def enable_user(user_id: uuid.UUID, _: AdminUser, admin: Admin) -> Response:
+    """Let a disabled user sign in again (their bots stay stopped)."""
+    return ok(
+        _admin_view(await admin.enable(user_id)), t("사용자가 활성화되었습니다", "The user was enabled")
     )

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Index, String, Uuid
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import make_base
@@ -34,11 +34,16 @@ class User(Base):
     """A registered user; the email is stored normalised (lower case) and unique."""
 
     __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(EMAIL_LENGTH), unique=True)
     password_hash: Mapped[str] = mapped_column(String(100))
     name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    # "user" or "admin" (API.md "Roles and administration"); carried in the access token's `role` claim.
+    role: Mapped[str] = mapped_column(String(8), default="user")
+    # Set by an administrator: every token refused (ACCOUNT_DISABLED), login and refresh too, bots stopped.
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
 

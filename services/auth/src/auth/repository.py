@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,8 @@ class UserView:
     email: str
     name: str | None
     created_at: datetime
+    role: str = "user"
+    disabled_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +43,9 @@ class UserRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def add(self, email: str, password_hash: str, name: str | None) -> User:
+    async def add(self, email: str, password_hash: str, name: str | None, role: str = "user") -> User:
         """Insert a user; EmailTakenError when the email exists (also under a concurrent insert)."""
-        user = User(id=uuid.uuid4(), email=email, password_hash=password_hash, name=name)
+        user = User(id=uuid.uuid4(), email=email, password_hash=password_hash, name=name, role=role)
         self._session.add(user)
         try:
             await self._session.flush()
@@ -59,13 +61,43 @@ class UserRepository:
 
     async def view(self, user_id: uuid.UUID) -> UserView | None:
         """One primary-key lookup of the public columns (no password hash)."""
-        result = await self._session.execute(
-            select(User.id, User.email, User.name, User.created_at).where(User.id == user_id)
-        )
+        result = await self._session.execute(select(*_VIEW).where(User.id == user_id))
         row = result.one_or_none()
-        if row is None:
-            return None
-        return UserView(id=row.id, email=row.email, name=row.name, created_at=row.created_at)
+        return None if row is None else UserView(*row)
+
+    async def page(self, limit: int, offset: int) -> tuple[list[UserView], int]:
+        """Users, oldest first, and how many there are."""
+        total = int(await self._session.scalar(select(func.count()).select_from(User)) or 0)
+        rows = await self._session.execute(
+            select(*_VIEW).order_by(User.created_at, User.id).limit(limit).offset(offset)
+        )
+        return [UserView(*row) for row in rows], total
+
+    async def get(self, user_id: uuid.UUID, *, lock: bool = False) -> User | None:
+        """A user row (locked for the transaction when asked)."""
+        return await self._session.get(User, user_id, with_for_update=lock)
+
+    async def promote(self, emails: list[str]) -> list[str]:
+        """Make these users administrators; the emails that were changed."""
+        if not emails:
+            return []
+        result = await self._session.execute(
+            update(User)
+            .where(User.email.in_(emails), User.role != "admin")
+            .values(role="admin")
+            .returning(User.email)
+            .execution_options(synchronize_session=False)
+        )
+        return list(result.scalars())
+
+    async def disabled_ids(self) -> list[uuid.UUID]:
+        """Every disabled user."""
+        return list(
+            (await self._session.execute(select(User.id).where(User.disabled_at.is_not(None)))).scalars()
+        )
+
+
+_VIEW = (User.id, User.email, User.name, User.created_at, User.role, User.disabled_at)
 
 
 class RefreshTokenRepository:
@@ -99,21 +131,37 @@ class RefreshTokenRepository:
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 
+    async def replace_claim(self, jti: str, replaced_by: str) -> None:
+        """Point a token this transaction claimed at the pair finally issued in its place."""
+        await self._session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.jti == jti)
+            .values(replaced_by=replaced_by)
+            .execution_options(synchronize_session=False)
+        )
+
     async def get(self, jti: str) -> RefreshToken | None:
         """A refresh token row by its jti."""
         return await self._session.get(RefreshToken, jti)
 
+    async def revoke_user(self, user_id: uuid.UUID, now: datetime) -> list[LiveAccess]:
+        """Revoke every refresh token of a user; return the live access tokens issued with them."""
+        return await self._revoke(RefreshToken.user_id == user_id, now)
+
     async def revoke_family(self, family_id: str, now: datetime) -> list[LiveAccess]:
         """Revoke a family's refresh tokens; return the live access tokens issued with them."""
+        return await self._revoke(RefreshToken.family_id == family_id, now)
+
+    async def _revoke(self, which: ColumnElement[bool], now: datetime) -> list[LiveAccess]:
         await self._session.execute(
             update(RefreshToken)
-            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .where(which, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
             .execution_options(synchronize_session=False)
         )
         result = await self._session.execute(
             select(RefreshToken.access_jti, RefreshToken.access_expires_at).where(
-                RefreshToken.family_id == family_id, RefreshToken.access_expires_at > now
+                which, RefreshToken.access_expires_at > now
             )
         )
         return [LiveAccess(jti=r.access_jti, expires_at=r.access_expires_at) for r in result]

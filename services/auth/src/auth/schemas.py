@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
 
 from auth.models import EMAIL_LENGTH, NAME_LENGTH
+from common.contracts.public import Pagination
 from common.schemas import RequestModel, ResponseModel
 
 PASSWORD_MIN = 8
@@ -151,3 +152,32 @@ class MeData(ResponseModel):
     email: str
     name: str | None
     created_at: str = Field(description="ISO 8601 UTC with milliseconds, e.g. 2025-01-23T10:30:00.000Z")
+    role: Literal["user", "admin"] = Field(
+        description="`admin` for administrators (ADMIN_EMAILS, make admin)"
+    )
+
+
+class AdminUserData(ResponseModel):
+    """One user as an administrator sees them."""
+
+    user_id: str
+    email: str
+    name: str | None
+    role: Literal["user", "admin"]
+    disabled: bool
+    disabled_at: str | None = Field(description="When an administrator disabled the user (ISO 8601 UTC)")
+    created_at: str
+
+
+class AdminUsersData(ResponseModel):
+    """`data` of GET /admin/users."""
+
+    users: list[AdminUserData]
+    pagination: Pagination
+
+
+class DisabledData(ResponseModel):
+    """`data` of POST /admin/users/:id/disable."""
+
+    user: AdminUserData
+    bots_stopped: int = Field(description="Bots of the user stopped now (their orders cancelled)")

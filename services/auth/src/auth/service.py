@@ -15,7 +15,15 @@ from auth.passwords import PasswordHasher
 from auth.repository import EmailTakenError, RefreshTokenRepository, UserRepository, UserView
 from common.dbtypes import utc_now
 from common.errors import AppError, ErrorCode
-from common.security import IssuedToken, Principal, RevocationList, TokenService, TokenType
+from common.security import (
+    ADMIN_ROLE,
+    USER_ROLE,
+    IssuedToken,
+    Principal,
+    RevocationList,
+    TokenService,
+    TokenType,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +60,21 @@ class AuthService:
         revocations: RevocationList,
         hasher: PasswordHasher,
         clock: Callable[[], datetime] = utc_now,
+        admin_emails: frozenset[str] = frozenset(),
     ) -> None:
         self._tokens = tokens
         self._revocations = revocations
         self._hasher = hasher
         self._clock = clock
+        self._admin_emails = admin_emails
 
     async def register(self, db: AsyncSession, email: str, password: str, name: str | None) -> Session:
         """Create a user and sign them in; EMAIL_ALREADY_EXISTS when the email is taken."""
         # Hash before touching the database, so no pooled connection idles through bcrypt.
         password_hash = await self._hasher.hash(password)
         try:
-            user = await UserRepository(db).add(email, password_hash, name)
+            role = ADMIN_ROLE if email in self._admin_emails else USER_ROLE
+            user = await UserRepository(db).add(email, password_hash, name, role)
         except EmailTakenError:
             raise AppError(ErrorCode.EMAIL_ALREADY_EXISTS) from None
         tokens = await self._start_family(db, user)
@@ -77,6 +88,8 @@ class AuthService:
         valid = await self._hasher.verify(password, user.password_hash if user else None)
         if user is None or not valid:
             raise AppError(ErrorCode.INVALID_LOGIN)
+        if user.disabled_at is not None:
+            raise AppError(ErrorCode.ACCOUNT_DISABLED)  # told only to whoever knows the password
         return Session(user, await self._start_family(db, user))
 
     async def refresh(self, db: AsyncSession, refresh_token: str) -> TokenPair:
@@ -87,10 +100,17 @@ class AuthService:
             raise AppError(ErrorCode.INVALID_TOKEN)
         repo = RefreshTokenRepository(db)
         now = self._clock()
-        pair = self._issue_pair(str(user_id), claims.email, claims.family)
+        pair = self._issue_pair(str(user_id), claims.email, claims.family, USER_ROLE)
         # The conditional UPDATE is the transaction's first statement (SQLite: it takes the write
         # lock straight away, so no read snapshot can go stale under a concurrent rotation).
         if await repo.claim_for_rotation(claims.jti, user_id, pair.refresh.jti, now):
+            user = await UserRepository(db).get(user_id)
+            if user is not None and user.disabled_at is not None:
+                raise AppError(ErrorCode.ACCOUNT_DISABLED)  # the claim rolls back with the request
+            if user is not None and user.role != USER_ROLE:
+                # The role as it is now: a promotion (or demotion) reaches the tokens at the next refresh.
+                pair = self._issue_pair(str(user_id), claims.email, claims.family, user.role)
+                await repo.replace_claim(claims.jti, pair.refresh.jti)
             await repo.add(self._row(user_id, claims.family, pair, parent=claims.jti, now=now))
             return pair
         row = await repo.get(claims.jti)
@@ -135,13 +155,13 @@ class AuthService:
 
     async def _start_family(self, db: AsyncSession, user: User) -> TokenPair:
         family = uuid.uuid4().hex
-        pair = self._issue_pair(str(user.id), user.email, family)
+        pair = self._issue_pair(str(user.id), user.email, family, user.role)
         row = self._row(user.id, family, pair, parent=None, now=self._clock())
         await RefreshTokenRepository(db).add(row)
         return pair
 
-    def _issue_pair(self, user_id: str, email: str, family: str) -> TokenPair:
-        access = self._tokens.issue(TokenType.ACCESS, user_id=user_id, email=email)
+    def _issue_pair(self, user_id: str, email: str, family: str, role: str) -> TokenPair:
+        access = self._tokens.issue(TokenType.ACCESS, user_id=user_id, email=email, role=role)
         refresh = self._tokens.issue(TokenType.REFRESH, user_id=user_id, email=email, family=family)
         return TokenPair(access, refresh)
 

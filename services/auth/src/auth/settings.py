@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
-from common.settings import CacheSettings, DatabaseSettings, Environment, JwtSettings
+from common.settings import CacheSettings, DatabaseSettings, Environment, JwtSettings, split_list
 
 # OWASP's floor for bcrypt today; lower costs are only for the test suite's speed.
 MIN_PRODUCTION_BCRYPT_ROUNDS = 12
@@ -21,6 +22,19 @@ class Settings(DatabaseSettings, CacheSettings, JwtSettings):
     # Apply the Alembic migrations when the app starts (the embedded one-process mode wants this;
     # the real topology runs `python -m auth.migrate` as its own step).
     migrate_on_start: bool = False
+    # Emails that are administrators (JSON list or comma separated): at registration, and promoted at start.
+    admin_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The bots service (its admin route stops a disabled user's bots, authorised by the admin's own token).
+    bots_url: str = "http://127.0.0.1:3004"
+    bots_timeout_seconds: float = Field(default=60.0, gt=0)
+    # How often the disabled users' markers are written to the cache again (Redis keeps nothing on disk).
+    disabled_refresh_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("admin_emails", mode="before")
+    @classmethod
+    def _admin_list(cls, value: Any) -> Any:
+        listed = split_list(value)
+        return [str(email).strip().lower() for email in listed] if isinstance(listed, list) else listed
 
     @model_validator(mode="after")
     def _refuse_weak_bcrypt(self) -> Self:

@@ -20,6 +20,7 @@ from backtest.runner import JobRunner
 from backtest.service import BacktestService
 from backtest.settings import Settings
 from common.bus import QueueKind
+from common.contracts import queues
 from common.contracts.backtests import BACKTESTS_EXCHANGE, JOB_REQUESTED
 from common.exchanges import ExchangeBudget, MarketCatalog
 from common.outbox import OutboxRelay
@@ -29,7 +30,7 @@ from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
 
 SERVICE_NAME = "backtest"
-JOBS_QUEUE = "backtest.jobs"
+JOBS_QUEUE = queues.BACKTEST_JOBS
 
 
 def _now_ms() -> int:

@@ -20,13 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bots.service import BotService
 from bots.views import ERROR_MESSAGES
 from common.bus import Bus, QueueKind, Subscription
+from common.contracts import queues
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent, CredentialEventType
 from common.contracts.envelope import Envelope
 from trading.models import Bot, BotMode, BotStatus, InboxMessage, StopReason
 
 log = logging.getLogger(__name__)
 
-CREDENTIAL_EVENTS_QUEUE = "bots.credential-events"
+CREDENTIAL_EVENTS_QUEUE = queues.BOTS_CREDENTIAL_EVENTS
 INVALIDATED = "credential_invalidated"
 
 

@@ -14,6 +14,7 @@ from bots.responses import (
     BotList,
     BotState,
     CreatedBot,
+    DailyPerformance,
     Levels,
     Performance,
     Trades,
@@ -34,6 +35,7 @@ from common.openapi import EXCHANGE_IDS, errors, one_of
 from common.schemas import MessageOnly, Success
 from common.security import CurrentUser
 from common.web import ApiRouter, ok
+from trading.models import Bot
 
 router = ApiRouter(prefix="/api/bots", tags=["bots"])
 
@@ -51,6 +53,24 @@ ISO_DATE = WithJsonSchema(
         "maxLength": 64,
     }
 )
+
+
+# What start answers can carry (a TradingView signal acting as the owner answers the same).
+START_ERRORS = (
+    ErrorCode.BOT_NOT_FOUND,
+    ErrorCode.TICKER_NOT_FOUND,
+    ErrorCode.INVALID_ORDER_AMOUNT,
+    ErrorCode.CREDENTIAL_NOT_FOUND,
+    ErrorCode.INVALID_CREDENTIALS,
+    ErrorCode.INSUFFICIENT_BALANCE,
+    ErrorCode.EXCHANGE_API_ERROR,
+)
+
+
+def state_reply(bot: Bot, *, started: bool) -> Response:
+    """The answer of start and stop (the owner's routes and a TradingView signal alike)."""
+    message = t("봇이 시작되었습니다", "Bot started") if started else t("봇이 중지되었습니다", "Bot stopped")
+    return ok(BotState(bot_id=bot.id, status=bot.status).model_dump(), message)
 
 
 @router.post(
@@ -116,34 +136,16 @@ async def update_bot(
     return ok(data.model_dump(exclude_unset=True), t("봇 설정이 업데이트되었습니다", "Bot settings updated"))
 
 
-@router.post(
-    "/{bot_id}/start",
-    response_model=Success[BotState],
-    responses=errors(
-        ErrorCode.BOT_NOT_FOUND,
-        ErrorCode.TICKER_NOT_FOUND,
-        ErrorCode.INVALID_ORDER_AMOUNT,
-        ErrorCode.CREDENTIAL_NOT_FOUND,
-        ErrorCode.INVALID_CREDENTIALS,
-        ErrorCode.INSUFFICIENT_BALANCE,
-        ErrorCode.EXCHANGE_API_ERROR,
-    ),
-)
+@router.post("/{bot_id}/start", response_model=Success[BotState], responses=errors(*START_ERRORS))
 async def start_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
     """Start the bot (idempotent; clears an error)."""
-    bot = await service.start(principal.user_id, parse_bot_id(bot_id))
-    return ok(
-        BotState(bot_id=bot.id, status=bot.status).model_dump(), t("봇이 시작되었습니다", "Bot started")
-    )
+    return state_reply(await service.start(principal.user_id, parse_bot_id(bot_id)), started=True)
 
 
 @router.post("/{bot_id}/stop", response_model=Success[BotState], responses=errors(ErrorCode.BOT_NOT_FOUND))
 async def stop_bot(bot_id: str, principal: CurrentUser, service: Service) -> Response:
     """Stop the bot once the engine confirmed that its open orders are cancelled (idempotent)."""
-    bot = await service.stop(principal.user_id, parse_bot_id(bot_id))
-    return ok(
-        BotState(bot_id=bot.id, status=bot.status).model_dump(), t("봇이 중지되었습니다", "Bot stopped")
-    )
+    return state_reply(await service.stop(principal.user_id, parse_bot_id(bot_id)), started=False)
 
 
 @router.delete(
@@ -196,3 +198,21 @@ async def trades(
 async def bot_performance(bot_id: str, principal: CurrentUser, queries: Queries) -> Response:
     """Profit, trade counts and current value, all computed from the bot's trades."""
     return ok((await queries.performance(principal.user_id, parse_bot_id(bot_id))).model_dump())
+
+
+@router.get(
+    "/{bot_id}/performance/daily",
+    response_model=Success[DailyPerformance],
+    responses=errors(ErrorCode.BOT_NOT_FOUND),
+)
+async def daily_performance(
+    bot_id: str,
+    principal: CurrentUser,
+    queries: Queries,
+    start_date: Annotated[str | None, Query(alias="startDate", max_length=64), ISO_DATE] = None,
+    end_date: Annotated[str | None, Query(alias="endDate", max_length=64), ISO_DATE] = None,
+) -> Response:
+    """Profit, fills and fees per UTC day with trades, oldest first (bounds as the trades route takes them);
+    over all days they add up to /performance's totalProfit and totalTrades."""
+    since, until = trade_window(start_date, end_date)
+    return ok((await queries.daily(principal.user_id, parse_bot_id(bot_id), since, until)).model_dump())

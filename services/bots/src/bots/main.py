@@ -15,10 +15,14 @@ from bots.confirmations import StopConfirmations
 from bots.consumers import CredentialEventConsumer
 from bots.credentials_client import CredentialsClient
 from bots.endpoints import router
+from bots.internal import admin_router as internal_admin_router
 from bots.internal import router as internal_router
 from bots.queries import BotQueries
 from bots.service import BotService
 from bots.settings import Settings
+from bots.signal_routes import public_router as signal_public_router
+from bots.signal_routes import router as signal_router
+from bots.signals import SignalService
 from common.exchanges import ExchangeBudget, MarketCatalog
 from common.outbox import OutboxRelay
 from common.resources import infrastructure_checks, open_resources
@@ -90,12 +94,23 @@ def create_app(
             app.state.catalog = catalog
             app.state.bot_service = service
             app.state.credential_consumer = consumer
+            app.state.signal_service = SignalService(
+                session_factory=factory,
+                bots=service,
+                cache=cache,
+                revocations=opened.auth.revocations,
+                public_api_url=settings.public_api_url,
+                per_minute=settings.signal_rate_limit_per_minute,
+            )
             app.state.bot_queries = BotQueries(session_factory=factory, catalog=catalog, cache=cache)
             yield
 
     app = create_base_app(title="gridbot bots", lifespan=lifespan, max_body_bytes=settings.max_body_bytes)
     app.include_router(router)
+    app.include_router(signal_router)
+    app.include_router(signal_public_router)
     app.include_router(internal_router)
+    app.include_router(internal_admin_router)
 
     def checks() -> Mapping[str, HealthCheck]:
         return infrastructure_checks(app.state.engine, app.state.cache, app.state.bus)

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.markets import MarketCatalog, cached_price
 from bots.repository import BotRepository
-from bots.responses import BotDetail, BotList, Levels, Performance, Trades
+from bots.responses import BotDetail, BotList, DailyPerformance, DayPerformance, Levels, Performance, Trades
 from bots.service import owned_bot
-from bots.stats import TradeStats, performance, trade_stats
+from bots.stats import TradeStats, daily_stats, performance, trade_stats
 from bots.views import bot_read, list_summary, trade_read
 from common.cache import Cache
 from common.contracts.public import GridLevelRead, Pagination
@@ -100,3 +100,24 @@ class BotQueries:
                 price = await self._catalog.last_price(exchange, bot.ticker)
         figures = performance(stats, bot.investment_amount, price, bot.first_started_at, self._clock())
         return Performance.model_validate(figures)
+
+    async def daily(
+        self, user_id: str, bot_id: uuid.UUID | None, since: datetime | None, until: datetime | None
+    ) -> DailyPerformance:
+        """The bot's trades in [since, until) per UTC day, oldest first; they add up to `performance`."""
+        async with self._factory() as session:
+            bot = await owned_bot(BotRepository(session), user_uuid(user_id), bot_id)
+            days = await daily_stats(session, (bot.id, Exchange(bot.exchange), bot.ticker), since, until)
+        return DailyPerformance(
+            days=[
+                DayPerformance(
+                    date=d.day.isoformat(),
+                    profit=d.profit,
+                    trades=d.buys + d.sells,
+                    buy_trades=d.buys,
+                    sell_trades=d.sells,
+                    fees=d.fees,
+                )
+                for d in days
+            ]
+        )

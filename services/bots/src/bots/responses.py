@@ -175,3 +175,48 @@ class Performance(PublicModel):
     current_value: Money
     running_days: int = Field(ge=1)
     daily_avg_profit: Money
+
+
+class DayPerformance(PublicModel):
+    """One UTC day with trades: realised profit, fills and fees, from the trades executed that day."""
+
+    date: str = Field(json_schema_extra={"format": "date"}, examples=["2025-01-23"])
+    profit: Money = Field(examples=[189.9], description="Σ profit of the day's sells (net of both fees)")
+    trades: int = Field(examples=[3])
+    buy_trades: int = Field(examples=[2])
+    sell_trades: int = Field(examples=[1])
+    fees: Money = Field(
+        examples=[15.2],
+        description="In the quote currency: fees charged in quote, plus fees charged in base (Binance buys) "
+        "valued at their fill's price; a fee in a third asset (BNB) is not included",
+    )
+
+
+class DailyPerformance(ResponseModel):
+    """`data` of GET /bots/:id/performance/daily (oldest day first; days without trades left out)."""
+
+    days: list[DayPerformance]
+
+
+class SignalUrl(ResponseModel):
+    """`data` of POST /bots/:id/signal-token: the URL to give TradingView, and its token (shown once)."""
+
+    url: str = Field(examples=["https://api.example.com/api/signals/tradingview/3q2-7wPu…"])
+    token: str = Field(description="43 URL-safe characters (32 random bytes); stored only as its SHA-256")
+
+
+class SignalRead(PublicModel):
+    """One signal received: what it asked, what came of it (`ok` or the error code answered), from where."""
+
+    id: Id = Field(alias="_id")
+    action: Literal["start", "stop"] | None = Field(description="null: the body named neither")
+    outcome: str = Field(examples=["ok", "RATE_LIMIT_EXCEEDED"])
+    client_ip: str | None = Field(examples=["52.89.214.238"])
+    received_at: Time
+
+
+class Signals(ResponseModel):
+    """`data` of GET /bots/:id/signals (newest first)."""
+
+    signals: list[SignalRead]
+    pagination: Pagination

@@ -303,6 +303,32 @@ class BotService:
             command_id = await self.request_stop(session, bot)
         return await self.await_stop(user, bot.id, command_id)
 
+    async def stop_all(self, user: uuid.UUID) -> int:
+        """Stop every running bot of a user (an administrator disabled them); how many were stopped.
+
+        Each stop is the user's own (its command, the engine's confirmation once no order is open); they
+        run side by side, and a stop already pending is waited for rather than sent again.
+        """
+        pending: list[tuple[uuid.UUID, str]] = []
+        async with self._factory() as session:
+            repo = BotRepository(session)
+            for bot in await repo.list_owned(user, None, None):
+                if bot.status != BotStatus.RUNNING.value:
+                    continue
+                locked = await repo.owned(user, bot.id, for_update=True)
+                if locked is None or locked.status != BotStatus.RUNNING.value:
+                    continue
+                command = locked.stop_command_id or await self.request_stop(session, locked, commit=False)
+                pending.append((locked.id, command))
+            await self.commit(session)
+        results = await asyncio.gather(
+            *(self.await_stop(user, bot_id, command) for bot_id, command in pending), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+        return len(pending)
+
     async def request_stop(
         self, session: AsyncSession, bot: Bot, status: str = BotStatus.STOPPED.value, *, commit: bool = True
     ) -> str:

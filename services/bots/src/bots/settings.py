@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.exchanges import ExchangeSettings
@@ -48,5 +50,18 @@ class Settings(
     market_rules_ttl_seconds: float = Field(default=3600.0, gt=0)
     # The outbox relay polls this often besides being nudged after each commit.
     outbox_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # Where clients reach the API (the gateway's public origin, with any path prefix before /api): the URL
+    # POST /api/bots/:id/signal-token hands out for TradingView is built on it.
+    public_api_url: str = "http://localhost:3000"
+    # TradingView signals accepted per token within a minute of the first (API.md: 10/min); more: 429.
+    signal_rate_limit_per_minute: int = Field(default=10, ge=1, le=10_000)
     # Apply the Alembic migrations when the app starts (embedded mode; the real topology migrates first).
     migrate_on_start: bool = False
+
+    @field_validator("public_api_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("PUBLIC_API_URL must be http(s)://host[:port][/path]")
+        return value.strip().rstrip("/")

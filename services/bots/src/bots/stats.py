@@ -10,11 +10,11 @@ import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.contracts.public import profit_percent
@@ -166,6 +166,96 @@ async def trade_stats(
             last,
         )
     return stats
+
+
+# Fee × price and the sums of a day: wide enough never to round (money is NUMERIC(38, 18)).
+_EXACT = Context(prec=100)
+
+
+@dataclass
+class DayTotals:
+    """One UTC day of a bot's trades: realised profit, fill counts and fees in the quote currency."""
+
+    day: date
+    profit: Decimal = ZERO
+    buys: int = 0
+    sells: int = 0
+    fees: Decimal = ZERO
+
+    def add(
+        self, side: str, fee_kind: str, count: int, fee: Decimal, fee_value: Decimal, profit: Decimal
+    ) -> None:
+        """Fold one group of fills in: `fee_value` is Σ fee × price (what a fee in base is worth in quote)."""
+        if side == OrderSide.BUY.value:
+            self.buys += count
+        else:
+            self.sells += count
+            self.profit = _EXACT.add(self.profit, profit)
+        if fee_kind == "quote":
+            self.fees = _EXACT.add(self.fees, fee)
+        elif fee_kind == "base":
+            # Valued at the fill's own price: what the fee cost when it was taken.
+            self.fees = _EXACT.add(self.fees, fee_value)
+        # A fee in a third asset (e.g. BNB) has no price here: left out of `fees` (docs/api-additions.md).
+
+
+async def daily_stats(
+    session: AsyncSession,
+    bot: tuple[uuid.UUID, Exchange, str],
+    since: datetime | None,
+    until: datetime | None,
+) -> list[DayTotals]:
+    """The bot's trades executed in [since, until) summed per UTC day, oldest first (days without trades
+    left out). One range scan of ix_trades_bot_id_executed_at; PostgreSQL groups, SQLite sums in Python."""
+    bot_id, exchange, ticker = bot
+    quote, base = quote_currency(exchange), base_asset(exchange, ticker).upper()
+    conditions = [Trade.bot_id == bot_id]
+    if since is not None:
+        conditions.append(Trade.executed_at >= since)
+    if until is not None:
+        conditions.append(Trade.executed_at < until)
+    if session.get_bind().dialect.name == "postgresql":
+        # A literal, not a bound parameter: GROUP BY must repeat the SELECT's expression exactly.
+        day = func.date(func.timezone(literal_column("'UTC'"), Trade.executed_at))
+        grouped = await session.execute(
+            select(
+                day,
+                Trade.side,
+                Trade.fee_currency,
+                func.count(),
+                func.sum(Trade.fee),
+                func.sum(Trade.fee * Trade.price),
+                func.sum(Trade.profit),
+            )
+            .where(*conditions)
+            .group_by(day, Trade.side, Trade.fee_currency)
+        )
+        rows: Iterable[Any] = grouped.all()
+    else:
+        plain = await session.execute(
+            select(
+                Trade.executed_at, Trade.side, Trade.fee_currency, Trade.fee, Trade.price, Trade.profit
+            ).where(*conditions)
+        )
+        rows = (
+            (at.date(), side, currency, 1, fee, _EXACT.multiply(fee, price), profit)
+            for at, side, currency, fee, price, profit in plain.all()
+        )
+    days: dict[date, DayTotals] = {}
+    for day_of, side, fee_currency, count, fee, fee_value, profit in rows:
+        totals = days.setdefault(day_of, DayTotals(day_of))
+        totals.add(
+            side,
+            _fee_kind(fee_currency, quote, base),
+            int(count),
+            Decimal(fee or ZERO),
+            Decimal(fee_value or ZERO),
+            Decimal(profit or ZERO),
+        )
+    for totals in days.values():
+        # NUMERIC sums carry the column's scale: 10.200000… is written 10.2.
+        totals.profit, totals.fees = totals.profit.normalize(_EXACT), totals.fees.normalize(_EXACT)
+    return [days[d] for d in sorted(days)]
 
 
 def money(value: Decimal) -> Decimal:

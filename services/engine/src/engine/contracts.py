@@ -18,11 +18,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from common.contracts import queues
+
 ORDERS_EXCHANGE = "orders"
 ORDER_FILLED = "order.filled"
 # The queue of `order.filled` and the inbox consumer its fills are recorded under (a paper fill applied in
 # the batch that detected it is recorded there too, so any copy of it is dropped the same way).
-FILLS_QUEUE = "engine.fills"
+FILLS_QUEUE = queues.ENGINE_FILLS
 
 
 def fill_message_id(exchange: str, order_key: str, fill_id: str) -> str:

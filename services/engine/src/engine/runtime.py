@@ -28,6 +28,7 @@ from common.cache import Cache
 from common.contracts.bots import BOTS_EXCHANGE
 from common.contracts.credentials import CREDENTIALS_EXCHANGE
 from common.contracts.market import MARKET_EXCHANGE
+from common.contracts.queues import ENGINE_TICKS, engine_replica_queue
 from common.db import create_engine, create_session_factory, is_sqlite
 from common.dbtypes import utc_now
 from common.exchanges import Exchange, ExchangeBudget
@@ -178,24 +179,23 @@ class EngineRuntime:
         # another replica is acked unapplied (its owner has it, or resumes it from the bot's row).
         commands = CommandConsumer(self.shard_for, prices.price, ownership.ready)
         self.ticks = TickRouter(self.registry, self.shard_for, self.metrics, live, ownership.owns)
-        replica = f"{settings.engine_id}.{ownership.incarnation[:8]}"
+
+        def own(queue: str) -> str:
+            return engine_replica_queue(queue, settings.engine_id, ownership.incarnation)
+
         # Bound to no market yet: each is bound as the first of its bots is loaded here (intake.markets).
         ticks = await self._subscribe(
-            f"engine.ticks.{replica}", MARKET_EXCHANGE, [], self.ticks.handle, 256, ticks=True
+            own(ENGINE_TICKS), MARKET_EXCHANGE, [], self.ticks.handle, 256, ticks=True
         )
         await self.markets.attach(ticks)
-        await self._subscribe(
-            f"{COMMANDS_QUEUE}.{replica}", BOTS_EXCHANGE, list(COMMAND_KEYS), commands.handle, 64
-        )
-        await self._subscribe(
-            f"{FILLS_QUEUE}.{replica}", ORDERS_EXCHANGE, [ORDER_FILLED], self.fills.handle, 256
-        )
+        await self._subscribe(own(COMMANDS_QUEUE), BOTS_EXCHANGE, list(COMMAND_KEYS), commands.handle, 64)
+        await self._subscribe(own(FILLS_QUEUE), ORDERS_EXCHANGE, [ORDER_FILLED], self.fills.handle, 256)
         # One at a time: a user's key change is applied whole (halt, cancels, drop) before the next one.
         keys = CredentialEventConsumer(
             factory, live, self.shard_for, owns=ownership.ready, replica=settings.engine_id
         )
         await self._subscribe(
-            f"{CREDENTIAL_EVENTS_QUEUE}.{replica}",
+            own(CREDENTIAL_EVENTS_QUEUE),
             CREDENTIALS_EXCHANGE,
             list(CREDENTIAL_EVENT_KEYS),
             keys.handle,

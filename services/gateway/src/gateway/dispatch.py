@@ -9,14 +9,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common import tracing
 from common.errors import AppError, ErrorCode
-from common.security import Principal
+from common.security import ADMIN_ROLE, Principal
 from common.web import error_response
 from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
 from gateway.live.endpoint import LIVE_PATH, LiveEndpoint
 from gateway.proxy import Forwarder
 from gateway.ratelimit import Rules
-from gateway.routing import PublicPaths, RouteTable, has_dot_segment, is_api_path
+from gateway.routing import (
+    GATEWAY_SERVICE,
+    PublicPaths,
+    RouteTable,
+    has_dot_segment,
+    is_admin_path,
+    is_api_path,
+)
 from gateway.tokens import VerifiedTokens
 
 
@@ -122,6 +129,14 @@ class GatewayMiddleware:
             return
         if refusal is not None:
             await _error(scope, receive, send, refusal, headers=limit_headers)
+            return
+        if is_admin_path(path) and (principal is None or principal.role != ADMIN_ROLE):
+            # Every path under /api/admin, existing or not: nothing about the routes is told to others.
+            await _error(scope, receive, send, ErrorCode.FORBIDDEN, headers=limit_headers)
+            return
+        if service == GATEWAY_SERVICE:
+            scope["state"]["principal"] = principal
+            await self.app(scope, receive, send)
             return
 
         trusted_peer = peer is not None and c.proxies.enabled and c.proxies.is_trusted(peer)

@@ -7,13 +7,16 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from common import tracing
 from common.bus import Bus
 from common.cache import Cache, RedisCache
+from common.openapi import complete
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
 from common.security import RevocationList, TokenService
 from common.web import JsonResponse, RequestContextMiddleware, install_error_handlers, serve
+from gateway.admin import router as admin_router
 from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
 from gateway.cors import EdgeMiddleware
@@ -29,7 +32,7 @@ from gateway.openapi import MergedOpenApi
 from gateway.proxy import Forwarder, Upstreams
 from gateway.ratelimit import RateLimiter, Rules, create_rate_limiter
 from gateway.readiness import Check, Probes, Readiness
-from gateway.routing import PublicPaths, RouteTable
+from gateway.routing import GATEWAY_SERVICE, PublicPaths, RouteTable
 from gateway.settings import Settings
 from gateway.tokens import VerifiedTokens
 
@@ -63,7 +66,7 @@ def create_app(
             if settings.rate_limit_enabled:
                 limiter = create_rate_limiter(settings, redis)
             upstreams = Upstreams(settings, transports)
-            routes = RouteTable(settings.routes, upstreams.names)
+            routes = RouteTable(settings.routes, [*upstreams.names, GATEWAY_SERVICE])
             public = PublicPaths(settings.public_paths)
             tokens = VerifiedTokens(TokenService.from_settings(settings))
             checks = RequestChecks(limiter, cache, redis, settings.redis_timeout_seconds)
@@ -89,12 +92,17 @@ def create_app(
             app.state.live = hub
             app.state.settings = settings
             app.state.upstreams = upstreams
+            # Embedded mode: every service in this process, one metrics registry for all of them.
+            app.state.in_process_services = bool(transports)
             app.state.openapi = MergedOpenApi(
                 upstreams,
                 routes,
                 public,
                 ttl_seconds=settings.openapi_cache_seconds,
                 timeout_seconds=settings.health_timeout_seconds,
+                local=complete(
+                    get_openapi(title="gridbot gateway", version="0.1.0", routes=admin_router.routes)
+                ),
             )
             probes = Probes(
                 {**{u.name: u.base_url for u in upstreams}, **settings.readiness_checks},
@@ -143,6 +151,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(admin_router)
     add_gateway_metrics_route(app, settings)
     app.mount(DOCS_ASSETS_PATH, docs_assets(), name="docs-assets")
     # Added innermost first: Edge(RequestContext(Gateway(FastAPI routes))).

@@ -14,7 +14,7 @@ import orjson
 from common.openapi import BEARER_SCHEME, bearer_scheme
 from common.web import dumps
 from gateway.proxy import Upstream, Upstreams
-from gateway.routing import PublicPaths, RouteTable
+from gateway.routing import GATEWAY_SERVICE, PublicPaths, RouteTable
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def merge_documents(
                 "Every public route of the gridbot backend, served by the gateway. Every error is the "
                 'envelope `{"success": false, "error": {"code", "message", "details"}}`; each response '
                 "lists the codes it can carry (`x-error-codes`). Routes need the bearer access token "
-                "except register, login and refresh."
+                "except register, login, refresh and the TradingView signal URL (its token is its secret)."
             ),
         },
         "paths": dict(sorted(paths.items())),
@@ -147,9 +147,12 @@ class MergedOpenApi:
         *,
         ttl_seconds: float,
         timeout_seconds: float,
+        local: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._upstreams = upstreams
+        # The document of the routes the gateway serves itself (merged as the service "gateway").
+        self._local = local
         self._routes = routes
         self._public = public
         self._ttl = ttl_seconds
@@ -176,6 +179,8 @@ class MergedOpenApi:
         upstreams = list(self._upstreams)
         results = await asyncio.gather(*(self._fetch(u) for u in upstreams))
         documents = {u.name: doc for u, doc in zip(upstreams, results, strict=True) if doc is not None}
+        if self._local is not None:
+            documents[GATEWAY_SERVICE] = self._local
         unavailable = [u.name for u, doc in zip(upstreams, results, strict=True) if doc is None]
         merged = merge_documents(documents, unavailable, self._routes, self._public)
         return dumps(merged), not unavailable

@@ -82,6 +82,7 @@ class Upstream:
     base_url: str
     transport: httpx.AsyncBaseTransport
     client: httpx.AsyncClient
+    timeout: float  # for the answer's head (and a buffered body)
 
 
 class Upstreams:
@@ -103,13 +104,14 @@ class Upstreams:
         for name in sorted(set(settings.services) | set(transports)):
             # An in-process service needs no real URL; the host part only names it in logs.
             base = settings.services.get(name, f"http://{name}.internal")
+            timeout = settings.upstream_service_timeouts.get(name, settings.upstream_timeout_seconds)
             transport = transports.get(name) or Http1Transport(
                 base,
                 max_connections=settings.upstream_max_connections,
                 max_keepalive=settings.upstream_max_keepalive,
                 keepalive_expiry=settings.upstream_keepalive_seconds,
                 connect_timeout=settings.upstream_connect_timeout_seconds,
-                read_timeout=settings.upstream_timeout_seconds,
+                read_timeout=timeout,
             )
             # For health and docs fetches; proxied requests go to the transport directly (no
             # cookie jar shared between users, no redirects followed, less per-request work).
@@ -121,7 +123,7 @@ class Upstreams:
                 follow_redirects=False,
                 trust_env=False,
             )
-            self._by_name[name] = Upstream(name, base, transport, client)
+            self._by_name[name] = Upstream(name, base, transport, client, timeout)
         self._owned = {name for name in self._by_name if name not in transports}
 
     @property
@@ -203,7 +205,7 @@ class Forwarder:
         buffered: bytes | None = None
         try:
             # One deadline for the answer's head and a buffered body, whatever the transport.
-            async with asyncio.timeout(self.upstreams.timeout):
+            async with asyncio.timeout(upstream.timeout):
                 reply = await self._send(upstream, scope["method"], target, query, headers, body)
                 length = reply.content_length
                 if length is not None and length <= BUFFER_LIMIT:

@@ -33,6 +33,8 @@ BOTS_PATH = "/api/bots"
 # /account): a stricter per-user bucket so that no user can spend the server's shared exchange budget.
 VALIDATE_PATH = "/api/exchange/validate-credentials"
 CREDENTIALS_PATH = "/api/credentials"
+# TradingView posts every user's signals from a few shared addresses: a per-IP bucket of their own.
+SIGNALS_PATH = "/api/signals/"
 _WARN_EVERY_SECONDS = 10.0
 
 
@@ -75,6 +77,7 @@ class Rules:
         self.bot_create = Rule("bot-create", parse(settings.rate_limit_bot_create))
         self.default = Rule("default", parse(settings.rate_limit_default))
         self.exchange_keys = Rule("exchange-keys", parse(settings.rate_limit_exchange_keys))
+        self.signals = Rule("signals", parse(settings.rate_limit_signals), per_ip=True)
 
     def rule_for(self, method: str, path: str) -> Rule:
         """The rule of a request: the three auth routes share one per-IP bucket (no hopping).
@@ -88,6 +91,8 @@ class Rules:
                 return self.bot_create
             if path.rstrip("/") in (VALIDATE_PATH, CREDENTIALS_PATH):
                 return self.exchange_keys
+            if path.startswith(SIGNALS_PATH):
+                return self.signals
         if method == "PUT" and path.startswith(CREDENTIALS_PATH + "/"):
             return self.exchange_keys
         return self.default

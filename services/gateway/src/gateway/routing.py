@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 API_PREFIX = "/api"
+# The routes' name for paths the gateway serves itself (GET /api/admin/system).
+GATEWAY_SERVICE = "gateway"
+ADMIN_PREFIX = "/api/admin"
 
 
 class RouteTable:
@@ -39,8 +42,15 @@ class RouteTable:
         return self._match(path) == service
 
 
+ONE_SEGMENT = "/*"
+
+
 class PublicPaths:
-    """The (method, path) pairs reachable without a token; an entry without a method allows all."""
+    """The (method, path) pairs reachable without a token; an entry without a method allows all.
+
+    An entry ending in `/*` matches its parent path plus exactly one non-empty segment (a secret carried in
+    the URL, e.g. a TradingView signal token), never a deeper path nor the parent itself.
+    """
 
     def __init__(self, entries: Iterable[str]) -> None:
         pairs: set[tuple[str, str]] = set()
@@ -58,7 +68,13 @@ class PublicPaths:
         """True when the request needs no token (exact path match, trailing slash ignored)."""
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
-        return (method, path) in self._pairs or path in self._any
+        if (method, path) in self._pairs or path in self._any:
+            return True
+        parent, _, segment = path.rpartition("/")
+        if not segment or not parent:
+            return False
+        pattern = parent + ONE_SEGMENT
+        return (method, pattern) in self._pairs or pattern in self._any
 
 
 def is_api_path(path: str) -> bool:
@@ -71,3 +87,8 @@ def has_dot_segment(path: str) -> bool:
     if "/." not in path:
         return False
     return any(segment in (".", "..") for segment in path.split("/"))
+
+
+def is_admin_path(path: str) -> bool:
+    """True for /api/admin and everything below it: administrators only, whatever the path."""
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")

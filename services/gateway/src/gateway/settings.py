@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
@@ -11,7 +10,7 @@ from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from common.settings import BusSettings, CacheSettings, JwtSettings
+from common.settings import BusSettings, CacheSettings, JwtSettings, split_list
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -22,23 +21,21 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/api/exchange": "market-data",
     "/api/bots": "bots",
     "/api/backtests": "backtest",
+    "/api/admin": "auth",
+    # Served by the gateway itself (gateway.admin): it gathers every service's part.
+    "/api/admin/system": "gateway",
+    "/api/notifications": "notifier",
+    # TradingView signals (the bots service): POST /api/signals/tradingview/<token>.
+    "/api/signals": "bots",
 }
 DEFAULT_PUBLIC_PATHS: list[str] = [
     "POST /api/auth/register",
     "POST /api/auth/login",
     "POST /api/auth/refresh",
+    # The token in the URL is the credential (TradingView sends no header); `*` is one path segment.
+    "POST /api/signals/tradingview/*",
 ]
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-
-
-def _split_list(value: Any) -> Any:
-    # Lists come from the environment either as JSON or comma separated ("10.0.0.0/8, 127.0.0.1").
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
 
 
 def _clean_path(path: str) -> str:
@@ -56,10 +53,14 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
     # Service name -> base URL; a route whose service has no URL answers 404 (not deployed).
     services: dict[str, str] = Field(default_factory=lambda: {"auth": "http://127.0.0.1:3001"})
-    # "METHOD /path" (or "/path" for any method): reachable without a token.
+    # "METHOD /path" (or "/path" for any method): reachable without a token. A last segment `*` stands for
+    # exactly one non-empty segment (a secret in the URL), never for more.
     public_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_PUBLIC_PATHS))
 
     upstream_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Services whose answers may take longer (JSON: {"backtest": 120}): a recommendation over 90 days of
+    # candles the backtest service has not stored yet pages through the exchange first.
+    upstream_service_timeouts: dict[str, float] = Field(default_factory=lambda: {"backtest": 120.0})
     upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     upstream_max_connections: int = Field(default=100, ge=1, le=10_000)
     upstream_max_keepalive: int = Field(default=50, ge=0, le=10_000)
@@ -72,6 +73,10 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     rate_limit_default: str = "100/minute"
     # Routes that make the server call an exchange with keys the user sends (validate, store, replace).
     rate_limit_exchange_keys: str = "5/minute"
+    # TradingView signals, per client IP: TradingView posts every user's alerts from the same few addresses,
+    # so the per-IP default would make all users share 100 a minute. Each token's own limit (10/min) is the
+    # bots service's (SIGNAL_RATE_LIMIT_PER_MINUTE); this one only bounds guessing from one address.
+    rate_limit_signals: str = "600/minute"
     # Bound on one Redis round trip of the request path (rate limit + revocation check).
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     # Per pool (rate limits, revocations): every in-flight request holds a connection of each.
@@ -141,7 +146,7 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     @field_validator("public_paths", mode="before")
     @classmethod
     def _split_public(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("public_paths")
     @classmethod
@@ -152,11 +157,18 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
             method = method.strip().upper()
             if method and method not in _METHODS:
                 raise ValueError(f"public path {entry!r}: unknown method")
-            cleaned.append(f"{method} {_clean_path(path)}".strip())
+            path = _clean_path(path)
+            if "*" in path and not (path.endswith("/*") and path.count("*") == 1 and len(path) > 2):
+                raise ValueError(f"public path {entry!r}: '*' only as the whole last segment")
+            cleaned.append(f"{method} {path}".strip())
         return cleaned
 
     @field_validator(
-        "rate_limit_auth", "rate_limit_bot_create", "rate_limit_default", "rate_limit_exchange_keys"
+        "rate_limit_auth",
+        "rate_limit_bot_create",
+        "rate_limit_default",
+        "rate_limit_exchange_keys",
+        "rate_limit_signals",
     )
     @classmethod
     def _check_limit(cls, value: str) -> str:
@@ -166,7 +178,7 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("trusted_proxies")
     @classmethod

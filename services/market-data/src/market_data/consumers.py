@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 
 from common.bus import Bus, QueueKind, Subscription
+from common.contracts import queues
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent, BotLifecycle
 from common.contracts.envelope import Envelope
 from market_data.tickers import TickerRegistry
 
 log = logging.getLogger(__name__)
 
-LIFECYCLE_QUEUE = "market-data.bot-lifecycle"
+LIFECYCLE_QUEUE = queues.MARKET_DATA_BOT_LIFECYCLE
 
 
 async def subscribe_lifecycle(bus: Bus, registry: TickerRegistry) -> Subscription:

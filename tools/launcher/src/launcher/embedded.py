@@ -60,7 +60,7 @@ def internal_url(name: str) -> str:
     return f"http://{name}.internal"
 
 
-UPSTREAMS = ("auth", "credentials", "bots", "market-data", "backtest")
+UPSTREAMS = ("auth", "credentials", "bots", "market-data", "backtest", "notifier")
 SIM_STATE_FILE = "exchange-sim.json"
 
 
@@ -93,20 +93,26 @@ async def serve(host: str, port: int, db_path: Path) -> None:
     from gateway.settings import Settings as GatewaySettings
     from market_data.main import create_app as create_market_data
     from market_data.settings import Settings as MarketDataSettings
+    from notifier.main import create_app as create_notifier
+    from notifier.settings import Settings as NotifierSettings
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
     sim_settings = embedded_sim_settings(db_path)
     apply_defaults(db_path, f"http://127.0.0.1:{sim_settings.port}")
+    # The signal URLs the bots service hands out name this gateway (the default says :3000).
+    os.environ.setdefault("PUBLIC_API_URL", f"http://localhost:{port}")
     await asyncio.to_thread(migrate_all, os.environ["DATABASE_URL"])
 
     credentials_app = create_credentials(CredentialsSettings())
     bots_app = create_bots(BotsSettings(), credentials_transport=_transport(credentials_app))
     apps: dict[str, FastAPI] = {
-        "auth": create_auth(AuthSettings()),
+        "auth": create_auth(AuthSettings(), bots_transport=_transport(bots_app)),
         "credentials": credentials_app,
         "bots": bots_app,
         "market-data": create_market_data(MarketDataSettings(), bots_transport=_transport(bots_app)),
         "backtest": create_backtest(BacktestSettings()),
+        # Consumes the user events of the in-process bus, as its own process would from RabbitMQ.
+        "notifier": create_notifier(NotifierSettings()),
     }
     # Not behind the gateway: the engine has no public routes, only its health (in the gateway's readiness).
     engine_app = create_engine(EngineSettings(), credentials_transport=_transport(credentials_app))

@@ -17,6 +17,8 @@ SECRETS: dict[str, int] = {
     "JWT_SECRET": 32,
     # AES-256-GCM: exactly 32 bytes (hex here; the service also reads base64).
     "ENCRYPTION_KEY": 32,
+    # The notifier's own key for channel secrets (bot tokens, webhook secrets): not the one of exchange keys.
+    "NOTIFIER_ENCRYPTION_KEY": 32,
     "INTERNAL_KEYS_TOKEN": 32,
     "INTERNAL_BALANCE_TOKEN": 32,
     "INTERNAL_TICKERS_TOKEN": 32,

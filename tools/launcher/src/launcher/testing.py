@@ -48,6 +48,10 @@ _OWN_ENV = (
 )
 
 
+# The e2e stacks' administrator (ADMIN_EMAILS): whoever registers with it first in a stack is one.
+ADMIN_EMAIL = "admin-e2e@example.com"
+
+
 @contextmanager
 def embedded(workdir: Path, root: Path, **env: str) -> Iterator[System]:
     """`make run`'s one process (scratch SQLite in `workdir`, free ports), `env` added; stopped on exit."""

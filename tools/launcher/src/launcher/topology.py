@@ -95,7 +95,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
         env_prefix="SIM_",
         health_path="/_sim/health",
     ),
-    ServiceSpec("auth", "auth", 3001, "auth.settings:Settings", migrate_module="auth.migrate"),
+    # BOTS_URL: disabling a user stops their bots (the bots service's admin route).
+    ServiceSpec(
+        "auth",
+        "auth",
+        3001,
+        "auth.settings:Settings",
+        migrate_module="auth.migrate",
+        links={"BOTS_URL": "bots"},
+    ),
     ServiceSpec(
         "credentials",
         "credentials",
@@ -167,6 +175,16 @@ SERVICES: tuple[ServiceSpec, ...] = (
         uses_exchanges=True,
         image_of="backtest",
     ),
+    # Notification channels and deliveries, fed by the `events` and `credentials` exchanges (one process: its
+    # routes, its consumers and its delivery worker).
+    ServiceSpec(
+        "notifier",
+        "notifier",
+        3010,
+        "notifier.settings:Settings",
+        migrate_module="notifier.migrate",
+        uses_bus=True,
+    ),
     # On the bus for live updates (GET /api/ws): user events, bot lifecycle and price ticks.
     ServiceSpec("gateway", "gateway", 3000, "gateway.settings:Settings", upstream=False, uses_bus=True),
 )
@@ -222,6 +240,9 @@ def service_env(
         env[var] = f"http://127.0.0.1:{ports[target]}"
     for name in spec.tokens:
         env[name] = tokens[name]
+    if spec.name == "bots":
+        # The signal URLs the bots service hands out name this stack's gateway (the default says :3000).
+        env["PUBLIC_API_URL"] = f"http://localhost:{ports['gateway']}"
     if spec.name == "gateway":
         env["SERVICES"] = json.dumps(
             {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.upstream}

@@ -17,6 +17,7 @@ from common.bus.port import (
     Bus,
     BusError,
     Handler,
+    QueueDepth,
     QueueKind,
     Subscription,
     TopologyMismatchError,
@@ -304,6 +305,14 @@ class InMemoryBus(Bus):
         declared.subscriptions.add(subscription)
         self._subscriptions.add(subscription)
         return subscription
+
+    async def depths(self, queues: Sequence[str]) -> dict[str, QueueDepth | None]:
+        """Messages waiting in each queue and dead-lettered from it."""
+        found: dict[str, QueueDepth | None] = {}
+        for queue in queues:
+            declared = self._queues.get(self.full_name(queue))
+            found[queue] = None if declared is None else QueueDepth(len(declared.items), len(declared.dead))
+        return found
 
     async def dead_letters(self, queue: str) -> list[Envelope]:
         """The messages dead-lettered from `queue`, oldest first (they stay there)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
@@ -64,6 +65,14 @@ class Subscription(ABC):
     @abstractmethod
     async def unbind(self, key: str) -> None:
         """No longer take what `key` routes (messages already queued stay)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """Messages ready in a queue, and dead-lettered from it."""
+
+    messages: int
+    dead_letters: int
 
 
 class Bus(ABC):
@@ -145,6 +154,11 @@ class Bus(ABC):
         deployment): what the exchange routes to the queue from now on waits there. The properties must be
         those its consumers subscribe with (TopologyMismatchError otherwise).
         """
+
+    @abstractmethod
+    async def depths(self, queues: Sequence[str]) -> dict[str, QueueDepth | None]:
+        """Messages waiting in each queue and in its dead-letter queue; None for a queue that does not exist
+        (operators' view: GET /admin/system)."""
 
     @abstractmethod
     async def dead_letters(self, queue: str) -> list[Envelope]:

@@ -38,6 +38,7 @@ from common.bus.port import (
     BusError,
     Handler,
     PublishNotConfirmedError,
+    QueueDepth,
     QueueKind,
     Subscription,
     TopologyMismatchError,
@@ -276,6 +277,26 @@ class RabbitBus(Bus):
             raise TopologyMismatchError(f"queue {name} exists with other properties") from exc
         finally:
             await _close_quietly(channel)
+
+    async def depths(self, queues: Sequence[str]) -> dict[str, QueueDepth | None]:
+        """Passive declarations (a channel each: a missing queue closes the channel that asked)."""
+        connection = self._require_connection()
+
+        async def count(name: str) -> int | None:
+            channel = await connection.channel(publisher_confirms=False)
+            try:
+                declared = await channel.declare_queue(self.full_name(name), passive=True)
+                return int(declared.declaration_result.message_count or 0)
+            except ChannelNotFoundEntity:
+                return None
+            finally:
+                await _close_quietly(channel)
+
+        found: dict[str, QueueDepth | None] = {}
+        for queue in queues:
+            ready, dead = await asyncio.gather(count(queue), count(queue + DLQ_SUFFIX))
+            found[queue] = None if ready is None else QueueDepth(ready, dead or 0)
+        return found
 
     async def _declare_queue(
         self,

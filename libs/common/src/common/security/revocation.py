@@ -52,6 +52,10 @@ class RevocationList:
         """Accept the user's tokens again (those not revoked otherwise)."""
         await self._cache.delete(_USER_PREFIX + user_id)
 
+    async def is_disabled(self, user_id: str) -> bool:
+        """True while an administrator has the user disabled (a caller acting for them without a token)."""
+        return await self._cache.exists(_USER_PREFIX + user_id)
+
     async def refusal(self, jti: str, user_id: str) -> ErrorCode | None:
         """Why a verified token is refused now (INVALID_TOKEN: logged out; ACCOUNT_DISABLED), or None."""
         revoked, disabled = await self._cache.exists_each(_PREFIX + jti, _USER_PREFIX + user_id)

@@ -58,15 +58,18 @@ class User:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def user_factory(settings: Any) -> Callable[[], User]:
-    """Makes fresh users with access tokens an app built from these settings accepts."""
+def user_factory(settings: Any) -> Callable[..., User]:
+    """Makes fresh users (`role="admin"` for an administrator) with access tokens an app built from these
+    settings accepts."""
     from common.security import TokenService, TokenType
 
     tokens = TokenService.from_settings(settings)
 
-    def new() -> User:
+    def new(role: str = "user") -> User:
         user_id = str(uuid.uuid4())
-        issued = tokens.issue(TokenType.ACCESS, user_id=user_id, email=f"{user_id[:8]}@example.com")
+        issued = tokens.issue(
+            TokenType.ACCESS, user_id=user_id, email=f"{user_id[:8]}@example.com", role=role
+        )
         return User(user_id, issued.token)
 
     return new

@@ -21,6 +21,7 @@ from decimal import Decimal
 from pydantic import ValidationError
 
 from common import tracing
+from common.contracts import queues
 from common.contracts.bots import BotEvent
 from common.contracts.envelope import Envelope
 from common.exchanges import Exchange
@@ -32,7 +33,7 @@ from trading.commands import BotCommand
 
 log = logging.getLogger(__name__)
 
-COMMANDS_QUEUE = "engine.commands"
+COMMANDS_QUEUE = queues.ENGINE_COMMANDS
 COMMAND_KEYS = (BotEvent.START.value, BotEvent.STOP.value, BotEvent.UPDATED.value, BotEvent.DELETED.value)
 
 PriceLookup = Callable[[Exchange, str], Awaitable[Decimal | None]]

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common.contracts import queues
 from common.contracts.credentials import CredentialEvent, CredentialEventType
 from common.contracts.envelope import Envelope
 from common.exchanges import ExchangeCallError, TransientExchangeError, call
@@ -40,7 +41,7 @@ from gridcore import Phase
 
 log = logging.getLogger(__name__)
 
-CREDENTIAL_EVENTS_QUEUE = "engine.credential-events"
+CREDENTIAL_EVENTS_QUEUE = queues.ENGINE_CREDENTIAL_EVENTS
 CREDENTIAL_EVENT_KEYS = (CredentialEventType.UPDATED.value, CredentialEventType.DELETED.value)
 _PARALLEL_CANCELS = 8
 

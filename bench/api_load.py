@@ -1,0 +1,487 @@
+"""The API under load: N users polling a dashboard through the gateway of a real `make dev` stack.
+
+Starts the dev topology (every service its own process, two engine replicas, the exchange simulator replaying
+prices at its default pace) over the local PostgreSQL, Redis and RabbitMQ, on a database and namespaces of its
+own. Registers N users (each once), gives each one running paper bot (spread over the simulator's markets),
+then every user polls a dashboard's mix (bot list, its bot, its trades, its grid levels, its performance, a
+price, `me`: one route after the other) at `--rate` requests/s. Prints requests/s, p50/p90/p99/max per route
+and overall, errors by route and code, and the CPU share of every service process, of the bench client
+itself, and of PostgreSQL/RabbitMQ/Redis, over the measured window.
+
+Open loop, no coordinated omission: each user's send times are fixed in advance (every 1/rate s from a random
+phase, ±20 % jitter, not accumulated), a request is sent at its time whether or not the previous ones came
+back (up to 6 connections per user, as a browser), and its latency runs from the *scheduled* time, so a slow
+server (or a late client) shows in the figures instead of silently lowering the rate. `client lateness`
+says how late the client itself was; a large value means the client, not the server, was saturated.
+The first `--warmup` seconds are excluded; p99 wants ≥ 1,000 samples per route (warned otherwise).
+
+Why an asyncio client and not locust: locust runs closed-loop users (a wait after each answer) on gevent,
+would be a new dependency, and costs far more CPU per request than the httptools client of loadkit.py, on a
+2-core machine where the client competes with the services it measures (its CPU share is printed).
+
+    uv run python bench/api_load.py [--users 100] [--duration 60] [--warmup 15] [--rate 1.4] [--ws]
+                                    [--extra-bots 0] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+# bench/ goes to the end of the path: bench/gateway.py and bench/engine.py must not shadow those packages.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+from limits import parse  # noqa: E402
+from loadkit import Client, Recorder, percentile, schedule  # noqa: E402
+from prockit import CpuMeter  # noqa: E402
+from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+from websockets.typing import Subprotocol  # noqa: E402
+
+from common.testing.infra import (  # noqa: E402
+    DEFAULT_POSTGRES,
+    DEFAULT_RABBITMQ,
+    DEFAULT_REDIS,
+    free_port,
+    scratch_database,
+)
+from common.testing.sweep import sweep_namespaces  # noqa: E402
+from gateway.settings import Settings as GatewaySettings  # noqa: E402
+from launcher.dev import Stack  # noqa: E402
+from launcher.testing import random_client_ip  # noqa: E402
+from launcher.topology import SERVICES  # noqa: E402
+
+D = Decimal
+# The dashboard: (label, path); {bot}, {exchange}, {ticker} are the user's bot and its market.
+MIX = [
+    ("GET /api/bots", "/api/bots"),
+    ("GET /api/bots/:id", "/api/bots/{bot}"),
+    ("GET /api/bots/:id/trades", "/api/bots/{bot}/trades?limit=50"),
+    ("GET /api/bots/:id/grid-levels", "/api/bots/{bot}/grid-levels"),
+    ("GET /api/bots/:id/performance", "/api/bots/{bot}/performance"),
+    ("GET /api/exchange/price/:exchange/:ticker", "/api/exchange/price/{exchange}/{ticker}"),
+    ("GET /api/auth/me", "/api/auth/me"),
+]
+MIN_SAMPLES = 1000
+REQUEST_TIMEOUT = 10.0
+EXTRA_BOTS_PER_USER = 250
+# Quote amount per grid order: above each venue's minimum (Upbit 5,000 KRW; Binance 5 USDT).
+ORDER_AMOUNT = {"upbit": 10_000, "binance": 20}
+SETUP_CONCURRENCY = 4  # registrations are bcrypt: more at once only queues them in auth
+
+
+@dataclass
+class User:
+    """A registered user, the client IP it comes from, and its one running paper bot."""
+
+    ip: str
+    token: str
+    bot: str = ""
+    exchange: str = ""
+    ticker: str = ""
+
+
+def grid_body(exchange: str, ticker: str, price: Decimal) -> bytes:
+    """A paper bot's POST /api/bots body: price ± 2 %, 0.2 % steps (about 20 levels), running at once; the
+    prices cut to 5 significant digits and written as exact JSON numbers."""
+    step = D(10) ** (price.adjusted() - 4)
+    fields = {
+        "exchange": json.dumps(exchange),
+        "ticker": json.dumps(ticker),
+        "lowerPrice": str((price * D("0.98")).quantize(step)),
+        "upperPrice": str((price * D("1.02")).quantize(step)),
+        "priceChangePercent": "0.2",
+        "orderAmount": str(ORDER_AMOUNT[exchange]),
+        "stopAtMax": "false",
+        "autoStart": "true",
+        "mode": '"paper"',
+    }
+    return ("{" + ", ".join(f'"{k}": {v}' for k, v in fields.items()) + "}").encode()
+
+
+async def register(api: httpx.AsyncClient) -> User:
+    """A fresh user from a client IP of its own (the register limit is per IP)."""
+    ip = random_client_ip()
+    r = await api.post(
+        "/api/auth/register",
+        headers={"x-forwarded-for": ip},
+        json={"email": f"load-{uuid.uuid4().hex[:12]}@example.com", "password": "loadBench12345"},
+    )
+    if r.status_code != 201:
+        raise RuntimeError(f"register: {r.status_code} {r.text}")
+    return User(ip=ip, token=r.json()["data"]["token"])
+
+
+async def create_bot(api: httpx.AsyncClient, user: User, exchange: str, ticker: str, price: Decimal) -> str:
+    """A running paper bot of `user`; its id."""
+    r = await api.post(
+        "/api/bots",
+        headers={
+            "authorization": f"Bearer {user.token}",
+            "x-forwarded-for": user.ip,
+            "content-type": "application/json",
+        },
+        content=grid_body(exchange, ticker, price),
+    )
+    data = r.json().get("data") or {}
+    if r.status_code != 201 or data.get("status") != "running":
+        raise RuntimeError(f"POST /api/bots {exchange} {ticker}: {r.status_code} {r.text}")
+    return str(data["botId"])
+
+
+async def setup(gateway: str, sim: str, users: int, extra_bots: int) -> tuple[list[User], list[User], float]:
+    """`users` users with one running paper bot each, plus `extra_bots` bots under a few extra users;
+    returns the users, the extra users and the seconds the extra bots took."""
+    async with httpx.AsyncClient(timeout=30) as c:
+        prices = (await c.get(f"{sim}/_sim/prices")).json()
+    markets = [
+        (venue, symbol, D(m["price"])) for venue, listed in prices.items() for symbol, m in listed.items()
+    ]
+    gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+    async with httpx.AsyncClient(base_url=gateway, timeout=60) as api:
+
+        async def one(n: int) -> User:
+            async with gate:
+                user = await register(api)
+                user.exchange, user.ticker, price = markets[n % len(markets)]
+                user.bot = await create_bot(api, user, user.exchange, user.ticker, price)
+                return user
+
+        polling = await asyncio.gather(*(one(n) for n in range(users)))
+        began = time.monotonic()
+        owners = [await register(api) for _ in range(math.ceil(extra_bots / EXTRA_BOTS_PER_USER))]
+
+        async def extra(n: int) -> None:
+            async with gate:
+                venue, symbol, price = markets[n % len(markets)]
+                await create_bot(api, owners[n // EXTRA_BOTS_PER_USER], venue, symbol, price)
+
+        await asyncio.gather(*(extra(n) for n in range(extra_bots)))
+    return list(polling), owners, time.monotonic() - began
+
+
+async def trading(gateway: str, users: list[User]) -> int:
+    """How many of the users' bots are running with at least one resting order (the engine drives them)."""
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as api:
+
+        async def one(user: User) -> bool:
+            headers = {"authorization": f"Bearer {user.token}", "x-forwarded-for": user.ip}
+            bot = (await api.get(f"/api/bots/{user.bot}", headers=headers)).json().get("data") or {}
+            levels = await api.get(f"/api/bots/{user.bot}/grid-levels?status=pending", headers=headers)
+            return bot.get("status") == "running" and bool(
+                (levels.json().get("data") or {}).get("gridLevels")
+            )
+
+        return sum(await asyncio.gather(*(one(u) for u in users)))
+
+
+async def running(gateway: str, owners: list[User]) -> int:
+    """How many bots of the extra users are running (their bot lists' summaries)."""
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as api:
+        total = 0
+        for user in owners:
+            headers = {"authorization": f"Bearer {user.token}", "x-forwarded-for": user.ip}
+            total += int(
+                (await api.get("/api/bots", headers=headers)).json()["data"]["summary"]["activeBots"]
+            )
+        return total
+
+
+def limits_for(rate: float, extra_bots: int) -> tuple[dict[str, str], str]:
+    """The gateway's rate-limit overrides (none unless the product's own would make the bench measure
+    429s) and a sentence saying which limits are in force."""
+    default = GatewaySettings.model_fields["rate_limit_default"].default
+    item = parse(default)
+    per_window = rate * item.get_expiry()
+    env: dict[str, str] = {}
+    # The mix, plus the socket's handshake, in one fixed window (the jitter moves a count by one at most).
+    if math.ceil(per_window) + 2 > item.amount:
+        env["RATE_LIMIT_DEFAULT"] = "1000000/minute"
+        said = f"default limit RAISED (the mix sends {per_window:.0f} per window, over {default})"
+    else:
+        said = f"product limits in force ({default} per user; the mix sends {per_window:.0f})"
+    if extra_bots > 0:
+        env["RATE_LIMIT_BOT_CREATE"] = "1000000/hour"
+        said += "; bot creation limit raised to create the extra bots (setup only, not measured)"
+    return env, said + "; each user its own client IP (X-Forwarded-For, TRUSTED_PROXIES=127.0.0.1)"
+
+
+async def fire(client: Client, label: str, path: str, scheduled: float, rec: Recorder) -> None:
+    """One request at its scheduled time, recorded with its latency from that time."""
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    outcome: int | str
+    body = b""
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            outcome, body = await client.get(path)
+    except TimeoutError:
+        outcome = "timeout"
+    except (OSError, ConnectionError) as exc:
+        outcome = f"connection: {type(exc).__name__}"
+    rec.add(label, scheduled, sent, loop.time(), outcome, body)
+
+
+async def poll(user: User, client: Client, times: list[float], offset: int, rec: Recorder) -> None:
+    """One user's dashboard: the mix's routes in turn, each at its scheduled time."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+    for k, scheduled in enumerate(times):
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        label, template = MIX[(offset + k) % len(MIX)]
+        path = template.format(bot=user.bot, exchange=user.exchange, ticker=user.ticker)
+        task = asyncio.create_task(fire(client, label, path, scheduled, rec))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    await asyncio.gather(*pending)
+    client.close()
+
+
+async def listen(ws: ClientConnection, rec: Recorder, events: Counter[str], closed: Counter[str]) -> None:
+    """Count a socket's events by type (those inside the measured window); note a close by the server."""
+    loop = asyncio.get_running_loop()
+    async for message in ws:
+        if rec.counts(loop.time()):
+            events[str(orjson.loads(message).get("type"))] += 1
+    closed[f"{ws.close_code} {ws.close_reason}"] += 1
+
+
+async def measure(args: argparse.Namespace, stack: Stack, users: list[User], database: str) -> dict[str, Any]:
+    """Warm-up, then the measured window: the figures, the sockets' events, CPU by process."""
+    port = stack.port("gateway")
+    events: Counter[str] = Counter()
+    closed: Counter[str] = Counter()
+    sockets: list[ClientConnection] = []
+    if args.ws:
+        sockets = list(
+            await asyncio.gather(
+                *(
+                    connect(
+                        f"ws://127.0.0.1:{port}/api/ws",
+                        subprotocols=[Subprotocol("bearer"), Subprotocol(u.token)],
+                        additional_headers={"x-forwarded-for": u.ip},
+                        open_timeout=30,
+                    )
+                    for u in users
+                )
+            )
+        )
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
+    rec = Recorder(start + args.warmup, start + args.warmup + args.duration)
+    rng = random.Random(args.seed)
+    listeners = [asyncio.create_task(listen(ws, rec, events, closed)) for ws in sockets]
+    pollers = [
+        asyncio.create_task(
+            poll(
+                u,
+                Client(port, {"authorization": f"Bearer {u.token}", "x-forwarded-for": u.ip}),
+                schedule(start, rec.window_end, args.rate, rng),
+                rng.randrange(len(MIX)),
+                rec,
+            )
+        )
+        for u in users
+    ]
+    meter = CpuMeter(database)
+    await asyncio.sleep(max(0.0, rec.window_start - loop.time()))
+    restarts = {key: stack.restarts(key) for key in stack.processes}
+    await asyncio.to_thread(meter.start)
+    await asyncio.sleep(max(0.0, rec.window_end - loop.time()))
+    names = {popen.pid: key for key, popen in stack.processes.items()} | {os.getpid(): "bench client"}
+    cpu = await asyncio.to_thread(meter.read, names)
+    await asyncio.gather(*pollers)
+    for task in listeners:
+        task.cancel()
+    await asyncio.gather(*listeners, return_exceptions=True)
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    lateness = sorted(rec.lateness) or [0.0]
+    return {
+        "routes": rec.figures(),
+        "errors": {f"{route}: {code}": n for (route, code), n in sorted(rec.errors.items())},
+        "client_lateness_ms": {
+            "p99": round(percentile(lateness, 0.99) * 1000, 1),
+            "max": round(lateness[-1] * 1000, 1),
+        },
+        "ws": {"sockets": len(sockets), "events": dict(events), "closed_by_server": dict(closed)}
+        if args.ws
+        else None,
+        "cpu": cpu,
+        "processes": sorted(stack.processes),
+        "restarted": sorted(k for k in stack.processes if stack.restarts(k) != restarts.get(k, 0)),
+    }
+
+
+async def run(args: argparse.Namespace, database_url: str, namespace: str) -> dict[str, Any]:
+    """Start the stack, set the users up, measure, stop the stack."""
+    limit_env, limits_said = limits_for(args.rate, args.extra_bots)
+    ports = {s.name: free_port() for s in SERVICES}
+    log_dir = Path(tempfile.mkdtemp(prefix="gridbot-api-load-"))
+    stack = Stack(
+        database_url=database_url,
+        redis_url=DEFAULT_REDIS,
+        rabbitmq_url=DEFAULT_RABBITMQ,
+        ports=ports,
+        log_dir=log_dir,
+        cache_namespace=namespace,
+        bus_namespace=namespace,
+        extra_env={"gateway": {"TRUSTED_PROXIES": json.dumps(["127.0.0.1"]), **limit_env}},
+        # The launcher's own lines (a process restarted) to stderr: with --json, stdout is the document alone.
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+
+    def say(line: str) -> None:
+        if not args.json:  # --json: stdout is the document alone
+            print(line, flush=True)
+
+    try:
+        say(f"starting the dev stack (logs in {log_dir}) ...")
+        await asyncio.to_thread(stack.migrate)
+        await asyncio.to_thread(stack.start, 120.0)
+        gateway, sim = f"http://127.0.0.1:{ports['gateway']}", f"http://127.0.0.1:{ports['exchange-sim']}"
+        say(f"registering {args.users} users, one paper bot each; {args.extra_bots} extra bots ...")
+        users, owners, extra_seconds = await setup(gateway, sim, args.users, args.extra_bots)
+        say(f"polling: {args.warmup:g} s warm-up, then {args.duration:g} s measured ...")
+        figures = await measure(args, stack, users, database_url.rsplit("/", 1)[1])
+        figures["bots_trading"] = await trading(gateway, users)
+        figures["extra_bots_running"] = await running(gateway, owners)
+    finally:
+        await asyncio.to_thread(stack.stop)
+    return {
+        "users": args.users,
+        "rate_per_user": args.rate,
+        "offered_rps": round(args.users * args.rate, 1),
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+        "ws": args.ws,
+        "extra_bots": args.extra_bots,
+        "extra_bots_setup_s": round(extra_seconds, 1),
+        "engine_replicas": stack.engine_replicas,
+        "sim_replay_speed": os.environ.get("SIM_REPLAY_SPEED", "1 (default)"),
+        "rate_limits": limits_said,
+        **figures,
+    }
+
+
+def report(result: dict[str, Any]) -> list[str]:
+    """The figures as text."""
+    lines = [
+        f"api_load: {result['users']} users x {result['rate_per_user']:g} req/s (offered "
+        f"{result['offered_rps']:g} req/s), {result['duration_s']:g} s measured after {result['warmup_s']:g} s "
+        f"warm-up; sockets {'on' if result['ws'] else 'off'}; extra bots {result['extra_bots']}"
+        + (
+            f" (created in {result['extra_bots_setup_s']:g} s; running after the window: "
+            f"{result['extra_bots_running']})"
+            if result["extra_bots"]
+            else ""
+        ),
+        f"stack: make dev topology ({result['engine_replicas']} engine replicas), simulator replay speed "
+        f"{result['sim_replay_speed']}",
+        f"rate limits: {result['rate_limits']}",
+        "",
+        f"{'route':<42}{'samples':>8}{'req/s':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}",
+    ]
+    for route, m in result["routes"].items():
+        if route == "overall":
+            lines.append("-" * 102)
+        lines.append(
+            f"{route:<42}{m['samples']:>8}{m['rps']:>8.1f}{m['p50_ms']:>9.1f}{m['p90_ms']:>9.1f}"
+            f"{m['p99_ms']:>9.1f}{m['max_ms']:>9.1f}{m['errors']:>8}"
+        )
+    lines.append("")
+    errors = result["errors"]
+    lines.append(
+        f"bots running with resting orders after the window: {result['bots_trading']}/{result['users']}"
+    )
+    lines.append("errors: " + ("none" if not errors else "; ".join(f"{k} x{n}" for k, n in errors.items())))
+    late = result["client_lateness_ms"]
+    lines.append(f"client lateness (send - schedule): p99 {late['p99']:g} ms, max {late['max']:g} ms")
+    if result["ws"] is not None:
+        ws = result["ws"]
+        received = sum(ws["events"].values())
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(ws["events"].items())) or "none"
+        lines.append(
+            f"websockets: {ws['sockets']} open, {received} events received in the window ({kinds}); "
+            f"closed by the server: {ws['closed_by_server'] or 'none'}"
+        )
+    cpu = result["cpu"]
+    lines.append(
+        f"CPU share over {cpu['seconds']:g} s (1.00 = one core; the machine was {cpu['machine_busy_share']:.0%} "
+        "busy over all its cores):"
+    )
+    shares = {k: v / cpu["seconds"] for k, v in cpu["cpu_s"].items()}
+    services = {k: v for k, v in shares.items() if k in result["processes"]}
+    infrastructure = {k: v for k, v in shares.items() if k not in services and k != "bench client"}
+    lines.append(
+        f"  services {sum(services.values()):.2f}: " + "  ".join(f"{k} {v:.2f}" for k, v in services.items())
+    )
+    lines.append(f"  bench client {shares.get('bench client', 0.0):.2f}")
+    lines.append(
+        "  servers (shared by the machine unless 'this run'): "
+        + "  ".join(f"{k} {v:.2f}" for k, v in infrastructure.items())
+    )
+    others = ", ".join(f"{k} {v / cpu['seconds']:.2f}" for k, v in cpu["other_top_cpu_s"].items())
+    lines.append(
+        f"  other processes on the machine {cpu['other_cpu_s'] / cpu['seconds']:.2f} (top: {others})"
+    )
+    few = [
+        f"{r} ({m['samples']})"
+        for r, m in result["routes"].items()
+        if r != "overall" and m["samples"] < MIN_SAMPLES
+    ]
+    if few:
+        lines.append(
+            f"warning: < {MIN_SAMPLES:,} samples, p99 not reliable (longer --duration): {', '.join(few)}"
+        )
+    if result["bots_trading"] < result["users"]:
+        lines.append("warning: not every user's bot was running with resting orders")
+    if result["extra_bots_running"] < result["extra_bots"]:
+        lines.append(
+            f"warning: only {result['extra_bots_running']} of the {result['extra_bots']} extra bots were running"
+        )
+    if result["restarted"]:
+        lines.append(f"warning: restarted during the window: {', '.join(result['restarted'])}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds, after the warm-up")
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds polled before the figures start")
+    parser.add_argument("--rate", type=float, default=1.4, help="requests/s of each user")
+    parser.add_argument("--ws", action="store_true", help="open /api/ws for every user and count its events")
+    parser.add_argument("--extra-bots", type=int, default=0, help="running paper bots under a few more users")
+    parser.add_argument("--seed", type=int, default=17, help="of the schedules' phases and jitter")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    args = parser.parse_args()
+    if args.users < 1 or args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.extra_bots < 0:
+        parser.error("--users ≥ 1, --rate > 0, --duration > 0, --warmup ≥ 0, --extra-bots ≥ 0")
+    namespace = f"load{uuid.uuid4().hex[:8]}"
+    try:
+        with scratch_database(os.environ.get("POSTGRES_ADMIN_URL", DEFAULT_POSTGRES)) as database_url:
+            result = asyncio.run(run(args, database_url, namespace))
+    finally:
+        sweep_namespaces(DEFAULT_RABBITMQ, [namespace])
+    print(json.dumps(result, indent=2) if args.json else "\n".join(report(result)))
+
+
+if __name__ == "__main__":
+    main()

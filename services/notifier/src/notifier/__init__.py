@@ -1,0 +1,1 @@
+"""gridbot notifier service: per-user notification channels and their deliveries."""
