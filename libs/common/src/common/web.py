@@ -119,6 +119,9 @@ class RequestContextMiddleware:
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.service = service
+        # The metric children of each (method, route, status), resolved once: `labels()` builds a key and
+        # takes a lock on every call. Bounded, as the labels are (methods, route templates, statuses).
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -169,8 +172,15 @@ class RequestContextMiddleware:
             if scope["type"] == "http":
                 elapsed = time.perf_counter() - started
                 method, route = _method_label(scope["method"]), route_template(scope)
-                HTTP_REQUESTS.labels(self.service, method, route, str(status_holder[0])).inc()
-                HTTP_DURATION.labels(self.service, method, route).observe(elapsed)
+                key = (method, route, status_holder[0])
+                children = self._children.get(key)
+                if children is None:
+                    children = self._children[key] = (
+                        HTTP_REQUESTS.labels(self.service, method, route, str(key[2])),
+                        HTTP_DURATION.labels(self.service, method, route),
+                    )
+                children[0].inc()
+                children[1].observe(elapsed)
                 if self.access_log:
                     access_log.info(
                         "%s %s %s",
