@@ -1,8 +1,9 @@
 """What metrics and tracing cost per HTTP request and per bus message, in-process (no network, no database).
 
 Each configuration runs in a process of its own (METRICS_ENABLED is read at import): `off` (METRICS_ENABLED=
-false, no tracing), `metrics` (the default: metrics on, tracing off) and `tracing` (metrics on, spans exported
-by a batch processor to a console exporter writing to /dev/null). A kit app (`common.web.create_app`) serves
+false, no tracing), `metrics` (the default: metrics on, tracing off), `spans` (metrics on, spans recorded and
+dropped: the instrumentation's own cost) and `tracing` (metrics on, spans exported by a batch processor to a
+console exporter writing to /dev/null). A kit app (`common.web.create_app`) serves
 GET /x through its whole middleware stack, called as ASGI directly; the in-process bus carries messages to a
 consumer (inside a span for `tracing`, as a request's messages are). Configurations alternate, each run
 `--repeats` times; the medians are printed with the overhead against `off`. The whole-system figures are
@@ -26,7 +27,8 @@ from typing import Any
 CONFIGS = {
     "off": {"METRICS_ENABLED": "false"},
     "metrics": {},
-    "tracing": {"TRACING_BENCH": "1"},
+    "spans": {"TRACING_BENCH": "spans"},
+    "tracing": {"TRACING_BENCH": "console"},
 }
 
 
@@ -113,7 +115,9 @@ def child(requests: int, messages: int) -> None:
         from common import tracing
 
         provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=open(os.devnull, "w"))))  # noqa: SIM115
+        if os.environ["TRACING_BENCH"] == "console":
+            devnull = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=devnull)))
         tracing.use_provider(provider)
     figures = {
         "http_us": asyncio.run(http_cost(requests)),
