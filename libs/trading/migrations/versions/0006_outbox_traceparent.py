@@ -1,8 +1,8 @@
 """Outbox rows carry the W3C traceparent of the span that enqueued them (common.tracing): a message published
 after the commit continues the request's trace.
 
-Revision ID: 0005_outbox_traceparent
-Revises: 0004_grid_options
+Revision ID: 0006_outbox_traceparent
+Revises: 0005_signals
 Create Date: 2026-12-03 00:00:00
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_outbox_traceparent"
-down_revision: str | None = "0004_grid_options"
+revision: str = "0006_outbox_traceparent"
+down_revision: str | None = "0005_signals"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
