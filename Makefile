@@ -80,6 +80,7 @@ typecheck: install ## mypy (strict) over every package
 
 bench: install ## Run every benchmark of bench/ (they print figures); BENCH_ARGS= for the engine's 10,000-bot runs
 	$(UV) run --frozen python bench/gateway.py
+	$(UV) run --frozen python bench/observability.py
 	$(UV) run --frozen python bench/api_load.py --users 100
 	$(UV) run --frozen python bench/market_data.py
 	$(UV) run --frozen python bench/exchange_sim_history.py

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from opentelemetry.trace import SpanKind
 
 from common.testing.infra import free_port
 from gateway.main import create_app
@@ -231,3 +233,30 @@ async def test_websockets_under_api_other_than_live_updates_are_refused(tokens: 
     async with LifespanManager(app) as manager:
         await manager.app(scope, receive, send)  # type: ignore[arg-type]
     assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_the_upstream_gets_the_gateway_span_as_parent_never_the_client_traceparent(
+    auth_up: Upstream, tokens: Tokens, spans: Any
+) -> None:
+    client_trace = "0af7651916cd43dd8448eb211c80319c"
+    headers = {**bearer(tokens.access()), "traceparent": f"00-{client_trace}-b7ad6b7169203331-01"}
+    async with gateway(make_settings(), {"auth": auth_up.transport()}) as client:
+        await client.get("/api/auth/me", headers=headers)
+    sent = [value for name, value in auth_up.calls[0]["header_list"] if name == "traceparent"]
+    server = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert len(sent) == 1 and len(server) == 1
+    assert server[0].name == "GET proxy:auth"
+    # The gateway's server span continues the caller's trace; the service's parent is that span.
+    _, trace_id, parent_id, _ = sent[0].split("-")
+    assert trace_id == client_trace == format(server[0].context.trace_id, "032x")
+    assert parent_id == format(server[0].context.span_id, "016x")
+
+
+async def test_tracing_off_forwards_no_traceparent(auth_up: Upstream, tokens: Tokens) -> None:
+    headers = {
+        **bearer(tokens.access()),
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    async with gateway(make_settings(), {"auth": auth_up.transport()}) as client:
+        await client.get("/api/auth/me", headers=headers)
+    assert "traceparent" not in auth_up.calls[0]["headers"]

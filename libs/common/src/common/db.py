@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from common import tracing
+
 # Stable constraint names so Alembic migrations are reproducible on both databases.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -79,6 +81,7 @@ def create_engine(
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+    tracing.instrument_engine(engine)  # a span per statement, while tracing is on
     translate = schema_translate_map(url, schemas)
     if translate:
         engine = engine.execution_options(schema_translate_map=translate)

@@ -1,4 +1,5 @@
-"""JSON logging with the request id on every line; secrets masked before they reach a handler."""
+"""JSON logging with the request id (and trace/span ids while tracing) on every line; secrets masked before
+they reach a handler."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from common import tracing
 from common.context import request_id_var
 
 _SENSITIVE_KEYS = re.compile(
@@ -96,6 +98,9 @@ class JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             entry["request_id"] = rid
+        ids = tracing.log_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         for k, v in record.__dict__.items():
             if k not in _RESERVED and not k.startswith("_"):
                 entry[k] = redact(v, k)
@@ -113,6 +118,9 @@ class TextFormatter(logging.Formatter):
         base = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {redact_text(record.getMessage())}"
         if rid:
             base += f" [rid={rid}]"
+        ids = tracing.log_ids()
+        if ids is not None:
+            base += f" [trace={ids[0]}]"
         if record.exc_info:
             base += "\n" + redact_text(self.formatException(record.exc_info))
         return base

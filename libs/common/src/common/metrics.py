@@ -7,12 +7,17 @@ runtime) lists its registries in `app.state.metrics_extra`; `/metrics` renders t
 Labels are bounded by construction: service, method, route *template*, status, bus exchange, outbox table,
 exchange, ccxt endpoint, outcome. Never a bot id, a user id, a raw path or a ticker. An increment on a hot
 path is one `inc()` on a child resolved once (`labels()` is a dict lookup under a lock).
+
+`METRICS_ENABLED=false` turns every metric defined here into a no-op (the overhead measurement's baseline,
+docs/observability.md): `/metrics` then serves the process collector and the engine's own figures only.
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -23,6 +28,36 @@ from starlette.types import Receive, Scope, Send
 
 PREFIX = "gridbot_"
 
+ENABLED = os.environ.get("METRICS_ENABLED", "true").strip().lower() not in {"false", "0", "no", "off"}
+"""False when METRICS_ENABLED=false: the kit's metrics below record nothing."""
+
+_M = TypeVar("_M")
+
+
+class _Noop:
+    """A metric (and its every child) that records nothing: METRICS_ENABLED=false."""
+
+    def labels(self, *_: Any, **__: Any) -> _Noop:
+        """Itself."""
+        return self
+
+    def inc(self, *_: Any) -> None:
+        """Nothing."""
+
+    def dec(self, *_: Any) -> None:
+        """Nothing."""
+
+    def set(self, *_: Any) -> None:
+        """Nothing."""
+
+    def observe(self, *_: Any) -> None:
+        """Nothing."""
+
+
+def _metric(kind: Callable[..., _M], *args: Any, **kwargs: Any) -> _M:
+    return kind(*args, **kwargs) if ENABLED else cast(_M, _Noop())
+
+
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
@@ -30,13 +65,15 @@ ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_reside
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # --- HTTP (every service's app: common.web.RequestContextMiddleware) -------------------------------------------
-HTTP_REQUESTS = Counter(
+HTTP_REQUESTS = _metric(
+    Counter,
     f"{PREFIX}http_requests",
     "HTTP requests served, by service, method, route template and status",
     ["service", "method", "route", "status"],
     registry=REGISTRY,
 )
-HTTP_DURATION = Histogram(
+HTTP_DURATION = _metric(
+    Histogram,
     f"{PREFIX}http_request_duration_seconds",
     "Time to serve an HTTP request, by service, method and route template",
     ["service", "method", "route"],
@@ -45,31 +82,36 @@ HTTP_DURATION = Histogram(
 )
 
 # --- the bus (common.bus, both adapters); `exchange` is the bus exchange without its namespace -----------------
-BUS_PUBLISHED = Counter(
+BUS_PUBLISHED = _metric(
+    Counter,
     f"{PREFIX}bus_messages_published",
     "Messages published (confirmed by the broker)",
     ["exchange"],
     registry=REGISTRY,
 )
-BUS_CONSUMED = Counter(
+BUS_CONSUMED = _metric(
+    Counter,
     f"{PREFIX}bus_messages_consumed",
     "Messages delivered to a consumer of this process",
     ["exchange"],
     registry=REGISTRY,
 )
-BUS_REDELIVERED = Counter(
+BUS_REDELIVERED = _metric(
+    Counter,
     f"{PREFIX}bus_messages_redelivered",
     "Deliveries that repeat an earlier one (a handler failed, or a consumer died before its ack)",
     ["exchange"],
     registry=REGISTRY,
 )
-BUS_DEAD_LETTERED = Counter(
+BUS_DEAD_LETTERED = _metric(
+    Counter,
     f"{PREFIX}bus_messages_dead_lettered",
     "Messages of durable queues sent to their dead-letter queue (retries exhausted, or not an envelope)",
     ["exchange"],
     registry=REGISTRY,
 )
-BUS_DROPPED = Counter(
+BUS_DROPPED = _metric(
+    Counter,
     f"{PREFIX}bus_messages_dropped",
     "Messages of transient queues given up after their retries (a newer one supersedes them)",
     ["exchange"],
@@ -77,16 +119,18 @@ BUS_DROPPED = Counter(
 )
 
 # --- the transactional outbox (common.outbox.OutboxRelay); `table` is the outbox table's name ------------------
-OUTBOX_BACKLOG = Gauge(
+OUTBOX_BACKLOG = _metric(
+    Gauge,
     f"{PREFIX}outbox_backlog",
     "Outbox rows committed and not yet published (measured by the relay at most once per poll interval)",
     ["table"],
     registry=REGISTRY,
 )
-OUTBOX_PUBLISHED = Counter(
-    f"{PREFIX}outbox_published", "Outbox rows published and marked", ["table"], registry=REGISTRY
+OUTBOX_PUBLISHED = _metric(
+    Counter, f"{PREFIX}outbox_published", "Outbox rows published and marked", ["table"], registry=REGISTRY
 )
-OUTBOX_FAILURES = Counter(
+OUTBOX_FAILURES = _metric(
+    Counter,
     f"{PREFIX}outbox_publish_failures",
     "Outbox publications that failed (retried later)",
     ["table"],
@@ -94,14 +138,16 @@ OUTBOX_FAILURES = Counter(
 )
 
 # --- exchange REST calls (common.exchanges: every ccxt client's fetch2) ---------------------------------------
-EXCHANGE_CALLS = Counter(
+EXCHANGE_CALLS = _metric(
+    Counter,
     f"{PREFIX}exchange_calls",
     "Exchange REST calls, by exchange, endpoint (ccxt's path template), outcome (ok, transient, permanent) "
     "and kind (the permanent error's kind, budget_exhausted, network)",
     ["exchange", "endpoint", "outcome", "kind"],
     registry=REGISTRY,
 )
-EXCHANGE_DURATION = Histogram(
+EXCHANGE_DURATION = _metric(
+    Histogram,
     f"{PREFIX}exchange_call_duration_seconds",
     "Time an exchange REST call took (after the call budget let it go)",
     ["exchange", "endpoint"],
@@ -110,19 +156,22 @@ EXCHANGE_DURATION = Histogram(
 )
 
 # --- market-data --------------------------------------------------------------------------------------------------
-MARKET_MESSAGES = Counter(
+MARKET_MESSAGES = _metric(
+    Counter,
     f"{PREFIX}market_data_messages",
     "Messages received from exchange market streams",
     ["exchange"],
     registry=REGISTRY,
 )
-MARKET_RECONNECTS = Counter(
+MARKET_RECONNECTS = _metric(
+    Counter,
     f"{PREFIX}market_data_reconnects",
     "Market stream connections lost and opened again",
     ["exchange"],
     registry=REGISTRY,
 )
-MARKET_BACKFILLS = Counter(
+MARKET_BACKFILLS = _metric(
+    Counter,
     f"{PREFIX}market_data_gap_backfills",
     "Gaps in a market stream filled from the exchange's REST API",
     ["exchange"],
@@ -130,17 +179,19 @@ MARKET_BACKFILLS = Counter(
 )
 
 # --- gateway ------------------------------------------------------------------------------------------------------
-GATEWAY_WS_CONNECTIONS = Gauge(
-    f"{PREFIX}gateway_ws_connections", "Live-update WebSockets open on this replica", registry=REGISTRY
+GATEWAY_WS_CONNECTIONS = _metric(
+    Gauge, f"{PREFIX}gateway_ws_connections", "Live-update WebSockets open on this replica", registry=REGISTRY
 )
-GATEWAY_WS_SLOW_DROPPED = Counter(
+GATEWAY_WS_SLOW_DROPPED = _metric(
+    Counter,
     f"{PREFIX}gateway_ws_slow_dropped",
     "Live-update WebSockets disconnected because the client did not keep up",
     registry=REGISTRY,
 )
 
 # --- credentials --------------------------------------------------------------------------------------------------
-CREDENTIALS_VALIDATIONS = Counter(
+CREDENTIALS_VALIDATIONS = _metric(
+    Counter,
     f"{PREFIX}credentials_validations",
     "API-key validations against an exchange, by exchange and outcome (valid, or the error code)",
     ["exchange", "outcome"],

@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common import metrics
+from common import metrics, tracing
 from common.bus import Bus
 from common.context import request_id_var
 from common.contracts.envelope import new_message_id, payload_to_dict
@@ -67,6 +67,8 @@ def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
         Column("routing_key", String(255), nullable=False),
         Column("payload", JSON(), nullable=False),
         Column("request_id", String(255), nullable=True),
+        # The W3C traceparent of the span that enqueued the message: its publication continues that trace.
+        Column("traceparent", String(255), nullable=True),
         Column("created_at", UtcDateTime(), nullable=False, default=utc_now),
         Column("published_at", UtcDateTime(), nullable=True),
     )
@@ -100,6 +102,7 @@ async def enqueue(
             routing_key=routing_key,
             payload=payload_to_dict(payload),
             request_id=request_id if request_id is not None else request_id_var.get(),
+            traceparent=tracing.current_traceparent(),
             created_at=utc_now(),
         )
     )
@@ -261,6 +264,7 @@ class OutboxRelay:
                         dict(row.payload),
                         message_id=row.message_id,
                         request_id=row.request_id,
+                        traceparent=row.traceparent,
                     )
                 except Exception as exc:
                     # Stop here so that order holds; the marks of what did go out are committed below.

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common import errortracking, tracing
 from common.bus import BusError
 from common.cache import CacheError
 from common.context import language_var, request_id_var, sanitize_request_id
@@ -118,6 +119,9 @@ class RequestContextMiddleware:
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.service = service
+        # The metric children of each (method, route, status), resolved once: `labels()` builds a key and
+        # takes a lock on every call. Bounded, as the labels are (methods, route templates, statuses).
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -159,12 +163,24 @@ class RequestContextMiddleware:
         except BodyTooLarge:
             if not response_started[0]:
                 await _send_error(send_wrapper, ErrorCode.PAYLOAD_TOO_LARGE, lang)
+        except Exception as exc:
+            # What no handler of the app took (it ends as the 500 envelope): reported here, where the request
+            # id and the request's span are still current.
+            errortracking.report(exc, route=route_template(scope))
+            raise
         finally:
             if scope["type"] == "http":
                 elapsed = time.perf_counter() - started
                 method, route = _method_label(scope["method"]), route_template(scope)
-                HTTP_REQUESTS.labels(self.service, method, route, str(status_holder[0])).inc()
-                HTTP_DURATION.labels(self.service, method, route).observe(elapsed)
+                key = (method, route, status_holder[0])
+                children = self._children.get(key)
+                if children is None:
+                    children = self._children[key] = (
+                        HTTP_REQUESTS.labels(self.service, method, route, str(key[2])),
+                        HTTP_DURATION.labels(self.service, method, route),
+                    )
+                children[0].inc()
+                children[1].observe(elapsed)
                 if self.access_log:
                     access_log.info(
                         "%s %s %s",
@@ -415,7 +431,15 @@ def create_app(
         access_log=access_log,
         service=service or title.removeprefix("gridbot ").replace(" ", "-"),
     )
+    tracing.instrument_app(app)  # outermost: the request's span is current in every middleware and handler
     return app
+
+
+def configure_observability(service: str) -> None:
+    """Tracing (OTEL_TRACES_EXPORTER) and error tracking (SENTRY_DSN) for this process, before its apps are
+    built; both stay off when their variables are unset."""
+    tracing.configure_tracing(service)
+    errortracking.configure_error_tracking(service)
 
 
 def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service: str, **options: Any) -> None:
@@ -426,6 +450,7 @@ def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service:
     import uvicorn
 
     configure_logging(service, settings.log_level, settings.log_json)
+    configure_observability(service)
     uvicorn.run(
         factory(settings),
         host=settings.host,

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from common import tracing
 from common.errors import AppError, ErrorCode
 from common.exchanges import Exchange, quote_currency
 
@@ -48,6 +49,7 @@ class CredentialsClient:
             timeout=timeout_seconds,
             transport=transport,
             headers={"Authorization": f"Bearer {token}"},
+            event_hooks=tracing.internal_client_hooks(),  # request id and trace context go along
         )
 
     async def close(self) -> None:

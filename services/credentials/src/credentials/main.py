@@ -16,7 +16,7 @@ from common.exchanges import ExchangeBudget
 from common.logging import configure_logging
 from common.outbox import OutboxRelay
 from common.resources import infrastructure_checks, open_resources
-from common.web import HealthCheck, add_health_routes, error_response
+from common.web import HealthCheck, add_health_routes, configure_observability, error_response
 from common.web import create_app as create_base_app
 from credentials import endpoints, internal
 from credentials.models import OUTBOX, SCHEMA
@@ -97,6 +97,7 @@ def run(settings: Settings | None = None) -> None:
 
     settings = settings or load_settings()
     configure_logging(SERVICE_NAME, settings.log_level, settings.log_json)
+    configure_observability(SERVICE_NAME)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -7,6 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from common import tracing
+from common.context import request_id_var
 from common.contracts.bots import BOTS_EXCHANGE
 from common.contracts.envelope import new_message_id, payload_to_dict
 from common.contracts.events import (
@@ -26,13 +28,15 @@ from trading.commands import BOT_STOPPED, BotStopped
 def outbox_row(
     exchange: str, routing_key: str, payload: dict[str, Any], now: datetime, message_id: str | None = None
 ) -> dict[str, Any]:
-    """One row of the bots schema's outbox (the columns common.outbox.enqueue writes)."""
+    """One row of the bots schema's outbox (the columns common.outbox.enqueue writes), with the request id
+    and trace of the work that caused it (the shard makes them current)."""
     return {
         "message_id": message_id or new_message_id(),
         "exchange": exchange,
         "routing_key": routing_key,
         "payload": payload_to_dict(payload),
-        "request_id": None,
+        "request_id": request_id_var.get(),
+        "traceparent": tracing.current_traceparent(),
         "created_at": now,
     }
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from common.contracts.events import UserEvent
+from common.tracing import Origin
 from engine import outgoing
 from engine.levels import AVAILABLE, refresh
 from engine.model import BotHandle, LevelView, OrderRef
@@ -78,6 +79,8 @@ class Step:
     cancels: list[str] = field(default_factory=list)
     # When the price move that led to this step's orders was published (latency figures).
     triggers: list[datetime] = field(default_factory=list)
+    # The origin (request id, trace) of the last traced work of the step: its user events continue it.
+    origin: Origin | None = None
     _touched: set[int] = field(default_factory=set)
     _fills_at: dict[int, tuple[Side, str]] = field(default_factory=dict)
     _stats_changed: bool = False

@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from common.contracts.bots import BotEvent
+from common.tracing import Origin
 from engine.contracts import OrderFilledMessage
 from gridcore import OrderCanceled, OrderRejected, Side, Tick
 from trading.commands import BotCommand
@@ -21,6 +22,9 @@ class Work:
     bot_id: uuid.UUID
     inbox: tuple[str, str] | None = None  # (consumer, message id)
     future: asyncio.Future[None] | None = field(default=None, repr=False)
+    # The request id and trace of the message that asked for it (commands, fills; never ticks): the work is
+    # applied in a span of that trace and the messages it causes carry both on.
+    origin: Origin | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False, kw_only=True)

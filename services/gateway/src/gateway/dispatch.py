@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from common import tracing
 from common.errors import AppError, ErrorCode
 from common.security import ADMIN_ROLE, Principal
 from common.web import error_response
@@ -81,6 +82,7 @@ class GatewayMiddleware:
         # The HTTP metrics' route label of a proxied request: the service, never the raw path.
         scope.setdefault("state", {})["metrics_route"] = f"proxy:{service}"
         method: str = scope["method"]
+        tracing.name_server_span(f"{method} proxy:{service}")  # not the raw path: ids in it are unbounded
         authorization: str | None = None
         forwarded_for: str | None = None
         forwarded_host: bytes | None = None
@@ -146,6 +148,7 @@ class GatewayMiddleware:
             (b"x-forwarded-proto", b"https" if https else b"http"),
             (b"x-forwarded-host", forwarded_host if trusted_peer and forwarded_host else host),
             (b"x-real-ip", client_ip.encode("latin-1")),
+            *tracing.outgoing_headers(),  # traceparent of this request's span (none while tracing is off)
         ]
         await c.forwarder.forward(scope, receive, send, service, forwarded, limit_headers)
 

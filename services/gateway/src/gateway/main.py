@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from common import tracing
 from common.bus import Bus
 from common.cache import Cache, RedisCache
 from common.openapi import complete
@@ -162,6 +163,7 @@ def create_app(
         service=SERVICE_NAME,
     )
     app.add_middleware(EdgeMiddleware, frontend_origin=settings.frontend_url, proxies=proxies)
+    tracing.instrument_app(app)  # outermost: each request's span is current through the proxy
     return app
 
 

@@ -42,6 +42,9 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
     b"x-forwarded-proto",
     b"x-forwarded-host",
     b"x-real-ip",
+    # The gateway's own span is the parent upstream (dispatch adds it while tracing is on).
+    b"traceparent",
+    b"tracestate",
 }
 # The gateway's own server stamps Date; a second one would be a duplicate header.
 _NOT_RETURNED = _HOP_BY_HOP | {b"date"}

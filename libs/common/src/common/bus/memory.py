@@ -161,7 +161,7 @@ class _MemorySubscription(Subscription):
             await self._process_transient(envelope)
             return
         try:
-            await invoke(self._handler, envelope)
+            await invoke(self._handler, envelope, queue.name)
         except Exception:
             delivery.failures += 1
             log_failure(queue.name, envelope, delivery.failures, queue.max_retries)
@@ -176,7 +176,7 @@ class _MemorySubscription(Subscription):
         queue = self._queue
         for attempt in range(1, queue.max_retries + 1):
             try:
-                await invoke(self._handler, envelope)
+                await invoke(self._handler, envelope, queue.name)
                 return
             except Exception:
                 log_failure(queue.name, envelope, attempt, queue.max_retries)
@@ -232,10 +232,11 @@ class InMemoryBus(Bus):
         *,
         message_id: str | None = None,
         request_id: str | None = None,
+        traceparent: str | None = None,
         persistent: bool = True,
     ) -> Envelope:
         """Route the envelope to every matching queue at once (the 'confirm' is immediate)."""
-        envelope = make_envelope(routing_key, payload, message_id, request_id)
+        envelope = make_envelope(routing_key, payload, message_id, request_id, traceparent)
         await self.publish_raw(exchange, routing_key, envelope.to_json(), envelope.message_id)
         return envelope
 

@@ -106,11 +106,13 @@ class Bus(ABC):
         *,
         message_id: str | None = None,
         request_id: str | None = None,
+        traceparent: str | None = None,
         persistent: bool = True,
     ) -> Envelope:
         """Wrap `payload` in an envelope and publish it; returns once the broker confirmed it.
 
-        `request_id` defaults to the current request's id (common.context). Raises
+        `request_id` defaults to the current request's id (common.context), `traceparent` to the current
+        span's (common.tracing; None while tracing is off). Raises
         PublishNotConfirmedError when the broker refuses or does not answer.
         """
 

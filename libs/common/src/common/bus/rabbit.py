@@ -148,13 +148,16 @@ class RabbitBus(Bus):
         *,
         message_id: str | None = None,
         request_id: str | None = None,
+        traceparent: str | None = None,
         persistent: bool = True,
     ) -> Envelope:
         """Publish with a publisher confirm; raises PublishNotConfirmedError without one."""
-        envelope = make_envelope(routing_key, payload, message_id, request_id)
+        envelope = make_envelope(routing_key, payload, message_id, request_id, traceparent)
         headers: dict[str, Any] = {}
         if envelope.request_id is not None:
             headers["x-request-id"] = envelope.request_id
+        if envelope.traceparent is not None:
+            headers["traceparent"] = envelope.traceparent  # for tools that read AMQP headers
         message = aio_pika.Message(
             envelope.to_json(),
             content_type="application/json",

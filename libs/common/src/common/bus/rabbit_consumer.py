@@ -138,7 +138,7 @@ class RabbitSubscription(Subscription):
             await self._handle_transient(message, envelope)
             return
         try:
-            await invoke(self._handler, envelope)
+            await invoke(self._handler, envelope, self.queue)
         except Exception:
             attempt = _delivery_count(message) + 1
             log_failure(self.queue, envelope, attempt, self._max_retries)
@@ -155,7 +155,7 @@ class RabbitSubscription(Subscription):
         # Classic queues count no deliveries, so a transient message is retried in place.
         for attempt in range(1, self._max_retries + 1):
             try:
-                await invoke(self._handler, envelope)
+                await invoke(self._handler, envelope, self.queue)
             except Exception:
                 log_failure(self.queue, envelope, attempt, self._max_retries)
                 if attempt < self._max_retries:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from common import errortracking, tracing
 from common.bus.port import INVALID_BODY_KEY, Handler
 from common.context import request_id_var
 from common.contracts.envelope import Envelope, new_message_id, payload_to_dict
@@ -41,12 +43,14 @@ def make_envelope(
     payload: BaseModel | dict[str, Any],
     message_id: str | None,
     request_id: str | None,
+    traceparent: str | None = None,
 ) -> Envelope:
-    """The envelope of one publication; the request id defaults to the current request's."""
+    """The envelope of one publication; the request id and trace context default to the current ones."""
     return Envelope(
         message_id=message_id or new_message_id(),
         type=routing_key,
         request_id=request_id if request_id is not None else request_id_var.get(),
+        traceparent=traceparent if traceparent is not None else tracing.current_traceparent(),
         payload=payload_to_dict(payload),
     )
 
@@ -72,11 +76,16 @@ def quarantined(body: bytes, routing_key: str, message_id: str | None) -> Envelo
     )
 
 
-async def invoke(handler: Handler, envelope: Envelope) -> None:
-    """Run a handler with the envelope's request id as the current one (so logs carry it)."""
+async def invoke(handler: Handler, envelope: Envelope, queue: str = "") -> None:
+    """Run a handler with the envelope's request id as the current one (so logs carry it), in a consumer
+    span continuing the publisher's trace when the envelope carries one and tracing is on."""
     token = request_id_var.set(envelope.request_id)
     try:
-        await handler(envelope)
+        if envelope.traceparent is not None and tracing.enabled():
+            with tracing.consuming(envelope, queue):
+                await handler(envelope)
+        else:
+            await handler(envelope)
     finally:
         request_id_var.reset(token)
 
@@ -97,7 +106,20 @@ def check_subscribe_args(prefetch: int, max_retries: int, max_length: int | None
 
 
 def log_failure(queue: str, envelope: Envelope, attempt: int, max_retries: int) -> None:
-    """One WARNING per failed delivery, with ids but never the payload."""
+    """One WARNING per failed delivery, with ids but never the payload; the last one is reported to the
+    error hooks (common.errortracking) with the message's trace and request ids. Call from the except block."""
+    if attempt >= max_retries:
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            traceparent = envelope.traceparent or ""
+            trace_id = traceparent.split("-")[1] if traceparent.count("-") == 3 else None
+            errortracking.report(
+                exc,
+                trace_id=trace_id,
+                request_id=envelope.request_id,
+                queue=queue,
+                message_type=envelope.type,
+            )
     log.warning(
         "handler failed on %s (type=%s message_id=%s attempt %d/%d)",
         queue,

@@ -1,4 +1,4 @@
-"""The envelope every bus message travels in: id, type (routing key), time, request id, payload."""
+"""The envelope every bus message travels in: id, type (routing key), time, request id, trace, payload."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ class Envelope(BaseModel):
     type: str = Field(min_length=1, max_length=255)
     occurred_at: datetime = Field(default_factory=utc_now)
     request_id: str | None = Field(default=None, max_length=255)
+    # The W3C traceparent of the span that caused the message (common.tracing); None when tracing is off.
+    traceparent: str | None = Field(default=None, max_length=255)
     payload: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("occurred_at")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,25 @@ def namespace() -> str:
     name = f"t{uuid.uuid4().hex[:12]}"
     _NAMESPACES.add(name)
     return name
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """Tracing on for one test (common.tracing), every finished span kept in an InMemorySpanExporter.
+
+    Ask for it before the fixtures that build apps or engines: they are instrumented only while it is on.
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from common import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_provider(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.disable()

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from pydantic import ValidationError
 
+from common import tracing
 from common.contracts import queues
 from common.contracts.bots import BotEvent
 from common.contracts.envelope import Envelope
@@ -74,7 +75,9 @@ class CommandConsumer:
             kind=kind,
             command=command,
             price=price,
+            origin=tracing.capture(),
         )
+        log.info("bot %s: %s received", bot_id, kind.value)
         await self._shard_for(bot_id).submit(work)
 
 
@@ -108,7 +111,9 @@ class FillConsumer:
 
     async def apply(self, bot_id: uuid.UUID, message: OrderFilledMessage) -> None:
         """Apply one fill (from the bus, or found by a status check): once, whatever its source."""
-        work = FillWork(bot_id=bot_id, inbox=(FILLS_QUEUE, message.message_id), message=message)
+        work = FillWork(
+            bot_id=bot_id, inbox=(FILLS_QUEUE, message.message_id), message=message, origin=tracing.capture()
+        )
         self.in_flight += 1
         try:
             await self._shard_for(bot_id).submit(work)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from common import tracing
 from common.exchanges import ErrorKind, Exchange, PermanentExchangeError, TransientExchangeError
 
 
@@ -29,7 +30,12 @@ class CredentialsClient:
         self, base_url: str, token: str, timeout: float, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self._token = token
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            event_hooks=tracing.internal_client_hooks(),  # request id and trace context go along
+        )
 
     async def keys(self, user_id: str, exchange: Exchange) -> Keys:
         """The user's keys for the exchange."""

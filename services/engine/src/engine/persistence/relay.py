@@ -49,6 +49,7 @@ class PipelinedRelay(OutboxRelay):
                         dict(row.payload),
                         message_id=row.message_id,
                         request_id=row.request_id,
+                        traceparent=row.traceparent,
                     )
                     for row in rows
                 ),

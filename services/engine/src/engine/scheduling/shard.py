@@ -20,8 +20,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Protocol
 
+from opentelemetry.trace import Link
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common import tracing
 from common.dbtypes import utc_now
 from engine.applying import handlers
 from engine.metrics import Metrics
@@ -198,41 +200,63 @@ class Shard:
         now = self._clock()
         steps: dict[object, Step] = {}
         touched: list[BotHandle] = []
+        traced = [work.origin for work in batch if work.origin is not None] if tracing.enabled() else []
         try:
-            async with self._factory() as session, session.begin():
-                if self._ownership is not None:
-                    epochs = self._ownership.fence(work.bot_id for work in batch)
-                    try:
-                        await writes.fence(session, self._ownership.replica_id, epochs)
-                    except errors.FencedError as exc:
-                        self._ownership.revoke(exc.partitions)
-                        raise
-                skip = await self._claim(session, batch)
-                for position, work in enumerate(batch, 1):
-                    if position % _YIELD_EVERY == 0:
-                        # A long batch is CPU bound: let the tick consumer and the other shards run meanwhile,
-                        # or ticks pile up at the broker (and are dropped past its queue's length).
-                        await asyncio.sleep(0)
-                    if id(work) in skip:
-                        continue
-                    handle = await self._registry.get(session, work.bot_id)
-                    if handle is None:
-                        continue
-                    step = steps.get(handle.id)
-                    if step is None:
-                        step = steps[handle.id] = Step(handle, now)
-                        touched.append(handle)
-                    await handlers.apply(session, step, work)
-                written = [step for step in steps.values() if _finish(step)]
-                await writes.flush(session, written)
+            if traced:
+                with tracing.batch_span("engine.batch", traced, shard=self.number, size=len(batch)) as link:
+                    await self._transaction(batch, now, steps, touched, link)
+            else:
+                await self._transaction(batch, now, steps, touched, None)  # tracing off, or ticks only
         except BaseException:
             for handle in touched:
                 handle.stale = True
             raise
         self._metrics.commit_seconds += time.perf_counter() - began
         self._metrics.work_items += len(batch)
-        self._metrics.duplicates += len(skip)
         self._after(batch, list(steps.values()))
+
+    async def _transaction(
+        self,
+        batch: list[Work],
+        now: datetime,
+        steps: dict[object, Step],
+        touched: list[BotHandle],
+        link: Link | None,
+    ) -> None:
+        """Apply the batch and write what it caused in one transaction (a span per traced unit of work)."""
+        links = [link] if link is not None else []
+        async with self._factory() as session, session.begin():
+            if self._ownership is not None:
+                epochs = self._ownership.fence(work.bot_id for work in batch)
+                try:
+                    await writes.fence(session, self._ownership.replica_id, epochs)
+                except errors.FencedError as exc:
+                    self._ownership.revoke(exc.partitions)
+                    raise
+            skip = await self._claim(session, batch)
+            for position, work in enumerate(batch, 1):
+                if position % _YIELD_EVERY == 0:
+                    # A long batch is CPU bound: let the tick consumer and the other shards run meanwhile,
+                    # or ticks pile up at the broker (and are dropped past its queue's length).
+                    await asyncio.sleep(0)
+                if id(work) in skip:
+                    continue
+                handle = await self._registry.get(session, work.bot_id)
+                if handle is None:
+                    continue
+                step = steps.get(handle.id)
+                if step is None:
+                    step = steps[handle.id] = Step(handle, now)
+                    touched.append(handle)
+                if work.origin is None:
+                    await handlers.apply(session, step, work)
+                    continue
+                step.origin = work.origin
+                with tracing.resumed(work.origin, f"engine.apply {type(work).__name__}", links):
+                    await handlers.apply(session, step, work)
+            written = [step for step in steps.values() if _finish(step)]
+            await writes.flush(session, written)
+        self._metrics.duplicates += len(skip)
 
     async def _claim(self, session: AsyncSession, batch: list[Work]) -> set[int]:
         """Claim the batch's inbox ids; the work to skip (handled before, or a second copy in this batch)."""
@@ -298,7 +322,11 @@ def _at_rest(handle: BotHandle) -> bool:
 
 
 def _finish(step: Step) -> bool:
-    step.finish()
+    if step.origin is None:
+        step.finish()  # the hot path (ticks): no context to resume
+    else:
+        with tracing.resumed(step.origin):  # its user events carry the request id and trace of their cause
+            step.finish()
     return step.writes_anything
 
 
