@@ -29,7 +29,7 @@ def settings(backend: Backend, namespace: str) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     """The auth app with its lifespan running."""
     application = create_app(settings)
-    async with LifespanManager(application, startup_timeout=60):
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
         yield application
 
 

@@ -62,7 +62,7 @@ def admin_settings(backend: Backend, namespace: str, admin: str) -> Settings:
         backend,
         namespace,
         admin_emails=f" {admin.upper()} , other@example.com",
-        disabled_refresh_seconds=0.05,
+        disabled_refresh_seconds=0.2,
     )
 
 
@@ -71,7 +71,7 @@ async def api(admin_settings: Settings, bots: BotsStandIn) -> AsyncIterator[http
     """The auth app (lifespan running) with the stand-in bots service."""
     application = create_app(admin_settings, bots_transport=bots.transport())
     async with (
-        LifespanManager(application, startup_timeout=60),
+        LifespanManager(application, startup_timeout=60, shutdown_timeout=60),
         httpx.AsyncClient(transport=httpx.ASGITransport(application), base_url="http://auth") as client,
     ):
         client.app = application  # type: ignore[attr-defined]
