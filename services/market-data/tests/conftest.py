@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aio_pika
 import httpx
@@ -47,8 +48,9 @@ def settings(
     request: pytest.FixtureRequest, sim: SimServer, redis_url: str, rabbitmq_url: str, namespace: str
 ) -> Settings:
     """Settings on the real Redis and RabbitMQ (a test changes some with @pytest.mark.settings(...))."""
-    marker = request.node.get_closest_marker("settings")
-    overrides = dict(marker.kwargs) if marker else {}
+    overrides: dict[str, Any] = {}
+    for marker in request.node.iter_markers("settings"):  # closest first: a test's own marker wins
+        overrides = {**marker.kwargs, **overrides}
     redis = overrides.pop("redis_url", redis_url)
     rabbitmq = overrides.pop("rabbitmq_url", rabbitmq_url)
     return make_settings(sim.url, redis, rabbitmq, namespace, **overrides)

@@ -153,6 +153,7 @@ async def test_more_upbit_candles_than_one_page(client: httpx.AsyncClient) -> No
     assert time.time() - newest < 600  # the newest 250, not some older page
 
 
+@pytest.mark.settings(exchange_timeout_seconds=1.0)
 @pytest.mark.parametrize(("kind", "bound"), [("http_500", 1.0), ("http_429", 1.0), ("timeout", 2.0)])
 async def test_exchange_outage_is_a_bounded_502(
     kind: str, bound: float, client: httpx.AsyncClient, sim_http: httpx.AsyncClient
@@ -166,6 +167,7 @@ async def test_exchange_outage_is_a_bounded_502(
     assert time.monotonic() - started < bound  # EXCHANGE_TIMEOUT_SECONDS is 1 s here
 
 
+@pytest.mark.settings(exchange_timeout_seconds=1.0)
 async def test_markets_unreachable_is_a_bounded_502(
     client: httpx.AsyncClient, sim_http: httpx.AsyncClient
 ) -> None:
