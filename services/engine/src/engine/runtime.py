@@ -150,8 +150,8 @@ class EngineRuntime:
             self.metrics,
             ExchangeBudget.for_settings(self.cache, settings),
             credentials_transport=self._credentials_transport,
+            publish=self._publish_fill,
         )
-        live.publish = self._publish_fill
         live.authority = ownership.authority
         stack.push_async_callback(live.close)
         # SQLite has one writer at a time: more shards would only queue on its lock.

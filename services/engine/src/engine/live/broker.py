@@ -33,7 +33,6 @@ from common.exchanges import (
 )
 from common.parking import Fault, park_hook
 from common.retry import Backoff, Jitter
-from engine.contracts import OrderFilledMessage
 from engine.intake.messages import FillConsumer
 from engine.live.client import (
     CANCELED,
@@ -49,6 +48,7 @@ from engine.live.credentials import CredentialsClient
 from engine.live.fills import fill_message
 from engine.live.reconcile import Reconciler
 from engine.live.recovery import ClientKey, Recovery, client_key, keys_refused
+from engine.live.stream_events import Publish, StreamEvents
 from engine.live.streams import PrivateStream
 from engine.metrics import Metrics
 from engine.model import BotHandle
@@ -64,12 +64,10 @@ from gridcore import (
     SellMarket,
     Side,
     Tick,
-    parse_client_order_id,
 )
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[OrderFilledMessage], Awaitable[None]]
 _CLOSE_POLLS = 6
 # A placement with an unknown outcome looks for the order after 0.2 s, doubling, 2 s at most.
 LOOKUP_AFTER_FAILURE = Backoff(base=0.2, cap=2.0, jitter=Jitter.NONE)
@@ -97,7 +95,6 @@ class LiveBroker:
         self._fills = fills
         self._metrics = metrics
         self.metrics = metrics
-        self.publish = publish
         self._credentials = CredentialsClient(
             settings.credentials_url,
             settings.internal_keys_token.get_secret_value(),
@@ -112,6 +109,7 @@ class LiveBroker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.recovery = Recovery(self)
         self.reconciler = Reconciler(self, self.recovery)
+        self._stream_events = StreamEvents(self, fills, self.recovery, publish)
         # Crash tests park orders at named points of placing ("before_place"); None in production.
         self.fault: Fault | None = park_hook(settings)
         # Whether this replica may still call the exchange for a bot (engine.ownership.Ownership.authority):
@@ -191,9 +189,9 @@ class LiveBroker:
                         key[1],
                         self.settings,
                         keys,
-                        on_fill=self._stream_fill,
-                        on_closed=self._stream_closed,
-                        on_connected=lambda k=key: self._stream_connected(k),  # type: ignore[misc]
+                        on_fill=self._stream_events.fill,
+                        on_closed=self._stream_events.closed,
+                        on_connected=lambda k=key: self._stream_events.connected(k),  # type: ignore[misc]
                     )
                     self.streams[key] = stream
                     stream.start()
@@ -253,13 +251,13 @@ class LiveBroker:
         for command in places:
             self.spawn(self.place(handle.id, command.client_order_id), f"place:{command.client_order_id}")
         for cid in cancels:
-            self.spawn(self._guarded(handle, self.cancel(handle.id, cid)), f"cancel:{cid}")
+            self.spawn(self.guarded(handle, self.cancel(handle.id, cid)), f"cancel:{cid}")
 
     def on_crossing(self, handle: BotHandle, tick: Tick) -> None:
         """A tick crossed the bot's order prices: without a stream covering it, ask the exchange now."""
         self.recovery.on_crossing(handle, tick)
 
-    async def _guarded(self, handle: BotHandle, coro: Awaitable[None]) -> None:
+    async def guarded(self, handle: BotHandle, coro: Awaitable[None]) -> None:
         """Run a background call; a failure owes the bot a reconciliation (or notes refused keys)."""
         try:
             await coro
@@ -478,37 +476,6 @@ class LiveBroker:
             if fill.fill_id in seen:
                 continue
             await self._fills.apply(handle.id, fill_message(handle, cid, ex.exchange_order_id, ex.side, fill))
-
-    # --- streams ---------------------------------------------------------------------------------------------
-
-    async def _stream_fill(self, cid: str, exchange_order_id: str, fill: ExchangeFill) -> None:
-        parsed = parse_client_order_id(cid)
-        handle = self.registry.by_prefix(parsed.prefix) if parsed is not None else None
-        if handle is None or parsed is None:
-            return  # not an order of a bot this engine drives
-        message = fill_message(handle, cid, exchange_order_id, parsed.side, fill)
-        if self.publish is not None:
-            try:
-                await self.publish(message)
-                return
-            except Exception as exc:  # the bus is down: apply it here rather than wait for a reconciliation
-                log.warning(
-                    "publishing fill %s failed (%s); applying it directly", fill.fill_id, type(exc).__name__
-                )
-        self.spawn(self._fills.apply(handle.id, message), f"fill:{cid}")
-
-    async def _stream_closed(self, cid: str, exchange_order_id: str) -> None:
-        parsed = parse_client_order_id(cid)
-        handle = self.registry.by_prefix(parsed.prefix) if parsed is not None else None
-        if handle is not None and handle.core.open_order(cid) is not None:
-            self.spawn(self._guarded(handle, self.check(handle.id, cid)), f"check:{cid}")
-
-    async def _stream_connected(self, key: ClientKey) -> None:
-        # Whatever happened while the stream was down is found by asking the exchange, until an answer comes;
-        # the stream covers each bot only from then on.
-        for handle in list(self.registry.handles.values()):
-            if not handle.is_paper and client_key(handle) == key and handle.core.open_orders():
-                self.recovery.owe(handle.id)
 
     async def reconcile_all(self) -> None:
         """Reconcile every live bot with its exchange (startup, then periodically)."""

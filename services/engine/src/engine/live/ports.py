@@ -63,5 +63,8 @@ class Broker(Protocol):
     def stream_up(self, handle: BotHandle) -> bool:
         """True when the bot's private stream covers it."""
 
+    async def guarded(self, handle: BotHandle, coro: Awaitable[None]) -> None:
+        """Run a background call; a failure owes the bot a reconciliation (or notes refused keys)."""
+
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         """Run in the background, tracked so that closing the broker ends it."""
