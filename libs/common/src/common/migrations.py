@@ -6,9 +6,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import MetaData, text
+from sqlalchemy import Column, MetaData, String, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -20,6 +20,23 @@ def version_table(url: str, schema: str) -> tuple[str, str | None]:
     if is_sqlite(url):
         return f"alembic_version_{schema}", None
     return "alembic_version", schema
+
+
+def migration_schema(schema: str) -> str | None:
+    """The schema a migration's operations address: none on SQLite, where embedded mode keeps tables unqualified."""
+    return None if op.get_bind().dialect.name == "sqlite" else schema
+
+
+def add_outbox_traceparent(table: str, schema: str) -> None:
+    """Add `<table>.traceparent` (common.outbox): nullable, as rows enqueued while tracing is off have none."""
+    op.add_column(
+        table, Column("traceparent", String(length=255), nullable=True), schema=migration_schema(schema)
+    )
+
+
+def drop_outbox_traceparent(table: str, schema: str) -> None:
+    """Drop `<table>.traceparent`."""
+    op.drop_column(table, "traceparent", schema=migration_schema(schema))
 
 
 def run_env(target_metadata: MetaData, schema: str) -> None:

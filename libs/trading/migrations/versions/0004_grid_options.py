@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from common.dbtypes import Money
+from common.migrations import migration_schema
 
 revision: str = "0004_grid_options"
 down_revision: str | None = "0003_engine_partitions"
@@ -23,8 +24,7 @@ _FLAGS = (("sell_base_on_stop", False), ("trailing_up", False), ("triggered", Tr
 
 
 def _schema() -> str | None:
-    # On SQLite (embedded mode) the tables live unqualified, as 0002 found.
-    return None if op.get_bind().dialect.name == "sqlite" else "bots"
+    return migration_schema("bots")
 
 
 def upgrade() -> None:

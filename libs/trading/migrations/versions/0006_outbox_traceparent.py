@@ -8,8 +8,7 @@ Create Date: 2026-12-03 00:00:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from common.migrations import add_outbox_traceparent, drop_outbox_traceparent
 
 revision: str = "0006_outbox_traceparent"
 down_revision: str | None = "0005_signals"
@@ -17,18 +16,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _schema() -> str | None:
-    # On SQLite (embedded mode) the tables live unqualified.
-    return None if op.get_bind().dialect.name == "sqlite" else "bots"
-
-
 def upgrade() -> None:
-    """Add bots_outbox.traceparent (nullable: rows enqueued while tracing is off have none)."""
-    op.add_column(
-        "bots_outbox", sa.Column("traceparent", sa.String(length=255), nullable=True), schema=_schema()
-    )
+    """Add bots_outbox.traceparent."""
+    add_outbox_traceparent("bots_outbox", "bots")
 
 
 def downgrade() -> None:
     """Drop bots_outbox.traceparent."""
-    op.drop_column("bots_outbox", "traceparent", schema=_schema())
+    drop_outbox_traceparent("bots_outbox", "bots")
