@@ -329,6 +329,9 @@ class EnginePartition(Base):
     # Raised by every claim: a write carrying an older epoch is refused (the replica lost the partition).
     epoch: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    # The bots its owner last reported driving there (only when it changed by enough): what the replicas
+    # balance the partitions by (`engine.assignment.balanced`).
+    weight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class InboxMessage(Base):

@@ -140,6 +140,7 @@ class EngineRuntime:
             on_gained=self._gained,
             on_lost=self._lost,
             on_superseded=self._superseded,
+            weigh=lambda: self.registry.per_partition,
         )
         self.fills = FillConsumer(self.shard_for, self.metrics, ownership.ready)
         self.live = live = LiveBroker(
@@ -261,34 +262,73 @@ class EngineRuntime:
         self._stack.push_async_callback(subscription.cancel)
         return subscription
 
-    async def _gained(self, partitions: Partitions) -> None:
+    async def _gained(self, partitions: Partitions, ready: Callable[[int], None]) -> None:
         """Partitions taken (at start, from a dead replica, or handed over): load their bots, reconcile the
-        live ones with their exchanges, then do what their rows ask that their cores have not done."""
-        assert self.factory is not None and self.live is not None
+        live ones with their exchanges, then do what their rows ask that their cores have not done.
+
+        Partition by partition, each `ready` as soon as it is done: loading is CPU work done one partition at a
+        time (the loop, and so the heartbeat, gets a turn between them), while reconciling (exchange calls)
+        and resuming run beside the next loads, so the first partitions trade again long before the last."""
+        assert self.factory is not None
         began = time.monotonic()
         async with self.factory() as session:
-            ids = [i for i in await reads.active_bot_ids(session) if partition_of(i) in partitions]
-            handles = await reads.load_handles(session, ids)
-        await self.markets.ensure(ticker_key(handle) for handle in handles)
-        self.registry.add_all(handles)
+            ids = await reads.active_bot_ids(session)
+        groups: dict[int, list[uuid.UUID]] = {}
+        for bot_id in ids:
+            if (partition := partition_of(bot_id)) in partitions:
+                groups.setdefault(partition, []).append(bot_id)
+        finishing: list[asyncio.Task[None]] = []
+        loaded = 0
+        try:
+            for partition in sorted(partitions):
+                group = groups.get(partition)
+                if not group:
+                    ready(partition)
+                    continue
+                async with self.factory() as session:
+                    handles = await reads.load_handles(session, group)
+                await self.markets.ensure(ticker_key(handle) for handle in handles)
+                self.registry.add_all(handles)
+                loaded += len(handles)
+                if self.started:
+                    # The bots just taken over live as long as they are driven here: out of the full
+                    # collections' walk, as the ones loaded at start are (see _start); one partition at a time,
+                    # so a full pass during a long takeover does not walk the partitions loaded before.
+                    gc.collect(1)
+                    gc.freeze()
+                finishing.append(
+                    asyncio.create_task(self._finish(partition, group, handles, ready), name="engine-finish")
+                )
+            results = await asyncio.gather(*finishing, return_exceptions=True)
+        except BaseException:
+            # A load failed or the takeover was cancelled: what is not ready yet is claimed and loaded again.
+            for task in finishing:
+                task.cancel()
+            await asyncio.gather(*finishing, return_exceptions=True)
+            raise
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        self.metrics.takeovers.append(time.monotonic() - began)
+        log.info(
+            "engine replica %s drives %d more bot(s) (%d partition(s), %.2fs)",
+            self.settings.engine_id,
+            loaded,
+            len(partitions),
+            time.monotonic() - began,
+        )
+
+    async def _finish(
+        self, partition: int, ids: list[uuid.UUID], handles: list[BotHandle], ready: Callable[[int], None]
+    ) -> None:
+        """Reconcile a loaded partition's live bots, resume what its rows ask, then mark it driven."""
+        assert self.live is not None
         try:
             await self.live.reconcile_bots(ids)
             await self._resume((handle.row, handle) for handle in handles)
         finally:
             self._forget_unowned(handles)
-        if self.started:
-            # The bots just taken over live as long as they are driven here: out of the full collections'
-            # walk, as the ones loaded at start are (see _start).
-            gc.collect(1)
-            gc.freeze()
-        self.metrics.takeovers.append(time.monotonic() - began)
-        log.info(
-            "engine replica %s drives %d more bot(s) (%d partition(s), %.2fs)",
-            self.settings.engine_id,
-            len(handles),
-            len(partitions),
-            time.monotonic() - began,
-        )
+        ready(partition)
 
     def _forget_unowned(self, handles: Iterable[BotHandle]) -> None:
         """Drop loaded bots whose partition this replica lost while it was taking it over."""
