@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import statistics
@@ -52,7 +53,14 @@ from enginekit import (  # noqa: E402
     seed,
     send_starts,
 )
-from enginereplicas import Replica, Replicas, bots_per_replica, engine_env  # noqa: E402
+from enginereplicas import (  # noqa: E402
+    Replica,
+    Replicas,
+    bots_per_replica,
+    engine_env,
+    merge_delta,
+    worst,
+)
 
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
 from trading.models import ENGINE_PARTITIONS  # noqa: E402
@@ -90,7 +98,7 @@ async def poll(probe: Any, within: float, what: str, interval: float = 0.05) -> 
 
 
 async def kill_once(
-    conn: asyncpg.Connection, group: Replicas, victim: Replica, bots: dict[int, list[uuid.UUID]]
+    conn: asyncpg.Pool, group: Replicas, victim: Replica, bots: dict[int, list[uuid.UUID]]
 ) -> dict[str, Any]:
     """SIGKILL `victim`, time the survivor's takeover, restart the victim, time it taking its share back."""
     survivor = next(r for r in group.all if r is not victim)
@@ -143,6 +151,10 @@ async def kill_once(
             - before.get("gridbot_engine_takeover_seconds_sum", 0),
             2,
         ),
+        # What a shorter TTL would have to survive: the survivor's worst event-loop stall (a 50 ms sleeper
+        # waking late) and full collection while it took over; a heartbeat waits for both.
+        "survivor_loop_lag_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_event_loop_lag_seconds"),
+        "survivor_gc_full_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_gc_full_pause_seconds"),
     }
 
     spawned_at = time.time()
@@ -167,6 +179,12 @@ async def kill_once(
     again = await poll(first_activity_back, 60, "the restarted replica's bots never traded")
     result["restart_first_order_s"] = round(again.timestamp() - spawned_at, 2)
     return result
+
+
+def worst_ms(after: dict[str, float], before: dict[str, float], name: str) -> float | None:
+    """The upper bound (ms) of the highest bucket a histogram counted between two scrapes; None if none."""
+    bound = worst(merge_delta([after], [before], name))
+    return None if math.isnan(bound) else round(bound * 1000, 1)
 
 
 def warnings(replica: Replica, lines: int = 8) -> list[str]:
@@ -214,7 +232,8 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
         await group.wait_quiet(url)
         stream = TickStream(args.rabbitmq, namespace, Market(rng))
         stream.start(200, args.latency_move * 1000 / args.bots)
-        conn = await asyncpg.connect(plain(url))
+        # A pool: the takeover's figures are polled side by side.
+        conn = await asyncpg.create_pool(plain(url), min_size=1, max_size=4)
         results = []
         try:
             for n in range(args.kills):

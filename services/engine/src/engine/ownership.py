@@ -298,7 +298,6 @@ class Ownership:
             ).all()
             owners = {row.partition: (row.owner, int(row.epoch)) for row in rows}
             weights = {row.partition: int(row.weight or 0) for row in rows}
-            await self._record_weights(session, owners, weights)
         alive = {m.replica_id for m in members}
         live = {m.replica_id for m in members if not m.stopping}
         # Fenced: the database says another replica holds what this one thinks it holds. Forgotten before
@@ -313,6 +312,7 @@ class Ownership:
                 "engine replica %s lost partitions %s to another replica", self.replica_id, sorted(lost)
             )
             self._spawn(self._on_lost(lost), "engine-drain-lost")
+        await self._record_weights(owners, weights)
         assignment = balanced(weights, live, owners)
         wanted = set() if self._stopping else {p for p, r in assignment.items() if r == self.replica_id}
         release = frozenset(
@@ -357,12 +357,16 @@ class Ownership:
             await self._claim(claim)
 
     async def _record_weights(
-        self, session: AsyncSession, owners: dict[int, tuple[str | None, int]], weights: dict[int, int]
+        self, owners: dict[int, tuple[str | None, int]], weights: dict[int, int]
     ) -> None:
         """Write the bots driven in each partition this replica holds, loaded, when they changed by enough
-        (`worth_recording`: a bot more or less must not move partitions), updating `weights` to match."""
+        (`worth_recording`: a bot more or less must not move partitions), updating `weights` to match.
+
+        One partition per transaction, after the heartbeat committed: the UPDATE waits for the batches that
+        hold the row `FOR SHARE` (their fence), and a statement locking several rows could deadlock with a
+        batch fencing several partitions; a write that cannot get its row soon is tried again next round."""
         counts = self._weigh()
-        for partition, held in self.held.items():
+        for partition, held in list(self.held.items()):
             if (
                 not held.ready.is_set()
                 or held.releasing
@@ -372,15 +376,22 @@ class Ownership:
             count = counts.get(partition, 0)
             if not worth_recording(weights.get(partition, 0), count):
                 continue
-            await session.execute(
-                update(EnginePartition)
-                .where(
-                    EnginePartition.partition == partition,
-                    EnginePartition.owner == self.replica_id,
-                    EnginePartition.epoch == held.epoch,
-                )
-                .values(weight=count)
-            )
+            try:
+                async with self._factory() as session, session.begin():
+                    if session.get_bind().dialect.name == "postgresql":
+                        await session.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                    await session.execute(
+                        update(EnginePartition)
+                        .where(
+                            EnginePartition.partition == partition,
+                            EnginePartition.owner == self.replica_id,
+                            EnginePartition.epoch == held.epoch,
+                        )
+                        .values(weight=count)
+                    )
+            except Exception as exc:  # busy row or database away: the next round tries again
+                log.info("recording the weight of partition %d failed: %s", partition, type(exc).__name__)
+                continue
             weights[partition] = count
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
