@@ -144,10 +144,10 @@ class Replicas:
         return [r.name for r in self.all]
 
     async def weights(self) -> dict[int, int]:
-        """The partitions' recorded weights (`engine_partitions.weight`: bots, as their owners reported)."""
+        """The partitions' recorded weights (`engine_partition_weights`: bots, as their owners reported)."""
         conn = await asyncpg.connect(plain(self.database_url))
         try:
-            rows = await conn.fetch(f"SELECT partition, weight FROM {SCHEMA}.engine_partitions")
+            rows = await conn.fetch(f"SELECT partition, weight FROM {SCHEMA}.engine_partition_weights")
         finally:
             await conn.close()
         return {int(r["partition"]): int(r["weight"]) for r in rows}

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,10 @@ async def kill_once(
     with_bots = {p for p in parts if bots.get(p)}
     before = await survivor.scrape()
     all_bots = [b for p in sorted(bots) for b in bots[p]]
+    # Partitions whose bots placed or traded nothing in the 10 s before the kill: their market was quiet,
+    # so their first order after the takeover says little about the takeover.
+    recent = await conn.fetch(FIRST_ACTIVITY_BY_PARTITION, ids, datetime.now(UTC) - timedelta(seconds=10))
+    quiet_before = sorted(with_bots - {int(r["partition"]) for r in recent})
     killed_at = datetime.now(UTC)
     victim.kill()
     assert victim.process is not None
@@ -125,9 +129,11 @@ async def kill_once(
         page = await survivor.scrape()
         return time.time() if page.get("gridbot_engine_partitions_ready") == ENGINE_PARTITIONS else None
 
+    firsts: dict[int, datetime] = {}
+
     async def every_partition_traded() -> datetime | None:
         rows = await conn.fetch(FIRST_ACTIVITY_BY_PARTITION, ids, killed_at)
-        firsts = {int(r["partition"]): r["first"] for r in rows}
+        firsts.update({int(r["partition"]): r["first"] for r in rows})
         return max(firsts.values()) if with_bots <= set(firsts) else None
 
     claimed, first, ready, last = await asyncio.gather(
@@ -146,6 +152,11 @@ async def kill_once(
         "all_ready_s": round(ready - killed_at.timestamp(), 2),
         "all_traded_s": round((last - killed_at).total_seconds(), 2),
         "claimed_s": round(claimed - killed_at.timestamp(), 2),
+        "first_order_by_partition_s": {
+            p: round((at - killed_at).total_seconds(), 1)
+            for p, at in sorted(firsts.items(), key=lambda x: x[1])
+        },
+        "quiet_before_kill": quiet_before,
         "survivor_load_s": round(
             after["gridbot_engine_takeover_seconds_sum"]
             - before.get("gridbot_engine_takeover_seconds_sum", 0),

@@ -21,7 +21,7 @@ from common.testing.wait import eventually
 from engine.assignment import SLACK, assign, balanced, cap, loads, worth_recording
 from engine.ownership import Ownership, Partitions
 from trading.migrate import upgrade
-from trading.models import ENGINE_PARTITIONS, SCHEMA, EnginePartition
+from trading.models import ENGINE_PARTITIONS, SCHEMA, EnginePartition, EnginePartitionWeight
 from trading.partitions import market_partition
 
 NAMES = ["engine-1", "engine-2", "engine-3", "engine-4"]
@@ -172,7 +172,9 @@ async def recorded(factory: async_sessionmaker[AsyncSession]) -> dict[int, tuple
     """(owner, weight) of every partition row."""
     async with factory() as session:
         rows = await session.execute(
-            select(EnginePartition.partition, EnginePartition.owner, EnginePartition.weight)
+            select(EnginePartition.partition, EnginePartition.owner, EnginePartitionWeight.weight).join(
+                EnginePartitionWeight, EnginePartitionWeight.partition == EnginePartition.partition
+            )
         )
     return {int(r.partition): (r.owner, int(r.weight)) for r in rows}
 

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.dbtypes import utc_now
 from engine.assignment import balanced, worth_recording
-from trading.models import EnginePartition, EngineReplica
+from trading.models import EnginePartition, EnginePartitionWeight, EngineReplica
 from trading.partitions import partition_of
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,14 @@ class Ownership:
                 await self._on_superseded()
                 return
             except Exception as exc:  # the database is away: exchange calls pause once the heartbeat is old
-                log.warning("engine ownership round failed: %s", type(exc).__name__)
+                # The first line of the cause too: a lock timeout, a deadlock and a lost connection ask
+                # for different things.
+                cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1]
+                log.warning(
+                    "engine ownership round failed: %s %s",
+                    type(exc).__name__,
+                    cause[0][:200] if cause else "",
+                )
 
     # --- one round --------------------------------------------------------------------------------------------
 
@@ -288,16 +295,15 @@ class Ownership:
             ).all()
             rows = (
                 await session.execute(
-                    select(
-                        EnginePartition.partition,
-                        EnginePartition.owner,
-                        EnginePartition.epoch,
-                        EnginePartition.weight,
-                    )
+                    select(EnginePartition.partition, EnginePartition.owner, EnginePartition.epoch)
                 )
             ).all()
             owners = {row.partition: (row.owner, int(row.epoch)) for row in rows}
-            weights = {row.partition: int(row.weight or 0) for row in rows}
+            recorded = await session.execute(
+                select(EnginePartitionWeight.partition, EnginePartitionWeight.weight)
+            )
+            weights = {int(partition): int(weight) for partition, weight in recorded}
+            await self._record_weights(session, owners, weights)
         alive = {m.replica_id for m in members}
         live = {m.replica_id for m in members if not m.stopping}
         # Fenced: the database says another replica holds what this one thinks it holds. Forgotten before
@@ -312,7 +318,6 @@ class Ownership:
                 "engine replica %s lost partitions %s to another replica", self.replica_id, sorted(lost)
             )
             self._spawn(self._on_lost(lost), "engine-drain-lost")
-        await self._record_weights(owners, weights)
         assignment = balanced(weights, live, owners)
         wanted = set() if self._stopping else {p for p, r in assignment.items() if r == self.replica_id}
         release = frozenset(
@@ -357,16 +362,15 @@ class Ownership:
             await self._claim(claim)
 
     async def _record_weights(
-        self, owners: dict[int, tuple[str | None, int]], weights: dict[int, int]
+        self, session: AsyncSession, owners: dict[int, tuple[str | None, int]], weights: dict[int, int]
     ) -> None:
         """Write the bots driven in each partition this replica holds, loaded, when they changed by enough
         (`worth_recording`: a bot more or less must not move partitions), updating `weights` to match.
 
-        One partition per transaction, after the heartbeat committed: the UPDATE waits for the batches that
-        hold the row `FOR SHARE` (their fence), and a statement locking several rows could deadlock with a
-        batch fencing several partitions; a write that cannot get its row soon is tried again next round."""
+        In ascending order of partition (two replicas briefly writing one row lock in the same order); the
+        weights' own rows, so no batch's fence waits for these writes."""
         counts = self._weigh()
-        for partition, held in list(self.held.items()):
+        for partition, held in sorted(self.held.items()):
             if (
                 not held.ready.is_set()
                 or held.releasing
@@ -376,22 +380,11 @@ class Ownership:
             count = counts.get(partition, 0)
             if not worth_recording(weights.get(partition, 0), count):
                 continue
-            try:
-                async with self._factory() as session, session.begin():
-                    if session.get_bind().dialect.name == "postgresql":
-                        await session.execute(text("SET LOCAL lock_timeout = '200ms'"))
-                    await session.execute(
-                        update(EnginePartition)
-                        .where(
-                            EnginePartition.partition == partition,
-                            EnginePartition.owner == self.replica_id,
-                            EnginePartition.epoch == held.epoch,
-                        )
-                        .values(weight=count)
-                    )
-            except Exception as exc:  # busy row or database away: the next round tries again
-                log.info("recording the weight of partition %d failed: %s", partition, type(exc).__name__)
-                continue
+            await session.execute(
+                update(EnginePartitionWeight)
+                .where(EnginePartitionWeight.partition == partition)
+                .values(weight=count, updated_at=utc_now())
+            )
             weights[partition] = count
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
