@@ -338,13 +338,20 @@ class EngineRuntime:
                 self.registry.drop(handle)
 
     async def _lost(self, partitions: Partitions) -> None:
-        """Partitions handed over or taken by another replica: stop driving their bots, let work in flight end."""
+        """Partitions handed over or taken by another replica: stop driving their bots, let work in flight end,
+        and stop taking the ticks of markets none of the bots left here uses."""
+        left = set()
         for handle in list(self.registry.handles.values()):
             if partition_of(handle.id) in partitions:
                 self.registry.drop(handle)
+                left.add(ticker_key(handle))
         await asyncio.gather(*(shard.barrier() for shard in self.shards), return_exceptions=True)
         if self.live is not None:
             await self.live.settle(timeout=self.settings.engine_replica_ttl_seconds)
+        try:
+            await self.markets.release(left, self.registry.markets())
+        except Exception as exc:  # the sweep unbinds them later
+            log.warning("unbinding handed-over markets failed: %s", type(exc).__name__)
 
     async def _superseded(self) -> None:
         """Another process took this replica's name: stop everything (the supervisor decides what follows)."""
