@@ -9,7 +9,8 @@ orders all the time. Then, `--kills` times, alternating the victim:
   survivor can have written; and, the honest figure, from the kill to the moment ALL of them are driven
   again: the survivor reports every partition ready (loaded, reconciled, resumed: its
   `gridbot_engine_partitions_ready` gauge, polled every 50 ms) and, read from the rows, the first order or
-  trade of the last of the killed replica's partitions to trade again. Also when the survivor's claim of
+  trade of the last of the killed replica's partitions to trade again (of those that traded in the 10 s
+  before the kill: a market the price left alone may not trade for a minute, takeover or not). Also when the survivor's claim of
   those partitions was seen in `engine_partitions` (detection: the heartbeat goes stale after
   ENGINE_REPLICA_TTL_SECONDS), and what the survivor's `gridbot_engine_takeover_seconds` says its load +
   reconcile + resume took;
@@ -134,7 +135,10 @@ async def kill_once(
     async def every_partition_traded() -> datetime | None:
         rows = await conn.fetch(FIRST_ACTIVITY_BY_PARTITION, ids, killed_at)
         firsts.update({int(r["partition"]): r["first"] for r in rows})
-        return max(firsts.values()) if with_bots <= set(firsts) else None
+        # Only the partitions that traded before the kill: a quiet market's next order says nothing of
+        # the takeover (it may come a minute later either way).
+        active = with_bots - set(quiet_before)
+        return max((firsts[p] for p in active), default=killed_at) if active <= set(firsts) else None
 
     claimed, first, ready, last = await asyncio.gather(
         poll(claimed_by_survivor, 60, "the survivor never claimed the partitions"),
@@ -265,7 +269,7 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
         for key, label in (
             ("takeover_s", "kill → first order/trade of its bots (survivor)"),
             ("all_ready_s", "kill → ALL its partitions ready (survivor)"),
-            ("all_traded_s", "kill → the last of its partitions trades again"),
+            ("all_traded_s", "kill → the last of its active partitions trades"),
             ("claimed_s", "kill → survivor's claim seen"),
             ("survivor_load_s", "survivor's load + reconcile + resume"),
             ("restart_answering_s", "restart → process answers /metrics"),

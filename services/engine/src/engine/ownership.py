@@ -436,8 +436,9 @@ class Ownership:
         async with self._factory() as session, session.begin():
             postgres = session.get_bind().dialect.name == "postgresql"
             if postgres:
-                # A partition row held by a frozen batch must not stall the round (and the next heartbeat).
-                await session.execute(text("SET LOCAL lock_timeout = '1s'"))
+                # A partition row held by a frozen batch must not stall the round (and the next heartbeat):
+                # a quarter of the default TTL at most.
+                await session.execute(text("SET LOCAL lock_timeout = '500ms'"))
             alive = select(EngineReplica.replica_id).where(
                 EngineReplica.heartbeat_at > self._cutoff(postgres)
             )
