@@ -49,6 +49,7 @@ from engine.model import BotHandle, BotRow
 from engine.ownership import Ownership, Partitions
 from engine.persistence import reads
 from engine.persistence.relay import PipelinedRelay
+from engine.scheduling.index import TickerKey
 from engine.scheduling.registry import Registry, ticker_key
 from engine.scheduling.shard import Shard
 from engine.settings import Settings
@@ -333,12 +334,15 @@ class EngineRuntime:
             self._forget_unowned(handles)
         ready(partition)
 
-    def _forget_unowned(self, handles: Iterable[BotHandle]) -> None:
-        """Drop loaded bots whose partition this replica lost while it was taking it over."""
+    def _forget_unowned(self, handles: Iterable[BotHandle]) -> set[TickerKey]:
+        """Drop loaded bots whose partition this replica lost while it was taking it over; their markets."""
         assert self.ownership is not None
+        markets = set()
         for handle in handles:
             if self.ownership.epoch(handle.id) is None and self.registry.handles.get(handle.id) is handle:
                 self.registry.drop(handle)
+                markets.add(ticker_key(handle))
+        return markets
 
     async def _lost(self, partitions: Partitions) -> None:
         """Partitions handed over or taken by another replica: stop driving their bots, let work in flight end,
@@ -416,7 +420,10 @@ class EngineRuntime:
             try:
                 # A bot loaded by a shard while its partition was being lost stays behind (harmless, its
                 # writes are fenced and its ticks ignored, but held and counted): let it go here.
-                self._forget_unowned(list(self.registry.handles.values()))
+                # Its market was bound again for it: unbound now unless a bot driven here uses it (a start
+                # command queued before a hand-over leaves such a bot, and with it the market's ticks).
+                strays = self._forget_unowned(list(self.registry.handles.values()))
+                await self.markets.release(strays, self.registry.markets())
                 await self.markets.sweep(self.registry.markets())
             except Exception:
                 log.exception("market bindings sweep failed")
