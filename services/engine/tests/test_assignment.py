@@ -154,8 +154,9 @@ def replica(factory: async_sessionmaker[AsyncSession], name: str, runtime: FakeR
     return Ownership(
         factory,
         name,
-        heartbeat_seconds=0.1,
-        ttl_seconds=1.0,
+        heartbeat_seconds=0.2,
+        # The engine's default: a loaded machine must not make a live replica look dead here either.
+        ttl_seconds=2.0,
         on_gained=runtime.gained,
         on_lost=runtime.lost_,
         on_superseded=runtime.superseded,
