@@ -141,15 +141,16 @@ class Run:
         env = engine_env(self.url, args.redis, args.rabbitmq, self.namespace, **extra)
         self.replicas = replicas = Replicas(env, self.logs, self.count)
         await replicas.start()
-        await replicas.wait_split({})
+        await replicas.wait_split()
         baseline = {r.name: proc_rss(r.pid) for r in replicas.all}
         began = time.perf_counter()
         bots = await seed(self.url, self.bots, self.rng)
         seeded = time.perf_counter() - began
-        expected = bots_per_replica((b.id for b in bots), replicas.share())
         began = time.perf_counter()
         await send_starts(args.rabbitmq, self.namespace, bots)
-        await replicas.wait_split(expected)
+        # The replicas balance the partitions by the bots they hold, so the split settles as the bots load.
+        await replicas.wait_split(b.id for b in bots)
+        expected = bots_per_replica((b.id for b in bots), replicas.shares)
         await replicas.wait_quiet(self.url)
         self.stream = TickStream(args.rabbitmq, self.namespace, self.market)
         return {
@@ -226,7 +227,7 @@ class Run:
 
     def markets_share(self) -> dict[str, int]:
         """How many of the bench's markets each replica drives (bots are in their market's partition)."""
-        owner = {p: name for name, parts in self.group.share().items() for p in parts}
+        owner = {p: name for name, parts in self.group.shares.items() for p in parts}
         counts = dict.fromkeys(owner.values(), 0)
         for ticker in TICKERS:
             counts[owner[market_partition("binance", ticker)]] += 1

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.exchanges import sim_exchange_env
 from common.testing.infra import free_port
-from engine.ownership import assign
-from trading.models import ENGINE_PARTITIONS, SCHEMA
+from engine.assignment import balanced, worth_recording
+from trading.models import SCHEMA
 from trading.partitions import partition_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,19 +134,31 @@ class Replicas:
 
     def __init__(self, env: dict[str, str], log_dir: Path, count: int) -> None:
         self.all = [Replica(f"engine-{n}", env, log_dir) for n in range(1, count + 1)]
+        self.database_url = env["DATABASE_URL"]
+        # The partitions each replica held when `wait_split` last saw them settled.
+        self.shares: dict[str, set[int]] = {}
 
     @property
     def names(self) -> list[str]:
         """The replicas' names."""
         return [r.name for r in self.all]
 
-    def share(self, names: Iterable[str] | None = None) -> dict[str, set[int]]:
-        """The partitions each replica should hold when `names` (default: all) are the live set."""
+    async def weights(self) -> dict[int, int]:
+        """The partitions' recorded weights (`engine_partition_weights`: bots, as their owners reported)."""
+        conn = await asyncpg.connect(plain(self.database_url))
+        try:
+            rows = await conn.fetch(f"SELECT partition, weight FROM {SCHEMA}.engine_partition_weights")
+        finally:
+            await conn.close()
+        return {int(r["partition"]): int(r["weight"]) for r in rows}
+
+    async def share(self, names: Iterable[str] | None = None) -> dict[str, set[int]]:
+        """The partitions each replica should hold when `names` (default: all) are the live set, by the
+        engines' own rule (`engine.assignment.balanced`) over the weights recorded now."""
         live = list(names if names is not None else self.names)
+        weights = await self.weights()
         shares: dict[str, set[int]] = {name: set() for name in live}
-        for partition in range(ENGINE_PARTITIONS):
-            owner = assign(partition, live)
-            assert owner is not None
+        for partition, owner in balanced(weights, live, weights).items():
             shares[owner].add(partition)
         return shares
 
@@ -166,19 +178,29 @@ class Replicas:
             if replica.process is not None and replica.process.returncode is not None:
                 raise RuntimeError(f"{replica.name} exited ({replica.process.returncode}):\n{replica.tail()}")
 
-    async def wait_split(self, bots: Mapping[str, int], within: float = 300) -> dict[str, dict[str, float]]:
-        """Until each replica holds, loaded, exactly its rendezvous share and drives `bots[name]` bots."""
-        shares = self.share()
+    async def wait_split(
+        self, bot_ids: Iterable[uuid.UUID] = (), within: float = 300
+    ) -> dict[str, dict[str, float]]:
+        """Until the recorded weights follow these bots (none left to record), and each replica holds, loaded,
+        exactly its share by those weights and drives the bots of it."""
+        per_partition: dict[int, int] = {}
+        for bot_id in bot_ids:
+            per_partition[partition_of(bot_id)] = per_partition.get(partition_of(bot_id), 0) + 1
         deadline = time.monotonic() + within
         while True:
             self.check_alive()
+            weights = await self.weights()
+            shares = await self.share()
+            bots = {name: sum(per_partition.get(p, 0) for p in parts) for name, parts in shares.items()}
             pages = await self.scrape()
-            if all(
+            settled = not any(worth_recording(w, per_partition.get(p, 0)) for p, w in weights.items())
+            if settled and all(
                 page.get("gridbot_engine_partitions_ready") == len(shares[name])
                 and page.get("gridbot_engine_partitions_held") == len(shares[name])
                 and page.get("gridbot_engine_bots_driven") == bots.get(name, 0)
                 for name, page in pages.items()
             ):
+                self.shares = shares
                 return pages
             if time.monotonic() > deadline:
                 raise TimeoutError(f"replicas never split: {_brief(pages)}")

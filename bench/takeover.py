@@ -6,12 +6,17 @@ orders all the time. Then, `--kills` times, alternating the victim:
 
 * SIGKILL one replica; takeover = from the kill to the first order or trade committed (its `created_at`,
   the writer's clock just before its commit) by a bot of the killed replica's partitions, which only the
-  survivor can have written; also when the survivor's claim of those partitions was seen in
-  `engine_partitions` (detection: the heartbeat goes stale after ENGINE_REPLICA_TTL_SECONDS = 3 s), and
-  what the survivor's `gridbot_engine_takeover_seconds` says its load + reconcile + resume took;
+  survivor can have written; and, the honest figure, from the kill to the moment ALL of them are driven
+  again: the survivor reports every partition ready (loaded, reconciled, resumed: its
+  `gridbot_engine_partitions_ready` gauge, polled every 50 ms) and, read from the rows, the first order or
+  trade of the last of the killed replica's partitions to trade again (of those that traded in the 10 s
+  before the kill: a market the price left alone may not trade for a minute, takeover or not). Also when the survivor's claim of
+  those partitions was seen in `engine_partitions` (detection: the heartbeat goes stale after
+  ENGINE_REPLICA_TTL_SECONDS), and what the survivor's `gridbot_engine_takeover_seconds` says its load +
+  reconcile + resume took;
 * restart it at once under the same ENGINE_ID, as a supervisor would (after the takeover above); handback =
-  from the spawn to both replicas holding, loaded, their rendezvous shares (the restarted one driving all
-  its bots again), and to its bots' first order after it claimed them back. The new process's own start
+  from the spawn to both replicas holding, loaded, their shares (the restarted one driving all its bots
+  again), and to its bots' first order after it claimed them back. The new process's own start
   (interpreter, imports, connections) is inside those figures and reported apart (spawn → /metrics answers).
 
     uv run python bench/takeover.py [--bots 10000] [--kills 10] [--quick]
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import statistics
@@ -29,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +54,17 @@ from enginekit import (  # noqa: E402
     seed,
     send_starts,
 )
-from enginereplicas import Replica, Replicas, bots_per_replica, engine_env  # noqa: E402
+from enginereplicas import (  # noqa: E402
+    Replica,
+    Replicas,
+    bots_per_replica,
+    engine_env,
+    merge_delta,
+    worst,
+)
 
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
+from trading.models import ENGINE_PARTITIONS  # noqa: E402
 from trading.partitions import partition_of  # noqa: E402
 
 FIRST_ACTIVITY = """
@@ -58,6 +72,15 @@ SELECT least(
     (SELECT min(created_at) FROM bots.orders WHERE bot_id = ANY($1::uuid[]) AND created_at > $2),
     (SELECT min(created_at) FROM bots.trades WHERE bot_id = ANY($1::uuid[]) AND created_at > $2))
 """
+# Per partition (a bot's partition is its id's bits 64-69: byte 7 of the uuid mod 64, as partition_of).
+FIRST_ACTIVITY_BY_PARTITION = """
+SELECT get_byte(uuid_send(bot_id), 7) % 64 AS partition, min(created_at) AS first FROM (
+    SELECT bot_id, created_at FROM bots.orders WHERE bot_id = ANY($1::uuid[]) AND created_at > $2
+    UNION ALL
+    SELECT bot_id, created_at FROM bots.trades WHERE bot_id = ANY($1::uuid[]) AND created_at > $2) AS a
+GROUP BY 1
+"""
+OWNED = "SELECT partition FROM bots.engine_partitions WHERE owner = $1 ORDER BY partition"
 CLAIMED = "SELECT count(*) FROM bots.engine_partitions WHERE partition = ANY($1::int[]) AND owner = $2"
 CLAIMED_AT = (
     "SELECT max(updated_at) FROM bots.engine_partitions WHERE partition = ANY($1::int[]) AND owner = $2"
@@ -76,14 +99,19 @@ async def poll(probe: Any, within: float, what: str, interval: float = 0.05) -> 
 
 
 async def kill_once(
-    conn: asyncpg.Connection, group: Replicas, victim: Replica, bots: dict[int, list[uuid.UUID]]
+    conn: asyncpg.Pool, group: Replicas, victim: Replica, bots: dict[int, list[uuid.UUID]]
 ) -> dict[str, Any]:
     """SIGKILL `victim`, time the survivor's takeover, restart the victim, time it taking its share back."""
     survivor = next(r for r in group.all if r is not victim)
-    shares = group.share()
-    parts = sorted(shares[victim.name])
+    parts = [int(p) for p in await conn.fetchval(f"SELECT array({OWNED})", victim.name)]
     ids = [b for p in parts for b in bots.get(p, [])]
+    with_bots = {p for p in parts if bots.get(p)}
     before = await survivor.scrape()
+    all_bots = [b for p in sorted(bots) for b in bots[p]]
+    # Partitions whose bots placed or traded nothing in the 10 s before the kill: their market was quiet,
+    # so their first order after the takeover says little about the takeover.
+    recent = await conn.fetch(FIRST_ACTIVITY_BY_PARTITION, ids, datetime.now(UTC) - timedelta(seconds=10))
+    quiet_before = sorted(with_bots - {int(r["partition"]) for r in recent})
     killed_at = datetime.now(UTC)
     victim.kill()
     assert victim.process is not None
@@ -97,38 +125,81 @@ async def kill_once(
         value: datetime | None = await conn.fetchval(FIRST_ACTIVITY, ids, since)
         return value
 
-    claimed = await poll(claimed_by_survivor, 60, "the survivor never claimed the partitions")
-    first = await poll(lambda: first_activity(killed_at), 60, "no bot of the killed replica traded again")
+    async def all_ready() -> float | None:
+        # Two replicas: the survivor holds every partition once it took the victim's over.
+        page = await survivor.scrape()
+        return time.time() if page.get("gridbot_engine_partitions_ready") == ENGINE_PARTITIONS else None
+
+    firsts: dict[int, datetime] = {}
+
+    async def every_partition_traded() -> datetime | None:
+        rows = await conn.fetch(FIRST_ACTIVITY_BY_PARTITION, ids, killed_at)
+        firsts.update({int(r["partition"]): r["first"] for r in rows})
+        # Only the partitions that traded before the kill: a quiet market's next order says nothing of
+        # the takeover (it may come a minute later either way).
+        active = with_bots - set(quiet_before)
+        return max((firsts[p] for p in active), default=killed_at) if active <= set(firsts) else None
+
+    claimed, first, ready, last = await asyncio.gather(
+        poll(claimed_by_survivor, 60, "the survivor never claimed the partitions"),
+        poll(lambda: first_activity(killed_at), 60, "no bot of the killed replica traded again"),
+        poll(all_ready, 60, "the survivor never had every partition ready"),
+        poll(every_partition_traded, 60, "some partition of the killed replica never traded again", 0.1),
+    )
     after = await survivor.scrape()
     result: dict[str, Any] = {
         "victim": victim.name,
         "bots": len(ids),
         "partitions": len(parts),
+        "partitions_with_bots": len(with_bots),
         "takeover_s": round((first - killed_at).total_seconds(), 2),
+        "all_ready_s": round(ready - killed_at.timestamp(), 2),
+        "all_traded_s": round((last - killed_at).total_seconds(), 2),
         "claimed_s": round(claimed - killed_at.timestamp(), 2),
+        "first_order_by_partition_s": {
+            p: round((at - killed_at).total_seconds(), 1)
+            for p, at in sorted(firsts.items(), key=lambda x: x[1])
+        },
+        "quiet_before_kill": quiet_before,
         "survivor_load_s": round(
             after["gridbot_engine_takeover_seconds_sum"]
             - before.get("gridbot_engine_takeover_seconds_sum", 0),
             2,
         ),
+        # What a shorter TTL would have to survive: the survivor's worst event-loop stall (a 50 ms sleeper
+        # waking late) and full collection while it took over; a heartbeat waits for both.
+        "survivor_loop_lag_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_event_loop_lag_seconds"),
+        "survivor_gc_full_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_gc_full_pause_seconds"),
     }
 
     spawned_at = time.time()
     await victim.spawn()
     answering = await poll(lambda: _answers(victim), 60, "the restarted replica never answered", 0.02)
     result["restart_answering_s"] = round(answering - spawned_at, 2)
-    expected = {victim.name: len(ids), survivor.name: int(before["gridbot_engine_bots_driven"])}
     try:
-        await group.wait_split(expected, within=120)
+        await group.wait_split(all_bots, within=120)
     except TimeoutError as exc:
         # Reported, not raised: the replicas' own logs say why (see `warnings`).
         result["handback_error"] = str(exc)
         return result
     result["handback_s"] = round(time.time() - spawned_at, 2)
-    reclaimed: datetime = await conn.fetchval(CLAIMED_AT, parts, victim.name)
-    again = await poll(lambda: first_activity(reclaimed), 60, "the restarted replica's bots never traded")
+    back = [int(p) for p in await conn.fetchval(f"SELECT array({OWNED})", victim.name)]
+    reclaimed: datetime = await conn.fetchval(CLAIMED_AT, back, victim.name)
+    back_ids = [b for p in back for b in bots.get(p, [])]
+
+    async def first_activity_back() -> datetime | None:
+        value: datetime | None = await conn.fetchval(FIRST_ACTIVITY, back_ids, reclaimed)
+        return value
+
+    again = await poll(first_activity_back, 60, "the restarted replica's bots never traded")
     result["restart_first_order_s"] = round(again.timestamp() - spawned_at, 2)
     return result
+
+
+def worst_ms(after: dict[str, float], before: dict[str, float], name: str) -> float | None:
+    """The upper bound (ms) of the highest bucket a histogram counted between two scrapes; None if none."""
+    bound = worst(merge_delta([after], [before], name))
+    return None if math.isnan(bound) else round(bound * 1000, 1)
 
 
 def warnings(replica: Replica, lines: int = 8) -> list[str]:
@@ -158,18 +229,26 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
     stream: TickStream | None = None
     try:
         await group.start()
-        await group.wait_split({})
+        await group.wait_split()
         rng = random.Random(args.bots)
         seeded = await seed(url, args.bots, rng)
         by_partition: dict[int, list[uuid.UUID]] = {}
         for bot in seeded:
             by_partition.setdefault(partition_of(bot.id), []).append(bot.id)
         await send_starts(args.rabbitmq, namespace, seeded)
-        await group.wait_split(bots_per_replica((b.id for b in seeded), group.share()))
+        await group.wait_split(b.id for b in seeded)
+        print(
+            "bots per replica:",
+            json.dumps(bots_per_replica((b.id for b in seeded), group.shares)),
+            "partitions:",
+            json.dumps({name: len(parts) for name, parts in group.shares.items()}),
+            flush=True,
+        )
         await group.wait_quiet(url)
         stream = TickStream(args.rabbitmq, namespace, Market(rng))
         stream.start(200, args.latency_move * 1000 / args.bots)
-        conn = await asyncpg.connect(plain(url))
+        # A pool: the takeover's figures are polled side by side.
+        conn = await asyncpg.create_pool(plain(url), min_size=1, max_size=4)
         results = []
         try:
             for n in range(args.kills):
@@ -189,6 +268,8 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
         )
         for key, label in (
             ("takeover_s", "kill → first order/trade of its bots (survivor)"),
+            ("all_ready_s", "kill → ALL its partitions ready (survivor)"),
+            ("all_traded_s", "kill → the last of its active partitions trades"),
             ("claimed_s", "kill → survivor's claim seen"),
             ("survivor_load_s", "survivor's load + reconcile + resume"),
             ("restart_answering_s", "restart → process answers /metrics"),

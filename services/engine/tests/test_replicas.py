@@ -36,7 +36,7 @@ from common.bus import RabbitBus
 from common.contracts.bots import BotEvent
 from common.grid import plan_grid
 from common.testing.wait import eventually
-from engine.ownership import assign
+from engine.assignment import assign
 from trading.models import Bot, EnginePartition, EngineReplica, EngineState
 from trading.partitions import partition_of
 

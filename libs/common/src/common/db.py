@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,6 +55,7 @@ def create_engine(
     pre_ping: bool = False,
     echo: bool = False,
     server_settings: Mapping[str, str] | None = None,
+    json_deserializer: Callable[[str], Any] | None = None,
 ) -> AsyncEngine:
     """An async engine; on SQLite with WAL, foreign keys on and a busy timeout (one writer at a time).
 
@@ -64,6 +65,9 @@ def create_engine(
     messages end up in logs.
     """
     kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
+    if json_deserializer is not None:
+        # JSON columns read with this instead of json.loads (the engine reads every bot's state at takeover).
+        kwargs["json_deserializer"] = json_deserializer
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30}
     else:

@@ -331,6 +331,21 @@ class EnginePartition(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
+class EnginePartitionWeight(Base):
+    """The bots a partition's owner last reported driving there (only when it changed by enough): what the
+    replicas balance the partitions by (`engine.assignment.balanced`).
+
+    A table of its own, not a column of `engine_partitions`: every batch holds its partitions' rows there
+    `FOR SHARE` (the fence), so an UPDATE of that row waits for the batches in flight and holds new ones off.
+    """
+
+    __tablename__ = "engine_partition_weights"
+
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    weight: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
 class InboxMessage(Base):
     """A consumed message id: written in the handler's transaction, so a redelivery changes nothing."""
 

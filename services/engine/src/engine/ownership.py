@@ -1,13 +1,16 @@
-"""Which engine replica drives which bots: membership by heartbeat, partitions by rendezvous hashing, and
-a fencing epoch per partition that every write of a bot's trading state checks (see docs/engine.md).
+"""Which engine replica drives which bots: membership by heartbeat, partitions by rendezvous hashing bounded
+by weight, and a fencing epoch per partition that every write of a bot's trading state checks (see
+docs/engine.md).
 
 Every replica runs `Ownership`: one row in `engine_replicas` it heartbeats (one UPDATE per round, not a
 rewrite of every bot row), and a round loop that reads the replicas and the `engine_partitions` rows,
-works out which partitions the live set assigns to it (rendezvous hashing: each partition goes to the live
-replica with the highest hash of (partition, replica), so a change of the set moves only the partitions of
-the replica that came or went), releases the ones it should no longer drive (after its runtime drained
-them) and claims the ones it should (unowned, released, its own previous incarnation's, or a dead replica's),
-raising their epoch. A replica is dead once its heartbeat is older than `ttl` by the database's clock.
+records the weight (bots driven) of the partitions it drives when it changed by enough, works out which
+partitions the live set assigns to it (`engine.assignment.balanced`: rendezvous hashing's preferences, each
+replica's load bounded near the mean, so the same live set and weights always give the same answer),
+releases the ones it should no longer drive (after its runtime drained them) and claims the ones it should
+(unowned, released, its own previous incarnation's, or a dead replica's), raising their epoch. A replica is
+dead once its heartbeat is older than `ttl` by the database's clock. A claimed partition is loaded and
+marked ready on its own, so the first partitions of a large takeover are driven while the rest still load.
 
 Two rules keep one bot driven by one replica:
 * the database: every batch takes the batch's partitions `FOR SHARE` with the epochs this replica claimed
@@ -23,11 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -37,22 +39,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.dbtypes import utc_now
-from trading.models import EnginePartition, EngineReplica
+from engine.assignment import balanced, worth_recording
+from trading.models import EnginePartition, EnginePartitionWeight, EngineReplica
 from trading.partitions import partition_of
 
 log = logging.getLogger(__name__)
 
 Partitions = frozenset[int]
 Change = Callable[[Partitions], Coroutine[Any, Any, None]]
-
-
-def _score(partition: int, replica: str) -> bytes:
-    return hashlib.blake2b(f"{partition}:{replica}".encode(), digest_size=8).digest()
-
-
-def assign(partition: int, replicas: Iterable[str]) -> str | None:
-    """The replica a partition goes to among `replicas` (rendezvous hashing), None when there is none."""
-    return max(replicas, key=lambda replica: _score(partition, replica), default=None)
+# Loads the partitions' bots, calling `ready(partition)` as each one is loaded, reconciled and resumed.
+Gain = Callable[[Partitions, Callable[[int], None]], Coroutine[Any, Any, None]]
 
 
 class SupersededError(RuntimeError):
@@ -77,9 +73,10 @@ class Ownership:
         *,
         heartbeat_seconds: float,
         ttl_seconds: float,
-        on_gained: Change,
+        on_gained: Gain,
         on_lost: Change,
         on_superseded: Callable[[], Awaitable[None]],
+        weigh: Callable[[], Mapping[int, int]] = dict,
     ) -> None:
         self._factory = factory
         self.replica_id = replica_id
@@ -91,6 +88,8 @@ class Ownership:
         self._on_gained = on_gained
         self._on_lost = on_lost
         self._on_superseded = on_superseded
+        # Bots driven per partition (what this replica reports as the weights of the partitions it drives).
+        self._weigh = weigh
         self.held: dict[int, _Held] = {}
         self._confirmed_at = float("-inf")
         self._confirmed = asyncio.Condition()
@@ -255,7 +254,14 @@ class Ownership:
                 await self._on_superseded()
                 return
             except Exception as exc:  # the database is away: exchange calls pause once the heartbeat is old
-                log.warning("engine ownership round failed: %s", type(exc).__name__)
+                # The first line of the cause too: a lock timeout, a deadlock and a lost connection ask
+                # for different things.
+                cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1]
+                log.warning(
+                    "engine ownership round failed: %s %s",
+                    type(exc).__name__,
+                    cause[0][:200] if cause else "",
+                )
 
     # --- one round --------------------------------------------------------------------------------------------
 
@@ -292,9 +298,14 @@ class Ownership:
                     select(EnginePartition.partition, EnginePartition.owner, EnginePartition.epoch)
                 )
             ).all()
+            owners = {row.partition: (row.owner, int(row.epoch)) for row in rows}
+            recorded = await session.execute(
+                select(EnginePartitionWeight.partition, EnginePartitionWeight.weight)
+            )
+            weights = {int(partition): int(weight) for partition, weight in recorded}
+            await self._record_weights(session, owners, weights)
         alive = {m.replica_id for m in members}
         live = {m.replica_id for m in members if not m.stopping}
-        owners = {row.partition: (row.owner, int(row.epoch)) for row in rows}
         # Fenced: the database says another replica holds what this one thinks it holds. Forgotten before
         # the heartbeat counts as confirmed, so no exchange call waiting for it goes out for those bots.
         lost = frozenset(p for p, held in self.held.items() if owners.get(p) != (self.replica_id, held.epoch))
@@ -307,7 +318,8 @@ class Ownership:
                 "engine replica %s lost partitions %s to another replica", self.replica_id, sorted(lost)
             )
             self._spawn(self._on_lost(lost), "engine-drain-lost")
-        wanted = set() if self._stopping else {p for p in owners if assign(p, live) == self.replica_id}
+        assignment = balanced(weights, live, owners)
+        wanted = set() if self._stopping else {p for p, r in assignment.items() if r == self.replica_id}
         release = frozenset(
             p
             for p, held in self.held.items()
@@ -348,6 +360,32 @@ class Ownership:
             )
         if claim:
             await self._claim(claim)
+
+    async def _record_weights(
+        self, session: AsyncSession, owners: dict[int, tuple[str | None, int]], weights: dict[int, int]
+    ) -> None:
+        """Write the bots driven in each partition this replica holds, loaded, when they changed by enough
+        (`worth_recording`: a bot more or less must not move partitions), updating `weights` to match.
+
+        In ascending order of partition (two replicas briefly writing one row lock in the same order); the
+        weights' own rows, so no batch's fence waits for these writes."""
+        counts = self._weigh()
+        for partition, held in sorted(self.held.items()):
+            if (
+                not held.ready.is_set()
+                or held.releasing
+                or owners.get(partition) != (self.replica_id, held.epoch)
+            ):
+                continue
+            count = counts.get(partition, 0)
+            if not worth_recording(weights.get(partition, 0), count):
+                continue
+            await session.execute(
+                update(EnginePartitionWeight)
+                .where(EnginePartitionWeight.partition == partition)
+                .values(weight=count, updated_at=utc_now())
+            )
+            weights[partition] = count
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -398,8 +436,9 @@ class Ownership:
         async with self._factory() as session, session.begin():
             postgres = session.get_bind().dialect.name == "postgresql"
             if postgres:
-                # A partition row held by a frozen batch must not stall the round (and the next heartbeat).
-                await session.execute(text("SET LOCAL lock_timeout = '1s'"))
+                # A partition row held by a frozen batch must not stall the round (and the next heartbeat):
+                # a quarter of the default TTL at most.
+                await session.execute(text("SET LOCAL lock_timeout = '500ms'"))
             alive = select(EngineReplica.replica_id).where(
                 EngineReplica.heartbeat_at > self._cutoff(postgres)
             )
@@ -427,12 +466,18 @@ class Ownership:
         self._spawn(self._load(gained, {p: self.held[p] for p in gained}), "engine-takeover")
 
     async def _load(self, gained: Partitions, held: dict[int, _Held]) -> None:
+        def ready(partition: int) -> None:
+            # Driven from now on: its bots are loaded, reconciled and resumed (the others may still load).
+            entry = held.get(partition)
+            if entry is not None and self.held.get(partition) is entry:
+                entry.ready.set()
+
         try:
-            await self._on_gained(gained)
+            await self._on_gained(gained, ready)
         except BaseException:
             # Not loaded: the next round claims them again (a new epoch) and reloads, rather than half-driving.
             for partition, entry in held.items():
-                if self.held.get(partition) is entry:
+                if self.held.get(partition) is entry and not entry.ready.is_set():
                     self.held.pop(partition)
             raise
         for entry in held.values():

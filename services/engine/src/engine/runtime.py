@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import httpx
+import orjson
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -48,6 +49,7 @@ from engine.model import BotHandle, BotRow
 from engine.ownership import Ownership, Partitions
 from engine.persistence import reads
 from engine.persistence.relay import PipelinedRelay
+from engine.scheduling.index import TickerKey
 from engine.scheduling.registry import Registry, ticker_key
 from engine.scheduling.shard import Shard
 from engine.settings import Settings
@@ -61,6 +63,8 @@ INBOX_RETENTION = timedelta(days=7)
 _IDLE_IN_TRANSACTION_MS = "5000"
 _RESUME_LOOKBACK = timedelta(seconds=60)
 _HOUSEKEEPING_SECONDS = 3600.0
+# Partitions of a takeover loaded at once (see _gained).
+_LOADS_AT_ONCE = 2
 # Young generations as CPython's default (short passes); a full pass after 100 middle ones, not 10.
 _GC_THRESHOLDS = (700, 10, 100)
 
@@ -120,6 +124,8 @@ class EngineRuntime:
             schemas=[SCHEMA],
             pool_size=settings.database_pool_size,
             server_settings={"idle_in_transaction_session_timeout": _IDLE_IN_TRANSACTION_MS},
+            # A takeover reads every taken bot's state (JSON): orjson decodes it several times faster.
+            json_deserializer=orjson.loads,
         )
         stack.push_async_callback(self.db.dispose)
         self.factory = factory = create_session_factory(self.db)
@@ -140,6 +146,7 @@ class EngineRuntime:
             on_gained=self._gained,
             on_lost=self._lost,
             on_superseded=self._superseded,
+            weigh=lambda: self.registry.per_partition,
         )
         self.fills = FillConsumer(self.shard_for, self.metrics, ownership.ready)
         self.live = live = LiveBroker(
@@ -261,50 +268,97 @@ class EngineRuntime:
         self._stack.push_async_callback(subscription.cancel)
         return subscription
 
-    async def _gained(self, partitions: Partitions) -> None:
+    async def _gained(self, partitions: Partitions, ready: Callable[[int], None]) -> None:
         """Partitions taken (at start, from a dead replica, or handed over): load their bots, reconcile the
-        live ones with their exchanges, then do what their rows ask that their cores have not done."""
-        assert self.factory is not None and self.live is not None
+        live ones with their exchanges, then do what their rows ask that their cores have not done.
+
+        Partition by partition, each `ready` as soon as it is done, so the first partitions trade again long
+        before the last is loaded. Two loads at a time: one restores its cores (CPU) while the other waits
+        for its rows, and the loop (the heartbeat, the bots already driven) gets a turn in between. A
+        partition's reconciliation (exchange calls) and resume run beside the next loads."""
+        assert self.factory is not None
         began = time.monotonic()
         async with self.factory() as session:
-            ids = [i for i in await reads.active_bot_ids(session) if partition_of(i) in partitions]
-            handles = await reads.load_handles(session, ids)
-        await self.markets.ensure(ticker_key(handle) for handle in handles)
-        self.registry.add_all(handles)
+            ids = await reads.active_bot_ids(session)
+        groups: dict[int, list[uuid.UUID]] = {p: [] for p in partitions}
+        for bot_id in ids:
+            if (partition := partition_of(bot_id)) in groups:
+                groups[partition].append(bot_id)
+        limit = asyncio.Semaphore(_LOADS_AT_ONCE)
+
+        async def take(partition: int, group: list[uuid.UUID]) -> int:
+            if not group:
+                ready(partition)
+                return 0
+            async with limit:
+                assert self.factory is not None
+                async with self.factory() as session:
+                    handles = await reads.load_handles(session, group)
+                await self.markets.ensure(ticker_key(handle) for handle in handles)
+                self.registry.add_all(handles)
+                if self.started:
+                    # The bots just taken over live as long as they are driven here: out of the full
+                    # collections' walk, as the ones loaded at start are (see _start); a partition at a time,
+                    # so a full pass during a long takeover does not walk the partitions loaded before.
+                    gc.collect(1)
+                    gc.freeze()
+            await self._finish(partition, group, handles, ready)
+            return len(handles)
+
+        # Gathered whole: a partition that failed is claimed and loaded again, the others stay driven.
+        results = await asyncio.gather(
+            *(take(partition, groups[partition]) for partition in sorted(groups)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        loaded = sum(r for r in results if isinstance(r, int))
+        self.metrics.takeovers.append(time.monotonic() - began)
+        log.info(
+            "engine replica %s drives %d more bot(s) (%d partition(s), %.2fs)",
+            self.settings.engine_id,
+            loaded,
+            len(partitions),
+            time.monotonic() - began,
+        )
+
+    async def _finish(
+        self, partition: int, ids: list[uuid.UUID], handles: list[BotHandle], ready: Callable[[int], None]
+    ) -> None:
+        """Reconcile a loaded partition's live bots, resume what its rows ask, then mark it driven."""
+        assert self.live is not None
         try:
             await self.live.reconcile_bots(ids)
             await self._resume((handle.row, handle) for handle in handles)
         finally:
             self._forget_unowned(handles)
-        if self.started:
-            # The bots just taken over live as long as they are driven here: out of the full collections'
-            # walk, as the ones loaded at start are (see _start).
-            gc.collect(1)
-            gc.freeze()
-        self.metrics.takeovers.append(time.monotonic() - began)
-        log.info(
-            "engine replica %s drives %d more bot(s) (%d partition(s), %.2fs)",
-            self.settings.engine_id,
-            len(handles),
-            len(partitions),
-            time.monotonic() - began,
-        )
+        ready(partition)
 
-    def _forget_unowned(self, handles: Iterable[BotHandle]) -> None:
-        """Drop loaded bots whose partition this replica lost while it was taking it over."""
+    def _forget_unowned(self, handles: Iterable[BotHandle]) -> set[TickerKey]:
+        """Drop loaded bots whose partition this replica lost while it was taking it over; their markets."""
         assert self.ownership is not None
+        markets = set()
         for handle in handles:
             if self.ownership.epoch(handle.id) is None and self.registry.handles.get(handle.id) is handle:
                 self.registry.drop(handle)
+                markets.add(ticker_key(handle))
+        return markets
 
     async def _lost(self, partitions: Partitions) -> None:
-        """Partitions handed over or taken by another replica: stop driving their bots, let work in flight end."""
+        """Partitions handed over or taken by another replica: stop driving their bots, let work in flight end,
+        and stop taking the ticks of markets none of the bots left here uses."""
+        left = set()
         for handle in list(self.registry.handles.values()):
             if partition_of(handle.id) in partitions:
                 self.registry.drop(handle)
+                left.add(ticker_key(handle))
         await asyncio.gather(*(shard.barrier() for shard in self.shards), return_exceptions=True)
         if self.live is not None:
             await self.live.settle(timeout=self.settings.engine_replica_ttl_seconds)
+        try:
+            await self.markets.release(left, self.registry.markets())
+        except Exception as exc:  # the sweep unbinds them later
+            log.warning("unbinding handed-over markets failed: %s", type(exc).__name__)
 
     async def _superseded(self) -> None:
         """Another process took this replica's name: stop everything (the supervisor decides what follows)."""
@@ -366,7 +420,10 @@ class EngineRuntime:
             try:
                 # A bot loaded by a shard while its partition was being lost stays behind (harmless, its
                 # writes are fenced and its ticks ignored, but held and counted): let it go here.
-                self._forget_unowned(list(self.registry.handles.values()))
+                # Its market was bound again for it: unbound now unless a bot driven here uses it (a start
+                # command queued before a hand-over leaves such a bot, and with it the market's ticks).
+                strays = self._forget_unowned(list(self.registry.handles.values()))
+                await self.markets.release(strays, self.registry.markets())
                 await self.markets.sweep(self.registry.markets())
             except Exception:
                 log.exception("market bindings sweep failed")

@@ -44,9 +44,11 @@ class Settings(
     # Private exchange streams (Upbit myOrder, Binance executionReport) for fill detection.
     private_streams: bool = True
     # Replica membership: a heartbeat this often; a replica silent for ENGINE_REPLICA_TTL_SECONDS is dead
-    # and its partitions are taken over (exchange calls stop a margin before that).
+    # and its partitions are taken over (exchange calls stop a margin before that). 2 s = four heartbeats:
+    # loads run beside the rounds and yield every 200 bots, and the loaded bots are frozen out of full
+    # collections, so a survivor taking 5,000 bots over stalled its loop 100-250 ms at worst (bench/takeover.py).
     engine_heartbeat_seconds: float = Field(default=0.5, gt=0, le=60)
-    engine_replica_ttl_seconds: float = Field(default=3.0, gt=0.5, le=600)
+    engine_replica_ttl_seconds: float = Field(default=2.0, gt=0.5, le=600)
     # Bots' rows are compared with what their cores did this often (a command no replica heard).
     resume_interval_seconds: float = Field(default=5.0, gt=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=3600)

@@ -77,6 +77,22 @@ class MarketBindings:
                 self.bound.discard(market)
                 self._wanted.pop(market, None)
 
+    async def release(self, markets: Iterable[TickerKey], in_use: set[TickerKey]) -> None:
+        """Unbind now the markets whose bots were handed over or lost (those still in use stay): their new
+        owner takes their ticks, and a minute of paying for them here halves what a rebalance gains."""
+        gone = {m for m in markets if m not in in_use}
+        if not gone or self._subscription is None:
+            return
+        async with self._lock:
+            for market in gone & self.bound:
+                try:
+                    await self._subscription.unbind(price_routing_key(*market))
+                except Exception as exc:  # left to the sweep
+                    log.warning("unbinding %s failed: %s", market, type(exc).__name__)
+                    continue
+                self.bound.discard(market)
+                self._wanted.pop(market, None)
+
     async def _bind(self, markets: set[TickerKey]) -> None:
         if not markets:
             return

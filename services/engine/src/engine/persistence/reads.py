@@ -5,6 +5,7 @@ Money on SQLite is text (common.dbtypes.Money): sums over it are done in Python 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -16,8 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.model import BotHandle, BotRow, LevelView, OrderRef, Stats, new_core, restore_core
-from engine.persistence.tables import BOTS, LEVELS, ORDERS, STATES, TRADES, chunks, dialect
+from engine.persistence.tables import BOTS, LEVELS, ORDERS, STATES, TRADES, among, chunk_size, chunks, dialect
 from gridcore import Side
+
+_SIDES = {side.value: side for side in Side}
+_YIELD_EVERY = 200
 
 
 def _bot_row(bot: Any) -> BotRow:
@@ -95,7 +99,7 @@ async def load_levels(
 ) -> dict[uuid.UUID, list[LevelView]]:
     """Each bot's level rows, ascending."""
     found: dict[uuid.UUID, list[LevelView]] = defaultdict(list)
-    for chunk in chunks(bot_ids):
+    for chunk in chunks(bot_ids, chunk_size(session)):
         rows = await session.execute(
             select(
                 LEVELS.c.bot_id,
@@ -108,7 +112,7 @@ async def load_levels(
                 LEVELS.c.filled_at,
                 LEVELS.c.active,
             )
-            .where(LEVELS.c.bot_id.in_(chunk))
+            .where(among(session, LEVELS.c.bot_id, chunk))
             .order_by(LEVELS.c.bot_id, LEVELS.c.level_index)
         )
         # Unpacked positionally: named access per row costs a third of the load at 200,000 levels.
@@ -121,13 +125,13 @@ async def load_stats(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> dic
     """Each bot's trade count, realised profit and last execution, from `trades`."""
     stats: dict[uuid.UUID, Stats] = defaultdict(Stats)
     exact_sql = dialect(session) == "postgresql"
-    for chunk in chunks(bot_ids):
+    for chunk in chunks(bot_ids, chunk_size(session)):
         if exact_sql:
             rows = await session.execute(
                 select(
                     TRADES.c.bot_id, func.count(), func.sum(TRADES.c.profit), func.max(TRADES.c.executed_at)
                 )
-                .where(TRADES.c.bot_id.in_(chunk))
+                .where(among(session, TRADES.c.bot_id, chunk))
                 .group_by(TRADES.c.bot_id)
             )
             for bot_id, count, profit, last in rows:
@@ -150,23 +154,29 @@ async def load_stats(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> dic
 async def load_handles(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> list[BotHandle]:
     """Handles of existing bots: row, core (restored, or new and stopped), levels, live order rows, stats."""
     bots: dict[uuid.UUID, BotRow] = {}
-    for chunk in chunks(bot_ids):
-        for bot in await session.execute(select(*_BOT_COLUMNS).where(BOTS.c.id.in_(chunk))):
+    size = chunk_size(session)
+    for chunk in chunks(bot_ids, size):
+        for bot in await session.execute(select(*_BOT_COLUMNS).where(among(session, BOTS.c.id, chunk))):
             bots[bot.id] = _bot_row(bot)
     if not bots:
         return []
     ids = list(bots)
     states: dict[uuid.UUID, tuple[dict[str, Any], int]] = {}
-    for chunk in chunks(ids):
+    for chunk in chunks(ids, size):
         rows = await session.execute(
-            select(STATES.c.bot_id, STATES.c.state, STATES.c.version).where(STATES.c.bot_id.in_(chunk))
+            select(STATES.c.bot_id, STATES.c.state, STATES.c.version).where(
+                among(session, STATES.c.bot_id, chunk)
+            )
         )
         for bot_id, state, version in rows:
             states[bot_id] = (state, version)
     levels = await load_levels(session, ids)
     stats = await load_stats(session, ids)
     handles: list[BotHandle] = []
-    for bot_id, row in bots.items():
+    for n, (bot_id, row) in enumerate(bots.items(), 1):
+        if n % _YIELD_EVERY == 0:
+            # Restoring cores is CPU work: let the loop (the heartbeat, the ticks of bots already driven) run.
+            await asyncio.sleep(0)
         if bot_id in states:
             state, version = states[bot_id]
             core, config_version, pending = restore_core(state)
@@ -198,7 +208,7 @@ async def _load_orders(session: AsyncSession, handles: Sequence[BotHandle]) -> N
         for _, order in handle.core.open_orders():
             by_cid[order.client_order_id] = handle
     cids = list(by_cid)
-    for chunk in chunks(cids):
+    for chunk in chunks(cids, chunk_size(session)):
         rows = await session.execute(
             select(
                 ORDERS.c.id,
@@ -209,20 +219,21 @@ async def _load_orders(session: AsyncSession, handles: Sequence[BotHandle]) -> N
                 ORDERS.c.quantity,
                 ORDERS.c.status,
                 ORDERS.c.exchange_order_id,
-            ).where(ORDERS.c.client_order_id.in_(chunk))
+            ).where(among(session, ORDERS.c.client_order_id, chunk))
         )
-        for r in rows:
-            handle = by_cid[r.client_order_id]
-            found = handle.core.open_order(r.client_order_id)
+        # Unpacked positionally, as levels are: named access per row is most of this loop's cost.
+        for order_id, cid, slot, side, price, quantity, status, exchange_order_id in rows:
+            handle = by_cid[cid]
+            found = handle.core.open_order(cid)
             assert found is not None
             # The core is the truth of what was applied; the row of a paper order may say filled already.
             ref = OrderRef(
-                r.id, r.client_order_id, r.slot, Side(r.side), r.price, r.quantity, r.status,
-                r.exchange_order_id, found[1].filled_qty,
+                order_id, cid, slot, _SIDES[side], price, quantity, status, exchange_order_id,
+                found[1].filled_qty,
             )  # fmt: skip
-            handle.orders[ref.client_order_id] = ref
-            if handle.is_paper and r.status == "filled":
-                handle.paper_filled.add(ref.client_order_id)
+            handle.orders[cid] = ref
+            if status == "filled" and handle.is_paper:
+                handle.paper_filled.add(cid)
     for handle in handles:
         missing = [
             o.client_order_id for _, o in handle.core.open_orders() if o.client_order_id not in handle.orders

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,7 @@ from engine.model import BotHandle
 from engine.persistence import reads
 from engine.scheduling.index import TickerIndex, TickerKey
 from gridcore import Phase, bot_prefix
+from trading.partitions import partition_of
 
 
 class Registry:
@@ -22,6 +24,8 @@ class Registry:
         self.handles: dict[uuid.UUID, BotHandle] = {}
         self.index = TickerIndex()
         self._prefixes: dict[str, uuid.UUID] = {}
+        # Bots held per partition: the weight this replica reports for the partitions it drives.
+        self.per_partition: Counter[int] = Counter()
 
     async def get(self, session: AsyncSession, bot_id: uuid.UUID) -> BotHandle | None:
         """The bot's handle, loaded (again) from the database when absent or stale."""
@@ -40,6 +44,8 @@ class Registry:
 
     def add(self, handle: BotHandle) -> None:
         """Hold a freshly loaded handle (replacing any earlier one) and index it."""
+        if handle.id not in self.handles:
+            self.per_partition[partition_of(handle.id)] += 1
         self.handles[handle.id] = handle
         self._prefixes[bot_prefix(str(handle.id))] = handle.id
         self.reindex(handle)
@@ -51,7 +57,8 @@ class Registry:
 
     def drop(self, handle: BotHandle) -> None:
         """Forget a bot (deleted, or no longer this engine's)."""
-        self.handles.pop(handle.id, None)
+        if self.handles.pop(handle.id, None) is not None:
+            self.per_partition[partition_of(handle.id)] -= 1
         self._prefixes.pop(bot_prefix(str(handle.id)), None)
         self.index.remove(handle.id, ticker_key(handle))
 
