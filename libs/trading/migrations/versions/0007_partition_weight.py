@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from common.dbtypes import UtcDateTime
+from common.migrations import migration_schema
 
 revision: str = "0007_partition_weight"
 down_revision: str | None = "0006_outbox_traceparent"
@@ -24,8 +25,7 @@ _PARTITIONS = 64
 
 
 def _schema() -> str | None:
-    # On SQLite (embedded mode) the tables live unqualified.
-    return None if op.get_bind().dialect.name == "sqlite" else "bots"
+    return migration_schema("bots")
 
 
 def upgrade() -> None:
