@@ -252,7 +252,7 @@ class InMemoryBus(Bus):
             # One copy per queue, however many of its bindings match (as RabbitMQ does).
             if any(ex == name and topic_matches(key, routing_key) for ex, key in queue.bindings):
                 queue.put(_Delivery(body, routing_key, message_id), exchange)
-        metrics.BUS_PUBLISHED.labels(exchange).inc()
+        metrics.bus_published(exchange).inc()
 
     async def declare(
         self,
