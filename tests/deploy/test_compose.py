@@ -333,6 +333,23 @@ def test_each_service_holds_exactly_its_internal_tokens(name: str) -> None:
         assert set(env) == {"ENVIRONMENT", "DATABASE_URL"}  # a migration needs nothing else
 
 
+@pytest.mark.parametrize("name", sorted(n for n in ours() if n != "exchange-sim" and not owner(n)[1]))
+def test_tracing_and_error_tracking_come_from_env_and_are_off_without_it(name: str) -> None:
+    spec, _ = owner(name)
+    env = ours()[name]["environment"]
+    assert env["OTEL_SERVICE_NAME"] == f"gridbot-{spec.name}"
+    for variable in (
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "SENTRY_DSN",  # no default: unset in .env, no Sentry
+        "SENTRY_ENVIRONMENT",
+        "SENTRY_RELEASE",
+    ):
+        assert env[variable] == f"${{{variable}:-}}", variable
+
+
 def test_market_data_holds_nothing_that_opens_keys() -> None:
     spec = next(s for s in SERVICES if s.name == "market-data")
     assert not set(spec.tokens) & KEY_OPENERS

@@ -182,6 +182,34 @@ def test_probes_use_the_real_health_routes_and_metrics_are_annotated(spec: Servi
         assert annotations["prometheus.io/port"] == str(spec.port)
 
 
+# Tracing and error tracking settings an operator may put in the ConfigMap `gridbot-observability`.
+OBSERVABILITY_CONFIG = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "SENTRY_ENVIRONMENT",
+    "SENTRY_RELEASE",
+)
+
+
+@pytest.mark.parametrize("spec", DEPLOYED, ids=lambda s: s.name)
+def test_tracing_and_error_tracking_are_optional_references_of_every_deployment(spec: ServiceSpec) -> None:
+    (deployment,) = [
+        d for _, d in manifests() if d["kind"] == "Deployment" and d["metadata"]["name"] == spec.name
+    ]
+    env = {item["name"]: item for item in pod_spec(deployment)["containers"][0]["env"]}
+    assert env["OTEL_SERVICE_NAME"]["value"] == f"gridbot-{spec.name}"
+    for variable in OBSERVABILITY_CONFIG:
+        reference = {"name": "gridbot-observability", "key": variable, "optional": True}
+        assert env[variable]["valueFrom"] == {"configMapKeyRef": reference}, variable
+    # The DSN lets whoever holds it send events to the project: a Secret's key, optional like the feature.
+    assert env["SENTRY_DSN"] == {
+        "name": "SENTRY_DSN",
+        "valueFrom": {"secretKeyRef": {"name": "gridbot-secrets", "key": "SENTRY_DSN", "optional": True}},
+    }
+
+
 def test_the_engine_runs_two_replicas_behind_a_disruption_budget() -> None:
     docs = {(d["kind"], d["metadata"]["name"]): d for _, d in manifests()}
     engine = docs[("Deployment", "engine")]

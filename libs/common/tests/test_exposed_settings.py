@@ -130,3 +130,34 @@ def test_gridbot_env_file_keeps_a_dotenv_out_of_the_test_suite(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
     )
     assert (done.stdout.strip() == STRONG) is read
+
+
+def test_tracing_and_sentry_settings_reach_the_sdks_environment_and_empty_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common.web import configure_observability
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("OTEL_SERVICE_NAME=from-dotenv\nSENTRY_RELEASE=r1\n")
+    # As compose passes variables .env leaves out: set, empty (the SDK would send spans to "/v1/traces").
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    monkeypatch.setenv("SENTRY_DSN", " ")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)  # restored (absent) after the test
+    monkeypatch.delenv("SENTRY_RELEASE", raising=False)
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)  # tracing stays off
+    settings = JwtSettings(_env_file=dotenv)  # type: ignore[call-arg]
+    assert settings.sentry_dsn is None  # no Sentry, and not a placeholder secret either
+    observed = settings.observability_env()
+    assert observed["OTEL_SERVICE_NAME"] == "from-dotenv" and observed["OTEL_EXPORTER_OTLP_ENDPOINT"] is None
+    configure_observability("test", settings)
+    assert os.environ["OTEL_SERVICE_NAME"] == "from-dotenv"
+    assert os.environ["SENTRY_RELEASE"] == "r1"
+    assert os.environ["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in os.environ and "SENTRY_DSN" not in os.environ
+
+
+def test_a_sentry_dsn_is_masked_and_not_judged_as_a_secret_of_ours() -> None:
+    settings = JwtSettings(environment="production", jwt_secret=STRONG, sentry_dsn="https://k@o1.ingest.io/2")
+    assert settings.sentry_dsn is not None and "k@o1" not in repr(settings)
+    assert settings.observability_env()["SENTRY_DSN"] == "https://k@o1.ingest.io/2"

@@ -1,19 +1,20 @@
 """Error tracking: unhandled exceptions handed to pluggable hooks with their trace and request ids, scrubbed.
 
-`report()` is called where an exception would otherwise end as a bare 500 (common.web) or a dead letter
-(common.bus). Every hook gets a `Report` whose text fields went through the log redaction (bearer tokens,
+`report()` is called where an exception would otherwise end as a bare 500 (common.web), a dead letter
+(common.bus) or the silent end of a background task (`background_task()`: relays, sweepers, consumers' loops). Every hook gets a `Report` whose text fields went through the log redaction (bearer tokens,
 JWTs, key fields), so no hook ever sees an API key, a secret or a password. The Sentry hook is installed by
 `configure_error_tracking()` only when `SENTRY_DSN` is set; tests add a fake hook with `add_hook()`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from common import tracing
 from common.context import request_id_var
@@ -54,8 +55,8 @@ def remove_hook(hook: Hook) -> None:
 def report(
     exc: BaseException, *, trace_id: str | None = None, request_id: str | None = None, **tags: str
 ) -> None:
-    """Hand an unhandled exception to every hook (ids default to the current span's and request's); a
-    failing hook is logged, never raised."""
+    """Hand an unhandled exception to every hook (the trace id defaults to the innermost span it was raised in,
+    else the current one; the request id to the current one); a failing hook is logged, never raised."""
     if not _hooks:
         return
     ids = tracing.log_ids()
@@ -64,7 +65,7 @@ def report(
         type=type(exc).__name__,
         message=redact_text(str(exc)),
         stack=redact_text("".join(traceback.format_exception(exc))),
-        trace_id=trace_id or (ids[0] if ids else None),
+        trace_id=trace_id or tracing.raised_in(exc) or (ids[0] if ids else None),
         request_id=request_id or request_id_var.get(),
         tags={k: redact_text(v) for k, v in tags.items()},
     )
@@ -73,6 +74,28 @@ def report(
             hook(entry)
         except Exception:  # an error tracker that fails must not turn one error into two
             log.warning("error hook %r failed", hook, exc_info=True)
+
+
+_T = TypeVar("_T")
+
+
+def background_task(coro: Coroutine[Any, Any, _T], *, name: str) -> asyncio.Task[_T]:
+    """`asyncio.create_task` for work nobody awaits until shutdown: an exception that ends it is logged and
+    reported at once, with the trace and request ids current where it was started."""
+    task = asyncio.create_task(coro, name=name)
+    # The callback runs in a copy of this context (the starter's span and request id), which report() reads.
+    task.add_done_callback(_report_death)
+    return task
+
+
+def _report_death(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()  # marks it retrieved: asyncio's own "never retrieved" line would come only at GC
+    if exc is None:
+        return
+    log.error("background task %s died", task.get_name(), exc_info=exc)
+    report(exc, task=task.get_name())
 
 
 def scrub_event(event: dict[str, Any], _hint: Any = None) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from common.bus import Bus
 from common.context import request_id_var
 from common.contracts.envelope import new_message_id, payload_to_dict
 from common.dbtypes import UtcDateTime, utc_now
+from common.errortracking import background_task
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class OutboxRelay:
         if self._task is None:
             self._stopping = False
             self._wake.set()
-            self._task = asyncio.create_task(self._run(), name=f"outbox-relay:{self._table.fullname}")
+            self._task = background_task(self._run(), name=f"outbox-relay:{self._table.fullname}")
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop the loop once its current batch is done (cancelled after `grace` seconds)."""

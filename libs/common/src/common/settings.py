@@ -11,7 +11,7 @@ import os
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Secrets that ship in the repository for development; refused anywhere else.
@@ -92,6 +92,32 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Tracing and error tracking (docs/observability.md), off while unset. Read here so that deployments pass
+    # them like any setting; `observability_env()` hands them to the OpenTelemetry SDK and the Sentry hook,
+    # which read the process environment (an empty value is unset: compose passes one that .env leaves out).
+    otel_traces_exporter: str = ""
+    otel_exporter_otlp_endpoint: str = ""
+    otel_service_name: str = ""
+    otel_traces_sampler: str = ""
+    otel_traces_sampler_arg: str = ""
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str = ""
+    sentry_release: str = ""
+
+    @field_validator("sentry_dsn", mode="before")
+    @classmethod
+    def _empty_dsn_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def observability_env(self) -> dict[str, str | None]:
+        """The OTEL_* and SENTRY_* variables as read: name → value, None where unset or empty."""
+        values: dict[str, str | None] = {}
+        for name in type(self).model_fields:
+            if name.startswith(("otel_", "sentry_")):
+                value = getattr(self, name)
+                text = value.get_secret_value() if isinstance(value, SecretStr) else (value or "")
+                values[name.upper()] = text.strip() or None
+        return values
 
     @property
     def is_development(self) -> bool:
@@ -122,6 +148,8 @@ class ServiceSettings(BaseSettings):
                 for key, item in value.items():
                     if isinstance(item, SecretStr):
                         found[f"{name}[{key}]"] = item
+        # Sentry's DSN is kept out of logs, but it is an address Sentry issued, not a key of ours to judge.
+        found.pop("sentry_dsn", None)
         return found
 
     @model_validator(mode="after")

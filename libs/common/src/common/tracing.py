@@ -265,11 +265,14 @@ def consuming(envelope: Envelope, queue: str) -> Iterator[None]:
         "messaging.destination.name": queue,
         "messaging.message.id": envelope.message_id,
     }
-    with _state.tracer.start_as_current_span(
-        f"{envelope.type} process",
-        context=context_of(envelope.traceparent),
-        kind=SpanKind.CONSUMER,
-        attributes=attributes,
+    with (
+        _state.tracer.start_as_current_span(
+            f"{envelope.type} process",
+            context=context_of(envelope.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ),
+        _noting(),
     ):
         yield
 
@@ -307,11 +310,12 @@ def resumed(origin: Origin | None, name: str | None = None, links: Sequence[Link
         elif name is None:
             ctx_token = otel_context.attach(origin.context)
             try:
-                yield
+                with _noting():
+                    yield
             finally:
                 otel_context.detach(ctx_token)
         else:
-            with _state.tracer.start_as_current_span(name, context=origin.context, links=links):
+            with _state.tracer.start_as_current_span(name, context=origin.context, links=links), _noting():
                 yield
     finally:
         request_id_var.reset(token)
@@ -328,9 +332,12 @@ def batch_span(name: str, origins: Sequence[Origin | None], **attributes: Any) -
         yield None
         return
     links = [Link(trace.get_current_span(c).get_span_context()) for c in contexts[1:]]
-    with _state.tracer.start_as_current_span(
-        name, context=contexts[0], links=links, attributes=attributes
-    ) as current:
+    with (
+        _state.tracer.start_as_current_span(
+            name, context=contexts[0], links=links, attributes=attributes
+        ) as current,
+        _noting(),
+    ):
         yield Link(current.get_span_context())
 
 
@@ -340,7 +347,7 @@ def span(name: str, **attributes: Any) -> Iterator[Link | None]:
     if not _state.enabled:
         yield None
         return
-    with _state.tracer.start_as_current_span(name, attributes=attributes) as current:
+    with _state.tracer.start_as_current_span(name, attributes=attributes) as current, _noting():
         yield Link(current.get_span_context())
 
 
@@ -352,3 +359,26 @@ def log_ids() -> tuple[str, str] | None:
     if not ctx.is_valid:
         return None
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+_RAISED_IN = "_gridbot_trace_id"
+
+
+@contextlib.contextmanager
+def _noting() -> Iterator[None]:
+    """Inside a span: an exception leaving it remembers the span's trace (the innermost span it crossed),
+    so that it is reported in that trace even where it is caught outside every span (a background task)."""
+    try:
+        yield
+    except Exception as exc:
+        if not hasattr(exc, _RAISED_IN):
+            ids = log_ids()
+            if ids is not None:
+                setattr(exc, _RAISED_IN, ids[0])
+        raise
+
+
+def raised_in(exc: BaseException) -> str | None:
+    """The trace id of the innermost kit span `exc` was raised in (None: raised outside any)."""
+    value = getattr(exc, _RAISED_IN, None)
+    return value if isinstance(value, str) else None

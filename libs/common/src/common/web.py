@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -435,9 +436,16 @@ def create_app(
     return app
 
 
-def configure_observability(service: str) -> None:
+def configure_observability(service: str, settings: ServiceSettings | None = None) -> None:
     """Tracing (OTEL_TRACES_EXPORTER) and error tracking (SENTRY_DSN) for this process, before its apps are
-    built; both stay off when their variables are unset."""
+    built; both stay off when their variables are unset. `settings`' values (the environment's, or the .env
+    file's) become the process environment's, which the OpenTelemetry SDK reads; empty ones are removed."""
+    if settings is not None:
+        for name, value in settings.observability_env().items():
+            if value is None:
+                os.environ.pop(name, None)  # the SDK would take an empty endpoint or sampler as given
+            else:
+                os.environ[name] = value
     tracing.configure_tracing(service)
     errortracking.configure_error_tracking(service)
 
@@ -450,7 +458,7 @@ def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service:
     import uvicorn
 
     configure_logging(service, settings.log_level, settings.log_json)
-    configure_observability(service)
+    configure_observability(service, settings)
     uvicorn.run(
         factory(settings),
         host=settings.host,

@@ -17,6 +17,7 @@ from auth.models import SCHEMA
 from auth.passwords import PasswordHasher
 from auth.service import AuthService
 from auth.settings import Settings
+from common.errortracking import background_task
 from common.resources import infrastructure_checks, open_resources
 from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
@@ -56,8 +57,9 @@ def create_app(
             app.state.admin_service = AdminService(sessions, revocations, bots)
             await promote_admins(sessions, settings.admin_emails)
             await mark_disabled(sessions, revocations)  # the cache may have lost them (a Redis restart)
-            marking = asyncio.create_task(
-                keep_disabled_marked(sessions, revocations, settings.disabled_refresh_seconds)
+            marking = background_task(
+                keep_disabled_marked(sessions, revocations, settings.disabled_refresh_seconds),
+                name="auth-disabled-marking",
             )
             stack.push_async_callback(_cancel, marking)
             yield

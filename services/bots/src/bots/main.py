@@ -23,6 +23,7 @@ from bots.settings import Settings
 from bots.signal_routes import public_router as signal_public_router
 from bots.signal_routes import router as signal_router
 from bots.signals import SignalService
+from common.errortracking import background_task
 from common.exchanges import ExchangeBudget, MarketCatalog
 from common.outbox import OutboxRelay
 from common.resources import infrastructure_checks, open_resources
@@ -84,7 +85,7 @@ def create_app(
             resources.push_async_callback(subscription.cancel)
             await relay.start()
             resources.push_async_callback(relay.stop)
-            sweeper = asyncio.create_task(
+            sweeper = background_task(
                 service.run_sweeper(max(5.0, settings.stop_confirm_timeout_seconds)), name="bots-stop-sweeper"
             )
             resources.push_async_callback(_cancel, sweeper)

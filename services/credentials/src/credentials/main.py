@@ -97,7 +97,7 @@ def run(settings: Settings | None = None) -> None:
 
     settings = settings or load_settings()
     configure_logging(SERVICE_NAME, settings.log_level, settings.log_json)
-    configure_observability(SERVICE_NAME)
+    configure_observability(SERVICE_NAME, settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

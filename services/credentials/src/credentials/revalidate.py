@@ -26,6 +26,7 @@ from common.contracts.credentials import (
     CredentialEventType,
 )
 from common.crypto import DecryptionError
+from common.errortracking import background_task
 from common.exchanges import Exchange
 from common.outbox import OutboxRelay, enqueue
 from credentials.models import OUTBOX, Credential, utc_now
@@ -132,7 +133,7 @@ class Revalidator:
     async def start(self) -> None:
         """Run passes in the background, each after a jittered pause."""
         if self._task is None and self._interval.total_seconds() > 0:
-            self._task = asyncio.create_task(self._run(), name="credentials-revalidation")
+            self._task = background_task(self._run(), name="credentials-revalidation")
 
     async def stop(self) -> None:
         """Stop the background passes."""

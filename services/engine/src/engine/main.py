@@ -3,7 +3,6 @@ route: the process's figures and this runtime's)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -12,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from common.errortracking import background_task
 from common.resources import infrastructure_checks
 from common.web import HealthCheck, add_health_routes, serve
 from common.web import create_app as create_base_app
@@ -37,7 +37,7 @@ def create_app(
         app.state.metrics_registry = metrics_registry(runtime)
         app.state.metrics_extra = [app.state.metrics_registry]
         await runtime.start()
-        watch = asyncio.create_task(watch_loop_lag(runtime.metrics.loop_lag), name="engine-loop-lag")
+        watch = background_task(watch_loop_lag(runtime.metrics.loop_lag), name="engine-loop-lag")
         untime = time_full_collections(runtime.metrics.gc_full_pause)
         try:
             yield

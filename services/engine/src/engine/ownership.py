@@ -38,7 +38,9 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common import errortracking
 from common.dbtypes import utc_now
+from common.errortracking import background_task
 from engine.assignment import balanced, worth_recording
 from trading.models import EnginePartition, EnginePartitionWeight, EngineReplica
 from trading.partitions import partition_of
@@ -199,7 +201,7 @@ class Ownership:
     def start(self) -> None:
         """Run rounds in the background."""
         if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="engine-ownership")
+            self._task = background_task(self._loop(), name="engine-ownership")
 
     async def stop(self) -> None:
         """Stop the rounds (what is held stays held until the heartbeat goes stale or `handover()`)."""
@@ -394,8 +396,9 @@ class Ownership:
 
     def _transition_done(self, task: asyncio.Task[None]) -> None:
         self._transitions.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("engine ownership change failed: %r", task.exception())
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("engine ownership change failed: %r", exc)
+            errortracking.report(exc, task=task.get_name())
 
     def _cutoff(self, postgres: bool) -> Any:
         if postgres:

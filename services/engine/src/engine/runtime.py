@@ -32,6 +32,7 @@ from common.contracts.market import MARKET_EXCHANGE
 from common.contracts.queues import ENGINE_TICKS, engine_replica_queue
 from common.db import create_engine, create_session_factory, is_sqlite
 from common.dbtypes import utc_now
+from common.errortracking import background_task
 from common.exchanges import Exchange, ExchangeBudget
 from common.outbox import OutboxRelay
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
@@ -218,10 +219,10 @@ class EngineRuntime:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*_GC_THRESHOLDS)
-        self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="engine-reconcile"))
-        self._tasks.append(asyncio.create_task(self._resume_loop(), name="engine-resume"))
-        self._tasks.append(asyncio.create_task(self._housekeeping(), name="engine-housekeeping"))
-        self._tasks.append(asyncio.create_task(self._markets_loop(), name="engine-markets"))
+        self._tasks.append(background_task(self._reconcile_loop(), name="engine-reconcile"))
+        self._tasks.append(background_task(self._resume_loop(), name="engine-resume"))
+        self._tasks.append(background_task(self._housekeeping(), name="engine-housekeeping"))
+        self._tasks.append(background_task(self._markets_loop(), name="engine-markets"))
         self.started = True
         log.info(
             "engine replica %s started with %d partition(s), %d bots (%.2fs)",

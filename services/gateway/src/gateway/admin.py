@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 router = ApiRouter(prefix="/api/admin", tags=["admin"])
 SCRAPE_TIMEOUT_SECONDS = 3.0
-_EXCHANGE_CALLS = metrics.EXCHANGE_CALLS._name + "_total"
+# Spelt out, not read off the metric: with METRICS_ENABLED=false it is a no-op without a name.
+_EXCHANGE_CALLS = f"{metrics.PREFIX}exchange_calls_total"
 
 
 class SystemData(ResponseModel):

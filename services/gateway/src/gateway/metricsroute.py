@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from common.errors import ErrorCode
+from common.errortracking import background_task
 from common.metrics import MetricsApp, bearer_matches, exposition
 from common.web import error_response, metrics_extra
 from gateway.settings import Settings
@@ -76,7 +77,7 @@ async def metrics_listener(app: FastAPI, settings: Settings) -> AsyncIterator[No
     except OSError:
         listener.close()
         raise
-    task = asyncio.create_task(server.serve(sockets=[listener]), name="gateway-metrics-listener")
+    task = background_task(server.serve(sockets=[listener]), name="gateway-metrics-listener")
     try:
         yield
     finally:

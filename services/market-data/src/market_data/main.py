@@ -23,6 +23,7 @@ from starlette.responses import Response
 from common.bus import Bus
 from common.contracts.market import MARKET_EXCHANGE, PriceTick
 from common.errors import ErrorCode
+from common.errortracking import background_task
 from common.exchanges import ExchangeBudget, MarketCatalog
 from common.exchanges.ids import Exchange
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
@@ -163,7 +164,7 @@ class Runtime:
         """Start the background tasks."""
 
         def spawn(name: str, coro: Any) -> None:
-            self.tasks.append(asyncio.create_task(coro, name=name))
+            self.tasks.append(background_task(coro, name=name))
 
         gc.callbacks.append(self.gc)
         spawn("conflator", self.conflator.run())

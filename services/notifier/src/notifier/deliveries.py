@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.crypto import DecryptionError, KeyRing
+from common.errortracking import background_task
 from common.retry import Backoff, Jitter
 from notifier.channels import OpenChannel, open_row
 from notifier.messages import text, webhook_body
@@ -73,7 +74,7 @@ class DeliveryWorker:
 
     def start(self) -> None:
         """Run the loop in the background."""
-        self._task = asyncio.create_task(self._loop(), name="notifier-deliveries")
+        self._task = background_task(self._loop(), name="notifier-deliveries")
 
     async def stop(self) -> None:
         """Stop the loop (an attempt in flight is abandoned; its claim lapses and it is tried again)."""

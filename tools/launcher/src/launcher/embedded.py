@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from common.exchanges.settings import sim_exchange_env
 from common.logging import configure_logging
+from common.settings import ServiceSettings
 from common.web import configure_observability, metrics_extra
 from exchange_sim.settings import SimSettings
 from launcher.migrate import migrate_all
@@ -191,7 +192,7 @@ def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     db_path = Path(os.environ.get("GRIDBOT_DB_PATH", "var/gridbot.db")).resolve()
     configure_logging("embedded", os.environ.get("LOG_LEVEL", "INFO"), json_lines=False)
-    configure_observability("embedded")
+    configure_observability("embedded", ServiceSettings())  # OTEL_*, SENTRY_*: environment or .env
     logging.getLogger("alembic").setLevel(logging.WARNING)
     asyncio.run(serve(host, port, db_path))
 

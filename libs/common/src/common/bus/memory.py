@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from common import metrics
+from common import errortracking, metrics
 from common.bus.port import (
     DEFAULT_TRANSIENT_MAX_LENGTH,
     Bus,
@@ -33,6 +33,7 @@ from common.bus.support import (
     topic_matches,
 )
 from common.contracts.envelope import Envelope
+from common.errortracking import background_task
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,7 @@ class _MemorySubscription(Subscription):
         self._dead_lettered = metrics.BUS_DEAD_LETTERED.labels(label)
         self._dropped = metrics.BUS_DROPPED.labels(label)
         self._tasks = [
-            asyncio.create_task(self._worker(), name=f"bus-consumer:{queue.name}:{i}")
-            for i in range(prefetch)
+            background_task(self._worker(), name=f"bus-consumer:{queue.name}:{i}") for i in range(prefetch)
         ]
 
     async def cancel(self) -> None:
@@ -133,8 +133,9 @@ class _MemorySubscription(Subscription):
                 # An unacked message goes back, as when a broker channel closes mid-handler.
                 queue.put_back(delivery)
                 raise
-            except Exception:
+            except Exception as exc:  # not the handler's (retried, dead-lettered): the bus's own
                 log.exception("memory bus consumer of %s failed", queue.name)
+                errortracking.report(exc, queue=queue.name)
             # Yield between messages so competing consumers take turns, as a broker round-robins.
             await asyncio.sleep(0)
 
@@ -251,7 +252,7 @@ class InMemoryBus(Bus):
             # One copy per queue, however many of its bindings match (as RabbitMQ does).
             if any(ex == name and topic_matches(key, routing_key) for ex, key in queue.bindings):
                 queue.put(_Delivery(body, routing_key, message_id), exchange)
-        metrics.BUS_PUBLISHED.labels(exchange).inc()
+        metrics.bus_published(exchange).inc()
 
     async def declare(
         self,

@@ -203,7 +203,7 @@ class RabbitBus(Bus):
             raise PublishNotConfirmedError(f"lost the channel publishing to {name}") from exc
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):
             raise PublishNotConfirmedError(f"broker did not ack a message to {name}")
-        metrics.BUS_PUBLISHED.labels(exchange).inc()
+        metrics.bus_published(exchange).inc()
 
     async def _exchange(self, channel: AbstractRobustChannel, name: str) -> AbstractExchange:
         exchange = self._exchanges.get(name)

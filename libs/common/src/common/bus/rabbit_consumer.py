@@ -14,7 +14,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from common import metrics
+from common import errortracking, metrics
 from common.bus.port import Handler, QueueKind, Subscription
 from common.bus.support import decode, invoke, log_failure
 from common.contracts.envelope import Envelope
@@ -112,8 +112,9 @@ class RabbitSubscription(Subscription):
         except (AMQPError, ChannelInvalidStateError, ConnectionError):
             # The ack/nack could not reach the broker; it redelivers the message on its own.
             log.warning("settling a message from %s failed", self.queue, exc_info=True)
-        except Exception:
+        except Exception as exc:  # not the handler's (retried, dead-lettered): the consumer's own
             log.exception("consumer of %s failed", self.queue)
+            errortracking.report(exc, queue=self.queue)
         finally:
             if task is not None:
                 self._tasks.discard(task)

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from common import errortracking
 from common.exchanges import (
     ErrorKind,
     Exchange,
@@ -143,8 +144,9 @@ class LiveBroker:
                 await coro
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("%s failed", name)
+                errortracking.report(exc, task=name.split(":", 1)[0])  # the name's bounded part
 
         task = asyncio.create_task(guarded(), name=name)
         self._tasks.add(task)

@@ -34,6 +34,7 @@ import jwt
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from common.errortracking import background_task
 from common.exchanges import Exchange, ExchangeSettings
 from common.retry import Backoff, Jitter
 from engine.live.client import ExchangeFill
@@ -112,7 +113,7 @@ class PrivateStream:
     def start(self) -> None:
         """Connect in the background."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"private-stream:{self.exchange.value}")
+            self._task = background_task(self._run(), name=f"private-stream:{self.exchange.value}")
 
     async def close(self) -> None:
         """Disconnect for good."""

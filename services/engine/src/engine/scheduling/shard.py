@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common import tracing
 from common.dbtypes import utc_now
+from common.errortracking import background_task
 from engine.applying import handlers
 from engine.metrics import Metrics
 from engine.model import BotHandle
@@ -107,7 +108,7 @@ class Shard:
     async def start(self) -> None:
         """Run the writer loop."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"engine-shard-{self.number}")
+            self._task = background_task(self._run(), name=f"engine-shard-{self.number}")
 
     async def stop(self) -> None:
         """Stop after the batch in progress (queued work is failed, so its messages are redelivered)."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from common.bus import Bus, BusError, QueueKind, Subscription
 from common.contracts.envelope import Envelope
 from common.contracts.market import MARKET_EXCHANGE, PriceTick, price_routing_key
+from common.errortracking import background_task
 from common.exchanges.ids import Exchange
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class PriceFeeds:
 
     def start(self) -> None:
         """Start the reconciling task."""
-        self._task = asyncio.create_task(self._reconcile_forever(), name="ws-price-feeds")
+        self._task = background_task(self._reconcile_forever(), name="ws-price-feeds")
 
     def want(self, pairs: set[Pair]) -> None:
         """The tickers some socket needs now (replaces the previous set)."""

@@ -22,6 +22,7 @@ from common.contracts.bots import BOTS_EXCHANGE, BotEvent, BotLifecycle
 from common.contracts.envelope import Envelope
 from common.contracts.events import EVENTS_EXCHANGE, UserEvents, user_events_binding, user_of
 from common.contracts.market import PriceTick
+from common.errortracking import background_task
 from common.security import RevocationList
 from gateway.live.directory import BotsDirectory
 from gateway.live.feeds import Pair, PriceFeeds
@@ -116,7 +117,7 @@ class LiveHub:
             )
         )
         self.feeds.start()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="ws-revocation-sweep")
+        self._sweeper = background_task(self._sweep_forever(), name="ws-revocation-sweep")
 
     async def close(self) -> None:
         """Tell every socket the server is going away and stop consuming."""
