@@ -111,6 +111,22 @@ async def test_revocation_through_auth_state() -> None:
     assert not await state.revocations.is_revoked("gone")
 
 
+async def test_auth_state_remembers_a_token_but_not_past_its_expiry_nor_its_revocation() -> None:
+    clock = Clock(1_000_000.0)
+    svc = service(clock)
+    state = AuthState(svc, RevocationList(create_cache("memory://")))
+    issued = svc.issue(TokenType.ACCESS, user_id="u", email="e@x.io")
+    header = f"Bearer {issued.token}"
+    assert (await state.authenticate(header)).user_id == "u"
+    assert (await state.authenticate(header)).user_id == "u"  # from the cache of verified tokens
+    await state.revocations.disable_user("u")
+    assert await _code(state, header) is ErrorCode.ACCOUNT_DISABLED
+    await state.revocations.enable_user("u")
+    assert await _code(state, header) is None
+    clock.now = issued.expires_at.timestamp() + 1  # the token service's clock, the cache's too
+    assert await _code(state, header) is ErrorCode.INVALID_TOKEN
+
+
 async def _code(state: AuthState, header: str | None) -> ErrorCode | None:
     try:
         await state.authenticate(header)

@@ -108,7 +108,7 @@ async def test_revoked_token_is_refused_at_once(
 
 
 async def test_verified_token_cache_still_honours_expiry(auth_up: Upstream) -> None:
-    from gateway.tokens import VerifiedTokens
+    from common.security import VerifiedTokens
 
     now = [time.time()]
     service = TokenService.from_settings(Settings(environment="test"))

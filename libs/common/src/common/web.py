@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from common import errortracking, tracing
 from common.bus import BusError
 from common.cache import CacheError
+from common.collector import FreezeAfterStartup
 from common.context import language_var, request_id_var, sanitize_request_id
 from common.errors import AppError, ErrorCode, error_body, pick_language
 from common.logging import configure_logging
@@ -451,7 +452,8 @@ def configure_observability(service: str, settings: ServiceSettings | None = Non
 
 
 def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service: str, **options: Any) -> None:
-    """Run one service in the foreground: JSON logs, uvicorn on uvloop/httptools at settings.host:port.
+    """Run one service in the foreground: JSON logs, uvicorn on uvloop/httptools at settings.host:port, the
+    objects its start-up built frozen out of the collector's full passes (common.collector).
 
     `options` go to uvicorn as they are (the gateway's WebSocket settings).
     """
@@ -460,7 +462,7 @@ def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings, service:
     configure_logging(service, settings.log_level, settings.log_json)
     configure_observability(service, settings)
     uvicorn.run(
-        factory(settings),
+        FreezeAfterStartup(factory(settings)),
         host=settings.host,
         port=settings.port,
         loop="uvloop",

@@ -30,12 +30,12 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _service(request: Request) -> AuthService:
+async def _service(request: Request) -> AuthService:
     service: AuthService = request.app.state.auth_service
     return service
 
 
-def _admin(request: Request) -> AdminService:
+async def _admin(request: Request) -> AdminService:
     service: AdminService = request.app.state.admin_service
     return service
 

@@ -10,12 +10,12 @@ from backtest.recommendations import Recommender
 from backtest.service import BacktestService
 
 
-def _service(request: Request) -> BacktestService:
+async def _service(request: Request) -> BacktestService:
     service: BacktestService = request.app.state.backtest_service
     return service
 
 
-def _recommender(request: Request) -> Recommender:
+async def _recommender(request: Request) -> Recommender:
     recommender: Recommender = request.app.state.recommender
     return recommender
 

@@ -14,12 +14,12 @@ from common.errors import AppError, ErrorCode
 from common.security import bearer_token
 
 
-def _service(request: Request) -> BotService:
+async def _service(request: Request) -> BotService:
     service: BotService = request.app.state.bot_service
     return service
 
 
-def _queries(request: Request) -> BotQueries:
+async def _queries(request: Request) -> BotQueries:
     queries: BotQueries = request.app.state.bot_queries
     return queries
 

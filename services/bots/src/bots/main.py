@@ -103,7 +103,11 @@ def create_app(
                 public_api_url=settings.public_api_url,
                 per_minute=settings.signal_rate_limit_per_minute,
             )
-            app.state.bot_queries = BotQueries(session_factory=factory, catalog=catalog, cache=cache)
+            # Reads need no transaction (READ COMMITTED gave each statement its own snapshot anyway): no BEGIN
+            # and ROLLBACK round trips, and no connection left idle in a transaction while the loop is busy.
+            app.state.bot_queries = BotQueries(
+                session_factory=opened.read_session_factory, catalog=catalog, cache=cache
+            )
             yield
 
     app = create_base_app(title="gridbot bots", lifespan=lifespan, max_body_bytes=settings.max_body_bytes)

@@ -23,7 +23,7 @@ router = ApiRouter(prefix="/api/bots", tags=["signals"])
 public_router = ApiRouter(prefix="/api/signals", tags=["signals"])
 
 
-def _signals(request: Request) -> SignalService:
+async def _signals(request: Request) -> SignalService:
     service: SignalService = request.app.state.signal_service
     return service
 

@@ -34,7 +34,7 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _service(request: Request) -> CredentialService:
+async def _service(request: Request) -> CredentialService:
     service: CredentialService = request.app.state.credential_service
     return service
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from common.collector import FreezeAfterStartup
 from common.crypto import DecryptionError
 from common.errors import ErrorCode
 from common.exchanges import ExchangeBudget
@@ -99,7 +100,7 @@ def run(settings: Settings | None = None) -> None:
     configure_logging(SERVICE_NAME, settings.log_level, settings.log_json)
     configure_observability(SERVICE_NAME, settings)
     uvicorn.run(
-        create_app(settings),
+        FreezeAfterStartup(create_app(settings)),
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common import tracing
 from common.errors import AppError, ErrorCode
-from common.security import ADMIN_ROLE, Principal
+from common.security import ADMIN_ROLE, Principal, VerifiedTokens
 from common.web import error_response
 from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
@@ -24,7 +24,6 @@ from gateway.routing import (
     is_admin_path,
     is_api_path,
 )
-from gateway.tokens import VerifiedTokens
 
 
 @dataclass(frozen=True, slots=True)

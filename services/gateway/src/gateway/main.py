@@ -14,7 +14,7 @@ from common.bus import Bus
 from common.cache import Cache, RedisCache
 from common.openapi import complete
 from common.runtime import acquire_bus, acquire_cache, release_bus, release_cache
-from common.security import RevocationList, TokenService
+from common.security import RevocationList, TokenService, VerifiedTokens
 from common.web import JsonResponse, RequestContextMiddleware, install_error_handlers, serve
 from gateway.admin import router as admin_router
 from gateway.checks import RequestChecks
@@ -34,7 +34,6 @@ from gateway.ratelimit import RateLimiter, Rules, create_rate_limiter
 from gateway.readiness import Check, Probes, Readiness
 from gateway.routing import GATEWAY_SERVICE, PublicPaths, RouteTable
 from gateway.settings import Settings
-from gateway.tokens import VerifiedTokens
 
 SERVICE_NAME = "gateway"
 

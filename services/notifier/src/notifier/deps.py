@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from notifier.service import NotificationService
 
 
-def _service(request: Request) -> NotificationService:
+async def _service(request: Request) -> NotificationService:
     service: NotificationService = request.app.state.notification_service
     return service
 

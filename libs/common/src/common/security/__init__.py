@@ -4,7 +4,6 @@ from common.security.deps import (
     AdminUser,
     AuthState,
     CurrentUser,
-    bearer_token,
     current_admin,
     current_principal,
 )
@@ -19,6 +18,7 @@ from common.security.tokens import (
     TokenType,
     user_uuid,
 )
+from common.security.verified import VerifiedTokens, bearer_token
 
 __all__ = [
     "ADMIN_ROLE",
@@ -32,6 +32,7 @@ __all__ = [
     "RevocationList",
     "TokenService",
     "TokenType",
+    "VerifiedTokens",
     "bearer_token",
     "current_admin",
     "current_principal",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -10,7 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from common.errors import AppError, ErrorCode
 from common.security.revocation import RevocationList
-from common.security.tokens import ADMIN_ROLE, Principal, TokenService, TokenType
+from common.security.tokens import ADMIN_ROLE, Principal, TokenService
+from common.security.verified import VerifiedTokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,26 +20,20 @@ class AuthState:
 
     tokens: TokenService
     revocations: RevocationList
+    # A token's signature and claims are checked once per process (they cannot change); its revocation and
+    # its user's disabled marker are read on every request, so a logout or a disable takes effect at once.
+    verified: VerifiedTokens = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verified", VerifiedTokens(self.tokens))
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """Verify an Authorization header value: UNAUTHORIZED without a bearer token, INVALID_TOKEN when bad."""
-        token = bearer_token(authorization)
-        principal = self.tokens.verify(token, TokenType.ACCESS)
+        principal = self.verified.authenticate(authorization)
         refusal = await self.revocations.refusal(principal.jti, principal.user_id)
         if refusal is not None:
             raise AppError(refusal)
         return principal
-
-
-def bearer_token(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer <token>` header, or UNAUTHORIZED."""
-    if not authorization:
-        raise AppError(ErrorCode.UNAUTHORIZED)
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise AppError(ErrorCode.UNAUTHORIZED)
-    return token
 
 
 BEARER_SCHEME = "bearerAuth"

@@ -83,6 +83,11 @@ class TokenService:
         self._ttl = {TokenType.ACCESS: access_ttl_seconds, TokenType.REFRESH: refresh_ttl_seconds}
         self._clock = clock
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock expiries are checked against."""
+        return self._clock
+
     @classmethod
     def from_settings(cls, settings: JwtSettings) -> TokenService:
         """Build from a service's JWT settings."""

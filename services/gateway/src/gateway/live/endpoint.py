@@ -16,11 +16,11 @@ from urllib.parse import parse_qs
 from starlette.types import Receive, Scope, Send
 
 from common.errors import AppError, ErrorCode
+from common.security import VerifiedTokens
 from gateway.checks import RequestChecks
 from gateway.live.hub import LiveHub
 from gateway.live.socket import POLICY_VIOLATION, TRY_AGAIN_LATER, Limits, LiveSocket
 from gateway.ratelimit import Rules
-from gateway.tokens import VerifiedTokens
 
 log = logging.getLogger(__name__)
 
