@@ -357,7 +357,7 @@ class EngineRuntime:
         if self.live is not None:
             await self.live.settle(timeout=self.settings.engine_replica_ttl_seconds)
         try:
-            await self.markets.release(left, self.registry.markets())
+            await self.markets.release(left, self.registry.markets)
         except Exception as exc:  # the sweep unbinds them later
             log.warning("unbinding handed-over markets failed: %s", type(exc).__name__)
 
@@ -424,8 +424,8 @@ class EngineRuntime:
                 # Its market was bound again for it: unbound now unless a bot driven here uses it (a start
                 # command queued before a hand-over leaves such a bot, and with it the market's ticks).
                 strays = self._forget_unowned(list(self.registry.handles.values()))
-                await self.markets.release(strays, self.registry.markets())
-                await self.markets.sweep(self.registry.markets())
+                await self.markets.release(strays, self.registry.markets)
+                await self.markets.sweep(self.registry.markets)
             except Exception:
                 log.exception("market bindings sweep failed")
 

@@ -23,9 +23,17 @@ SWEEP_SECONDS = 5.0
 KEEP_SECONDS = 60.0
 """A market with no bot here stays bound this long: a bot stopped and started again finds it bound."""
 
+InUse = Callable[[], set[TickerKey]]
+"""The markets of the bots held here now (`Registry.markets`)."""
+
 
 class MarketBindings:
-    """Binds and unbinds the tick subscription's routing keys (a robust queue restores them on reconnection)."""
+    """Binds and unbinds the tick subscription's routing keys (a robust queue restores them on reconnection).
+
+    Every bind and unbind runs under one lock, and an unbind decides under it, from the bots held at that
+    moment, whether the market is still unused: a market asked for while its unbind is on its way to the
+    broker waits for that unbind and is bound again, so a driven bot's market is never left unbound.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -47,44 +55,44 @@ class MarketBindings:
         bus delivers nothing anyway, and a bot starts from the price cache.
         """
         now = self._clock()
-        missing = set()
-        for market in markets:
+        wanted = set(markets)
+        for market in wanted:
             self._wanted[market] = now
-            if market not in self.bound:
-                missing.add(market)
-        if missing:
-            await self._bind(missing)
+        # Bound and no unbind under way: nothing to wait for (the common case, once per bot loaded).
+        if wanted <= self.bound and not self._lock.locked():
+            return
+        await self._bind(wanted)
 
-    async def sweep(self, in_use: set[TickerKey]) -> None:
+    async def sweep(self, in_use: InUse) -> None:
         """Retry refused bindings; unbind the markets no bot here has used for KEEP_SECONDS."""
         now = self._clock()
-        for market in in_use:
+        for market in in_use():
             self._wanted[market] = now
         await self._bind(set(self._pending))
         idle = {m for m in self.bound if now - self._wanted.get(m, 0.0) > KEEP_SECONDS}
-        if not idle or self._subscription is None:
-            return
-        async with self._lock:
-            for market in idle:
-                # Asked for again while waiting for the lock: keep it.
-                if self._clock() - self._wanted.get(market, 0.0) <= KEEP_SECONDS:
-                    continue
-                try:
-                    await self._subscription.unbind(price_routing_key(*market))
-                except Exception as exc:
-                    log.warning("unbinding %s failed: %s", market, type(exc).__name__)
-                    continue
-                self.bound.discard(market)
-                self._wanted.pop(market, None)
+        if idle:
+            await self._unbind(idle, in_use, keep_wanted=True)
 
-    async def release(self, markets: Iterable[TickerKey], in_use: set[TickerKey]) -> None:
+    async def release(self, markets: Iterable[TickerKey], in_use: InUse) -> None:
         """Unbind now the markets whose bots were handed over or lost (those still in use stay): their new
-        owner takes their ticks, and a minute of paying for them here halves what a rebalance gains."""
-        gone = {m for m in markets if m not in in_use}
-        if not gone or self._subscription is None:
+        owner takes their ticks, and a minute of paying for them here halves what a rebalance gains.
+
+        `in_use` (the markets of the bots held) is read under the lock, just before the unbinds: a bot
+        loaded again meanwhile keeps its market."""
+        await self._unbind(set(markets), in_use, keep_wanted=False)
+
+    async def _unbind(self, markets: set[TickerKey], in_use: InUse, *, keep_wanted: bool) -> None:
+        if not markets or self._subscription is None:
             return
         async with self._lock:
-            for market in gone & self.bound:
+            # Read now, not when the caller decided: a partition taken again since holds the market's bots.
+            used = in_use()
+            for market in markets & self.bound:
+                if market in used:
+                    continue
+                # The sweep's idle market, asked for again while the sweep waited for the lock: keep it.
+                if keep_wanted and self._clock() - self._wanted.get(market, 0.0) <= KEEP_SECONDS:
+                    continue
                 try:
                     await self._subscription.unbind(price_routing_key(*market))
                 except Exception as exc:  # left to the sweep
