@@ -80,6 +80,21 @@ SELECT get_byte(uuid_send(bot_id), 7) % 64 AS partition, min(created_at) AS firs
     SELECT bot_id, created_at FROM bots.trades WHERE bot_id = ANY($1::uuid[]) AND created_at > $2) AS a
 GROUP BY 1
 """
+# Per partition, the longest stretch without an order or trade in the window [$2, $3] (its edges included):
+# how long the partition's market leaves it alone anyway, with no takeover in the way.
+LONGEST_QUIET_BY_PARTITION = """
+SELECT partition, extract(epoch FROM max(gap)) AS longest FROM (
+    SELECT partition, coalesce(lead(at) OVER w, $3) - at AS gap FROM (
+        SELECT get_byte(uuid_send(bot_id), 7) % 64 AS partition, created_at AS at FROM bots.orders
+        WHERE bot_id = ANY($1::uuid[]) AND created_at BETWEEN $2 AND $3
+        UNION ALL
+        SELECT get_byte(uuid_send(bot_id), 7) % 64, created_at FROM bots.trades
+        WHERE bot_id = ANY($1::uuid[]) AND created_at BETWEEN $2 AND $3
+        UNION ALL
+        SELECT p, $2 FROM unnest($4::int[]) AS p) AS a
+    WINDOW w AS (PARTITION BY partition ORDER BY at)) AS b
+GROUP BY 1
+"""
 OWNED = "SELECT partition FROM bots.engine_partitions WHERE owner = $1 ORDER BY partition"
 CLAIMED = "SELECT count(*) FROM bots.engine_partitions WHERE partition = ANY($1::int[]) AND owner = $2"
 CLAIMED_AT = (
@@ -99,9 +114,14 @@ async def poll(probe: Any, within: float, what: str, interval: float = 0.05) -> 
 
 
 async def kill_once(
-    conn: asyncpg.Pool, group: Replicas, victim: Replica, bots: dict[int, list[uuid.UUID]]
+    conn: asyncpg.Pool,
+    group: Replicas,
+    victim: Replica,
+    bots: dict[int, list[uuid.UUID]],
+    settled_at: datetime,
 ) -> dict[str, Any]:
-    """SIGKILL `victim`, time the survivor's takeover, restart the victim, time it taking its share back."""
+    """SIGKILL `victim`, time the survivor's takeover, restart the victim, time it taking its share back
+    (`settled_at`: since when the victim has driven its share without a break)."""
     survivor = next(r for r in group.all if r is not victim)
     parts = [int(p) for p in await conn.fetchval(f"SELECT array({OWNED})", victim.name)]
     ids = [b for p in parts for b in bots.get(p, [])]
@@ -113,6 +133,12 @@ async def kill_once(
     recent = await conn.fetch(FIRST_ACTIVITY_BY_PARTITION, ids, datetime.now(UTC) - timedelta(seconds=10))
     quiet_before = sorted(with_bots - {int(r["partition"]) for r in recent})
     killed_at = datetime.now(UTC)
+    # How long each partition went without an order in the (up to) 60 s before the kill, since the last
+    # handback: a first order after the takeover later than `ready` + this says the partition was not
+    # driven (its ticks missing), one within it is the market's own quiet.
+    window = max(killed_at - timedelta(seconds=60), settled_at)
+    stretches = await conn.fetch(LONGEST_QUIET_BY_PARTITION, ids, window, killed_at, sorted(with_bots))
+    quiet_for = {int(r["partition"]): float(r["longest"]) for r in stretches}
     victim.kill()
     assert victim.process is not None
     await victim.process.wait()
@@ -161,6 +187,19 @@ async def kill_once(
             for p, at in sorted(firsts.items(), key=lambda x: x[1])
         },
         "quiet_before_kill": quiet_before,
+        # Active partitions whose first order after the kill came later than the survivor's "all ready"
+        # plus the longest stretch the partition went without one in the minute before the kill:
+        # {partition: [first order s, longest quiet stretch before s]}.
+        "late_beyond_own_quiet": {
+            p: [round((at - killed_at).total_seconds(), 1), round(quiet_for.get(p, 0.0), 1)]
+            for p, at in sorted(firsts.items())
+            if p not in quiet_before
+            and (at - killed_at).total_seconds() > ready - killed_at.timestamp() + quiet_for.get(p, 0.0)
+        },
+        "quiet_window_s": round((killed_at - window).total_seconds(), 1),
+        "longest_quiet_before_kill_s": {
+            p: round(quiet_for[p], 1) for p in sorted(with_bots - set(quiet_before)) if p in quiet_for
+        },
         "survivor_load_s": round(
             after["gridbot_engine_takeover_seconds_sum"]
             - before.get("gridbot_engine_takeover_seconds_sum", 0),
@@ -250,10 +289,15 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
         # A pool: the takeover's figures are polled side by side.
         conn = await asyncpg.create_pool(plain(url), min_size=1, max_size=4)
         results = []
+        # Since when each replica has driven, without a break, the share it holds: the start, or its restart
+        # (the survivor of a kill keeps driving its own partitions through it).
+        settled_at = dict.fromkeys((r.name for r in group.all), datetime.now(UTC))
         try:
             for n in range(args.kills):
                 await asyncio.sleep(args.pause)
-                result = await kill_once(conn, group, group.all[n % 2], by_partition)
+                victim = group.all[n % 2]
+                result = await kill_once(conn, group, victim, by_partition, settled_at[victim.name])
+                settled_at[victim.name] = datetime.now(UTC)
                 result["load_average_1m"] = round(os.getloadavg()[0], 2)
                 print(json.dumps(result), flush=True)
                 results.append(result)
