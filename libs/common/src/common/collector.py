@@ -8,10 +8,10 @@ over 100 ms for the imports alone on the 2-core bench machine), and under load i
 garbage made later is collected as before. The engine does the same after loading its bots.
 
 Full passes are also made rarer: after the freeze, CPython's default (a full pass after every 10 middle ones)
-still ran one every ~10 s in the bots service under the 100-user bench (`bench/api_load.py`), each one
-stalling the loop for 25-45 ms of CPU over only ~20,000-45,000 unfrozen objects, in step with the ~10 s
-stalls of its request durations. After 100 middle passes instead (the engine's thresholds), one comes every
-~100 s; almost everything a request allocates dies by reference count, so cyclic garbage only waits longer.
+still ran one every 7-11 s in the bots service under the 100-user bench (`bench/api_load.py`), each one
+stalling the loop for 24-46 ms of CPU over only ~20,000-48,000 unfrozen objects. After 100 middle passes
+instead (the engine's thresholds) none ran in a whole bench; almost everything a request allocates dies by
+reference count, so cyclic garbage only waits longer.
 """
 
 from __future__ import annotations
