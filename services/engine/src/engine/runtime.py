@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from common import collector
 from common.bus import Bus, Handler, QueueKind, Subscription
 from common.cache import Cache
 from common.contracts.bots import BOTS_EXCHANGE
@@ -66,8 +67,6 @@ _RESUME_LOOKBACK = timedelta(seconds=60)
 _HOUSEKEEPING_SECONDS = 3600.0
 # Partitions of a takeover loaded at once (see _gained).
 _LOADS_AT_ONCE = 2
-# Young generations as CPython's default (short passes); a full pass after 100 middle ones, not 10.
-_GC_THRESHOLDS = (700, 10, 100)
 
 
 class EngineRuntime:
@@ -216,9 +215,7 @@ class EngineRuntime:
         # which otherwise walk every one of their objects (~0.6 s with the loop stalled at 10,000 bots),
         # and make full passes rarer (almost everything the engine allocates dies by reference count;
         # garbage held in a cycle waits longer for a full pass, not forever).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*_GC_THRESHOLDS)
+        collector.freeze()
         self._tasks.append(background_task(self._reconcile_loop(), name="engine-reconcile"))
         self._tasks.append(background_task(self._resume_loop(), name="engine-resume"))
         self._tasks.append(background_task(self._housekeeping(), name="engine-housekeeping"))
