@@ -59,8 +59,7 @@ async def test_a_task_started_in_a_request_is_reported_with_its_trace_and_reques
     spans: InMemorySpanExporter, reports: list[errortracking.Report]
 ) -> None:
     async def fails() -> None:
-        await asyncio.sleep(0)
-        raise ValueError("lost")
+        raise ValueError("lost")  # at the task's first step, after background_task returned
 
     token = request_id_var.set("req-bg-2")
     try:
@@ -77,7 +76,10 @@ async def test_a_task_started_in_a_request_is_reported_with_its_trace_and_reques
 
 
 async def test_tasks_that_end_or_are_cancelled_are_not_reported(reports: list[errortracking.Report]) -> None:
-    done = background_task(asyncio.sleep(0), name="test-ends")
+    async def ends() -> None:
+        return None
+
+    done = background_task(ends(), name="test-ends")
     forever = background_task(asyncio.Event().wait(), name="test-cancelled")
     await done
     forever.cancel()
