@@ -103,7 +103,7 @@ def test_make_dev_env_is_read_by_the_settings(spec: ServiceSpec) -> None:
             rabbitmq_url="amqp://x",
             ports=dev_ports(),
             tokens=fresh_tokens(),
-            replica=replica if spec.replica_id_env else None,
+            replica=replica if spec.replicated else None,
         )
         assert not set(env) - settings_fields(spec)
         if spec.replica_id_env:

@@ -177,7 +177,7 @@ async def test_a_killed_engine_comes_back_and_its_bots_trade_on_with_nothing_pla
         assert open_orders(await sim_orders(sim, api_key, EXCHANGE)) == []
 
 
-async def test_a_dead_bots_service_answers_503_and_is_named_until_it_is_back(
+async def test_a_dead_bots_replica_is_passed_over_and_a_dead_bots_service_answers_503_until_it_is_back(
     dev_stack: Stack, dev_system: System, client_ip: str
 ) -> None:
     async with clients(dev_system, client_ip) as (api, _):
@@ -195,7 +195,18 @@ async def test_a_dead_bots_service_answers_503_and_is_named_until_it_is_back(
         }
         bot_id = body(await api.post("/api/bots", headers=auth, json=spec))["botId"]
 
-        await asyncio.to_thread(dev_stack.kill, "bots", signal.SIGKILL, True)  # held down meanwhile
+        # One replica dead: the gateway sends everything to the other, writes included (a refused connect
+        # delivered nothing), and the system stays ready.
+        await asyncio.to_thread(dev_stack.kill, "bots-1", signal.SIGKILL, True)  # held down meanwhile
+        for _ in range(5):
+            listing = body(await api.get("/api/bots", headers=auth))
+            assert [b["_id"] for b in listing["bots"]] == [bot_id]
+        r = await api.put(f"/api/bots/{bot_id}", headers=auth, json={"orderAmount": 20000})
+        assert body(r)["orderAmount"] == 20000, r.text
+        assert (await api.get("/health/ready")).status_code == 200
+
+        # Both dead: the service is down.
+        await asyncio.to_thread(dev_stack.kill, "bots-2", signal.SIGKILL, True)
         for method, path in (
             ("GET", "/api/bots"),
             ("GET", f"/api/bots/{bot_id}/trades"),
@@ -215,7 +226,8 @@ async def test_a_dead_bots_service_answers_503_and_is_named_until_it_is_back(
         assert (code, error, details["checks"]["bots"]) == (503, "SERVICE_UNAVAILABLE", "down")
         assert "bots" in details["down"] and details["checks"]["auth"] == "ok"
 
-        await asyncio.to_thread(dev_stack.restart, "bots", 120.0)
+        for replica in ("bots-1", "bots-2"):
+            await asyncio.to_thread(dev_stack.restart, replica, 120.0)
 
         async def ready() -> bool:
             return (await api.get("/health/ready")).status_code == 200

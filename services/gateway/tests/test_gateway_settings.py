@@ -13,7 +13,7 @@ def test_defaults() -> None:
     settings = Settings(environment="test")
     assert settings.port == 3000
     assert settings.routes == DEFAULT_ROUTES
-    assert settings.services == {"auth": "http://127.0.0.1:3001"}
+    assert settings.services == {"auth": ["http://127.0.0.1:3001"]}
     assert settings.public_paths == [
         "POST /api/auth/register",
         "POST /api/auth/login",
@@ -31,7 +31,10 @@ def test_defaults() -> None:
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "8080")
-    monkeypatch.setenv("SERVICES", '{"auth": "http://auth:3001/", "bots": "http://bots:3004"}')
+    # A service's replicas as a list; one URL alone is a list of one.
+    monkeypatch.setenv(
+        "SERVICES", '{"auth": "http://auth:3001/", "bots": ["http://bots-1:3004", "http://bots-2:3004/"]}'
+    )
     monkeypatch.setenv("ROUTES", '{"/api/auth/": "auth", "/api/bots": "bots"}')
     monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8, 172.16.0.1")
     monkeypatch.setenv("PUBLIC_PATHS", '["POST /api/auth/login"]')
@@ -40,7 +43,10 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRONTEND_URL", "HTTPS://App.Example.com/")
     settings = Settings(environment="test")
     assert settings.port == 8080
-    assert settings.services == {"auth": "http://auth:3001", "bots": "http://bots:3004"}
+    assert settings.services == {
+        "auth": ["http://auth:3001"],
+        "bots": ["http://bots-1:3004", "http://bots-2:3004"],
+    }
     assert settings.routes == {"/api/auth": "auth", "/api/bots": "bots"}
     assert settings.trusted_proxies == ["10.0.0.0/8", "172.16.0.1"]
     assert settings.public_paths == ["POST /api/auth/login"]
@@ -53,6 +59,8 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     ("field", "value"),
     [
         ("services", {"auth": "ftp://auth"}),
+        ("services", {"bots": ["http://bots-1:3003", "ftp://bots-2"]}),
+        ("services", {"bots": []}),
         ("routes", {"api/auth": "auth"}),
         ("trusted_proxies", ["not-an-ip"]),
         ("public_paths", ["FETCH /api/x"]),

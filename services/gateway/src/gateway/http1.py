@@ -225,7 +225,29 @@ def _has_framing(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name in (b"content-length", b"transfer-encoding") for name, _ in headers)
 
 
-class Http1Transport(httpx.AsyncBaseTransport):
+class RawTransport(httpx.AsyncBaseTransport):
+    """A transport the proxy calls through `send()`, without httpx models; httpx clients still use it."""
+
+    async def send(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> UpstreamResponse:
+        """One request (target = path + query, without the base URL's path); the response head."""
+        raise NotImplementedError
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The httpx interface, for an httpx.AsyncClient built on this transport."""
+        body = await request.aread()
+        target = request.url.raw_path
+        headers = [
+            (name.lower(), value)
+            for name, value in request.headers.raw
+            if name.lower() not in (b"host", b"content-length", b"transfer-encoding")
+        ]
+        response = await self.send(request.method.encode(), target, headers, body)
+        return httpx.Response(response.status, headers=response.headers, content=await response.read())
+
+
+class Http1Transport(RawTransport):
     """A bounded keep-alive pool of HTTP/1.1 connections to one upstream origin."""
 
     def __init__(
@@ -351,18 +373,6 @@ class Http1Transport(httpx.AsyncBaseTransport):
         """A connection is gone: its place is free."""
         self._open -= 1
         self._wake_one()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """The httpx interface, for an httpx.AsyncClient built on this transport."""
-        body = await request.aread()
-        target = request.url.raw_path
-        headers = [
-            (name.lower(), value)
-            for name, value in request.headers.raw
-            if name.lower() not in (b"host", b"content-length", b"transfer-encoding")
-        ]
-        response = await self.send(request.method.encode(), target, headers, body)
-        return httpx.Response(response.status, headers=response.headers, content=await response.read())
 
     async def aclose(self) -> None:
         """Close idle connections; in-flight ones close when their exchange ends."""

@@ -104,7 +104,10 @@ def create_app(
                 ),
             )
             probes = Probes(
-                {**{u.name: u.base_url for u in upstreams}, **settings.readiness_checks},
+                {
+                    **{u.name: u.urls for u in upstreams},
+                    **{name: [url] for name, url in settings.readiness_checks.items()},
+                },
                 {**(transports or {}), **(probe_transports or {})},
                 settings.health_timeout_seconds,
                 settings.upstream_connect_timeout_seconds,

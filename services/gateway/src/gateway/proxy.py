@@ -13,7 +13,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from common.errors import ErrorCode
 from common.web import error_response
-from gateway.http1 import Http1Transport
+from gateway.balance import BalancedTransport
+from gateway.http1 import Http1Transport, RawTransport
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Upstream:
     transport: httpx.AsyncBaseTransport
     client: httpx.AsyncClient
     timeout: float  # for the answer's head (and a buffered body)
+    urls: tuple[str, ...]  # every replica's base URL (base_url is the first)
 
 
 class Upstreams:
@@ -103,16 +105,10 @@ class Upstreams:
         self._by_name: dict[str, Upstream] = {}
         for name in sorted(set(settings.services) | set(transports)):
             # An in-process service needs no real URL; the host part only names it in logs.
-            base = settings.services.get(name, f"http://{name}.internal")
+            urls = settings.services.get(name, [f"http://{name}.internal"])
             timeout = settings.upstream_service_timeouts.get(name, settings.upstream_timeout_seconds)
-            transport = transports.get(name) or Http1Transport(
-                base,
-                max_connections=settings.upstream_max_connections,
-                max_keepalive=settings.upstream_max_keepalive,
-                keepalive_expiry=settings.upstream_keepalive_seconds,
-                connect_timeout=settings.upstream_connect_timeout_seconds,
-                read_timeout=timeout,
-            )
+            transport = transports.get(name) or _network_transport(settings, urls, timeout)
+            base = urls[0]  # checks and docs fetches go through the transport, which picks the replica
             # For health and docs fetches; proxied requests go to the transport directly (no
             # cookie jar shared between users, no redirects followed, less per-request work).
             client = httpx.AsyncClient(
@@ -123,7 +119,7 @@ class Upstreams:
                 follow_redirects=False,
                 trust_env=False,
             )
-            self._by_name[name] = Upstream(name, base, transport, client, timeout)
+            self._by_name[name] = Upstream(name, base, transport, client, timeout, tuple(urls))
         self._owned = {name for name in self._by_name if name not in transports}
 
     @property
@@ -143,6 +139,22 @@ class Upstreams:
         for name, upstream in self._by_name.items():
             if name in self._owned:
                 await upstream.client.aclose()
+
+
+def _network_transport(settings: Settings, urls: list[str], timeout: float) -> RawTransport:
+    """A keep-alive pool to the service, or one per replica behind a balancer."""
+    pools = [
+        Http1Transport(
+            url,
+            max_connections=settings.upstream_max_connections,
+            max_keepalive=settings.upstream_max_keepalive,
+            keepalive_expiry=settings.upstream_keepalive_seconds,
+            connect_timeout=settings.upstream_connect_timeout_seconds,
+            read_timeout=timeout,
+        )
+        for url in urls
+    ]
+    return pools[0] if len(pools) == 1 else BalancedTransport(pools)
 
 
 class _HttpxReply:
@@ -246,7 +258,7 @@ class Forwarder:
         body: bytes,
     ) -> Reply:
         transport = upstream.transport
-        if isinstance(transport, Http1Transport):
+        if isinstance(transport, RawTransport):
             full = target + b"?" + query if query else target
             return await transport.send(method.encode(), full, headers, body)
         request = httpx.Request(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import httpx
 
@@ -39,7 +39,7 @@ class Probes:
 
     def __init__(
         self,
-        targets: Mapping[str, str],
+        targets: Mapping[str, Sequence[str]],
         transports: Mapping[str, httpx.AsyncBaseTransport],
         timeout_seconds: float,
         connect_timeout_seconds: float,
@@ -57,14 +57,21 @@ class Probes:
             )
 
     def checks(self) -> dict[str, Check]:
-        """One check per target: ready when its /health/ready answers 200."""
+        """One check per target: ready when its /health/ready answers 200 (a replicated one: any replica's)."""
         return {name: self._check(name) for name in self._targets}
 
     def _check(self, name: str) -> Check:
-        client, url = self._clients[name], self._targets[name] + "/health/ready"
+        client, urls = self._clients[name], [url + "/health/ready" for url in self._targets[name]]
+
+        async def one(url: str) -> bool:
+            try:
+                return (await client.get(url)).status_code == 200
+            except httpx.HTTPError:
+                return False  # a replica down: another one may serve
 
         async def check() -> bool:
-            return (await client.get(url)).status_code == 200
+            # The gateway sends requests to whichever replica answers, so one ready replica is a ready service.
+            return any(await asyncio.gather(*(one(url) for url in urls)))
 
         return check
 

@@ -44,6 +44,13 @@ def _clean_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
+def _base_url(name: str, url: str) -> str:
+    parts = urlsplit(url.strip())
+    if not name.strip() or parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ValueError(f"service {name!r}: base URL must be http(s)://host[:port][/path]")
+    return url.strip().rstrip("/")
+
+
 class Settings(CacheSettings, BusSettings, JwtSettings):
     """Everything the gateway reads from the environment (env names: field names upper-cased)."""
 
@@ -51,8 +58,9 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
 
     # Path prefix -> service name; longest prefix wins, matched on path-segment boundaries.
     routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
-    # Service name -> base URL; a route whose service has no URL answers 404 (not deployed).
-    services: dict[str, str] = Field(default_factory=lambda: {"auth": "http://127.0.0.1:3001"})
+    # Service name -> base URL, or a list of its replicas' base URLs (each request goes to the one with the
+    # fewest awaiting an answer); a route whose service has no URL answers 404 (not deployed).
+    services: dict[str, list[str]] = Field(default_factory=lambda: {"auth": ["http://127.0.0.1:3001"]})
     # "METHOD /path" (or "/path" for any method): reachable without a token. A last segment `*` stands for
     # exactly one non-empty segment (a secret in the URL), never for more.
     public_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_PUBLIC_PATHS))
@@ -125,16 +133,27 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
             cleaned[_clean_path(prefix.strip())] = service.strip()
         return cleaned
 
-    @field_validator("services", "readiness_checks")
+    @field_validator("services", mode="before")
     @classmethod
-    def _check_services(cls, value: dict[str, str]) -> dict[str, str]:
-        cleaned: dict[str, str] = {}
-        for name, url in value.items():
-            parts = urlsplit(url.strip())
-            if not name.strip() or parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-                raise ValueError(f"service {name!r}: base URL must be http(s)://host[:port][/path]")
-            cleaned[name.strip()] = url.strip().rstrip("/")
+    def _replica_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {name: [urls] if isinstance(urls, str) else urls for name, urls in value.items()}
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _check_services(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        cleaned: dict[str, list[str]] = {}
+        for name, urls in value.items():
+            if not urls:
+                raise ValueError(f"service {name!r}: no base URL")
+            cleaned[name.strip()] = [_base_url(name, url) for url in urls]
         return cleaned
+
+    @field_validator("readiness_checks")
+    @classmethod
+    def _check_readiness(cls, value: dict[str, str]) -> dict[str, str]:
+        return {name.strip(): _base_url(name, url) for name, url in value.items()}
 
     @model_validator(mode="after")
     def _distinct_readiness_names(self) -> Self:

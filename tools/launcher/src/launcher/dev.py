@@ -130,6 +130,7 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _procs: dict[str, _Process] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _free_ports: dict[str, int] = field(default_factory=dict, repr=False)
     # Plain flags, not Events: set from signal handlers, which must not take a lock the main thread may hold.
     _closing: bool = field(default=False, repr=False)
     _supervisor: threading.Thread | None = field(default=None, repr=False)
@@ -147,11 +148,11 @@ class Stack:
                 database_url=self.database_url,
                 redis_url=self.redis_url,
                 rabbitmq_url=self.rabbitmq_url,
-                ports=dict(self.ports),
+                ports=self.all_ports(),
                 tokens=self.tokens,
                 environment=self.environment,
                 cache_namespace=self.cache_namespace,
-                replica=key if spec.replica_id_env else None,
+                replica=key if spec.replicated else None,
             )
         )
         if spec.uses_bus and self.bus_namespace:
@@ -318,7 +319,16 @@ class Stack:
             return self.ports[key]
         if key == self.names(spec)[0]:
             return self.ports[spec.name]
-        return _free_port()
+        # Chosen once: the gateway's list of a service's replicas is written before they start.
+        return self._free_ports.setdefault(key, _free_port())
+
+    def all_ports(self) -> dict[str, int]:
+        """The port of every process of the stack (services and their replicas) by name."""
+        ports = dict(self.ports)
+        for spec in self.services:
+            for key in self.names(spec):
+                ports.setdefault(key, self.port_for(spec, key))
+        return ports
 
     def _add(self, spec: ServiceSpec, key: str, port: int) -> None:
         with self._lock:

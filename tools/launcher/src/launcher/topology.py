@@ -63,13 +63,18 @@ class ServiceSpec:
         return self.image_of or self.name
 
     @property
+    def replicated(self) -> bool:
+        """Run as named replicas (`bots-1`, `bots-2`), each on its own port."""
+        return self.replica_id_env is not None or bool(self.replica_ports)
+
+    @property
     def replicas(self) -> int:
         """How many processes of it `make dev` and compose run."""
         return 1 + len(self.replica_ports)
 
     def replica_names(self, count: int | None = None) -> list[str]:
         """The process names of its replicas (`engine-1`, `engine-2`), or just its name if not replicated."""
-        if self.replica_id_env is None:
+        if not self.replicated:
             return [self.name]
         return [f"{self.name}-{n}" for n in range(1, (count or self.replicas) + 1)]
 
@@ -124,6 +129,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
         uses_exchanges=True,
         links={"CREDENTIALS_URL": "credentials"},
         tokens=(BALANCE_TOKEN, TICKERS_TOKEN),
+        # Two processes behind the gateway, which sends each request to the one with fewer awaiting an
+        # answer: one process is one core, and the bot routes are most of a dashboard's polling. Nothing of
+        # it is per process but the stop-confirmation waiters, which every process hears (its own queue).
+        replica_ports=(3011,),
     ),
     ServiceSpec(
         "engine",
@@ -244,9 +253,7 @@ def service_env(
         # The signal URLs the bots service hands out name this stack's gateway (the default says :3000).
         env["PUBLIC_API_URL"] = f"http://localhost:{ports['gateway']}"
     if spec.name == "gateway":
-        env["SERVICES"] = json.dumps(
-            {s.name: f"http://127.0.0.1:{ports[s.name]}" for s in SERVICES if s.upstream}
-        )
+        env["SERVICES"] = json.dumps({s.name: _urls(s, ports) for s in SERVICES if s.upstream})
         # A replicated service is checked at replica 1: the gateway has no "any of" check, and asking every
         # replica would call the system down whenever one replica is (its bots are another's meanwhile).
         env["READINESS_CHECKS"] = json.dumps(
@@ -254,3 +261,12 @@ def service_env(
         )
     env.update(spec.extra_env)
     return env
+
+
+def _urls(spec: ServiceSpec, ports: Mapping[str, int]) -> str | list[str]:
+    """The gateway's base URL of a service, or one per replica (those missing from `ports` left out)."""
+    names = spec.replica_names()
+    if len(names) == 1:
+        return f"http://127.0.0.1:{ports[spec.name]}"
+    first = {names[0]: ports[spec.name]}
+    return [f"http://127.0.0.1:{port}" for name in names if (port := first.get(name) or ports.get(name))]
