@@ -1,6 +1,6 @@
 """The API under load: N users polling a dashboard through the gateway of a real `make dev` stack.
 
-Starts the dev topology (every service its own process, two engine replicas, the exchange simulator replaying
+Starts the dev topology (every service its own process, two bots and two engine replicas, the simulator replaying
 prices at its default pace) over the local PostgreSQL, Redis and RabbitMQ, on a database and namespaces of its
 own. Registers N users (each once), gives each one running paper bot (spread over the simulator's markets),
 then every user polls a dashboard's mix (bot list, its bot, its trades, its grid levels, its performance, a
@@ -64,7 +64,7 @@ from common.testing.sweep import sweep_namespaces  # noqa: E402
 from gateway.settings import Settings as GatewaySettings  # noqa: E402
 from launcher.dev import Stack  # noqa: E402
 from launcher.testing import random_client_ip  # noqa: E402
-from launcher.topology import SERVICES  # noqa: E402
+from launcher.topology import SERVICES, service  # noqa: E402
 
 D = Decimal
 # The dashboard: (label, path); {bot}, {exchange}, {ticker} are the user's bot and its market.
@@ -374,6 +374,7 @@ async def run(args: argparse.Namespace, database_url: str, namespace: str) -> di
         "extra_bots": args.extra_bots,
         "extra_bots_setup_s": round(extra_seconds, 1),
         "engine_replicas": stack.engine_replicas,
+        "bots_replicas": len(stack.names(service("bots"))),
         "sim_replay_speed": os.environ.get("SIM_REPLAY_SPEED", "1 (default)"),
         "rate_limits": limits_said,
         **figures,
@@ -392,7 +393,8 @@ def report(result: dict[str, Any]) -> list[str]:
             if result["extra_bots"]
             else ""
         ),
-        f"stack: make dev topology ({result['engine_replicas']} engine replicas), simulator replay speed "
+        f"stack: make dev topology ({result['bots_replicas']} bots and {result['engine_replicas']} engine "
+        "replicas), simulator replay speed "
         f"{result['sim_replay_speed']}",
         f"rate limits: {result['rate_limits']}",
         "",
