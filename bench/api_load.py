@@ -345,6 +345,7 @@ async def run(args: argparse.Namespace, database_url: str, namespace: str) -> di
         extra_env={"gateway": {"TRUSTED_PROXIES": json.dumps(["127.0.0.1"]), **limit_env}},
         # The launcher's own lines (a process restarted) to stderr: with --json, stdout is the document alone.
         say=lambda line: print(line, file=sys.stderr, flush=True),
+        replica_counts={} if args.bots_replicas is None else {"bots": args.bots_replicas},
     )
 
     def say(line: str) -> None:
@@ -472,6 +473,12 @@ def main() -> None:
     parser.add_argument("--ws", action="store_true", help="open /api/ws for every user and count its events")
     parser.add_argument("--extra-bots", type=int, default=0, help="running paper bots under a few more users")
     parser.add_argument("--seed", type=int, default=17, help="of the schedules' phases and jitter")
+    parser.add_argument(
+        "--bots-replicas",
+        type=int,
+        default=None,
+        help="bots processes behind the gateway (default: make dev's)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args()
     if args.users < 1 or args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.extra_bots < 0:

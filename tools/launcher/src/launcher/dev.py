@@ -123,6 +123,8 @@ class Stack:
     tokens: Mapping[str, str] = field(default_factory=fresh_tokens)
     services: Sequence[ServiceSpec] = SERVICES
     engine_replicas: int = field(default_factory=lambda: service("engine").replicas)
+    # How many processes of another replicated service (`{"bots": 1}`), when not the topology's number.
+    replica_counts: Mapping[str, int] = field(default_factory=dict)
     restart_policy: RestartPolicy | None = field(default_factory=RestartPolicy)
     # Where the launcher's own lines go (restarts); the services' output goes to log_dir or stdout.
     say: Callable[[str], None] = _say
@@ -137,7 +139,8 @@ class Stack:
 
     def names(self, spec: ServiceSpec) -> list[str]:
         """The process names of a service in this stack (`engine-1`, `engine-2`; `auth`)."""
-        return spec.replica_names(self.engine_replicas if spec.name == "engine" else None)
+        count = self.engine_replicas if spec.name == "engine" else self.replica_counts.get(spec.name)
+        return spec.replica_names(count)
 
     def env_for(self, spec: ServiceSpec, port: int | None = None, key: str | None = None) -> dict[str, str]:
         """The full environment of one service process (`key`: which replica)."""
