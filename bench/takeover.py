@@ -19,7 +19,12 @@ orders all the time. Then, `--kills` times, alternating the victim:
   again), and to its bots' first order after it claimed them back. The new process's own start
   (interpreter, imports, connections) is inside those figures and reported apart (spawn → /metrics answers).
 
-    uv run python bench/takeover.py [--bots 10000] [--kills 10] [--quick]
+Where the CPU went from the kill to the survivor's "all ready" (`/proc`: the survivor, the bench, the tick
+publisher, PostgreSQL, RabbitMQ, the rest of the shared machine) is printed beside each kill's figures.
+`--profile DIR` records the survivor with py-spy over the same window (DIR/kill-<n>-<survivor>.txt,
+collapsed stacks) to see where its takeover's time goes.
+
+    uv run python bench/takeover.py [--bots 10000] [--kills 10] [--quick] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import json
 import math
 import os
 import random
+import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -62,6 +69,7 @@ from enginereplicas import (  # noqa: E402
     merge_delta,
     worst,
 )
+from prockit import CpuMeter  # noqa: E402
 
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
 from trading.models import ENGINE_PARTITIONS  # noqa: E402
@@ -113,12 +121,55 @@ async def poll(probe: Any, within: float, what: str, interval: float = 0.05) -> 
     raise TimeoutError(what)
 
 
+class Takeover:
+    """What a kill is measured with besides the rows: a CPU meter, the tick publisher's pid, a profiler."""
+
+    def __init__(self, database: str, publisher: int | None, profile: Path | None) -> None:
+        self.database = database
+        self.publisher = publisher
+        self.profile = profile
+        self.kills = 0
+
+    def names(self, group: Replicas) -> dict[int, str]:
+        """Pid → name of the processes the CPU meter names."""
+        names = {os.getpid(): "bench", **{r.pid: r.name for r in group.all if r.alive}}
+        if self.publisher is not None:
+            names[self.publisher] = "tick publisher"
+        return names
+
+    async def profiler(self, survivor: Replica) -> asyncio.subprocess.Process | None:
+        """py-spy recording the survivor (until interrupted), when --profile asked for it."""
+        if self.profile is None:
+            return None
+        spy = shutil.which("py-spy") or str(Path.home() / ".local/bin/py-spy")
+        self.kills += 1
+        out = self.profile / f"kill-{self.kills}-{survivor.name}.txt"
+        return await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(survivor.pid), "--format", "raw", "--rate", "200",
+            "--output", str(out), "--nonblocking",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+async def stop_profiler(spy: asyncio.subprocess.Process | None) -> None:
+    """Stop py-spy; it writes its file on SIGINT."""
+    if spy is None:
+        return
+    spy.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(spy.wait(), 30)
+    except TimeoutError:
+        spy.kill()
+        await spy.wait()
+
+
 async def kill_once(
     conn: asyncpg.Pool,
     group: Replicas,
     victim: Replica,
     bots: dict[int, list[uuid.UUID]],
     settled_at: datetime,
+    takeover: Takeover,
 ) -> dict[str, Any]:
     """SIGKILL `victim`, time the survivor's takeover, restart the victim, time it taking its share back
     (`settled_at`: since when the victim has driven its share without a break)."""
@@ -139,6 +190,10 @@ async def kill_once(
     window = max(killed_at - timedelta(seconds=60), settled_at)
     stretches = await conn.fetch(LONGEST_QUIET_BY_PARTITION, ids, window, killed_at, sorted(with_bots))
     quiet_for = {int(r["partition"]): float(r["longest"]) for r in stretches}
+    names = takeover.names(group)
+    spy = await takeover.profiler(survivor)
+    meter = CpuMeter(takeover.database)
+    meter.start()
     victim.kill()
     assert victim.process is not None
     await victim.process.wait()
@@ -151,10 +206,17 @@ async def kill_once(
         value: datetime | None = await conn.fetchval(FIRST_ACTIVITY, ids, since)
         return value
 
+    cpu: dict[str, Any] = {}
+
     async def all_ready() -> float | None:
         # Two replicas: the survivor holds every partition once it took the victim's over.
         page = await survivor.scrape()
-        return time.time() if page.get("gridbot_engine_partitions_ready") == ENGINE_PARTITIONS else None
+        if page.get("gridbot_engine_partitions_ready") != ENGINE_PARTITIONS:
+            return None
+        at = time.time()
+        cpu.update(meter.read(names))
+        await stop_profiler(spy)
+        return at
 
     firsts: dict[int, datetime] = {}
 
@@ -209,6 +271,9 @@ async def kill_once(
         # waking late) and full collection while it took over; a heartbeat waits for both.
         "survivor_loop_lag_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_event_loop_lag_seconds"),
         "survivor_gc_full_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_gc_full_pause_seconds"),
+        # From the kill to "all ready": the survivor's share of a core, and where the machine's CPU went.
+        "survivor_cpu_share": round(cpu["cpu_s"].get(survivor.name, 0.0) / cpu["seconds"], 2),
+        "cpu_until_ready": cpu,
     }
 
     spawned_at = time.time()
@@ -253,9 +318,9 @@ async def _answers(replica: Replica) -> float | None:
     return time.time() if await replica.scrape() else None
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], unit: str = " s") -> str:
     """p50 / max of a list."""
-    return f"p50 {statistics.median(values):.2f} s, max {max(values):.2f} s"
+    return f"p50 {statistics.median(values):.2f}{unit}, max {max(values):.2f}{unit}"
 
 
 async def main(args: argparse.Namespace, logs: Path) -> None:
@@ -265,6 +330,9 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
     prices = PriceCache(args.redis, namespace)
     await prices.start()
     group = Replicas(engine_env(url, args.redis, args.rabbitmq, namespace), logs, 2)
+    profile = Path(args.profile) if args.profile else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
     stream: TickStream | None = None
     try:
         await group.start()
@@ -286,6 +354,7 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
         await group.wait_quiet(url)
         stream = TickStream(args.rabbitmq, namespace, Market(rng))
         stream.start(200, args.latency_move * 1000 / args.bots)
+        takeover = Takeover(url.rsplit("/", 1)[1], stream.process.pid, profile)
         # A pool: the takeover's figures are polled side by side.
         conn = await asyncpg.create_pool(plain(url), min_size=1, max_size=4)
         results = []
@@ -296,7 +365,7 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
             for n in range(args.kills):
                 await asyncio.sleep(args.pause)
                 victim = group.all[n % 2]
-                result = await kill_once(conn, group, victim, by_partition, settled_at[victim.name])
+                result = await kill_once(conn, group, victim, by_partition, settled_at[victim.name], takeover)
                 settled_at[victim.name] = datetime.now(UTC)
                 result["load_average_1m"] = round(os.getloadavg()[0], 2)
                 print(json.dumps(result), flush=True)
@@ -316,12 +385,20 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
             ("all_traded_s", "kill → the last of its active partitions trades"),
             ("claimed_s", "kill → survivor's claim seen"),
             ("survivor_load_s", "survivor's load + reconcile + resume"),
+            ("survivor_cpu_share", "survivor's CPU share, kill → all ready"),
             ("restart_answering_s", "restart → process answers /metrics"),
             ("handback_s", "restart → partitions back, loaded"),
             ("restart_first_order_s", "restart → first order of its bots (restarted)"),
         ):
             values = [r[key] for r in results if key in r]
-            print(f"  {label:<48} {spread(values) if values else '-'} ({len(values)} of {len(results)})")
+            unit = " s" if key.endswith("_s") else ""
+            shown = spread(values, unit) if values else "-"
+            print(f"  {label:<48} {shown} ({len(values)} of {len(results)})")
+        busy = [r["cpu_until_ready"]["machine_busy_share"] for r in results if "cpu_until_ready" in r]
+        if busy:
+            print(
+                f"  {'machine busy, kill → all ready':<48} {spread(busy, '')} ({len(busy)} of {len(results)})"
+            )
     finally:
         if stream is not None:
             await stream.stop()
@@ -340,6 +417,7 @@ def cli() -> None:
     parser.add_argument("--pause", type=float, default=2.0, help="seconds of steady trading before each kill")
     parser.add_argument("--latency-move", type=float, default=0.0005, help="tick move σ at 1,000 bots")
     parser.add_argument("--quick", action="store_true", help="2,000 bots, 5 kills")
+    parser.add_argument("--profile", default=None, help="directory for py-spy profiles of each survivor")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument("--rabbitmq", default=os.environ.get("BENCH_RABBITMQ_URL", DEFAULT_RABBITMQ))
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
