@@ -6,7 +6,7 @@ it touched stale, and the shard reloads them from the database before using them
 A bot taken over may be held *dormant*: its row, its stored state (not restored) and the watch read off it
 (`gridcore.dormant`), enough for the ticker index and the resume check; levels, orders and statistics are not
 read. A dormant handle is stale, so its shard loads it whole before applying anything to it (see
-docs/engine.md "Dormant bots").
+docs/engine.md "Dormant paper bots at takeover").
 """
 
 from __future__ import annotations
