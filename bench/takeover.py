@@ -67,6 +67,7 @@ from enginereplicas import (  # noqa: E402
     bots_per_replica,
     engine_env,
     merge_delta,
+    quantile,
     worst,
 )
 from prockit import CpuMeter  # noqa: E402
@@ -103,6 +104,7 @@ SELECT partition, extract(epoch FROM max(gap)) AS longest FROM (
     WINDOW w AS (PARTITION BY partition ORDER BY at)) AS b
 GROUP BY 1
 """
+AFTER_READY_S = 5.0
 OWNED = "SELECT partition FROM bots.engine_partitions WHERE owner = $1 ORDER BY partition"
 CLAIMED = "SELECT count(*) FROM bots.engine_partitions WHERE partition = ANY($1::int[]) AND owner = $2"
 CLAIMED_AT = (
@@ -177,6 +179,9 @@ async def kill_once(
     parts = [int(p) for p in await conn.fetchval(f"SELECT array({OWNED})", victim.name)]
     ids = [b for p in parts for b in bots.get(p, [])]
     with_bots = {p for p in parts if bots.get(p)}
+    # The survivor's tick→order over the same span before the kill, against the span after "all ready".
+    steady_from = await survivor.scrape()
+    await asyncio.sleep(AFTER_READY_S)
     before = await survivor.scrape()
     all_bots = [b for p in sorted(bots) for b in bots[p]]
     # Partitions whose bots placed or traded nothing in the 10 s before the kill: their market was quiet,
@@ -211,6 +216,11 @@ async def kill_once(
         return value
 
     cpu: dict[str, Any] = {}
+    later: list[asyncio.Task[dict[str, float]]] = []
+
+    async def after_ready(page: dict[str, float]) -> dict[str, float]:
+        await asyncio.sleep(AFTER_READY_S)
+        return tick_to_order(await survivor.scrape(), page)
 
     async def all_ready() -> float | None:
         # Two replicas: the survivor holds every partition once it took the victim's over.
@@ -218,6 +228,7 @@ async def kill_once(
         if page.get("gridbot_engine_partitions_ready") != ENGINE_PARTITIONS:
             return None
         at = time.time()
+        later.append(asyncio.create_task(after_ready(page)))
         cpu.update(meter.read(names))
         await stop_profiler(spy)
         return at
@@ -285,6 +296,10 @@ async def kill_once(
         # waking late) and full collection while it took over; a heartbeat waits for both.
         "survivor_loop_lag_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_event_loop_lag_seconds"),
         "survivor_gc_full_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_gc_full_pause_seconds"),
+        # The survivor's tick→order in the AFTER_READY_S after "all ready" (each bot taken over pays its
+        # first event's load there when held dormant) and in as long before the kill.
+        "survivor_tick_to_order_after_ready": await later[0],
+        "survivor_tick_to_order_before_kill": tick_to_order(before, steady_from),
         # From the kill to "all ready": the survivor's share of a core, and where the machine's CPU went.
         "survivor_cpu_share": round(cpu["cpu_s"].get(survivor.name, 0.0) / cpu["seconds"], 2),
         "cpu_until_ready": cpu,
@@ -312,6 +327,17 @@ async def kill_once(
     again = await poll(first_activity_back, 60, "the restarted replica's bots never traded")
     result["restart_first_order_s"] = round(again.timestamp() - spawned_at, 2)
     return result
+
+
+def tick_to_order(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """p50 / p99 (ms) and count of the tick→order samples a replica took between two scrapes."""
+    buckets = merge_delta([after], [before], "gridbot_engine_tick_to_order_seconds")
+    count = buckets[-1][1] if buckets else 0.0
+    return {
+        "p50_ms": round(quantile(0.5, buckets)[0] * 1000, 1),
+        "p99_ms": round(quantile(0.99, buckets)[0] * 1000, 1),
+        "samples": count,
+    }
 
 
 def worst_ms(after: dict[str, float], before: dict[str, float], name: str) -> float | None:
@@ -408,6 +434,20 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
             unit = " s" if key.endswith("_s") else ""
             shown = spread(values, unit) if values else "-"
             print(f"  {label:<48} {shown} ({len(values)} of {len(results)})")
+        for key, label in (
+            (
+                "survivor_tick_to_order_before_kill",
+                f"survivor's tick→order, {AFTER_READY_S:.0f} s before the kill",
+            ),
+            (
+                "survivor_tick_to_order_after_ready",
+                f"survivor's tick→order, {AFTER_READY_S:.0f} s after all ready",
+            ),
+        ):
+            figures = [r[key] for r in results if key in r]
+            if figures:
+                p50s = ", ".join(f"{f['p50_ms']}/{f['p99_ms']} ({f['samples']:.0f})" for f in figures)
+                print(f"  {label:<48} p50/p99 ms (samples) per kill: {p50s}")
         busy = [r["cpu_until_ready"]["machine_busy_share"] for r in results if "cpu_until_ready" in r]
         if busy:
             print(
