@@ -19,7 +19,12 @@ orders all the time. Then, `--kills` times, alternating the victim:
   again), and to its bots' first order after it claimed them back. The new process's own start
   (interpreter, imports, connections) is inside those figures and reported apart (spawn → /metrics answers).
 
-    uv run python bench/takeover.py [--bots 10000] [--kills 10] [--quick]
+Where the CPU went from the kill to the survivor's "all ready" (`/proc`: the survivor, the bench, the tick
+publisher, PostgreSQL, RabbitMQ, the rest of the shared machine) is printed beside each kill's figures.
+`--profile DIR` records the survivor with py-spy over the same window (DIR/kill-<n>-<survivor>.txt,
+collapsed stacks) to see where its takeover's time goes.
+
+    uv run python bench/takeover.py [--bots 10000] [--kills 10] [--quick] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import json
 import math
 import os
 import random
+import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -60,8 +67,10 @@ from enginereplicas import (  # noqa: E402
     bots_per_replica,
     engine_env,
     merge_delta,
+    quantile,
     worst,
 )
+from prockit import CpuMeter  # noqa: E402
 
 from common.testing.infra import DEFAULT_POSTGRES, DEFAULT_RABBITMQ, DEFAULT_REDIS  # noqa: E402
 from trading.models import ENGINE_PARTITIONS  # noqa: E402
@@ -95,6 +104,7 @@ SELECT partition, extract(epoch FROM max(gap)) AS longest FROM (
     WINDOW w AS (PARTITION BY partition ORDER BY at)) AS b
 GROUP BY 1
 """
+AFTER_READY_S = 5.0
 OWNED = "SELECT partition FROM bots.engine_partitions WHERE owner = $1 ORDER BY partition"
 CLAIMED = "SELECT count(*) FROM bots.engine_partitions WHERE partition = ANY($1::int[]) AND owner = $2"
 CLAIMED_AT = (
@@ -113,12 +123,55 @@ async def poll(probe: Any, within: float, what: str, interval: float = 0.05) -> 
     raise TimeoutError(what)
 
 
+class Takeover:
+    """What a kill is measured with besides the rows: a CPU meter, the tick publisher's pid, a profiler."""
+
+    def __init__(self, database: str, publisher: int | None, profile: Path | None) -> None:
+        self.database = database
+        self.publisher = publisher
+        self.profile = profile
+        self.kills = 0
+
+    def names(self, group: Replicas) -> dict[int, str]:
+        """Pid → name of the processes the CPU meter names."""
+        names = {os.getpid(): "bench", **{r.pid: r.name for r in group.all if r.alive}}
+        if self.publisher is not None:
+            names[self.publisher] = "tick publisher"
+        return names
+
+    async def profiler(self, survivor: Replica) -> asyncio.subprocess.Process | None:
+        """py-spy recording the survivor (until interrupted), when --profile asked for it."""
+        if self.profile is None:
+            return None
+        spy = shutil.which("py-spy") or str(Path.home() / ".local/bin/py-spy")
+        self.kills += 1
+        out = self.profile / f"kill-{self.kills}-{survivor.name}.txt"
+        return await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(survivor.pid), "--format", "raw", "--rate", "200",
+            "--output", str(out), "--nonblocking",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+async def stop_profiler(spy: asyncio.subprocess.Process | None) -> None:
+    """Stop py-spy; it writes its file on SIGINT."""
+    if spy is None:
+        return
+    spy.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(spy.wait(), 30)
+    except TimeoutError:
+        spy.kill()
+        await spy.wait()
+
+
 async def kill_once(
     conn: asyncpg.Pool,
     group: Replicas,
     victim: Replica,
     bots: dict[int, list[uuid.UUID]],
     settled_at: datetime,
+    takeover: Takeover,
 ) -> dict[str, Any]:
     """SIGKILL `victim`, time the survivor's takeover, restart the victim, time it taking its share back
     (`settled_at`: since when the victim has driven its share without a break)."""
@@ -126,6 +179,9 @@ async def kill_once(
     parts = [int(p) for p in await conn.fetchval(f"SELECT array({OWNED})", victim.name)]
     ids = [b for p in parts for b in bots.get(p, [])]
     with_bots = {p for p in parts if bots.get(p)}
+    # The survivor's tick→order over the same span before the kill, against the span after "all ready".
+    steady_from = await survivor.scrape()
+    await asyncio.sleep(AFTER_READY_S)
     before = await survivor.scrape()
     all_bots = [b for p in sorted(bots) for b in bots[p]]
     # Partitions whose bots placed or traded nothing in the 10 s before the kill: their market was quiet,
@@ -139,9 +195,17 @@ async def kill_once(
     window = max(killed_at - timedelta(seconds=60), settled_at)
     stretches = await conn.fetch(LONGEST_QUIET_BY_PARTITION, ids, window, killed_at, sorted(with_bots))
     quiet_for = {int(r["partition"]): float(r["longest"]) for r in stretches}
+    names = takeover.names(group)
+    spy = await takeover.profiler(survivor)
+    meter = CpuMeter(takeover.database)
+    meter.start()
     victim.kill()
     assert victim.process is not None
     await victim.process.wait()
+    # Only what was committed after the victim is gone is the survivor's: a commit of the victim's in flight
+    # at the kill is stamped after `killed_at` (its clock is read just before the commit) and used to show
+    # as a takeover in 0.0 s.
+    dead_at = datetime.now(UTC)
 
     async def claimed_by_survivor() -> float | None:
         count = await conn.fetchval(CLAIMED, parts, survivor.name)
@@ -151,26 +215,48 @@ async def kill_once(
         value: datetime | None = await conn.fetchval(FIRST_ACTIVITY, ids, since)
         return value
 
+    cpu: dict[str, Any] = {}
+    later: list[asyncio.Task[dict[str, float]]] = []
+
+    async def after_ready(page: dict[str, float]) -> dict[str, float]:
+        await asyncio.sleep(AFTER_READY_S)
+        return tick_to_order(await survivor.scrape(), page)
+
     async def all_ready() -> float | None:
         # Two replicas: the survivor holds every partition once it took the victim's over.
         page = await survivor.scrape()
-        return time.time() if page.get("gridbot_engine_partitions_ready") == ENGINE_PARTITIONS else None
+        if page.get("gridbot_engine_partitions_ready") != ENGINE_PARTITIONS:
+            return None
+        at = time.time()
+        later.append(asyncio.create_task(after_ready(page)))
+        cpu.update(meter.read(names))
+        await stop_profiler(spy)
+        return at
 
     firsts: dict[int, datetime] = {}
 
     async def every_partition_traded() -> datetime | None:
-        rows = await conn.fetch(FIRST_ACTIVITY_BY_PARTITION, ids, killed_at)
+        rows = await conn.fetch(FIRST_ACTIVITY_BY_PARTITION, ids, dead_at)
         firsts.update({int(r["partition"]): r["first"] for r in rows})
         # Only the partitions that traded before the kill: a quiet market's next order says nothing of
         # the takeover (it may come a minute later either way).
         active = with_bots - set(quiet_before)
         return max((firsts[p] for p in active), default=killed_at) if active <= set(firsts) else None
 
+    async def every_partition_traded_or_none() -> datetime | None:
+        # A market the walk left alone for a minute is the market's quiet, not a failed takeover (the
+        # survivor's gauge says whether it was driven): reported as missing, and the run goes on.
+        try:
+            traded: datetime = await poll(every_partition_traded, 60, "", 0.1)
+        except TimeoutError:
+            return None
+        return traded
+
     claimed, first, ready, last = await asyncio.gather(
         poll(claimed_by_survivor, 60, "the survivor never claimed the partitions"),
-        poll(lambda: first_activity(killed_at), 60, "no bot of the killed replica traded again"),
+        poll(lambda: first_activity(dead_at), 60, "no bot of the killed replica traded again"),
         poll(all_ready, 60, "the survivor never had every partition ready"),
-        poll(every_partition_traded, 60, "some partition of the killed replica never traded again", 0.1),
+        every_partition_traded_or_none(),
     )
     after = await survivor.scrape()
     result: dict[str, Any] = {
@@ -180,7 +266,8 @@ async def kill_once(
         "partitions_with_bots": len(with_bots),
         "takeover_s": round((first - killed_at).total_seconds(), 2),
         "all_ready_s": round(ready - killed_at.timestamp(), 2),
-        "all_traded_s": round((last - killed_at).total_seconds(), 2),
+        **({} if last is None else {"all_traded_s": round((last - killed_at).total_seconds(), 2)}),
+        "active_never_traded_within_60s": sorted(with_bots - set(quiet_before) - set(firsts)),
         "claimed_s": round(claimed - killed_at.timestamp(), 2),
         "first_order_by_partition_s": {
             p: round((at - killed_at).total_seconds(), 1)
@@ -209,6 +296,13 @@ async def kill_once(
         # waking late) and full collection while it took over; a heartbeat waits for both.
         "survivor_loop_lag_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_event_loop_lag_seconds"),
         "survivor_gc_full_worst_bucket_ms": worst_ms(after, before, "gridbot_engine_gc_full_pause_seconds"),
+        # The survivor's tick→order in the AFTER_READY_S after "all ready" (each bot taken over pays its
+        # first event's load there when held dormant) and in as long before the kill.
+        "survivor_tick_to_order_after_ready": await later[0],
+        "survivor_tick_to_order_before_kill": tick_to_order(before, steady_from),
+        # From the kill to "all ready": the survivor's share of a core, and where the machine's CPU went.
+        "survivor_cpu_share": round(cpu["cpu_s"].get(survivor.name, 0.0) / cpu["seconds"], 2),
+        "cpu_until_ready": cpu,
     }
 
     spawned_at = time.time()
@@ -235,6 +329,17 @@ async def kill_once(
     return result
 
 
+def tick_to_order(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """p50 / p99 (ms) and count of the tick→order samples a replica took between two scrapes."""
+    buckets = merge_delta([after], [before], "gridbot_engine_tick_to_order_seconds")
+    count = buckets[-1][1] if buckets else 0.0
+    return {
+        "p50_ms": round(quantile(0.5, buckets)[0] * 1000, 1),
+        "p99_ms": round(quantile(0.99, buckets)[0] * 1000, 1),
+        "samples": count,
+    }
+
+
 def worst_ms(after: dict[str, float], before: dict[str, float], name: str) -> float | None:
     """The upper bound (ms) of the highest bucket a histogram counted between two scrapes; None if none."""
     bound = worst(merge_delta([after], [before], name))
@@ -253,9 +358,9 @@ async def _answers(replica: Replica) -> float | None:
     return time.time() if await replica.scrape() else None
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], unit: str = " s") -> str:
     """p50 / max of a list."""
-    return f"p50 {statistics.median(values):.2f} s, max {max(values):.2f} s"
+    return f"p50 {statistics.median(values):.2f}{unit}, max {max(values):.2f}{unit}"
 
 
 async def main(args: argparse.Namespace, logs: Path) -> None:
@@ -265,6 +370,9 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
     prices = PriceCache(args.redis, namespace)
     await prices.start()
     group = Replicas(engine_env(url, args.redis, args.rabbitmq, namespace), logs, 2)
+    profile = Path(args.profile) if args.profile else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
     stream: TickStream | None = None
     try:
         await group.start()
@@ -286,6 +394,7 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
         await group.wait_quiet(url)
         stream = TickStream(args.rabbitmq, namespace, Market(rng))
         stream.start(200, args.latency_move * 1000 / args.bots)
+        takeover = Takeover(url.rsplit("/", 1)[1], stream.process.pid, profile)
         # A pool: the takeover's figures are polled side by side.
         conn = await asyncpg.create_pool(plain(url), min_size=1, max_size=4)
         results = []
@@ -296,7 +405,7 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
             for n in range(args.kills):
                 await asyncio.sleep(args.pause)
                 victim = group.all[n % 2]
-                result = await kill_once(conn, group, victim, by_partition, settled_at[victim.name])
+                result = await kill_once(conn, group, victim, by_partition, settled_at[victim.name], takeover)
                 settled_at[victim.name] = datetime.now(UTC)
                 result["load_average_1m"] = round(os.getloadavg()[0], 2)
                 print(json.dumps(result), flush=True)
@@ -316,12 +425,34 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
             ("all_traded_s", "kill → the last of its active partitions trades"),
             ("claimed_s", "kill → survivor's claim seen"),
             ("survivor_load_s", "survivor's load + reconcile + resume"),
+            ("survivor_cpu_share", "survivor's CPU share, kill → all ready"),
             ("restart_answering_s", "restart → process answers /metrics"),
             ("handback_s", "restart → partitions back, loaded"),
             ("restart_first_order_s", "restart → first order of its bots (restarted)"),
         ):
             values = [r[key] for r in results if key in r]
-            print(f"  {label:<48} {spread(values) if values else '-'} ({len(values)} of {len(results)})")
+            unit = " s" if key.endswith("_s") else ""
+            shown = spread(values, unit) if values else "-"
+            print(f"  {label:<48} {shown} ({len(values)} of {len(results)})")
+        for key, label in (
+            (
+                "survivor_tick_to_order_before_kill",
+                f"survivor's tick→order, {AFTER_READY_S:.0f} s before the kill",
+            ),
+            (
+                "survivor_tick_to_order_after_ready",
+                f"survivor's tick→order, {AFTER_READY_S:.0f} s after all ready",
+            ),
+        ):
+            figures = [r[key] for r in results if key in r]
+            if figures:
+                p50s = ", ".join(f"{f['p50_ms']}/{f['p99_ms']} ({f['samples']:.0f})" for f in figures)
+                print(f"  {label:<48} p50/p99 ms (samples) per kill: {p50s}")
+        busy = [r["cpu_until_ready"]["machine_busy_share"] for r in results if "cpu_until_ready" in r]
+        if busy:
+            print(
+                f"  {'machine busy, kill → all ready':<48} {spread(busy, '')} ({len(busy)} of {len(results)})"
+            )
     finally:
         if stream is not None:
             await stream.stop()
@@ -340,6 +471,7 @@ def cli() -> None:
     parser.add_argument("--pause", type=float, default=2.0, help="seconds of steady trading before each kill")
     parser.add_argument("--latency-move", type=float, default=0.0005, help="tick move σ at 1,000 bots")
     parser.add_argument("--quick", action="store_true", help="2,000 bots, 5 kills")
+    parser.add_argument("--profile", default=None, help="directory for py-spy profiles of each survivor")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument("--rabbitmq", default=os.environ.get("BENCH_RABBITMQ_URL", DEFAULT_RABBITMQ))
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))

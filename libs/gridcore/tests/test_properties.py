@@ -46,6 +46,7 @@ from gridcore import (
     simulate_tick,
     violations,
 )
+from gridcore.dormant import has_open_orders, phase_of, watch_of
 
 D = Decimal
 CANDLES = ("data", "binance_BTCUSDT_1m_2024-12.csv")
@@ -106,6 +107,19 @@ class Ledger:
         assert bot.state.realized_profit == self.profit
         for slot in bot.state.slots:
             assert (slot.holding_qty, slot.holding_cost) == self.holdings.get(slot.index, (D(0), D(0)))
+        check_dormant(bot)
+
+
+def check_dormant(bot: GridBot) -> None:
+    """What a driver reads off a snapshot without restoring it is what the restored bot says."""
+    snapshot = bot.snapshot()
+    restored = GridBot.restore(snapshot)
+    cheap = watch_of(snapshot)
+    assert cheap is None or cheap == restored.watch() == bot.watch()
+    # It declines only where trailing's next level needs the machine.
+    assert cheap is not None or bot.state.config.trailing_up
+    assert phase_of(snapshot) is bot.state.phase
+    assert has_open_orders(snapshot) == bool(bot.open_orders())
 
 
 def run_steps(bot: GridBot, ledger: Ledger, steps: list[PaperStep], investment: Decimal) -> None:

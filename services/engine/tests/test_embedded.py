@@ -89,8 +89,21 @@ async def test_a_paper_round_trip_on_sqlite_and_the_in_process_bus(
         assert sell.side == "sell" and sell.profit is not None and sell.profit > 0
         figures = await performance_of(sqlite_db, await bots.bot(bot.id), D(54_500_000))
         assert figures["totalProfit"] == sell.profit
-    finally:
+
+        # Restarted: the bot is held dormant (from its stored state) and trades at the next crossing.
         await engine.stop()
+        engine = EngineRuntime(engine.settings, credentials_transport=credentials.transport())
+        await engine.start()
+        handle = engine.registry.handles[bot.id]
+        assert handle.dormant is not None and handle.watch is not None
+        assert handle.watch.highest_buy is not None
+        low = handle.watch.highest_buy
+        await ticks.send(ticks.tick(low, low + 1000, low))
+        await eventually(lambda: _trades(sqlite_db, bot.id, 3), timeout=10)
+        assert engine.registry.handles[bot.id].dormant is None
+    finally:
+        if engine.started:
+            await engine.stop()
         await bots.cleanup()
 
 

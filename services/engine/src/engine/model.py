@@ -2,6 +2,11 @@
 
 Only the bot's shard mutates a handle, one batch at a time; a batch that fails to commit marks the handles
 it touched stale, and the shard reloads them from the database before using them again.
+
+A bot taken over may be held *dormant*: its row, its stored state (not restored) and the watch read off it
+(`gridcore.dormant`), enough for the ticker index and the resume check; levels, orders and statistics are not
+read. A dormant handle is stale, so its shard loads it whole before applying anything to it (see
+docs/engine.md "Dormant paper bots at takeover").
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 from common.grid import MarketRules
 from gridcore import GridBot, GridConfig, GridState, Phase, Side, Watch
+from gridcore.dormant import has_open_orders, phase_of, watch_of
 
 ZERO = Decimal(0)
 STATE_FORMAT = 1
@@ -96,12 +102,31 @@ class BotRow:
         return self.status == "running" and self.stop_command_id is None and not self.deleted
 
 
+@dataclass(slots=True, frozen=True)
+class Dormant:
+    """What a dormant handle knows of its core: the stored snapshot and what was read off it."""
+
+    snapshot: dict[str, Any]
+    watch: Watch | None  # None: no watch (halted with nothing open)
+    phase: Phase
+
+
+def dormant_of(snapshot: dict[str, Any]) -> Dormant | None:
+    """The dormant form of a stored core snapshot, or None when only restoring it tells its watch."""
+    watch = watch_of(snapshot)
+    if watch is None:
+        return None
+    phase = phase_of(snapshot)
+    watching = phase is not Phase.HALTED or has_open_orders(snapshot)
+    return Dormant(snapshot, watch if watching else None, phase)
+
+
 @dataclass(eq=False)
 class BotHandle:
     """One loaded bot."""
 
     row: BotRow
-    core: GridBot
+    loaded_core: GridBot | None  # None while dormant: `core` restores it from the snapshot when first asked
     version: int  # engine_states.version as last committed (0: no row yet)
     config_version: int  # the bot config version the core reflects
     levels: list[LevelView]
@@ -115,6 +140,20 @@ class BotHandle:
     watch: Watch | None = None  # what the ticker index holds for this bot
     # Told to the user with the status when the halt in progress ends (e.g. orders left at the exchange).
     halt_note: str | None = None
+    # Set while dormant (levels, orders and stats unread; `stale` is set too, so its shard loads it whole).
+    dormant: Dormant | None = None
+
+    @property
+    def core(self) -> GridBot:
+        """The bot's core (a dormant one's restored from its snapshot on first use)."""
+        if self.loaded_core is None:
+            assert self.dormant is not None
+            self.loaded_core = GridBot.restore(self.dormant.snapshot)
+        return self.loaded_core
+
+    @core.setter
+    def core(self, core: GridBot) -> None:
+        self.loaded_core = core
 
     @property
     def id(self) -> uuid.UUID:
@@ -134,6 +173,8 @@ class BotHandle:
     @property
     def halted(self) -> bool:
         """No order open and none to wait for."""
+        if self.loaded_core is None and self.dormant is not None:
+            return self.dormant.phase is Phase.HALTED
         return self.core.state.phase is Phase.HALTED
 
     def snapshot(self) -> dict[str, Any]:

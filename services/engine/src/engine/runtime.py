@@ -291,7 +291,8 @@ class EngineRuntime:
             async with limit:
                 assert self.factory is not None
                 async with self.factory() as session:
-                    handles = await reads.load_handles(session, group)
+                    # Paper bots dormant: indexed from their stored state, loaded whole at their first event.
+                    handles = await reads.load_handles(session, group, dormant=True)
                 await self.markets.ensure(ticker_key(handle) for handle in handles)
                 self.registry.add_all(handles)
                 if self.started:

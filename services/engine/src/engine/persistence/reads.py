@@ -16,7 +16,17 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.model import BotHandle, BotRow, LevelView, OrderRef, Stats, new_core, restore_core
+from engine.model import (
+    STATE_FORMAT,
+    BotHandle,
+    BotRow,
+    LevelView,
+    OrderRef,
+    Stats,
+    dormant_of,
+    new_core,
+    restore_core,
+)
 from engine.persistence.tables import BOTS, LEVELS, ORDERS, STATES, TRADES, among, chunk_size, chunks, dialect
 from gridcore import Side
 
@@ -151,8 +161,15 @@ async def load_stats(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> dic
     return stats
 
 
-async def load_handles(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> list[BotHandle]:
-    """Handles of existing bots: row, core (restored, or new and stopped), levels, live order rows, stats."""
+async def load_handles(
+    session: AsyncSession, bot_ids: Sequence[uuid.UUID], *, dormant: bool = False
+) -> list[BotHandle]:
+    """Handles of existing bots: row, core (restored, or new and stopped), levels, live order rows, stats.
+
+    With `dormant`, paper bots with a stored state are held dormant instead (model.py): row and state only,
+    the core not restored, their levels, orders and stats not read; their shard loads them whole when
+    something reaches them. Live bots are always loaded whole: their orders are reconciled at once.
+    """
     bots: dict[uuid.UUID, BotRow] = {}
     size = chunk_size(session)
     for chunk in chunks(bot_ids, size):
@@ -170,9 +187,19 @@ async def load_handles(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> l
         )
         for bot_id, state, version in rows:
             states[bot_id] = (state, version)
+    handles: list[BotHandle] = []
+    if dormant:
+        for n, bot_id in enumerate(list(bots), 1):
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            held = _dormant(bots[bot_id], states.get(bot_id))
+            if held is not None:
+                handles.append(held)
+                del bots[bot_id]
+        ids = list(bots)
     levels = await load_levels(session, ids)
     stats = await load_stats(session, ids)
-    handles: list[BotHandle] = []
+    whole: list[BotHandle] = []
     for n, (bot_id, row) in enumerate(bots.items(), 1):
         if n % _YIELD_EVERY == 0:
             # Restoring cores is CPU work: let the loop (the heartbeat, the ticks of bots already driven) run.
@@ -189,16 +216,38 @@ async def load_handles(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> l
             )
         handle = BotHandle(
             row=row,
-            core=core,
+            loaded_core=core,
             version=version,
             config_version=config_version,
             levels=levels[bot_id],
             stats=stats[bot_id],
             pending_start=pending,
         )
-        handles.append(handle)
-    await _load_orders(session, handles)
-    return handles
+        whole.append(handle)
+    await _load_orders(session, whole)
+    return handles + whole
+
+
+def _dormant(row: BotRow, stored: tuple[dict[str, Any], int] | None) -> BotHandle | None:
+    """A dormant handle of a paper bot with a stored state whose watch reads off it; else None."""
+    if row.mode != "paper" or stored is None:
+        return None
+    state, version = stored
+    if state.get("format") != STATE_FORMAT:
+        return None  # restore_core says why
+    held = dormant_of(state["core"])
+    if held is None:
+        return None
+    return BotHandle(
+        row=row,
+        loaded_core=None,
+        version=version,
+        config_version=int(state["config_version"]),
+        levels=[],
+        pending_start=bool(state.get("pending_start")),
+        stale=True,
+        dormant=held,
+    )
 
 
 async def _load_orders(session: AsyncSession, handles: Sequence[BotHandle]) -> None:

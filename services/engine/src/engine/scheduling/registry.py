@@ -42,6 +42,21 @@ class Registry:
         self.add(loaded[0])
         return loaded[0]
 
+    async def wake(self, session: AsyncSession, bot_ids: Iterable[uuid.UUID]) -> None:
+        """Load whole, in one go, those of these bots held dormant or stale (a batch's, before it applies
+        them; `get` would load them one by one)."""
+        wanted = []
+        for bot_id in bot_ids:
+            handle = self.handles.get(bot_id)
+            if handle is not None and handle.stale:
+                wanted.append(bot_id)
+        if len(wanted) < 2:
+            return
+        for loaded in await reads.load_handles(session, list(dict.fromkeys(wanted))):
+            if self._on_load is not None:
+                await self._on_load(ticker_key(loaded))
+            self.add(loaded)
+
     def add(self, handle: BotHandle) -> None:
         """Hold a freshly loaded handle (replacing any earlier one) and index it."""
         if handle.id not in self.handles:
@@ -64,10 +79,16 @@ class Registry:
 
     def reindex(self, handle: BotHandle) -> None:
         """Put the bot's current watch (or its wait for a start price) into the ticker index."""
-        core = handle.core
-        watching = core.state.phase is not Phase.HALTED or bool(core.open_orders())
-        waiting = handle.pending_start and core.state.phase is Phase.HALTED
-        handle.watch = core.watch() if watching else None
+        held = handle.dormant
+        if handle.loaded_core is None and held is not None:
+            # Read off its stored state: the same watch its restored core gives (gridcore.dormant).
+            handle.watch = held.watch
+            waiting = handle.pending_start and held.phase is Phase.HALTED
+        else:
+            core = handle.core
+            watching = core.state.phase is not Phase.HALTED or bool(core.open_orders())
+            waiting = handle.pending_start and core.state.phase is Phase.HALTED
+            handle.watch = core.watch() if watching else None
         self.index.update(handle.id, ticker_key(handle), handle.watch, waiting=waiting)
 
     def by_prefix(self, prefix: str) -> BotHandle | None:

@@ -235,6 +235,8 @@ class Shard:
                     self._ownership.revoke(exc.partitions)
                     raise
             skip = await self._claim(session, batch)
+            # Bots held dormant since a takeover (or stale) are loaded whole before anything is applied.
+            await self._registry.wake(session, (work.bot_id for work in batch if id(work) not in skip))
             for position, work in enumerate(batch, 1):
                 if position % _YIELD_EVERY == 0:
                     # A long batch is CPU bound: let the tick consumer and the other shards run meanwhile,
