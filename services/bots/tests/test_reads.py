@@ -137,6 +137,20 @@ async def test_trade_pages_cover_every_trade_once_newest_first(
     assert everything["pagination"] == {"total": 5, "limit": 50, "offset": 0, "hasMore": False}
 
 
+async def test_empty_answers_of_an_owned_bot_are_empty_not_missing(
+    client: httpx.AsyncClient, user: User, seeded: str, create_bot: CreateBot
+) -> None:
+    # Each read is one statement starting at the owned bot: no rows of the route still answers the bot's row.
+    past = await _get(client, user, f"/api/bots/{seeded}/trades", limit=2, offset=10)
+    assert past == {"trades": [], "pagination": {"total": 5, "limit": 2, "offset": 10, "hasMore": False}}
+    assert await _get(client, user, f"/api/bots/{seeded}/grid-levels", status="filled") == {"gridLevels": []}
+    fresh = (await create_bot())["botId"]
+    none = await _get(client, user, f"/api/bots/{fresh}/trades")
+    assert none == {"trades": [], "pagination": {"total": 0, "limit": 50, "offset": 0, "hasMore": False}}
+    detail = await _get(client, user, f"/api/bots/{fresh}")
+    assert detail["totalTrades"] == 0 and detail["currentProfit"] == 0 and detail["heldBase"] == 0
+
+
 @pytest.mark.parametrize(
     ("params", "count"),
     [

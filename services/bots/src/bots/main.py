@@ -106,7 +106,9 @@ def create_app(
             # Reads need no transaction (READ COMMITTED gave each statement its own snapshot anyway): no BEGIN
             # and ROLLBACK round trips, and no connection left idle in a transaction while the loop is busy.
             app.state.bot_queries = BotQueries(
-                session_factory=opened.read_session_factory, catalog=catalog, cache=cache
+                engine=opened.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                catalog=catalog,
+                cache=cache,
             )
             yield
 

@@ -7,64 +7,75 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bots import reads
 from bots.markets import MarketCatalog, cached_price
-from bots.repository import BotRepository
+from bots.reads import BotView
 from bots.responses import BotDetail, BotList, DailyPerformance, DayPerformance, Levels, Performance, Trades
-from bots.service import owned_bot
-from bots.stats import TradeStats, daily_stats, performance, trade_stats
-from bots.views import bot_read, list_summary, trade_read
+from bots.stats import TradeStats, daily_stats, performance
+from bots.views import bot_detail, bot_read, list_summary, trade_read
 from common.cache import Cache
 from common.contracts.public import GridLevelRead, Pagination
 from common.dbtypes import utc_now
+from common.errors import AppError, ErrorCode
 from common.exchanges import Exchange
 from common.security import user_uuid
-from trading.models import Bot
 
 
 class BotQueries:
-    """Every read of the bot routes, always scoped to the token's user and to bots not deleted."""
+    """Every read of the bot routes, always scoped to the token's user and to bots not deleted.
+
+    Each read is one statement of bots.reads on a connection of its own: no session (no ORM instance is
+    loaded) and no transaction (`engine` runs in AUTOCOMMIT: READ COMMITTED gave each statement its own
+    snapshot anyway, and no connection waits idle in a transaction while the loop is busy).
+    """
 
     def __init__(
         self,
         *,
-        session_factory: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         catalog: MarketCatalog,
         cache: Cache,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._factory = session_factory
+        self._engine = engine
         self._catalog = catalog
         self._cache = cache
         self._clock = clock
 
-    async def _stats(self, session: AsyncSession, bots: list[Bot]) -> dict[uuid.UUID, TradeStats]:
-        return await trade_stats(session, [(b.id, Exchange(b.exchange), b.ticker) for b in bots])
+    async def _one(self, user_id: str, bot_id: uuid.UUID | None) -> tuple[BotView, TradeStats]:
+        if bot_id is not None:
+            async with self._engine.connect() as conn:
+                found = await reads.bots_with_totals(conn, user_uuid(user_id), bot_id=bot_id)
+            if found:
+                return found[0]
+        raise AppError(ErrorCode.BOT_NOT_FOUND)
 
     async def list_bots(self, user_id: str, status: str | None, exchange: Exchange | None) -> BotList:
         """The user's bots after filters, newest first, with the summary over exactly those bots."""
-        user = user_uuid(user_id)
-        async with self._factory() as session:
-            bots = await BotRepository(session).list_owned(user, status, exchange.value if exchange else None)
-            stats = await self._stats(session, bots)
+        async with self._engine.connect() as conn:
+            found = await reads.bots_with_totals(
+                conn, user_uuid(user_id), status=status, exchange=exchange.value if exchange else None
+            )
+        bots = [bot for bot, _ in found]
+        stats = {bot.id: totals for bot, totals in found}
         return BotList(bots=[bot_read(b, stats[b.id]) for b in bots], summary=list_summary(bots, stats))
 
     async def get(self, user_id: str, bot_id: uuid.UUID | None) -> BotDetail:
         """Every field of one bot plus `currentPrice` from the price cache (null when none is cached)."""
-        async with self._factory() as session:
-            bot = await owned_bot(BotRepository(session), user_uuid(user_id), bot_id)
-            stats = await self._stats(session, [bot])
+        bot, stats = await self._one(user_id, bot_id)
         price = await cached_price(self._cache, bot.exchange, bot.ticker)
-        read = bot_read(bot, stats[bot.id])
-        return BotDetail(**dict(read), current_price=price, held_base=stats[bot.id].held_base)
+        return bot_detail(bot, stats, price)
 
     async def grid_levels(self, user_id: str, bot_id: uuid.UUID | None, status: str | None) -> Levels:
         """The bot's active levels ascending by price (trailing up retires some and adds others)."""
-        async with self._factory() as session:
-            repo = BotRepository(session)
-            bot = await owned_bot(repo, user_uuid(user_id), bot_id)
-            levels = await repo.levels(bot.id, status)
+        levels = None
+        if bot_id is not None:
+            async with self._engine.connect() as conn:
+                levels = await reads.levels(conn, user_uuid(user_id), bot_id, status)
+        if levels is None:
+            raise AppError(ErrorCode.BOT_NOT_FOUND)
         return Levels(grid_levels=[GridLevelRead.model_validate(level) for level in levels])
 
     async def trades(
@@ -79,19 +90,22 @@ class BotQueries:
     ) -> Trades:
         """A page of the bot's trades executed in [since, until), newest first, and the pagination over the
         filtered whole."""
-        async with self._factory() as session:
-            repo = BotRepository(session)
-            bot = await owned_bot(repo, user_uuid(user_id), bot_id)
-            total, rows = await repo.trades_page(bot.id, since=since, until=until, limit=limit, offset=offset)
-        page = [trade_read(trade, order) for trade, order in rows]
+        found = None
+        if bot_id is not None:
+            async with self._engine.connect() as conn:
+                found = await reads.trades_page(
+                    conn, user_uuid(user_id), bot_id, since=since, until=until, limit=limit, offset=offset
+                )
+        if found is None:
+            raise AppError(ErrorCode.BOT_NOT_FOUND)
+        total, rows = found
+        page = [trade_read(row) for row in rows]
         pagination = Pagination(total=total, limit=limit, offset=offset, has_more=offset + len(page) < total)
         return Trades(trades=page, pagination=pagination)
 
     async def performance(self, user_id: str, bot_id: uuid.UUID | None) -> Performance:
         """API.md's performance figures, every one from the trades table; held base marked to the market."""
-        async with self._factory() as session:
-            bot = await owned_bot(BotRepository(session), user_uuid(user_id), bot_id)
-            stats = (await self._stats(session, [bot]))[bot.id]
+        bot, stats = await self._one(user_id, bot_id)
         price: Decimal | None = None
         if stats.held_base != 0:
             exchange = Exchange(bot.exchange)
@@ -105,9 +119,13 @@ class BotQueries:
         self, user_id: str, bot_id: uuid.UUID | None, since: datetime | None, until: datetime | None
     ) -> DailyPerformance:
         """The bot's trades in [since, until) per UTC day, oldest first; they add up to `performance`."""
-        async with self._factory() as session:
-            bot = await owned_bot(BotRepository(session), user_uuid(user_id), bot_id)
-            days = await daily_stats(session, (bot.id, Exchange(bot.exchange), bot.ticker), since, until)
+        bot = None
+        async with self._engine.connect() as conn:
+            if bot_id is not None:
+                bot = await reads.owned_view(conn, user_uuid(user_id), bot_id)
+            if bot is None:
+                raise AppError(ErrorCode.BOT_NOT_FOUND)
+            days = await daily_stats(conn, (bot.id, Exchange(bot.exchange), bot.ticker), since, until)
         return DailyPerformance(
             days=[
                 DayPerformance(

@@ -1,5 +1,6 @@
-"""Queries of the bots service on the trading tables; every bot lookup of a user's route is scoped to that user
-and to bots not deleted. Flushes, never commits: the service commits at the boundary."""
+"""Queries of the bots service's commands on the trading tables (the read routes' statements are bots.reads);
+every bot lookup of a user's route is scoped to that user and to bots not deleted. Flushes, never commits: the
+service commits at the boundary."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from trading.models import Bot, BotStatus, GridLevel, Order, Trade
+from trading.models import Bot, BotStatus, GridLevel
 
 
 class BotRepository:
@@ -92,46 +93,3 @@ class BotRepository:
         )
         # Sorted here: money is text on SQLite, which would sort it as text.
         return sorted(rows.scalars())
-
-    async def levels(self, bot_id: uuid.UUID, status: str | None) -> list[GridLevel]:
-        """The bot's active levels (optionally of one status) ascending by price.
-
-        Levels that trailing up moved the grid past are kept (inactive) for their history, not shown.
-        """
-        query = select(GridLevel).where(GridLevel.bot_id == bot_id, GridLevel.active.is_(True))
-        if status is not None:
-            query = query.where(GridLevel.status == status)
-        rows = (await self._session.execute(query.order_by(GridLevel.level_index))).scalars()
-        # By price in Python (money is text on SQLite); ties, which a grid never has, keep the index order.
-        return sorted(rows, key=lambda level: level.price)
-
-    # --- trades -------------------------------------------------------------------------------------------
-
-    async def trades_page(
-        self,
-        bot_id: uuid.UUID,
-        *,
-        since: datetime | None,
-        until: datetime | None,
-        limit: int,
-        offset: int,
-    ) -> tuple[int, list[tuple[Trade, Order]]]:
-        """How many trades of the bot were executed in [since, until), and one page of them (with their
-        orders), newest first."""
-        conditions = [Trade.bot_id == bot_id]
-        if since is not None:
-            conditions.append(Trade.executed_at >= since)
-        if until is not None:
-            conditions.append(Trade.executed_at < until)
-        count = select(func.count()).select_from(Trade).where(*conditions)
-        total = int(await self._session.scalar(count) or 0)
-        rows = await self._session.execute(
-            select(Trade, Order)
-            .join(Order, Trade.order_id == Order.id)
-            .where(*conditions)
-            # Ties broken by insertion time, then id: pages never overlap or skip.
-            .order_by(Trade.executed_at.desc(), Trade.created_at.desc(), Trade.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-        return total, [(trade, order) for trade, order in rows]

@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from sqlalchemy import func, literal_column, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from common.contracts.public import profit_percent
 from common.exchanges import Exchange, quote_currency
@@ -108,7 +108,8 @@ class TradeStats:
             self.last_executed_at = last
 
 
-def _fee_kind(fee_currency: str, quote: str, base: str) -> str:
+def fee_kind(fee_currency: str, quote: str, base: str) -> str:
+    """Which asset a fee was charged in: the bot's quote, its base, or another one (e.g. BNB)."""
     currency = fee_currency.upper()
     return "quote" if currency == quote else "base" if currency == base else "other"
 
@@ -157,7 +158,7 @@ async def trade_stats(
         quote, base = assets[bot_id]
         stats[bot_id].add(
             side,
-            _fee_kind(fee_currency, quote, base),
+            fee_kind(fee_currency, quote, base),
             int(count),
             amount or ZERO,
             total or ZERO,
@@ -200,7 +201,7 @@ class DayTotals:
 
 
 async def daily_stats(
-    session: AsyncSession,
+    conn: AsyncConnection,
     bot: tuple[uuid.UUID, Exchange, str],
     since: datetime | None,
     until: datetime | None,
@@ -214,10 +215,10 @@ async def daily_stats(
         conditions.append(Trade.executed_at >= since)
     if until is not None:
         conditions.append(Trade.executed_at < until)
-    if session.get_bind().dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
         # A literal, not a bound parameter: GROUP BY must repeat the SELECT's expression exactly.
         day = func.date(func.timezone(literal_column("'UTC'"), Trade.executed_at))
-        grouped = await session.execute(
+        grouped = await conn.execute(
             select(
                 day,
                 Trade.side,
@@ -232,7 +233,7 @@ async def daily_stats(
         )
         rows: Iterable[Any] = grouped.all()
     else:
-        plain = await session.execute(
+        plain = await conn.execute(
             select(
                 Trade.executed_at, Trade.side, Trade.fee_currency, Trade.fee, Trade.price, Trade.profit
             ).where(*conditions)
@@ -246,7 +247,7 @@ async def daily_stats(
         totals = days.setdefault(day_of, DayTotals(day_of))
         totals.add(
             side,
-            _fee_kind(fee_currency, quote, base),
+            fee_kind(fee_currency, quote, base),
             int(count),
             Decimal(fee or ZERO),
             Decimal(fee_value or ZERO),

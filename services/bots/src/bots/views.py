@@ -5,14 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
-from bots.responses import BotRead, CreatedBot, CurrencySummary, Summary
+from sqlalchemy import Row
+
+from bots.reads import BotView
+from bots.responses import BotDetail, BotRead, CreatedBot, CurrencySummary, Summary
 from bots.stats import TradeStats
 from common.contracts.public import BotFigures, TradeRead
 from common.contracts.public import number as number  # the JSON number of a Decimal, as the routes write it
 from common.exchanges import Exchange, quote_currency
 from common.i18n import t
-from trading.models import Bot, BotStatus, Order, Trade
+from trading.models import Bot, BotStatus
 
 # Errors the bots service itself puts on a bot, in both languages (the engine writes its own text).
 ERROR_MESSAGES: dict[str, tuple[str, str]] = {
@@ -27,7 +31,7 @@ ERROR_MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def error_message(bot: Bot) -> str | None:
+def error_message(bot: BotView) -> str | None:
     """The bot's error in the request's language when we know its cause, else the stored text."""
     if bot.error_code in ERROR_MESSAGES:
         ko, en = ERROR_MESSAGES[bot.error_code]
@@ -35,15 +39,25 @@ def error_message(bot: Bot) -> str | None:
     return bot.error_message
 
 
-def bot_read(bot: Bot, stats: TradeStats) -> BotRead:
+def bot_read(bot: BotView, stats: TradeStats) -> BotRead:
     """Every bot field of API.md (profit and trade counts from the trades table)."""
+    return BotRead(**_bot_fields(bot, stats))
+
+
+def bot_detail(bot: BotView, stats: TradeStats, current_price: Decimal | None) -> BotDetail:
+    """GET /bots/:id: every bot field, the latest market price and the base held (built once, not re-validated
+    from a BotRead)."""
+    return BotDetail(**_bot_fields(bot, stats), current_price=current_price, held_base=stats.held_base)
+
+
+def _bot_fields(bot: BotView, stats: TradeStats) -> dict[str, Any]:
     figures = BotFigures.of(
         profit=stats.realized_profit,
         investment=bot.investment_amount,
         trades=stats.count,
         last_executed_at=stats.last_executed_at or bot.last_executed_at,
     )
-    return BotRead(
+    return dict(
         id=bot.id,
         exchange=bot.exchange,
         ticker=bot.ticker,
@@ -72,7 +86,7 @@ def bot_read(bot: Bot, stats: TradeStats) -> BotRead:
     )
 
 
-def list_summary(bots: Sequence[Bot], stats: Mapping[uuid.UUID, TradeStats]) -> Summary:
+def list_summary(bots: Sequence[BotView], stats: Mapping[uuid.UUID, TradeStats]) -> Summary:
     """`summary` of GET /bots: counts, and money per quote currency (KRW and USDT are never added together).
 
     `byCurrency` is always there; the top-level totalProfit/totalInvestment are the one currency's figures
@@ -120,17 +134,17 @@ def created(bot: Bot) -> CreatedBot:
     )
 
 
-def trade_read(trade: Trade, order: Order) -> TradeRead:
-    """One trade; `orderId` the exchange's id (paper: our client order id)."""
+def trade_read(row: Row[Any]) -> TradeRead:
+    """One trade of a page (bots.reads); `orderId` the exchange's id (paper: our client order id)."""
     return TradeRead.of(
-        trade_id=trade.id,
-        side=trade.side,
-        price=trade.price,
-        amount=trade.amount,
-        total=trade.total,
-        fee=trade.fee,
-        fee_currency=trade.fee_currency,
-        profit=trade.profit,
-        order_id=order.exchange_order_id or order.client_order_id,
-        executed_at=trade.executed_at,
+        trade_id=row.id,
+        side=row.side,
+        price=row.price,
+        amount=row.amount,
+        total=row.total,
+        fee=row.fee,
+        fee_currency=row.fee_currency,
+        profit=row.profit,
+        order_id=row.exchange_order_id or row.client_order_id,
+        executed_at=row.executed_at,
     )
