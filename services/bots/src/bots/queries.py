@@ -14,9 +14,9 @@ from bots.markets import MarketCatalog, cached_price
 from bots.reads import BotView
 from bots.responses import BotDetail, BotList, DailyPerformance, DayPerformance, Levels, Performance, Trades
 from bots.stats import TradeStats, daily_stats, performance
-from bots.views import bot_detail, bot_read, list_summary, trade_read
+from bots.views import bot_detail, bot_read, level_read, list_summary, trade_read
 from common.cache import Cache
-from common.contracts.public import GridLevelRead, Pagination
+from common.contracts.public import Pagination
 from common.dbtypes import utc_now
 from common.errors import AppError, ErrorCode
 from common.exchanges import Exchange
@@ -76,7 +76,7 @@ class BotQueries:
                 levels = await reads.levels(conn, user_uuid(user_id), bot_id, status)
         if levels is None:
             raise AppError(ErrorCode.BOT_NOT_FOUND)
-        return Levels(grid_levels=[GridLevelRead.model_validate(level) for level in levels])
+        return Levels(grid_levels=[level_read(level) for level in levels])
 
     async def trades(
         self,

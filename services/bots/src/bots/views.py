@@ -12,7 +12,7 @@ from sqlalchemy import Row
 from bots.reads import BotView
 from bots.responses import BotDetail, BotRead, CreatedBot, CurrencySummary, Summary
 from bots.stats import TradeStats
-from common.contracts.public import BotFigures, TradeRead
+from common.contracts.public import BotFigures, GridLevelRead, TradeRead
 from common.contracts.public import number as number  # the JSON number of a Decimal, as the routes write it
 from common.exchanges import Exchange, quote_currency
 from common.i18n import t
@@ -131,6 +131,19 @@ def created(bot: Bot) -> CreatedBot:
         mode=bot.mode,
         grid_type=bot.grid_type,
         created_at=bot.created_at,
+    )
+
+
+def level_read(row: Row[Any]) -> GridLevelRead:
+    """One grid level of bots.reads' rows (built field by field: validating from the row's attributes tries
+    each alias first, and a Row answers a missing name slowly)."""
+    return GridLevelRead(
+        id=row.id,
+        price=row.price,
+        type=row.type,
+        status=row.status,
+        order_id=row.order_id,
+        filled_at=row.filled_at,
     )
 
 
