@@ -189,8 +189,10 @@ def main() -> None:
     parser.add_argument("--fills", type=int, default=20)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", default="", help="measure only the routes whose label contains this")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    ROUTES[:] = [route for route in ROUTES if args.only in route[0]]
     configure_logging("bots", "INFO", True)
     # The access lines are formatted as served, and thrown away (writing them is the terminal's cost, not ours).
     for handler in logging.getLogger().handlers:
