@@ -62,6 +62,18 @@ def test_a_trigger_below_the_start_waits_for_a_low_at_or_under_it(binance_config
     assert bot.watch().trigger_below is None and violations(bot) == []
 
 
+def test_a_trigger_reached_by_a_fall_within_one_tick_rests_its_buys_below_the_last_price(
+    binance_config: GridConfig,
+) -> None:
+    # One tick holds the fall: its high (the price before it) comes before the trigger, not after.
+    bot = bot_with(binance_config, trigger_price=D(95_000))
+    apply(bot, Start(D(100_000)))
+    buys = of(PlaceOrder, simulate_tick(bot, tick(95_500, 100_000, 95_000)))
+    assert bot.state.triggered and buys
+    assert all(p.side is Side.BUY and p.price < D(95_500) for p in buys), [p.price for p in buys]
+    assert violations(bot) == []
+
+
 def test_a_trigger_above_the_start_waits_for_a_high_at_or_over_it(binance_config: GridConfig) -> None:
     bot = bot_with(binance_config, trigger_price=D(101_000))
     apply(bot, Start(D(100_000)))

@@ -178,8 +178,9 @@ class GridBot(GridOptions):
                 return
             state.triggered = True
             self._trade_from(tick.last, tick.low, tick.high, tick.closed_up, out)
-            if state.phase is not Phase.RUNNING:
-                return
+            # The grid starts from the last price: a tick's high may come before the trigger within it (a fall
+            # to a trigger below), so arming idle slots up to it would place buys above the market.
+            return
         else:
             hit = stop_hit(self._config, state.stop_at_max, tick.low, tick.high, tick.closed_up)
             if hit is not None:
