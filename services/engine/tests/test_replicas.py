@@ -245,7 +245,13 @@ async def test_a_replica_frozen_past_its_ownership_writes_and_places_nothing_whe
     assert {r.client_order_id: r.status for r in await orders_of(db, bot.id)} == before_rows
     assert len(await trades_of(db, bot.id)) == before_trades
     assert await _version(db, bot.id) == before_state
-    assert await owner_of(db, bot.id) == ("engine-b", owner_epoch)
+    # The partition is still engine-b's, or already on its way back to the woken replica, which the
+    # assignment gives it now that it heartbeats again (released: no owner, the same epoch; claimed: a newer
+    # epoch). Never engine-a's under the epoch it lost.
+    owner, epoch = await owner_of(db, bot.id)
+    assert (owner, epoch) in {("engine-b", owner_epoch), (None, owner_epoch)} or (
+        owner == "engine-a" and epoch > owner_epoch
+    ), (owner, epoch, owner_epoch)
     assert _alive(frozen)
 
 
