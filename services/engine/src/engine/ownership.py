@@ -143,7 +143,11 @@ class Ownership:
 
     def confirmed(self) -> bool:
         """True while the last confirmed heartbeat is recent enough to act on the exchange."""
-        return time.monotonic() < self._confirmed_at + self.ttl - self.margin
+        return time.monotonic() < self.acting_until()
+
+    def acting_until(self) -> float:
+        """The monotonic time until which the last confirmed heartbeat lets this replica call an exchange."""
+        return self._confirmed_at + self.ttl - self.margin
 
     async def authority(self, bot_id: uuid.UUID) -> bool:
         """Whether this replica may call an exchange for the bot now; waits (up to `ttl`) for a heartbeat

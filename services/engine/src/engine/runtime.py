@@ -160,6 +160,7 @@ class EngineRuntime:
             publish=self._publish_fill,
         )
         live.authority = ownership.authority
+        live.acting_until = ownership.acting_until
         stack.push_async_callback(live.close)
         # SQLite has one writer at a time: more shards would only queue on its lock.
         count = 1 if is_sqlite(url) else settings.engine_shards

@@ -50,6 +50,14 @@ class ExchangeCallError(Exception):
         """The ccxt exception class name, for logs and tests."""
 
 
+class RequestWithheldError(Exception):
+    """The caller's own guard stopped the request before it was signed: nothing reached the exchange.
+
+    Not an exchange error: `call` neither classifies nor retries it (a replica whose authority ran out must
+    not send the request later either).
+    """
+
+
 class TransientExchangeError(ExchangeCallError):
     """Network trouble, timeouts, rate limits, 5xx, maintenance: worth retrying with backoff."""
 
@@ -269,6 +277,8 @@ async def call(
     async def once() -> T:
         try:
             return await fn(*args, **kw)
+        except RequestWithheldError:
+            raise
         except Exception as exc:
             raise classify(exc) from exc
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,7 @@ from common.exchanges import (
     ExchangeBudget,
     ExchangeCallError,
     PermanentExchangeError,
+    RequestWithheldError,
     TransientExchangeError,
     call,
     classify,
@@ -36,6 +37,7 @@ from common.parking import Fault, park_hook
 from common.retry import Backoff, Jitter
 from engine.intake.messages import FillConsumer
 from engine.live.client import (
+    ACT_DEADLINE,
     CANCELED,
     FILLED,
     REJECTED,
@@ -47,6 +49,7 @@ from engine.live.client import (
 )
 from engine.live.credentials import CredentialsClient
 from engine.live.fills import fill_message
+from engine.live.inherited import InheritedPlacements
 from engine.live.reconcile import Reconciler
 from engine.live.recovery import ClientKey, Recovery, client_key, keys_refused
 from engine.live.stream_events import Publish, StreamEvents
@@ -116,6 +119,10 @@ class LiveBroker:
         # Whether this replica may still call the exchange for a bot (engine.ownership.Ownership.authority):
         # asked right before every place and cancel, so a replica paused past its ownership sends nothing.
         self.authority: Callable[[uuid.UUID], Awaitable[bool]] | None = None
+        # Until when that authority holds (Ownership.acting_until): the request itself is withheld past it,
+        # however long it waited in ccxt's throttle after the check (live/client.py ACT_DEADLINE).
+        self.acting_until: Callable[[], float] | None = None
+        self.inherited = InheritedPlacements()
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -155,6 +162,15 @@ class LiveBroker:
     async def may_act(self, bot_id: uuid.UUID) -> bool:
         """Whether this replica may place or cancel for the bot now (see `authority`)."""
         return self.authority is None or await self.authority(bot_id)
+
+    @contextlib.contextmanager
+    def acting(self) -> Iterator[None]:
+        """Requests sent inside are withheld once this replica's confirmed authority has run out."""
+        token = ACT_DEADLINE.set(self.acting_until() if self.acting_until is not None else None)
+        try:
+            yield
+        finally:
+            ACT_DEADLINE.reset(token)
 
     async def settle(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a deadline parameter
         """Wait (at most `timeout` seconds) for the exchange calls in flight (a partition being handed over)."""
@@ -323,6 +339,7 @@ class LiveBroker:
             )
             return None
         ticker = handle.row.ticker
+        self.inherited.trying(cid)
         for attempt in range(1, self.settings.exchange_attempts + 1):
             if self.fault is not None:
                 await self.fault("before_place", cid)
@@ -330,10 +347,15 @@ class LiveBroker:
                 return None  # no longer this replica's bot: its new owner reconciles the order
             try:
                 self._metrics.exchange_calls += 1
-                placed = await client.place(ticker, side, price, qty, cid, market=market)
+                with self.acting():
+                    placed = await client.place(ticker, side, price, qty, cid, market=market)
                 if self.fault is not None:
                     await self.fault("after_place", cid)  # tests: dies before the answer is committed
                 return placed
+            except RequestWithheldError:
+                log.info("order %s: not sent, this replica's authority ran out meanwhile", cid)
+                self.recovery.owe(handle.id)  # nothing reached the exchange: whoever owns the bot places it
+                return None
             except Exception as exc:
                 error = classify(exc, handle.row.exchange)
             if isinstance(error, PermanentExchangeError) and error.reason != "duplicate":
@@ -392,14 +414,19 @@ class LiveBroker:
             try:
                 held = client or await self.client(handle)
                 self._metrics.exchange_calls += 1
-                await call(
-                    held.cancel,
-                    handle.row.ticker,
-                    cid,
-                    exchange_order_id,
-                    attempts=self.settings.exchange_attempts,
-                )
+                with self.acting():
+                    await call(
+                        held.cancel,
+                        handle.row.ticker,
+                        cid,
+                        exchange_order_id,
+                        attempts=self.settings.exchange_attempts,
+                    )
                 return held
+            except RequestWithheldError:
+                log.info("order %s: cancel not sent, this replica's authority ran out meanwhile", cid)
+                self.recovery.owe(handle.id)
+                return None
             except PermanentExchangeError as exc:
                 if not keys_refused(exc):
                     raise
@@ -441,6 +468,9 @@ class LiveBroker:
             )
             if ex is None:
                 if ref.status == "new" and not found[1].cancel_requested:
+                    if not self.inherited.may_place(handle.row.exchange, cid):
+                        self.recovery.owe(bot_id)  # another process's request may still land: look again
+                        return
                     await self._place_locked(bot_id, cid)  # the exchange never saw it: place it now
                     return
                 # Never placed (and now canceled), or gone from the exchange: closed; a running slot re-places.

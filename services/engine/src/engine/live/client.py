@@ -8,6 +8,8 @@ lost answer harmless: Binance `origClientOrderId`, Upbit `identifier`.
 
 from __future__ import annotations
 
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,10 +21,12 @@ from common.exchanges import (
     ExchangeBudget,
     ExchangeSettings,
     PermanentExchangeError,
+    RequestWithheldError,
     classify,
     create_ccxt,
 )
 from engine.live.credentials import Keys
+from engine.live.inherited import RECV_WINDOW_MS
 from gridcore import Side
 
 ZERO = Decimal(0)
@@ -102,6 +106,27 @@ def _not_found(exc: Exception) -> bool:
     return isinstance(error, PermanentExchangeError) and error.kind is ErrorKind.ORDER_NOT_FOUND
 
 
+# The monotonic time until which this task may still send an order request (set by the broker around a place
+# or a cancel from the replica's confirmed authority). Checked when ccxt signs the request, i.e. after its
+# throttle queue: a replica paused while a request waited there (GC, SIGSTOP) must not send it on waking,
+# when its bot may be another replica's, whose own placement of the same client order id may have filled
+# already (Binance keeps a client order id unique among open orders only: it would take a second order).
+ACT_DEADLINE: ContextVar[float | None] = ContextVar("act_deadline", default=None)
+
+
+def _guard_signing(exchange: Any) -> None:
+    """Make the ccxt instance refuse to sign (and so to send) once the task's ACT_DEADLINE has passed."""
+    sign = exchange.sign
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        deadline = ACT_DEADLINE.get()
+        if deadline is not None and time.monotonic() > deadline:
+            raise RequestWithheldError("this replica's authority ran out before the request was signed")
+        return sign(*args, **kwargs)
+
+    exchange.sign = guarded
+
+
 class ExchangeClient:
     """A ccxt client holding one user's keys for one exchange (raises ccxt errors; callers classify)."""
 
@@ -114,6 +139,11 @@ class ExchangeClient:
         self._ccxt: Any = create_ccxt(
             exchange, settings, budget=budget, api_key=keys.api_key, secret=keys.secret
         )
+        _guard_signing(self._ccxt)
+        if exchange is Exchange.BINANCE:
+            # How long a signed request stays valid: what live/inherited.py waits for before placing an order
+            # another process committed and may still be sending.
+            self._ccxt.options["recvWindow"] = RECV_WINDOW_MS
         self._quote = "KRW" if exchange is Exchange.UPBIT else "USDT"
 
     async def close(self) -> None:
