@@ -159,8 +159,7 @@ class EngineRuntime:
             credentials_transport=self._credentials_transport,
             publish=self._publish_fill,
         )
-        live.authority = ownership.authority
-        live.acting_until = ownership.acting_until
+        live.authority.bind(ownership.authority, ownership.acting_until)
         stack.push_async_callback(live.close)
         # SQLite has one writer at a time: more shards would only queue on its lock.
         count = 1 if is_sqlite(url) else settings.engine_shards

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -36,8 +36,8 @@ from common.exchanges import (
 from common.parking import Fault, park_hook
 from common.retry import Backoff, Jitter
 from engine.intake.messages import FillConsumer
+from engine.live.authority import Authority
 from engine.live.client import (
-    ACT_DEADLINE,
     CANCELED,
     FILLED,
     REJECTED,
@@ -116,12 +116,7 @@ class LiveBroker:
         self._stream_events = StreamEvents(self, fills, self.recovery, publish)
         # Crash tests park orders at named points of placing ("before_place"); None in production.
         self.fault: Fault | None = park_hook(settings)
-        # Whether this replica may still call the exchange for a bot (engine.ownership.Ownership.authority):
-        # asked right before every place and cancel, so a replica paused past its ownership sends nothing.
-        self.authority: Callable[[uuid.UUID], Awaitable[bool]] | None = None
-        # Until when that authority holds (Ownership.acting_until): the request itself is withheld past it,
-        # however long it waited in ccxt's throttle after the check (live/client.py ACT_DEADLINE).
-        self.acting_until: Callable[[], float] | None = None
+        self.authority = Authority()  # bound to the replica's ownership by the runtime
         self.inherited = InheritedPlacements()
 
     # --- lifecycle ----------------------------------------------------------------------------------------
@@ -158,19 +153,6 @@ class LiveBroker:
         task = asyncio.create_task(guarded(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def may_act(self, bot_id: uuid.UUID) -> bool:
-        """Whether this replica may place or cancel for the bot now (see `authority`)."""
-        return self.authority is None or await self.authority(bot_id)
-
-    @contextlib.contextmanager
-    def acting(self) -> Iterator[None]:
-        """Requests sent inside are withheld once this replica's confirmed authority has run out."""
-        token = ACT_DEADLINE.set(self.acting_until() if self.acting_until is not None else None)
-        try:
-            yield
-        finally:
-            ACT_DEADLINE.reset(token)
 
     async def settle(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a deadline parameter
         """Wait (at most `timeout` seconds) for the exchange calls in flight (a partition being handed over)."""
@@ -343,11 +325,11 @@ class LiveBroker:
         for attempt in range(1, self.settings.exchange_attempts + 1):
             if self.fault is not None:
                 await self.fault("before_place", cid)
-            if not await self.may_act(handle.id):
+            if not await self.authority.may_act(handle.id):
                 return None  # no longer this replica's bot: its new owner reconciles the order
             try:
                 self._metrics.exchange_calls += 1
-                with self.acting():
+                with self.authority.acting():
                     placed = await client.place(ticker, side, price, qty, cid, market=market)
                 if self.fault is not None:
                     await self.fault("after_place", cid)  # tests: dies before the answer is committed
@@ -396,7 +378,7 @@ class LiveBroker:
             if handle is None or ref is None or handle.core.open_order(cid) is None:
                 return
             if ref.status != "new" or ref.exchange_order_id is not None:
-                if not await self.may_act(bot_id):
+                if not await self.authority.may_act(bot_id):
                     return
                 held = await self._cancel_call(handle, cid, ref.exchange_order_id, client)
                 if held is None:
@@ -409,12 +391,12 @@ class LiveBroker:
     ) -> ExchangeClient | None:
         """Ask for the cancel (with fresh keys once if refused); the client used, None to go no further."""
         for attempt in (1, 2):
-            if attempt > 1 and not await self.may_act(handle.id):
+            if attempt > 1 and not await self.authority.may_act(handle.id):
                 return None
             try:
                 held = client or await self.client(handle)
                 self._metrics.exchange_calls += 1
-                with self.acting():
+                with self.authority.acting():
                     await call(
                         held.cancel,
                         handle.row.ticker,
