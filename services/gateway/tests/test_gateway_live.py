@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
+from common import metrics
 from common.bus import Bus, RabbitBus
 from common.cache import Cache
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent, BotLifecycle, BotStatus
@@ -38,6 +39,7 @@ from gateway.main import create_app
 from gateway.testing import Tokens, make_settings, serve
 
 DEADLINE = 10.0
+CONSUMED = "gridbot_bus_messages_consumed_total"
 
 
 @dataclass
@@ -242,6 +244,46 @@ async def test_events_reach_only_their_own_users_sockets(live: Live, tokens: Tok
         for ws in (a1, a2):
             assert (await next_json(ws))["botId"] == "alice-bot"
         assert (await next_json(b))["botId"] == "bob-bot"
+
+
+def consumed_events() -> float:
+    """User-events messages delivered to a consumer of this process (the gateway under test)."""
+    return metrics.REGISTRY.get_sample_value(CONSUMED, {"exchange": EVENTS_EXCHANGE}) or 0.0
+
+
+async def test_a_replica_takes_only_the_events_of_users_with_a_socket_open_on_it(
+    live: Live, tokens: Tokens
+) -> None:
+    alice, bob = user(), user()
+    async with connect(live.url(f"?token={tokens.access(alice)}")):
+        assert live.hub.routes.bound == {alice}
+    await eventually(
+        lambda: not live.hub.routes.bound, timeout=DEADLINE, message="alice's events still bound"
+    )
+    async with connect(live.url(f"?token={tokens.access(bob)}")) as b:
+        before = consumed_events()
+        # Alice's first: were it routed here, the replica would take it before Bob's (one queue, in order).
+        await live.events(
+            alice, "alice-bot", {"type": "bot_status", "botId": "alice-bot", "status": "running"}
+        )
+        await live.events(bob, "bob-bot", {"type": "bot_status", "botId": "bob-bot", "status": "stopped"})
+        assert (await next_json(b))["botId"] == "bob-bot"
+        assert consumed_events() - before == 1
+
+
+async def test_a_socket_opened_as_the_users_last_one_closes_still_gets_their_events(
+    live: Live, tokens: Tokens
+) -> None:
+    me = user()
+    for n in range(20):
+        # Closed without waiting for the unbind it starts: the next handshake races it.
+        ws = await connect(live.url(f"?token={tokens.access(me)}"))
+        await ws.close()
+        async with connect(live.url(f"?token={tokens.access(me)}")) as again:
+            await live.events(
+                me, f"bot-{n}", {"type": "bot_status", "botId": f"bot-{n}", "status": "running"}
+            )
+            assert (await next_json(again))["botId"] == f"bot-{n}"
 
 
 async def test_trades_and_levels_are_flattened_with_their_side(live: Live, tokens: Tokens) -> None:

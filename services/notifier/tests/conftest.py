@@ -11,6 +11,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from common.bus import Bus, create_bus
 from common.testing.service import Backend, User, backend_fixtures, user_factory
 from notifier.consumers import CREDENTIAL_EVENTS_QUEUE, EVENTS_QUEUE
 from notifier.main import create_app
@@ -55,6 +56,20 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
             yield application
     finally:
         url = settings.rabbitmq_url.get_secret_value()
+        if url.startswith("amqp"):
+            await _delete_topology(url, settings.bus_namespace)
+
+
+@pytest.fixture
+async def engine_bus(settings: Settings) -> AsyncIterator[Bus]:
+    """A bus of its own publishing as the engine would, also while no notifier runs; the topology is deleted
+    afterwards."""
+    url = settings.rabbitmq_url.get_secret_value()
+    bus = create_bus(url, settings.bus_namespace)
+    try:
+        async with bus:
+            yield bus
+    finally:
         if url.startswith("amqp"):
             await _delete_topology(url, settings.bus_namespace)
 

@@ -4,20 +4,27 @@ retried under one id until a 2xx, dead after the bound, never duplicated by a re
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from common.bus import Bus
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent, CredentialEventType
 from common.contracts.envelope import new_message_id
-from common.contracts.events import EVENTS_EXCHANGE, user_events_key
+from common.contracts.events import EVENTS_EXCHANGE, user_events_binding, user_events_key
 from common.exchanges.ids import Exchange
 from common.testing.service import User, exact_json
 from common.testing.wait import eventually
+from notifier.consumers import EVENTS_QUEUE
+from notifier.main import create_app
 from notifier.senders import WebhookSender, send_apprise
+from notifier.settings import Settings
 from notifier.testing import Receiver, verify
 
 SECRET = "webhook-secret-0123456789"
@@ -289,3 +296,72 @@ async def test_an_attempt_cut_short_by_a_crash_is_made_again_under_the_same_id(
     assert [r.headers["x-gridbot-delivery"] for r in receiver.received] == [queued[0]["deliveryId"]]
     (shown,) = await deliveries(client, user)
     assert shown["attempts"] == 2
+
+
+# --- routing: which engine events reach the notifier's durable queue ---------------------------------------
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The notifier with its lifespan running; its durable queue outlives it."""
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=20):
+        transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
+            yield client
+
+
+async def publish_stop(bus: Bus, user: User) -> str:
+    bot = str(uuid.uuid4())
+    payload = {"userId": user.user_id, "botId": bot, "events": [stopped(bot)]}
+    await bus.publish(EVENTS_EXCHANGE, user_events_key(user.user_id), payload, message_id=new_message_id())
+    return bot
+
+
+async def kept(bus: Bus) -> int:
+    """Messages waiting in the notifier's events queue."""
+    depth = (await bus.depths([EVENTS_QUEUE]))[EVENTS_QUEUE]
+    assert depth is not None
+    return depth.messages
+
+
+# A queue must outlive its consumer for what it keeps to be counted: RabbitMQ.
+on_rabbitmq = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+
+
+@on_rabbitmq
+async def test_only_users_with_a_channel_have_their_events_kept_and_they_are_told_after_a_restart(
+    settings: Settings, user: User, new_user: Callable[[], User], engine_bus: Bus
+) -> None:
+    quiet = new_user()
+    async with Receiver() as receiver:
+        async with running(settings) as client:
+            await configure(client, user, receiver.url, events=["bot_status"])
+        # The notifier is down: what the engine publishes now waits in its queue, but only the user's. Theirs
+        # is published last, so once it is counted the others would be too (a queue keeps its order).
+        await publish_stop(engine_bus, quiet)
+        await publish_stop(engine_bus, quiet)
+        told = await publish_stop(engine_bus, user)
+        await eventually(lambda: kept(engine_bus), timeout=WAIT, message="the user's event was not kept")
+        assert await kept(engine_bus) == 1
+        async with running(settings) as client:
+            await eventually(lambda: len(receiver.received) >= 1, timeout=WAIT, message="not told")
+            assert [r.json()["botId"] for r in receiver.received] == [told]
+            assert len(await deliveries(client, user)) == 1
+            assert await deliveries(client, quiet) == []
+
+
+@on_rabbitmq
+async def test_a_queue_an_earlier_version_bound_to_every_user_keeps_only_users_with_a_channel_after_a_start(
+    settings: Settings, user: User, new_user: Callable[[], User], engine_bus: Bus
+) -> None:
+    quiet = new_user()
+    # What earlier notifiers left behind: the durable queue bound to `user.*.events`.
+    await engine_bus.declare(EVENTS_QUEUE, EVENTS_EXCHANGE, [user_events_binding()])
+    async with Receiver() as receiver:
+        async with running(settings) as client:  # its start drops the wildcard; a start finding none is alike
+            await configure(client, user, receiver.url, events=["bot_status"])
+        await publish_stop(engine_bus, quiet)
+        await publish_stop(engine_bus, user)
+        await eventually(lambda: kept(engine_bus), timeout=WAIT, message="the user's event was not kept")
+        assert await kept(engine_bus) == 1

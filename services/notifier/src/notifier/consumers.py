@@ -18,11 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common.bus import Bus, QueueKind, Subscription
+from common.bus import Bus, BusError, QueueKind, Subscription
 from common.contracts import queues
 from common.contracts.credentials import CREDENTIALS_EXCHANGE, CredentialEvent, CredentialEventType
 from common.contracts.envelope import Envelope
-from common.contracts.events import EVENTS_EXCHANGE, EventKind, UserEvents, user_events_binding
+from common.contracts.events import (
+    EVENTS_EXCHANGE,
+    EventKind,
+    UserEvents,
+    user_events_binding,
+    user_events_key,
+)
 from notifier.messages import Note, notes_of, notification
 from notifier.models import Channel, Delivery, InboxMessage, NotificationSettings, ProfitTargetHit
 
@@ -45,18 +51,38 @@ class EventConsumer:
         self._factory = session_factory
         self._woken = woken
         self._clock = clock
+        self._events: Subscription | None = None
+
+    async def route(self, user: uuid.UUID) -> None:
+        """Have the user's events reach the notifier from now on (before a channel of theirs is committed)."""
+        if self._events is None:
+            raise BusError("the notifier is not subscribed to user events")
+        await self._events.bind(user_events_key(str(user)))
 
     async def subscribe(self, bus: Bus) -> list[Subscription]:
-        """Durable queues of their own: what arrives while the notifier is down waits for it."""
+        """Durable queues of their own: what arrives while the notifier is down waits for it.
+
+        The events queue is bound to `user.<id>.events` of each user with a channel (`route`), never to every
+        user's: the engine's events of users nobody is to tell are dropped by RabbitMQ instead of being stored
+        in a quorum queue, delivered here and looked up. Bindings outlive the notifier; each start binds every
+        user with a channel again, and only then takes away the `user.*.events` binding earlier versions made.
+        """
+        events = await bus.subscribe(
+            EVENTS_QUEUE,
+            EVENTS_EXCHANGE,
+            [],
+            self.handle_user_events,
+            kind=QueueKind.DURABLE,
+            prefetch=8,
+        )
+        self._events = events
+        async with self._factory() as session:
+            users = (await session.execute(select(Channel.user_id).distinct())).scalars().all()
+        for user in users:
+            await events.bind(user_events_key(str(user)))
+        await events.unbind(user_events_binding())
         return [
-            await bus.subscribe(
-                EVENTS_QUEUE,
-                EVENTS_EXCHANGE,
-                [user_events_binding()],
-                self.handle_user_events,
-                kind=QueueKind.DURABLE,
-                prefetch=8,
-            ),
+            events,
             await bus.subscribe(
                 CREDENTIAL_EVENTS_QUEUE,
                 CREDENTIALS_EXCHANGE,

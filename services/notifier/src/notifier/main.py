@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 allow_private=settings.allows_private_targets,
                 woken=worker.wake,
                 clock=_now,
+                route=consumer.route,
             )
             yield
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
@@ -56,7 +56,9 @@ class NotificationService:
         allow_private: bool,
         woken: Callable[[], None],
         clock: Callable[[], datetime],
+        route: Callable[[uuid.UUID], Awaitable[None]],
     ) -> None:
+        self._route = route
         self._factory = session_factory
         self._ring = ring
         self._allow_private = allow_private
@@ -109,6 +111,11 @@ class NotificationService:
                 session.add(new_row(self._ring, user, position, channel))
             await session.flush()
             shown = await self._read(session, user)
+            if body.channels:
+                # Routed before the channels are committed, so no event after the answer goes untold. The
+                # binding stays when channels are taken away: unbinding could race a concurrent PUT adding
+                # them, and a stray binding only costs the drop of that user's events (consumers._store).
+                await self._route(user)
             await session.commit()
         return shown
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from aio_pika.abc import (
@@ -15,11 +16,14 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from common import errortracking, metrics
-from common.bus.port import Handler, QueueKind, Subscription
+from common.bus.port import BusError, Handler, QueueKind, Subscription
 from common.bus.support import decode, invoke, log_failure
 from common.contracts.envelope import Envelope
 
 log = logging.getLogger(__name__)
+
+# How long a bind or unbind may wait for the broker's answer.
+BINDING_TIMEOUT_SECONDS = 10.0
 
 
 class SubscriptionOwner(Protocol):
@@ -95,12 +99,20 @@ class RabbitSubscription(Subscription):
         self._bus.forget(self)
 
     async def bind(self, key: str) -> None:
-        # A robust queue records its bindings and declares them again after a reconnection. Shielded: an
-        # AMQP call cancelled half-way makes aiormq close the whole channel, and the consumer with it.
-        await asyncio.shield(self._queue.bind(self._exchange, key))
+        # A robust queue records its bindings and declares them again after a reconnection.
+        await self._change_binding(self._queue.bind(self._exchange, key), "bind", key)
 
     async def unbind(self, key: str) -> None:
-        await asyncio.shield(self._queue.unbind(self._exchange, key))
+        await self._change_binding(self._queue.unbind(self._exchange, key), "unbind", key)
+
+    async def _change_binding(self, call: Awaitable[Any], what: str, key: str) -> None:
+        # Shielded: an AMQP call cancelled half-way makes aiormq close the whole channel, and the consumer
+        # with it. Its failures leave as the port's BusError (callers must not know aio-pika's exceptions).
+        try:
+            async with asyncio.timeout(BINDING_TIMEOUT_SECONDS):
+                await asyncio.shield(call)
+        except (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError) as exc:
+            raise BusError(f"{what} {key} on {self.queue} failed: {type(exc).__name__}") from exc
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """aio-pika consumer callback: one task per delivered message."""

@@ -64,6 +64,10 @@ class LiveEndpoint:
         if refusal is not None:
             await _refuse(send, subprotocol, *refusal)
             return
+        if not await self.hub.route(socket.user_id):
+            self.hub.leave(socket)
+            await _refuse(send, subprotocol, TRY_AGAIN_LATER, ErrorCode.SERVICE_UNAVAILABLE.value)
+            return
         loader: asyncio.Task[None] | None = None
         try:
             await send({"type": "websocket.accept", "subprotocol": subprotocol})

@@ -1,7 +1,7 @@
 """The fan-out of one gateway replica: bus messages in, each user's open sockets out.
 
-Per replica: a transient queue bound to `user.*.events` (engine events), one bound to the bot lifecycle keys
-of `bots` (which tickers each connected user's bots trade) and one per needed price ticker (`PriceFeeds`).
+Per replica: a transient queue bound to `user.<id>.events` for each user with a socket open here (engine
+events; `EventRoutes`), one bound to the bot lifecycle keys of `bots` (which tickers each connected user's bots trade) and one per needed price ticker (`PriceFeeds`).
 Messages are turned into socket JSON once and appended to every socket of the user without waiting on any of
 them. A periodic sweep closes sockets whose token was revoked (logout) or has expired.
 """
@@ -20,12 +20,13 @@ from common import metrics
 from common.bus import Bus, QueueKind, Subscription
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent, BotLifecycle
 from common.contracts.envelope import Envelope
-from common.contracts.events import EVENTS_EXCHANGE, UserEvents, user_events_binding, user_of
+from common.contracts.events import EVENTS_EXCHANGE, UserEvents, user_of
 from common.contracts.market import PriceTick
 from common.errortracking import background_task
 from common.security import RevocationList
 from gateway.live.directory import BotsDirectory
 from gateway.live.feeds import Pair, PriceFeeds
+from gateway.live.routes import EventRoutes
 from gateway.live.socket import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER, LiveSocket
 from gateway.live.wire import event_texts, price_text
 
@@ -78,6 +79,8 @@ class LiveHub:
         self._count = 0
         self._prefix = f"gateway.ws.{uuid.uuid4().hex[:12]}"
         self.feeds = PriceFeeds(bus, self._prefix, self._on_tick)
+        self.routes = EventRoutes(lambda user_id: user_id in self._users)
+        self._releases: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -93,18 +96,18 @@ class LiveHub:
 
     async def start(self) -> None:
         """Subscribe to user events and bot lifecycle messages; start the price feeds and the sweep."""
-        self._subscriptions.append(
-            await self.bus.subscribe(
-                f"{self._prefix}.events",
-                EVENTS_EXCHANGE,
-                [user_events_binding()],
-                self._on_user_events,
-                kind=QueueKind.TRANSIENT,
-                prefetch=1,  # one at a time: a bot's events reach its sockets in order
-                max_retries=1,
-                max_length=EVENTS_QUEUE_MAX_LENGTH,
-            )
+        events = await self.bus.subscribe(
+            f"{self._prefix}.events",
+            EVENTS_EXCHANGE,
+            [],  # bound per connected user (EventRoutes)
+            self._on_user_events,
+            kind=QueueKind.TRANSIENT,
+            prefetch=1,  # one at a time: a bot's events reach its sockets in order
+            max_retries=1,
+            max_length=EVENTS_QUEUE_MAX_LENGTH,
         )
+        self.routes.attach(events)
+        self._subscriptions.append(events)
         self._subscriptions.append(
             await self.bus.subscribe(
                 f"{self._prefix}.bots",
@@ -127,6 +130,8 @@ class LiveHub:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        releases, self._releases = list(self._releases), set()
+        await asyncio.gather(*releases, return_exceptions=True)
         await self.feeds.close()
         subscriptions, self._subscriptions = self._subscriptions, []
         await asyncio.gather(*(sub.cancel() for sub in subscriptions), return_exceptions=True)
@@ -156,6 +161,20 @@ class LiveHub:
         if not user.sockets:
             self._set_bots(socket.user_id, {})
             del self._users[socket.user_id]
+            release = asyncio.create_task(self.routes.release(socket.user_id), name="ws-events-unbind")
+            self._releases.add(release)
+            release.add_done_callback(self._releases.discard)
+
+    async def route(self, user_id: str) -> bool:
+        """Bind the user's events to this replica before their socket is accepted; False if the bus refused."""
+        try:
+            await self.routes.ensure(user_id)
+        except (
+            Exception
+        ) as exc:  # the bus is down or refused: the socket is turned away rather than left deaf
+            log.warning("binding a user's live events failed: %s", type(exc).__name__)
+            return False
+        return True
 
     async def load_bots(self, user_id: str, token: str) -> None:
         """Learn which tickers the user's bots trade, from the bots service with the user's own token."""
@@ -241,6 +260,7 @@ class LiveHub:
             await asyncio.sleep(self._sweep_seconds)
             try:
                 await self.sweep()
+                await self.routes.sweep()
             except Exception:  # one failed sweep must not end the sweeping
                 log.exception("live socket sweep failed")
 
