@@ -49,7 +49,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from limits import parse  # noqa: E402
 from loadkit import Client, Recorder, percentile, schedule  # noqa: E402
-from prockit import CpuMeter  # noqa: E402
+from prockit import CpuMeter, CpuSlices  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from websockets.typing import Subprotocol  # noqa: E402
 
@@ -221,6 +221,17 @@ def limits_for(rate: float, extra_bots: int) -> tuple[dict[str, str], str]:
     return env, said + "; each user its own client IP (X-Forwarded-For, TRUSTED_PROXIES=127.0.0.1)"
 
 
+def write_timeline(
+    path: str, requests: list[tuple[float, float, str]], slices: list[tuple[float, dict[str, float]]]
+) -> None:
+    """The requests and the CPU slices of the window, on one clock (time.monotonic, as the event loop's)."""
+    document = {
+        "requests": [[round(t, 4), round(latency * 1000, 2), route] for t, latency, route in requests],
+        "slices": [[round(t, 4), {k: round(v, 3) for k, v in shares.items()}] for t, shares in slices],
+    }
+    Path(path).write_text(json.dumps(document))
+
+
 async def fire(client: Client, label: str, path: str, scheduled: float, rec: Recorder) -> None:
     """One request at its scheduled time, recorded with its latency from that time."""
     loop = asyncio.get_running_loop()
@@ -286,6 +297,8 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
     rec = Recorder(start + args.warmup, start + args.warmup + args.duration)
+    if args.timeline:
+        rec.timeline = []
     rng = random.Random(args.seed)
     listeners = [asyncio.create_task(listen(ws, rec, events, closed)) for ws in sockets]
     pollers = [
@@ -301,12 +314,17 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
         for u in users
     ]
     meter = CpuMeter(database)
+    names = {popen.pid: key for key, popen in stack.processes.items()} | {os.getpid(): "bench client"}
+    slices = CpuSlices(meter, names) if args.timeline else None
     await asyncio.sleep(max(0.0, rec.window_start - loop.time()))
     restarts = {key: stack.restarts(key) for key in stack.processes}
     await asyncio.to_thread(meter.start)
+    if slices is not None:
+        slices.start()
     await asyncio.sleep(max(0.0, rec.window_end - loop.time()))
-    names = {popen.pid: key for key, popen in stack.processes.items()} | {os.getpid(): "bench client"}
     cpu = await asyncio.to_thread(meter.read, names)
+    if slices is not None:
+        write_timeline(args.timeline, rec.timeline or [], await asyncio.to_thread(slices.stop))
     await asyncio.gather(*pollers)
     for task in listeners:
         task.cancel()
@@ -478,6 +496,12 @@ def main() -> None:
         type=int,
         default=None,
         help="bots processes behind the gateway (default: make dev's)",
+    )
+    parser.add_argument(
+        "--timeline",
+        metavar="FILE",
+        help="write every request (scheduled time, latency, route) and each process's CPU share in 50-ms "
+        "slices to FILE as JSON, to see who was busy when requests were slow",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args()

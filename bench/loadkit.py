@@ -135,6 +135,8 @@ class Recorder:
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     # How late the client sent (send time − scheduled time): large values mean the client was the bottleneck.
     lateness: list[float] = field(default_factory=list)
+    # (scheduled, latency, route) of every request in the window, when a timeline is asked for.
+    timeline: list[tuple[float, float, str]] | None = None
 
     def counts(self, scheduled: float) -> bool:
         """Whether a request scheduled then is inside the measured window."""
@@ -145,6 +147,8 @@ class Recorder:
         if not self.counts(scheduled):
             return
         self.latencies.setdefault(route, []).append(done - scheduled)
+        if self.timeline is not None:
+            self.timeline.append((scheduled, done - scheduled, route))
         self.lateness.append(sent - scheduled)
         if isinstance(outcome, str):
             self.errors[(route, outcome)] += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,7 +46,7 @@ class CpuMeter:
         except KeyError:
             self._rabbitmq_uid = -1
 
-    def _groups(self) -> dict[tuple[int, str], float]:
+    def groups(self) -> dict[tuple[int, str], float]:
         """CPU seconds so far by (pid, group) of every live process (what ended in between is the
         remainder: `other: exited`, PostgreSQL sessions that closed included)."""
         seen: dict[tuple[int, str], float] = {}
@@ -71,7 +72,7 @@ class CpuMeter:
 
     def start(self) -> None:
         """Take the first reading."""
-        self._start = self._groups()
+        self._start = self.groups()
         self._busy = _machine_busy()
         self._wall = time.perf_counter()
 
@@ -79,7 +80,7 @@ class CpuMeter:
         """Since start(): the wall time, the machine's busy share of all its cores, and CPU seconds by who
         spent them (`names`: pid → name; `reported`: seconds of processes that ended, e.g. the publisher;
         `other: exited` is busy time of other processes that ended in between)."""
-        now = self._groups()
+        now = self.groups()
         wall = time.perf_counter() - self._wall
         spent: dict[str, float] = dict(reported or {})
         for (pid, group), cpu in now.items():
@@ -103,3 +104,42 @@ def _machine_busy() -> float:
     """Busy CPU seconds of the whole machine so far (/proc/stat, all cores)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+class CpuSlices:
+    """Each process's CPU share in consecutive slices of `period` seconds, read by a thread: what a burst
+    looks like, and who was busy when a request was slow (`--timeline`). Times are time.monotonic()."""
+
+    def __init__(self, meter: CpuMeter, names: Mapping[int, str], period: float = 0.05) -> None:
+        self._meter = meter
+        self._names = names
+        self._period = period
+        self._slices: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-slices", daemon=True)
+
+    def start(self) -> None:
+        """Start sampling."""
+        self._thread.start()
+
+    def stop(self) -> list[tuple[float, dict[str, float]]]:
+        """Stop; every slice as (its middle, share by process name)."""
+        self._stop.set()
+        self._thread.join()
+        return self._slices
+
+    def _label(self, pid: int, group: str) -> str:
+        return self._names.get(pid, group) if group.startswith("other: ") else group
+
+    def _run(self) -> None:
+        before, at = self._meter.groups(), time.monotonic()
+        while not self._stop.wait(self._period):
+            now, t = self._meter.groups(), time.monotonic()
+            shares: dict[str, float] = {}
+            for key, cpu in now.items():
+                spent = cpu - before.get(key, cpu)
+                if spent > 0:
+                    label = self._label(*key)
+                    shares[label] = shares.get(label, 0.0) + spent / (t - at)
+            self._slices.append(((at + t) / 2, shares))
+            before, at = now, t
