@@ -6,7 +6,10 @@ own. Registers N users (each once), gives each one running paper bot (spread ove
 then every user polls a dashboard's mix (bot list, its bot, its trades, its grid levels, its performance, a
 price, `me`: one route after the other) at `--rate` requests/s. Prints requests/s, p50/p90/p99/max per route
 and overall, errors by route and code, and the CPU share of every service process, of the bench client
-itself, and of PostgreSQL/RabbitMQ/Redis, over the measured window.
+itself, and of PostgreSQL/RabbitMQ/Redis, over the measured window. `--extra-bots N` adds N running paper
+bots under a few more users, each with a grid of its own (centre, width and step drawn from the seed), as a
+thousand users would pick them; `--same-grids` gives them all the users' grid instead, the worst case where
+every extra bot of a market fills at the same tick.
 
 Open loop, no coordinated omission: each user's send times are fixed in advance (every 1/rate s from a random
 phase, ±20 % jitter, not accumulated), a request is sent at its time whether or not the previous ones came
@@ -20,7 +23,7 @@ would be a new dependency, and costs far more CPU per request than the httptools
 2-core machine where the client competes with the services it measures (its CPU share is printed).
 
     uv run python bench/api_load.py [--users 100] [--duration 60] [--warmup 15] [--rate 1.4] [--ws]
-                                    [--extra-bots 0] [--json]
+                                    [--extra-bots 0] [--same-grids] [--timeline FILE] [--json]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -47,6 +51,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
+from enginereplicas import scrape_text, tick_to_order  # noqa: E402
 from limits import parse  # noqa: E402
 from loadkit import Client, Recorder, percentile, schedule  # noqa: E402
 from prockit import CpuMeter, CpuSlices  # noqa: E402
@@ -82,6 +87,8 @@ REQUEST_TIMEOUT = 10.0
 EXTRA_BOTS_PER_USER = 250
 # Quote amount per grid order: above each venue's minimum (Upbit 5,000 KRW; Binance 5 USDT).
 ORDER_AMOUNT = {"upbit": 10_000, "binance": 20}
+# The polling users' grid (offset, half-width, step in %): price ± 2 % in 0.2 % steps, about 20 levels.
+USERS_GRID = (D(0), D(2), D("0.2"))
 SETUP_CONCURRENCY = 4  # registrations are bcrypt: more at once only queues them in auth
 
 
@@ -96,16 +103,35 @@ class User:
     ticker: str = ""
 
 
-def grid_body(exchange: str, ticker: str, price: Decimal) -> bytes:
-    """A paper bot's POST /api/bots body: price ± 2 %, 0.2 % steps (about 20 levels), running at once; the
-    prices cut to 5 significant digits and written as exact JSON numbers."""
+@dataclass(frozen=True)
+class Grid:
+    """Where a bot's grid stands around the market price: its centre's offset, half-width and step (%)."""
+
+    offset: Decimal = USERS_GRID[0]
+    half_width: Decimal = USERS_GRID[1]
+    step: Decimal = USERS_GRID[2]
+
+    @classmethod
+    def varied(cls, rng: random.Random) -> Grid:
+        """A grid as some user might pick it: centre within ±1 % of the price, ±1–5 %, steps of 0.2–1.0 %."""
+        return cls(
+            offset=D(rng.randint(-100, 100)) / 100,
+            half_width=D(rng.randint(100, 500)) / 100,
+            step=D(rng.randint(20, 100)) / 100,
+        )
+
+
+def grid_body(exchange: str, ticker: str, price: Decimal, grid: Grid = Grid()) -> bytes:
+    """A paper bot's POST /api/bots body, running at once (by default price ± 2 % in 0.2 % steps, about 20
+    levels); the prices cut to 5 significant digits and written as exact JSON numbers."""
     step = D(10) ** (price.adjusted() - 4)
+    centre = price * (1 + grid.offset / 100)
     fields = {
         "exchange": json.dumps(exchange),
         "ticker": json.dumps(ticker),
-        "lowerPrice": str((price * D("0.98")).quantize(step)),
-        "upperPrice": str((price * D("1.02")).quantize(step)),
-        "priceChangePercent": "0.2",
+        "lowerPrice": str((centre * (1 - grid.half_width / 100)).quantize(step)),
+        "upperPrice": str((centre * (1 + grid.half_width / 100)).quantize(step)),
+        "priceChangePercent": str(grid.step),
         "orderAmount": str(ORDER_AMOUNT[exchange]),
         "stopAtMax": "false",
         "autoStart": "true",
@@ -127,7 +153,9 @@ async def register(api: httpx.AsyncClient) -> User:
     return User(ip=ip, token=r.json()["data"]["token"])
 
 
-async def create_bot(api: httpx.AsyncClient, user: User, exchange: str, ticker: str, price: Decimal) -> str:
+async def create_bot(
+    api: httpx.AsyncClient, user: User, exchange: str, ticker: str, price: Decimal, grid: Grid = Grid()
+) -> str:
     """A running paper bot of `user`; its id."""
     r = await api.post(
         "/api/bots",
@@ -136,7 +164,7 @@ async def create_bot(api: httpx.AsyncClient, user: User, exchange: str, ticker: 
             "x-forwarded-for": user.ip,
             "content-type": "application/json",
         },
-        content=grid_body(exchange, ticker, price),
+        content=grid_body(exchange, ticker, price, grid),
     )
     data = r.json().get("data") or {}
     if r.status_code != 201 or data.get("status") != "running":
@@ -144,9 +172,11 @@ async def create_bot(api: httpx.AsyncClient, user: User, exchange: str, ticker: 
     return str(data["botId"])
 
 
-async def setup(gateway: str, sim: str, users: int, extra_bots: int) -> tuple[list[User], list[User], float]:
-    """`users` users with one running paper bot each, plus `extra_bots` bots under a few extra users;
-    returns the users, the extra users and the seconds the extra bots took."""
+async def setup(
+    gateway: str, sim: str, users: int, extra_bots: int, grids: Callable[[], Grid]
+) -> tuple[list[User], list[User], float]:
+    """`users` users with one running paper bot each, plus `extra_bots` bots (their grids from `grids`) under
+    a few extra users; returns the users, the extra users and the seconds the extra bots took."""
     async with httpx.AsyncClient(timeout=30) as c:
         prices = (await c.get(f"{sim}/_sim/prices")).json()
     markets = [
@@ -169,7 +199,7 @@ async def setup(gateway: str, sim: str, users: int, extra_bots: int) -> tuple[li
         async def extra(n: int) -> None:
             async with gate:
                 venue, symbol, price = markets[n % len(markets)]
-                await create_bot(api, owners[n // EXTRA_BOTS_PER_USER], venue, symbol, price)
+                await create_bot(api, owners[n // EXTRA_BOTS_PER_USER], venue, symbol, price, grids())
 
         await asyncio.gather(*(extra(n) for n in range(extra_bots)))
     return list(polling), owners, time.monotonic() - began
@@ -219,6 +249,20 @@ def limits_for(rate: float, extra_bots: int) -> tuple[dict[str, str], str]:
         env["RATE_LIMIT_BOT_CREATE"] = "1000000/hour"
         said += "; bot creation limit raised to create the extra bots (setup only, not measured)"
     return env, said + "; each user its own client IP (X-Forwarded-For, TRUSTED_PROXIES=127.0.0.1)"
+
+
+async def scrape_all(ports: list[int]) -> list[dict[str, float]]:
+    """The /metrics of each process listening on these ports ({} for one that does not answer)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+
+        async def one(port: int) -> dict[str, float]:
+            try:
+                response = await http.get(f"http://127.0.0.1:{port}/metrics")
+            except httpx.HTTPError:
+                return {}
+            return scrape_text(response.text) if response.status_code == 200 else {}
+
+        return list(await asyncio.gather(*(one(port) for port in ports)))
 
 
 def write_timeline(
@@ -318,11 +362,14 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
     slices = CpuSlices(meter, names) if args.timeline else None
     await asyncio.sleep(max(0.0, rec.window_start - loop.time()))
     restarts = {key: stack.restarts(key) for key in stack.processes}
+    engines = [port for key, port in stack.all_ports().items() if key.startswith("engine")]
+    engines_before = await scrape_all(engines)
     await asyncio.to_thread(meter.start)
     if slices is not None:
         slices.start()
     await asyncio.sleep(max(0.0, rec.window_end - loop.time()))
     cpu = await asyncio.to_thread(meter.read, names)
+    engine_latency = tick_to_order(await scrape_all(engines), engines_before)
     if slices is not None:
         write_timeline(args.timeline, rec.timeline or [], await asyncio.to_thread(slices.stop))
     await asyncio.gather(*pollers)
@@ -342,6 +389,7 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
         if args.ws
         else None,
         "cpu": cpu,
+        "engine_tick_to_order": engine_latency,
         "processes": sorted(stack.processes),
         "restarted": sorted(k for k in stack.processes if stack.restarts(k) != restarts.get(k, 0)),
     }
@@ -376,7 +424,9 @@ async def run(args: argparse.Namespace, database_url: str, namespace: str) -> di
         await asyncio.to_thread(stack.start, 120.0)
         gateway, sim = f"http://127.0.0.1:{ports['gateway']}", f"http://127.0.0.1:{ports['exchange-sim']}"
         say(f"registering {args.users} users, one paper bot each; {args.extra_bots} extra bots ...")
-        users, owners, extra_seconds = await setup(gateway, sim, args.users, args.extra_bots)
+        shapes = random.Random(args.seed)
+        grids: Callable[[], Grid] = Grid if args.same_grids else (lambda: Grid.varied(shapes))
+        users, owners, extra_seconds = await setup(gateway, sim, args.users, args.extra_bots, grids)
         say(f"polling: {args.warmup:g} s warm-up, then {args.duration:g} s measured ...")
         figures = await measure(args, stack, users, database_url.rsplit("/", 1)[1])
         figures["bots_trading"] = await trading(gateway, users)
@@ -391,6 +441,7 @@ async def run(args: argparse.Namespace, database_url: str, namespace: str) -> di
         "duration_s": args.duration,
         "ws": args.ws,
         "extra_bots": args.extra_bots,
+        "extra_grids": "the users' own" if args.same_grids else "varied",
         "extra_bots_setup_s": round(extra_seconds, 1),
         "engine_replicas": stack.engine_replicas,
         "bots_replicas": len(stack.names(service("bots"))),
@@ -407,7 +458,7 @@ def report(result: dict[str, Any]) -> list[str]:
         f"{result['offered_rps']:g} req/s), {result['duration_s']:g} s measured after {result['warmup_s']:g} s "
         f"warm-up; sockets {'on' if result['ws'] else 'off'}; extra bots {result['extra_bots']}"
         + (
-            f" (created in {result['extra_bots_setup_s']:g} s; running after the window: "
+            f" ({result['extra_grids']} grids; created in {result['extra_bots_setup_s']:g} s; running after the window: "
             f"{result['extra_bots_running']})"
             if result["extra_bots"]
             else ""
@@ -434,6 +485,11 @@ def report(result: dict[str, Any]) -> list[str]:
     lines.append("errors: " + ("none" if not errors else "; ".join(f"{k} x{n}" for k, n in errors.items())))
     late = result["client_lateness_ms"]
     lines.append(f"client lateness (send - schedule): p99 {late['p99']:g} ms, max {late['max']:g} ms")
+    engine = result["engine_tick_to_order"]
+    lines.append(
+        f"engines' tick→order over the window (tick published → its orders committed, all replicas): "
+        f"p50 {engine['p50_ms']:g} ms, p99 {engine['p99_ms']:g} ms ({engine['samples']:g} samples)"
+    )
     if result["ws"] is not None:
         ws = result["ws"]
         received = sum(ws["events"].values())
@@ -490,6 +546,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1.4, help="requests/s of each user")
     parser.add_argument("--ws", action="store_true", help="open /api/ws for every user and count its events")
     parser.add_argument("--extra-bots", type=int, default=0, help="running paper bots under a few more users")
+    parser.add_argument(
+        "--same-grids",
+        action="store_true",
+        help="give the extra bots the users' grid (price ± 2 %%, 0.2 %% steps) instead of varied ones: the worst "
+        "case, every extra bot of a market filling at the same tick",
+    )
     parser.add_argument("--seed", type=int, default=17, help="of the schedules' phases and jitter")
     parser.add_argument(
         "--bots-replicas",

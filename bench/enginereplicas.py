@@ -306,3 +306,16 @@ def worst(buckets: list[tuple[float, float]]) -> float:
     if not buckets or buckets[-1][1] <= 0:
         return float("nan")
     return next(bound for bound, count in buckets if count >= buckets[-1][1])
+
+
+def tick_to_order(
+    after: Iterable[Mapping[str, float]], before: Iterable[Mapping[str, float]]
+) -> dict[str, float]:
+    """p50 / p99 (ms) and count of the tick→order samples replicas took between two scrapes of each."""
+    buckets = merge_delta(after, before, "gridbot_engine_tick_to_order_seconds")
+    count = buckets[-1][1] if buckets else 0.0
+    return {
+        "p50_ms": round(quantile(0.5, buckets)[0] * 1000, 1),
+        "p99_ms": round(quantile(0.99, buckets)[0] * 1000, 1),
+        "samples": count,
+    }

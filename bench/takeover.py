@@ -67,7 +67,7 @@ from enginereplicas import (  # noqa: E402
     bots_per_replica,
     engine_env,
     merge_delta,
-    quantile,
+    tick_to_order,
     worst,
 )
 from prockit import CpuMeter  # noqa: E402
@@ -220,7 +220,7 @@ async def kill_once(
 
     async def after_ready(page: dict[str, float]) -> dict[str, float]:
         await asyncio.sleep(AFTER_READY_S)
-        return tick_to_order(await survivor.scrape(), page)
+        return tick_to_order([await survivor.scrape()], [page])
 
     async def all_ready() -> float | None:
         # Two replicas: the survivor holds every partition once it took the victim's over.
@@ -299,7 +299,7 @@ async def kill_once(
         # The survivor's tick→order in the AFTER_READY_S after "all ready" (each bot taken over pays its
         # first event's load there when held dormant) and in as long before the kill.
         "survivor_tick_to_order_after_ready": await later[0],
-        "survivor_tick_to_order_before_kill": tick_to_order(before, steady_from),
+        "survivor_tick_to_order_before_kill": tick_to_order([before], [steady_from]),
         # From the kill to "all ready": the survivor's share of a core, and where the machine's CPU went.
         "survivor_cpu_share": round(cpu["cpu_s"].get(survivor.name, 0.0) / cpu["seconds"], 2),
         "cpu_until_ready": cpu,
@@ -327,17 +327,6 @@ async def kill_once(
     again = await poll(first_activity_back, 60, "the restarted replica's bots never traded")
     result["restart_first_order_s"] = round(again.timestamp() - spawned_at, 2)
     return result
-
-
-def tick_to_order(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    """p50 / p99 (ms) and count of the tick→order samples a replica took between two scrapes."""
-    buckets = merge_delta([after], [before], "gridbot_engine_tick_to_order_seconds")
-    count = buckets[-1][1] if buckets else 0.0
-    return {
-        "p50_ms": round(quantile(0.5, buckets)[0] * 1000, 1),
-        "p99_ms": round(quantile(0.99, buckets)[0] * 1000, 1),
-        "samples": count,
-    }
 
 
 def worst_ms(after: dict[str, float], before: dict[str, float], name: str) -> float | None:
