@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import math
 import os
@@ -265,6 +266,57 @@ async def scrape_all(ports: list[int]) -> list[dict[str, float]]:
         return list(await asyncio.gather(*(one(port) for port in ports)))
 
 
+def _group(name: str) -> str:
+    if name.startswith("engine"):
+        return "engines"
+    if name.startswith("postgres"):
+        return "postgres"
+    if name in ("gateway", "auth") or name.startswith("bots"):
+        return "api"
+    return name
+
+
+def attribute(
+    requests: list[tuple[float, float, str]], slices: list[tuple[float, dict[str, float]]], hot: float = 0.5
+) -> dict[str, Any]:
+    """Who was busy while the slowest 1 % of requests were in flight, against the fastest half: the mean CPU
+    share of the engines, PostgreSQL and the API processes over the slices each request overlapped, and how
+    many overlapped a slice where the engines took more than `hot` of a core."""
+    if not requests or not slices:
+        return {}
+    times = [t for t, _ in slices]
+    half = (times[-1] - times[0]) / max(1, len(times) - 1) / 2
+    by_latency = sorted(requests, key=lambda r: r[1])
+    groups = {
+        "slowest 1 %": by_latency[int(len(by_latency) * 0.99) :],
+        "fastest half": by_latency[: len(by_latency) // 2],
+    }
+
+    def overlapped(t: float, latency: float) -> list[dict[str, float]]:
+        first = bisect.bisect_left(times, t - half)
+        last = bisect.bisect_right(times, t + latency + half)
+        return [
+            {g: sum(v for k, v in shares.items() if _group(k) == g) for g in ("engines", "postgres", "api")}
+            for _, shares in slices[first:last]
+        ]
+
+    found: dict[str, Any] = {}
+    for label, chosen in groups.items():
+        seen = [overlapped(t, latency) for t, latency, _ in chosen]
+        flat = [s for one in seen for s in one] or [{"engines": 0.0, "postgres": 0.0, "api": 0.0}]
+        found[label] = {
+            "requests": len(chosen),
+            "mean_cpu": {g: round(sum(s[g] for s in flat) / len(flat), 2) for g in flat[0]},
+            "during_engine_bursts": sum(any(s["engines"] > hot for s in one) for one in seen),
+        }
+    found["engine_burst_share_of_time"] = round(
+        sum(1 for _, shares in slices if sum(v for k, v in shares.items() if _group(k) == "engines") > hot)
+        / len(slices),
+        3,
+    )
+    return found
+
+
 def write_timeline(
     path: str, requests: list[tuple[float, float, str]], slices: list[tuple[float, dict[str, float]]]
 ) -> None:
@@ -370,8 +422,11 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
     await asyncio.sleep(max(0.0, rec.window_end - loop.time()))
     cpu = await asyncio.to_thread(meter.read, names)
     engine_latency = tick_to_order(await scrape_all(engines), engines_before)
+    tail: dict[str, Any] | None = None
     if slices is not None:
-        write_timeline(args.timeline, rec.timeline or [], await asyncio.to_thread(slices.stop))
+        cut = await asyncio.to_thread(slices.stop)
+        write_timeline(args.timeline, rec.timeline or [], cut)
+        tail = attribute(rec.timeline or [], cut)
     await asyncio.gather(*pollers)
     for task in listeners:
         task.cancel()
@@ -390,6 +445,7 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
         else None,
         "cpu": cpu,
         "engine_tick_to_order": engine_latency,
+        "tail": tail,
         "processes": sorted(stack.processes),
         "restarted": sorted(k for k in stack.processes if stack.restarts(k) != restarts.get(k, 0)),
     }
@@ -490,6 +546,16 @@ def report(result: dict[str, Any]) -> list[str]:
         f"engines' tick→order over the window (tick published → its orders committed, all replicas): "
         f"p50 {engine['p50_ms']:g} ms, p99 {engine['p99_ms']:g} ms ({engine['samples']:g} samples)"
     )
+    if result["tail"]:
+        tail = result["tail"]
+        lines.append(
+            f"timeline: the engines took > 0.5 core in {tail['engine_burst_share_of_time']:.1%} of the 50-ms "
+            "slices; while requests were in flight (mean CPU share; requests overlapping such a slice):"
+        )
+        for label in ("slowest 1 %", "fastest half"):
+            t = tail[label]
+            cpu = ", ".join(f"{k} {v:.2f}" for k, v in t["mean_cpu"].items())
+            lines.append(f"  {label:<13} {cpu}; {t['during_engine_bursts']} of {t['requests']}")
     if result["ws"] is not None:
         ws = result["ws"]
         received = sum(ws["events"].values())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from common.netports import free_port
 from launcher.topology import (
     DEV_DATABASE,
     DEV_POSTGRES_ADMIN,
@@ -323,7 +323,7 @@ class Stack:
         if key == self.names(spec)[0]:
             return self.ports[spec.name]
         # Chosen once: the gateway's list of a service's replicas is written before they start.
-        return self._free_ports.setdefault(key, _free_port())
+        return self._free_ports.setdefault(key, free_port())
 
     def all_ports(self) -> dict[str, int]:
         """The port of every process of the stack (services and their replicas) by name."""
@@ -397,12 +397,6 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthy(

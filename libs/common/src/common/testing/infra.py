@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from common.netports import free_port as free_port  # re-exported: the tests' and benches' import
+
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
@@ -79,13 +81,6 @@ def server_url(what: str, env: str, default: str, port: int, image: str) -> Iter
             yield parts._replace(netloc=f"{creds}{host}:{mapped}").geturl()
             return
     missing(what, url)
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_id() -> str:
