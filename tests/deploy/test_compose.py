@@ -132,6 +132,14 @@ def test_compose_runs_the_engine_replicas_make_dev_runs_alike_but_for_their_engi
         assert svc["environment"]["PORT"] == str(spec.port)
 
 
+@pytest.mark.parametrize("name", sorted(ours()))
+def test_each_container_has_the_cpu_weight_of_its_make_dev_niceness(name: str) -> None:
+    spec, migration = owner(name)
+    # The kernel's weight of a niceness (1024 at 0, a factor 1.25 a step), as `make dev` gives its processes.
+    weight = None if migration or not spec.nice else round(1024 / 1.25**spec.nice)
+    assert ours()[name].get("cpu_shares") == weight
+
+
 @pytest.mark.parametrize("name", sorted(compose()["services"]))
 def test_every_long_running_service_is_restarted_when_it_dies(name: str) -> None:
     svc = compose()["services"][name]

@@ -23,7 +23,7 @@ import pytest
 from common.testing.infra import free_port, scratch_database
 from common.testing.wait import eventually
 from launcher.dev import RestartPolicy, Stack
-from launcher.topology import SERVICES, service
+from launcher.topology import ENGINE_NICE, SERVICES, service
 
 # Generous: a loaded machine can take long to import and start a service (a death while starting still
 # fails at once).
@@ -93,6 +93,11 @@ async def test_an_engine_replica_killed_by_a_signal_is_started_again_under_its_o
     stack = await started(stacks("bots", "engine"))  # two engine replicas, as `make dev` runs them
     first = stack.processes["engine-1"]
     assert environ(first.pid)["ENGINE_ID"] == "engine-1"
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    # The engines yield the CPU to the processes answering requests; the others run as the launcher does.
+    assert os.getpriority(os.PRIO_PROCESS, first.pid) == mine + ENGINE_NICE > mine
+    bots = stack.processes[stack.names(service("bots"))[0]]
+    assert os.getpriority(os.PRIO_PROCESS, bots.pid) == mine
 
     os.kill(first.pid, signal.SIGKILL)  # from outside the launcher, as the OOM killer would
 
@@ -104,6 +109,7 @@ async def test_an_engine_replica_killed_by_a_signal_is_started_again_under_its_o
     assert first.returncode == -signal.SIGKILL
     assert stack.restarts("engine-1") == 1
     assert environ(stack.processes["engine-1"].pid)["ENGINE_ID"] == "engine-1"
+    assert os.getpriority(os.PRIO_PROCESS, stack.processes["engine-1"].pid) == mine + ENGINE_NICE
     said = capfd.readouterr().out
     assert "launcher: engine-1 exited with -9 (SIGKILL); restarting in 0.5 s (restart 1)" in said, said
 

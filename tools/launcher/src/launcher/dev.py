@@ -352,13 +352,18 @@ class Stack:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with (self.log_dir / f"{key}.log").open("ab") as log:
-                return subprocess.Popen(  # noqa: S603 - our own fixed command
+                proc = subprocess.Popen(  # noqa: S603 - our own fixed command
                     cmd, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0
                 )
-        proc = subprocess.Popen(  # noqa: S603 - our own fixed command
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0
-        )
-        threading.Thread(target=_prefix_lines, args=(key, proc), daemon=True).start()
+        else:
+            proc = subprocess.Popen(  # noqa: S603 - our own fixed command
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0
+            )
+            threading.Thread(target=_prefix_lines, args=(key, proc), daemon=True).start()
+        if spec.nice:
+            # Set from outside rather than in a preexec_fn (unsafe beside threads); its first milliseconds of
+            # start-up run at the launcher's niceness.
+            os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + spec.nice)
         return proc
 
     def _supervise(self) -> None:
