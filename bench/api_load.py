@@ -52,7 +52,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
-from enginereplicas import scrape_text, tick_to_order  # noqa: E402
+from enginereplicas import scrape_port, tick_to_order  # noqa: E402
 from limits import parse  # noqa: E402
 from loadkit import Client, Recorder, percentile, schedule  # noqa: E402
 from prockit import CpuMeter, CpuSlices  # noqa: E402
@@ -255,15 +255,7 @@ def limits_for(rate: float, extra_bots: int) -> tuple[dict[str, str], str]:
 async def scrape_all(ports: list[int]) -> list[dict[str, float]]:
     """The /metrics of each process listening on these ports ({} for one that does not answer)."""
     async with httpx.AsyncClient(timeout=10) as http:
-
-        async def one(port: int) -> dict[str, float]:
-            try:
-                response = await http.get(f"http://127.0.0.1:{port}/metrics")
-            except httpx.HTTPError:
-                return {}
-            return scrape_text(response.text) if response.status_code == 200 else {}
-
-        return list(await asyncio.gather(*(one(port) for port in ports)))
+        return list(await asyncio.gather(*(scrape_port(http, port) for port in ports)))
 
 
 def _group(name: str) -> str:

@@ -38,6 +38,15 @@ def scrape_text(text: str) -> dict[str, float]:
     return samples
 
 
+async def scrape_port(http: httpx.AsyncClient, port: int) -> dict[str, float]:
+    """The /metrics of the process listening on a loopback port ({} while it does not answer)."""
+    try:
+        response = await http.get(f"http://127.0.0.1:{port}/metrics")
+    except httpx.HTTPError:
+        return {}
+    return scrape_text(response.text) if response.status_code == 200 else {}
+
+
 @dataclass
 class Replica:
     """One `python -m engine` process (ENGINE_ID = name) and what was read from it."""
@@ -74,13 +83,7 @@ class Replica:
 
     async def scrape(self) -> dict[str, float]:
         """Its /metrics now ({} while it does not answer)."""
-        if not self.alive:
-            return {}
-        try:
-            response = await self.http.get(f"http://127.0.0.1:{self.port}/metrics")
-        except httpx.HTTPError:
-            return {}
-        return scrape_text(response.text) if response.status_code == 200 else {}
+        return await scrape_port(self.http, self.port) if self.alive else {}
 
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind."""

@@ -31,6 +31,12 @@ def proc_rss(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
 
 
+def label_of(names: Mapping[int, str], pid: int, group: str) -> str:
+    """Who a process's CPU is counted for: its name in `names` (a service, the bench), else its group
+    (PostgreSQL, RabbitMQ, Redis, `other: <command>`)."""
+    return names.get(pid, group) if group.startswith("other: ") else group
+
+
 class CpuMeter:
     """CPU seconds spent between two readings, by who spent them: the replicas and this bench (by pid),
     processes that reported their own (the tick publisher), PostgreSQL (this run's database's sessions apart
@@ -84,7 +90,7 @@ class CpuMeter:
         wall = time.perf_counter() - self._wall
         spent: dict[str, float] = dict(reported or {})
         for (pid, group), cpu in now.items():
-            label = names.get(pid, group) if group.startswith("other: ") else group
+            label = label_of(names, pid, group)
             spent[label] = spent.get(label, 0.0) + cpu - self._start.get((pid, group), 0.0)
         busy = _machine_busy() - self._busy
         spent["other: exited"] = max(0.0, busy - sum(spent.values()))
@@ -132,7 +138,7 @@ class CpuSlices:
         # The processes alive at the start, read alone at each slice: walking all of /proc every 50 ms would
         # cost the bench a tenth of a core (those that start later, e.g. a new database session, are missed).
         labels = {
-            pid: self._names.get(pid, group) if group.startswith("other: ") else group
+            pid: label_of(self._names, pid, group)
             for pid, group in self._meter.groups()
             if not group.startswith("other: ") or pid in self._names
         }

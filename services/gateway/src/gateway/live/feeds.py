@@ -1,7 +1,7 @@
 """Price subscriptions of one gateway replica: one small transient queue per ticker some socket needs.
 
-The bus port fixes a queue's bindings when it is subscribed, so rather than re-binding one queue, each needed
-`price.<exchange>.<ticker>` gets a queue of its own, subscribed when the first socket needs the ticker and
+Each needed `price.<exchange>.<ticker>` gets a queue of its own, capped at the newest few ticks (so one busy
+market cannot push another's price out), subscribed when the first socket needs the ticker and
 cancelled when the last one stops needing it. One task reconciles the wanted set with the subscriptions, so
 a burst of connects and disconnects never races two subscribes of one ticker.
 """
