@@ -232,7 +232,7 @@ class Replicas:
                 )
                 if idle and now == before:
                     pending = await conn.fetchval(
-                        f"SELECT count(*) FROM {SCHEMA}.bots_outbox WHERE published_at IS NULL"
+                        f"SELECT count(*) FROM {SCHEMA}.engine_outbox WHERE published_at IS NULL"
                     )
                     if pending == 0:
                         return

@@ -13,7 +13,7 @@ from sqlalchemy import Column, FetchedValue, Integer, MetaData, Table, Text
 from engine.persistence.batch import BATCH_SQL, PARTS
 from engine.persistence.statement import insert_part, update_part
 from engine.persistence.tables import INBOX, LEVELS, ORDERS, STATES, TRADES
-from trading.models import OUTBOX, Base
+from trading.models import ENGINE_OUTBOX, Base
 
 INSERT = re.compile(r"(\w+) AS \(\nINSERT INTO bots\.(\w+) \(([^)]*)\)\nSELECT (.*)\n")
 UPDATE = re.compile(r"(\w+) AS \(\nUPDATE bots\.(\w+) AS t\n   SET (.*)\n")
@@ -30,7 +30,7 @@ def _split(items: str) -> list[str]:
 
 def test_every_insert_names_every_column_of_its_table_but_those_the_server_fills() -> None:
     inserts = {table: (part, _split(columns)) for part, table, columns, _ in INSERT.findall(BATCH_SQL)}
-    assert set(inserts) == {t.name for t in (ORDERS, TRADES, LEVELS, STATES, OUTBOX, INBOX)}
+    assert set(inserts) == {t.name for t in (ORDERS, TRADES, LEVELS, STATES, ENGINE_OUTBOX, INBOX)}
     for name, (_, columns) in inserts.items():
         table = Base.metadata.tables[f"bots.{name}"]
         expected = [c.name for c in table.columns if not _server_filled(c)]

@@ -16,7 +16,7 @@ from engine_support import (
     publish_command,
     trades_of,
 )
-from sqlalchemy import func, select
+from sqlalchemy import Table, Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.bus import QueueKind, RabbitBus
@@ -26,7 +26,7 @@ from common.testing.wait import eventually
 from engine.contracts import ORDER_FILLED, ORDERS_EXCHANGE, OrderFilledMessage
 from engine.runtime import EngineRuntime
 from trading.commands import BOT_STOPPED
-from trading.models import InboxMessage
+from trading.models import ENGINE_OUTBOX, OUTBOX, InboxMessage
 
 D = Decimal
 FEE = D("0.0005")
@@ -197,6 +197,12 @@ async def test_stop_cancels_every_order_and_confirms(
     assert {o.status for o in await orders_of(db, bot.id)} == {"canceled"}
     assert all(r.status == "available" for r in await levels_of(db, bot.id))
     await eventually(lambda: [e["status"] for e in events.of("bot_status", bot.id)] == ["running", "stopped"])
+    # Every message above went through the engine's own outbox, relayed by the engine: none waits in the
+    # bots service's table, whose relay runs in the event loop that serves the API.
+    # Three rows: the start's events, the stop's, and the `bot.stopped` confirmation.
+    assert (await _outbox_rows(db, ENGINE_OUTBOX, bot.id))[0] == 3
+    await eventually(lambda: _all_published(db, bot.id), timeout=10)
+    assert await _outbox_rows(db, OUTBOX, bot.id) == (0, 0)
 
 
 async def _has(db: async_sessionmaker[AsyncSession], bot_id: object, side: str, slots: list[int]) -> bool:
@@ -219,3 +225,16 @@ async def _settled(engine: EngineRuntime) -> bool:
     return all(shard.backlog == 0 for shard in engine.shards) and (
         engine.relay is None or await engine.relay.pending() == 0
     )
+
+
+async def _all_published(db: async_sessionmaker[AsyncSession], bot_id: object) -> bool:
+    return await _outbox_rows(db, ENGINE_OUTBOX, bot_id) == (3, 3)
+
+
+async def _outbox_rows(db: async_sessionmaker[AsyncSession], table: Table, bot_id: object) -> tuple[int, int]:
+    """The rows of `table` about the bot, and how many of them are published."""
+    about = cast(table.c.payload, Text).contains(str(bot_id))
+    query = select(func.count(), func.count(table.c.published_at)).where(about)
+    async with db() as session:
+        total, published = (await session.execute(query)).one()
+    return int(total), int(published)

@@ -361,4 +361,11 @@ class InboxMessage(Base):
 
 
 OUTBOX = outbox_table(Base.metadata, "bots_outbox")
-"""Messages of the `bots` schema's writers, relayed after commit (see common.outbox)."""
+"""Messages of the bots service (its commands to the engine), relayed after commit (see common.outbox)."""
+
+ENGINE_OUTBOX = outbox_table(Base.metadata, "engine_outbox")
+"""Messages of the engine (user events, stop confirmations), relayed by the engine alone.
+
+A table of its own because a relay publishes every row of its table: with one table for both writers, the
+bots service's relay (in the event loop that serves the API) took its turn at the engine's bursts of user
+events, and dashboards waited behind a price crossing that filled many bots (docs/api-load.md)."""

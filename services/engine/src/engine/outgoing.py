@@ -28,7 +28,7 @@ from trading.commands import BOT_STOPPED, BotStopped
 def outbox_row(
     exchange: str, routing_key: str, payload: dict[str, Any], now: datetime, message_id: str | None = None
 ) -> dict[str, Any]:
-    """One row of the bots schema's outbox (the columns common.outbox.enqueue writes), with the request id
+    """One row of the engine's outbox (the columns common.outbox.enqueue writes), with the request id
     and trace of the work that caused it (the shard makes them current)."""
     return {
         "message_id": message_id or new_message_id(),

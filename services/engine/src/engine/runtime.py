@@ -56,7 +56,7 @@ from engine.scheduling.registry import Registry, ticker_key
 from engine.scheduling.shard import Shard
 from engine.settings import Settings
 from engine.work import ResumeWork
-from trading.models import OUTBOX, SCHEMA, InboxMessage
+from trading.models import ENGINE_OUTBOX, SCHEMA, InboxMessage
 from trading.partitions import partition_of
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class EngineRuntime:
         self.bus = bus = await acquire_bus(settings.rabbitmq_url.get_secret_value(), settings.bus_namespace)
         stack.push_async_callback(release_bus, bus)
         self.relay = relay = PipelinedRelay(
-            factory, bus, OUTBOX, poll_interval=settings.outbox_poll_seconds, batch_size=500
+            factory, bus, ENGINE_OUTBOX, poll_interval=settings.outbox_poll_seconds, batch_size=500
         )
         await relay.start()
         stack.push_async_callback(relay.stop)

@@ -13,7 +13,7 @@ from engine.persistence.errors import StaleStateError
 from engine.persistence.statement import Part, insert_part, update_part, with_statement
 from engine.persistence.tables import BOTS, INBOX, LEVELS, ORDERS, STATES, TRADES
 from engine.step import Step
-from trading.models import OUTBOX
+from trading.models import ENGINE_OUTBOX
 
 # --- one statement per batch (PostgreSQL) -------------------------------------------------------------------
 #
@@ -51,7 +51,7 @@ PARTS: tuple[Part, ...] = (
         fixed={"version": "t.version + 1"},
         tail="RETURNING t.bot_id",
     ),
-    insert_part("x", OUTBOX),
+    insert_part("x", ENGINE_OUTBOX),
     insert_part(
         "i", INBOX, fixed={"processed_at": "now()"}, tail="ON CONFLICT DO NOTHING\nRETURNING message_id"
     ),

@@ -59,6 +59,7 @@ class PipelinedRelay(OutboxRelay):
             for row, result in zip(rows, results, strict=True):
                 if isinstance(result, BaseException):
                     log.warning("outbox publication of %s failed: %s", row.message_id, type(result).__name__)
+                    self._failures.inc()
                     break
                 sent.append(row.id)
             if sent:
@@ -66,4 +67,5 @@ class PipelinedRelay(OutboxRelay):
                     update(table).where(table.c.id.in_(sent)).values(published_at=datetime.now(UTC))
                 )
         self.published += len(sent)
+        self._published_total.inc(len(sent))
         return len(sent)

@@ -30,9 +30,7 @@ from engine.persistence.tables import (
     dialect,
 )
 from engine.step import Step
-from trading.models import (
-    OUTBOX,
-)
+from trading.models import ENGINE_OUTBOX
 
 
 async def fence(session: AsyncSession, owner: str, epochs: Mapping[int, int]) -> None:
@@ -185,7 +183,7 @@ async def flush(session: AsyncSession, steps: Sequence[Step]) -> None:
     await _write_states(session, [step for step in steps if step.state_changed])
     outbox = [row for step in steps for row in step.outbox]
     if outbox:
-        await session.execute(insert(OUTBOX), outbox)
+        await session.execute(insert(ENGINE_OUTBOX), outbox)
 
 
 async def _claim_applied(session: AsyncSession, steps: Sequence[Step]) -> None:
