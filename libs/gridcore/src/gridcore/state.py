@@ -65,7 +65,10 @@ class Phase(StrEnum):
 
 
 def _text(value: Decimal) -> str:
-    return format(value, "f")  # plain notation: "0.00000001", never "1E-8"
+    """Plain notation: "0.00000001", never "1E-8" (a snapshot holds hundreds: str, when it is plain already,
+    costs a third of format's)."""
+    text = str(value)
+    return format(value, "f") if "E" in text else text
 
 
 def _opt(value: Any) -> Decimal | None:
@@ -104,6 +107,8 @@ class GridConfig:
     trailing_up_limit: Decimal | None = None
     # The step trailing extends the grid by (the levels' own kind: API.md gridType).
     kind: GridKind = "geometric"
+    # `to_dict` once made: a snapshot is taken at every fill, and the config never changes within a run.
+    _dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not self.bot_id:
@@ -127,7 +132,16 @@ class GridConfig:
         return len(self.levels) - 1
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (an option is written only when set, so a plain grid's form is unchanged)."""
+        """JSON-safe form (an option is written only when set, so a plain grid's form is unchanged).
+
+        Made once and shared by every snapshot of the run: read it, never change it in place.
+        """
+        if self._dict is None:
+            object.__setattr__(self, "_dict", self._make_dict())  # frozen: only this cache is ever set
+        assert self._dict is not None
+        return self._dict
+
+    def _make_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "bot_id": self.bot_id,
             "levels": [_text(p) for p in self.levels],
@@ -186,7 +200,7 @@ class OpenOrder:
         """JSON-safe form."""
         return {
             "client_order_id": self.client_order_id,
-            "side": self.side.value,
+            "side": self.side._value_,
             "price": _text(self.price),
             "qty": _text(self.qty),
             "filled_qty": _text(self.filled_qty),
@@ -229,7 +243,7 @@ class Slot:
         """JSON-safe form."""
         return {
             "index": self.index,
-            "state": self.state.value,
+            "state": self.state._value_,
             "seq": self.seq,
             "order": None if self.order is None else self.order.to_dict(),
             "holding_qty": _text(self.holding_qty),
@@ -318,9 +332,9 @@ class GridState:
             "config": self.config.to_dict(),
             "order_amount": _text(self.order_amount),
             "stop_at_max": self.stop_at_max,
-            "status": self.status.value,
-            "phase": self.phase.value,
-            "halt_status": self.halt_status.value,
+            "status": self.status._value_,
+            "phase": self.phase._value_,
+            "halt_status": self.halt_status._value_,
             "error_message": self.error_message,
             "stop_reason": None if self.stop_reason is None else self.stop_reason.value,
             "epoch": self.epoch,
