@@ -1,18 +1,21 @@
-"""The outbox relay, pipelined: a batch of rows is published with every confirm in flight at once, then
-marked published with one UPDATE (common.outbox publishes and marks one row at a time, ~750 rows/s here).
+"""The engine's outbox relay, pipelined: a batch of rows is published with every confirm in flight at once,
+then deleted with one statement (common.outbox publishes and marks one row at a time, ~750 rows/s here).
 
-Same table, same advisory lock, same at-least-once contract as common.outbox.OutboxRelay (which it
-extends): rows are sent in id order on one channel; if any publication of a batch is not confirmed, only
-the rows before the first failure are marked, and the rest go again on the next pass (consumers dedupe).
+Same advisory lock and at-least-once contract as common.outbox.OutboxRelay (which it extends): rows are
+sent in id order on one channel; if any publication of a batch is not confirmed, only the rows before the
+first failure are settled, and the rest go again on the next pass (consumers dedupe).
+
+Published rows are deleted rather than kept for common.outbox's retention: the engine's messages are live
+notifications (every fill of every bot is one), so a week of them would be millions of rows, and marking
+each one published is an UPDATE that rewrites the row and its index entries, where a DELETE only marks it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text
 
 from common.outbox import OutboxRelay, _lock_key
 
@@ -20,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class PipelinedRelay(OutboxRelay):
-    """OutboxRelay whose batches publish concurrently and are marked in one statement."""
+    """OutboxRelay whose batches publish concurrently and are deleted, once confirmed, in one statement."""
 
     async def _relay_batch(self) -> int:
         table = self._table
@@ -30,7 +33,7 @@ class PipelinedRelay(OutboxRelay):
                     text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _lock_key(table)}
                 )
                 if not locked:
-                    return 0  # another relay (this or another service's replica) is publishing the table
+                    return 0  # another engine replica's relay is publishing the table
             rows = (
                 await session.execute(
                     select(table)
@@ -63,9 +66,7 @@ class PipelinedRelay(OutboxRelay):
                     break
                 sent.append(row.id)
             if sent:
-                await session.execute(
-                    update(table).where(table.c.id.in_(sent)).values(published_at=datetime.now(UTC))
-                )
+                await session.execute(delete(table).where(table.c.id.in_(sent)))
         self.published += len(sent)
         self._published_total.inc(len(sent))
         return len(sent)
