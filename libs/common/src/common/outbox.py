@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Row,
     String,
     Table,
     delete,
@@ -239,48 +241,57 @@ class OutboxRelay:
             self._last_measure = now
             self._backlog.set(await self.pending())
 
+    async def _pending_batch(self, session: AsyncSession) -> Sequence[Row[Any]]:
+        """The next batch of unpublished rows in id order, under the table's advisory lock (PostgreSQL);
+        none while another relay holds it."""
+        table = self._table
+        if session.get_bind().dialect.name == "postgresql":
+            locked = await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _lock_key(table)}
+            )
+            if not locked:
+                return ()  # another replica's relay is publishing this table right now
+        query = (
+            select(table).where(table.c.published_at.is_(None)).order_by(table.c.id).limit(self._batch_size)
+        )
+        return (await session.execute(query)).all()
+
+    async def _publish(self, row: Row[Any]) -> None:
+        """Publish one row as the message it holds (raises when the broker does not confirm it)."""
+        await self._bus.publish(
+            row.exchange,
+            row.routing_key,
+            dict(row.payload),
+            message_id=row.message_id,
+            request_id=row.request_id,
+            traceparent=row.traceparent,
+        )
+
+    def _failed(self, row: Row[Any], exc: BaseException) -> None:
+        self._failures.inc()
+        log.warning(
+            "outbox publication of %s (%s) failed: %s", row.message_id, row.routing_key, type(exc).__name__
+        )
+
+    def _settled(self, count: int) -> int:
+        """Count `count` rows published (and marked or removed); returns it."""
+        self.published += count
+        self._published_total.inc(count)
+        return count
+
     async def _relay_batch(self) -> int:
         table = self._table
         published = 0
         async with self._factory() as session, session.begin():
-            if session.get_bind().dialect.name == "postgresql":
-                locked = await session.scalar(
-                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _lock_key(table)}
-                )
-                if not locked:
-                    return 0  # another replica's relay is publishing this table right now
-            rows = (
-                await session.execute(
-                    select(table)
-                    .where(table.c.published_at.is_(None))
-                    .order_by(table.c.id)
-                    .limit(self._batch_size)
-                )
-            ).all()
-            for row in rows:
+            for row in await self._pending_batch(session):
                 try:
-                    await self._bus.publish(
-                        row.exchange,
-                        row.routing_key,
-                        dict(row.payload),
-                        message_id=row.message_id,
-                        request_id=row.request_id,
-                        traceparent=row.traceparent,
-                    )
+                    await self._publish(row)
                 except Exception as exc:
                     # Stop here so that order holds; the marks of what did go out are committed below.
-                    self._failures.inc()
-                    log.warning(
-                        "outbox publication of %s (%s) failed: %s",
-                        row.message_id,
-                        row.routing_key,
-                        type(exc).__name__,
-                    )
+                    self._failed(row, exc)
                     break
                 await session.execute(
                     update(table).where(table.c.id == row.id).values(published_at=utc_now())
                 )
                 published += 1
-        self.published += published
-        self._published_total.inc(published)
-        return published
+        return self._settled(published)

@@ -136,10 +136,11 @@ class GridConfig:
 
         Made once and shared by every snapshot of the run: read it, never change it in place.
         """
-        if self._dict is None:
-            object.__setattr__(self, "_dict", self._make_dict())  # frozen: only this cache is ever set
-        assert self._dict is not None
-        return self._dict
+        data = self._dict
+        if data is None:
+            data = self._make_dict()
+            object.__setattr__(self, "_dict", data)  # frozen: only this cache is ever set
+        return data
 
     def _make_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -13,13 +13,10 @@ each one published is an UPDATE that rewrites the row and its index entries, whe
 from __future__ import annotations
 
 import asyncio
-import logging
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete
 
-from common.outbox import OutboxRelay, _lock_key
-
-log = logging.getLogger(__name__)
+from common.outbox import OutboxRelay
 
 
 class PipelinedRelay(OutboxRelay):
@@ -28,45 +25,16 @@ class PipelinedRelay(OutboxRelay):
     async def _relay_batch(self) -> int:
         table = self._table
         async with self._factory() as session, session.begin():
-            if session.get_bind().dialect.name == "postgresql":
-                locked = await session.scalar(
-                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _lock_key(table)}
-                )
-                if not locked:
-                    return 0  # another engine replica's relay is publishing the table
-            rows = (
-                await session.execute(
-                    select(table)
-                    .where(table.c.published_at.is_(None))
-                    .order_by(table.c.id)
-                    .limit(self._batch_size)
-                )
-            ).all()
+            rows = await self._pending_batch(session)
             if not rows:
                 return 0
-            results = await asyncio.gather(
-                *(
-                    self._bus.publish(
-                        row.exchange,
-                        row.routing_key,
-                        dict(row.payload),
-                        message_id=row.message_id,
-                        request_id=row.request_id,
-                        traceparent=row.traceparent,
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
-            )
+            results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
             sent = []
             for row, result in zip(rows, results, strict=True):
                 if isinstance(result, BaseException):
-                    log.warning("outbox publication of %s failed: %s", row.message_id, type(result).__name__)
-                    self._failures.inc()
+                    self._failed(row, result)
                     break
                 sent.append(row.id)
             if sent:
                 await session.execute(delete(table).where(table.c.id.in_(sent)))
-        self.published += len(sent)
-        self._published_total.inc(len(sent))
-        return len(sent)
+        return self._settled(len(sent))
