@@ -86,6 +86,7 @@ MIX = [
 MIN_SAMPLES = 1000
 REQUEST_TIMEOUT = 10.0
 EXTRA_BOTS_PER_USER = 250
+READINGS_LEAD = 1.0  # seconds before the window at which the CPU and engine readings start
 # Quote amount per grid order: above each venue's minimum (Upbit 5,000 KRW; Binance 5 USDT).
 ORDER_AMOUNT = {"upbit": 10_000, "binance": 20}
 # The polling users' grid (offset, half-width, step in %): price ± 2 % in 0.2 % steps, about 20 levels.
@@ -404,14 +405,17 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
     meter = CpuMeter(database)
     names = {popen.pid: key for key, popen in stack.processes.items()} | {os.getpid(): "bench client"}
     slices = CpuSlices(meter, names) if args.timeline else None
-    await asyncio.sleep(max(0.0, rec.window_start - loop.time()))
+    # The first readings walk /proc and scrape the engines, in this process: taken before the window, so the
+    # client's own stall is not charged to the requests that open it (the CPU figures then span a second more).
+    await asyncio.sleep(max(0.0, rec.window_start - READINGS_LEAD - loop.time()))
     restarts = {key: stack.restarts(key) for key in stack.processes}
     engines = [port for key, port in stack.all_ports().items() if key.startswith("engine")]
     engines_before = await scrape_all(engines)
     await asyncio.to_thread(meter.start)
     if slices is not None:
         slices.start()
-    await asyncio.sleep(max(0.0, rec.window_end - loop.time()))
+    # And the last ones once every request of the window has come back (no request is sent after it).
+    await asyncio.gather(*pollers)
     cpu = await asyncio.to_thread(meter.read, names)
     engine_latency = tick_to_order(await scrape_all(engines), engines_before)
     tail: dict[str, Any] | None = None
@@ -419,7 +423,6 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
         cut = await asyncio.to_thread(slices.stop)
         write_timeline(args.timeline, rec.timeline or [], cut)
         tail = attribute(rec.timeline or [], cut)
-    await asyncio.gather(*pollers)
     for task in listeners:
         task.cancel()
     await asyncio.gather(*listeners, return_exceptions=True)

@@ -154,3 +154,13 @@ def test_the_replay_resumes_where_it_was_unless_the_history_has_grown_past_it() 
     longer = SimState.build(SimSettings(history_minutes=100, replay_speed=0))
     restore(longer, saved)
     assert longer.replayer.candle_index == 100
+
+
+def test_a_candle_whose_first_tick_reached_some_markets_starts_over_at_the_next() -> None:
+    first = SimState.build(SimSettings(history_minutes=10, replay_speed=0))
+    first.replayer.feed_next()  # the timer fed one market the candle's first trade, the others not yet
+    saved = json.loads(json.dumps(snapshot(first)))
+    assert saved["replay"] == {"candleIndex": 10, "tickInCandle": 0, "marketsFed": 1}
+    again = SimState.build(SimSettings(history_minutes=10, replay_speed=0))
+    restore(again, saved)
+    assert (again.replayer.candle_index, again.replayer.markets_fed) == (11, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from pathlib import Path
 
@@ -117,3 +118,48 @@ def test_the_replay_walks_each_candle_in_path_order() -> None:
     assert seen == [Decimal(p) for p in expected]
     market = MARKETS["binance"]["BTCUSDT"]
     assert seen[4:] == list(candle_path(state.feed.candle(market, 6)))
+
+
+def test_a_step_finishes_the_tick_for_the_markets_the_timer_has_not_fed_yet() -> None:
+    state = SimState.build(SimSettings(history_minutes=5, replay_speed=0))
+    trades: list[tuple[str, str]] = []
+    state.hub.subscribe(lambda e: trades.append((e.venue, e.symbol)) if isinstance(e, PublicTrade) else None)
+    markets = [(venue, symbol) for venue, listed in MARKETS.items() for symbol in listed]
+    state.replayer.feed_next()
+    assert trades == markets[:1] and state.replayer.status()["marketsFed"] == 1
+    state.replayer.step()  # the rest of the tick, each market once
+    assert trades == markets and state.replayer.status()["tickInCandle"] == 1
+
+
+async def test_the_timer_feeds_one_market_at_a_time_never_all_at_one_instant() -> None:
+    """Each market's trade comes in a pass of the event loop of its own: markets never trade in lockstep."""
+    state = SimState.build(SimSettings(history_minutes=5, replay_speed="max"))
+    passes = 0
+    seen: list[tuple[int, str]] = []
+    count = len(MARKETS["upbit"]) + len(MARKETS["binance"])
+    three_rounds = asyncio.Event()
+
+    def record(event: object) -> None:
+        if isinstance(event, PublicTrade):
+            seen.append((passes, event.symbol))
+            if len(seen) >= 3 * count:
+                three_rounds.set()
+
+    async def count_passes() -> None:
+        nonlocal passes
+        while True:
+            passes += 1
+            await asyncio.sleep(0)
+
+    state.hub.subscribe(record)
+    counter = asyncio.create_task(count_passes())
+    timer = asyncio.create_task(state.replayer.run())
+    async with asyncio.timeout(30):
+        await three_rounds.wait()
+    timer.cancel()
+    counter.cancel()
+    await asyncio.gather(timer, counter, return_exceptions=True)
+    assert len({at for at, _ in seen}) == len(seen)  # no two trades in one pass
+    symbols = [symbol for _, symbol in seen[: 3 * count]]
+    assert symbols[:count] == symbols[count : 2 * count]  # round after round, in the same order
+    assert len(set(symbols[:count])) == count

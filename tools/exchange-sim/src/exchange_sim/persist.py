@@ -102,7 +102,11 @@ def snapshot(state: SimState) -> dict[str, Any]:
             }
             for venue, engine in state.engines.items()
         },
-        "replay": {"candleIndex": state.replayer.candle_index, "tickInCandle": state.replayer.tick_in_candle},
+        "replay": {
+            "candleIndex": state.replayer.candle_index,
+            "tickInCandle": state.replayer.tick_in_candle,
+            "marketsFed": state.replayer.markets_fed,
+        },
     }
 
 
@@ -150,7 +154,8 @@ def restore(state: SimState, data: dict[str, Any]) -> None:
     replay = data["replay"]
     # A candle is replayed from its first tick: a half-replayed one starts over at the next. Never from inside
     # a history that grew since (SIM_HISTORY_MINUTES raised): the replay goes on after its last minute.
-    resumed = int(replay["candleIndex"]) + (1 if int(replay["tickInCandle"]) else 0)
+    started = int(replay["tickInCandle"]) or int(replay.get("marketsFed", 0))
+    resumed = int(replay["candleIndex"]) + (1 if started else 0)
     state.replayer.candle_index = max(resumed, state.replayer.history_minutes)
 
 

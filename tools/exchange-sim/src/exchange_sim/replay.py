@@ -35,6 +35,13 @@ class Replayer:
         self.history_minutes = history_minutes
         self.candle_index = history_minutes
         self.tick_in_candle = 0
+        # The timer feeds the markets one after another, spread over each tick's interval: on a real
+        # exchange no two markets trade in lockstep, and feeding all of them at one instant made every
+        # market's widest leg (the second of each candle) land at the same moment, a burst of fills across
+        # every market that no exchange produces. Venue by venue, so one asset's two markets are half an
+        # interval apart. `markets_fed` of them have had the current tick.
+        self._order = tuple((venue, symbol) for venue, engine in engines.items() for symbol in engine.markets)
+        self.markets_fed = 0
         self.speed: ReplaySpeed = speed
         self.paused = False
         self.clock = clock
@@ -72,24 +79,37 @@ class Replayer:
             "running": self.running,
             "candleIndex": self.candle_index,
             "tickInCandle": self.tick_in_candle,
+            "marketsFed": self.markets_fed,
             "replaysFile": self.feed.replays_file,
             "historyMinutes": self.history_minutes,
         }
 
     def step(self) -> None:
-        """One tick for every market that is not pinned by the control API."""
-        if self.tick_in_candle == 0:
+        """Finish the current tick: every market not fed it yet (and not pinned) trades it."""
+        self._feed(len(self._order))
+
+    def feed_next(self) -> None:
+        """Feed the current tick to the next market (the timer's step); the last one ends the tick."""
+        self._feed(min(self.markets_fed + 1, len(self._order)))
+
+    def _feed(self, upto: int) -> None:
+        """Feed the current tick to the markets of `_order` up to index `upto`; the last one ends the tick."""
+        if self.tick_in_candle == 0 and self.markets_fed == 0:
             self._current = {
                 (venue, symbol): self.feed.ticks(market, self.candle_index)
                 for venue, engine in self.engines.items()
                 for symbol, market in engine.markets.items()
             }
-        for (venue, symbol), ticks in self._current.items():
+        for venue, symbol in self._order[self.markets_fed : upto]:
             engine = self.engines[venue]
             if symbol in engine.pinned:
                 continue
-            tick = ticks[self.tick_in_candle]
+            tick = self._current[(venue, symbol)][self.tick_in_candle]
             engine.on_tick(symbol, tick.price, tick.qty)
+        self.markets_fed = upto
+        if upto < len(self._order):
+            return
+        self.markets_fed = 0
         self.tick_in_candle += 1
         if self.tick_in_candle == TICKS_PER_CANDLE:
             self.tick_in_candle = 0
@@ -130,13 +150,13 @@ class Replayer:
                 due = loop.time()
                 continue
             try:
-                self.step()
+                self.feed_next()
             except Exception:
                 log.exception("replay step failed")
             if self.speed == "max":
                 await asyncio.sleep(0)
                 continue
-            due += 1.0 / (TICKS_PER_CANDLE * float(self.speed))
+            due += 1.0 / (TICKS_PER_CANDLE * float(self.speed) * max(1, len(self._order)))
             now = loop.time()
             if now - due > _MAX_LAG_SECONDS:
                 due = now
