@@ -16,13 +16,14 @@ phase, ±20 % jitter, not accumulated), a request is sent at its time whether or
 back (up to 6 connections per user, as a browser), and its latency runs from the *scheduled* time, so a slow
 server (or a late client) shows in the figures instead of silently lowering the rate. `client lateness`
 says how late the client itself was; a large value means the client, not the server, was saturated.
-The first `--warmup` seconds are excluded; p99 wants ≥ 1,000 samples per route (warned otherwise).
+The first `--warmup` seconds are excluded (40 by default: time for extra bots to place their first orders, and the
+same window for the runs with and without them); p99 wants ≥ 1,000 samples per route (warned otherwise).
 
 Why an asyncio client and not locust: locust runs closed-loop users (a wait after each answer) on gevent,
 would be a new dependency, and costs far more CPU per request than the httptools client of loadkit.py, on a
 2-core machine where the client competes with the services it measures (its CPU share is printed).
 
-    uv run python bench/api_load.py [--users 100] [--duration 60] [--warmup 15] [--rate 1.4] [--ws]
+    uv run python bench/api_load.py [--users 100] [--duration 60] [--warmup 40] [--rate 1.4] [--ws]
                                     [--extra-bots 0] [--same-grids] [--timeline FILE] [--json]
 """
 
@@ -603,7 +604,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds, after the warm-up")
-    parser.add_argument("--warmup", type=float, default=15.0, help="seconds polled before the figures start")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=40.0,
+        help="seconds polled before the figures start (keep it the same in runs to be compared)",
+    )
     parser.add_argument("--rate", type=float, default=1.4, help="requests/s of each user")
     parser.add_argument("--ws", action="store_true", help="open /api/ws for every user and count its events")
     parser.add_argument("--extra-bots", type=int, default=0, help="running paper bots under a few more users")
