@@ -108,6 +108,29 @@ async def test_a_trigger_holds_the_bot_and_a_stop_loss_sells_what_it_holds(
             assert (await _bot(api, auth, bot_id))["triggered"] is True
             levels = await level_prices(api, auth, bot_id)
             assert all(D(price) < trigger for price in levels[: await pending(api, auth, bot_id, "buy")])
+            if api_key is not None:
+                # A live order rests once the engine has placed it, after its row was committed: the move down
+                # must find the buys on the book. One still unplaced when the stop-loss comes is canceled
+                # before it reaches the exchange (right, but then there is nothing bought to sell).
+                async def resting() -> bool:
+                    shown = body(
+                        await api.get(f"/api/bots/{bot_id}/grid-levels?status=pending", headers=auth)
+                    )
+                    buys = {level.get("orderId") for level in shown["gridLevels"] if level["type"] == "buy"}
+                    on_book = {
+                        key
+                        for o in await sim_orders(sim, api_key, EXCHANGE)
+                        if o["status"] == "wait" and o["side"] == "BUY"
+                        for key in (o["orderId"], o["clientOrderId"])
+                    }
+                    return bool(buys) and buys <= on_book
+
+                await eventually(
+                    resting,
+                    timeout=STEP_SECONDS,
+                    interval=POLL,
+                    message="the buys never rested on the exchange",
+                )
 
             # Down under the range to the stop-loss: every buy fills on the way, then the bot stops and
             # sells what its slots hold at market.
