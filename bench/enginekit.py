@@ -25,7 +25,7 @@ from sqlalchemy import insert
 
 from bots.commands import command_payload
 from common.bus import create_bus
-from common.bus.support import make_envelope
+from common.bus.port import make_envelope
 from common.cache import Cache
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent
 from common.contracts.market import MARKET_EXCHANGE, PriceTick

@@ -35,6 +35,8 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    Text,
+    cast,
     delete,
     func,
     select,
@@ -251,17 +253,30 @@ class OutboxRelay:
             )
             if not locked:
                 return ()  # another replica's relay is publishing this table right now
+        # The payload is read as the text it was stored as and published as is: decoding it only to encode it
+        # again was a tenth of an engine's time under a thousand bots' fills.
         query = (
-            select(table).where(table.c.published_at.is_(None)).order_by(table.c.id).limit(self._batch_size)
+            select(
+                table.c.id,
+                table.c.message_id,
+                table.c.exchange,
+                table.c.routing_key,
+                cast(table.c.payload, Text).label("payload"),
+                table.c.request_id,
+                table.c.traceparent,
+            )
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.id)
+            .limit(self._batch_size)
         )
         return (await session.execute(query)).all()
 
     async def _publish(self, row: Row[Any]) -> None:
         """Publish one row as the message it holds (raises when the broker does not confirm it)."""
-        await self._bus.publish(
+        await self._bus.publish_encoded(
             row.exchange,
             row.routing_key,
-            dict(row.payload),
+            row.payload,
             message_id=row.message_id,
             request_id=row.request_id,
             traceparent=row.traceparent,

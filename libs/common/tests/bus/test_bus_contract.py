@@ -95,6 +95,27 @@ async def test_roundtrip_preserves_envelope(bus: AnyBus) -> None:
     assert rec.request_ids_seen == ["r-1"]  # the handler runs with the message's request id
 
 
+async def test_an_encoded_payload_arrives_as_the_same_envelope(bus: AnyBus) -> None:
+    # An outbox row's payload, published as the text it was stored as: its consumers cannot tell.
+    rec = Recorder()
+    await bus.subscribe("engine.commands", "bots", ["bot.start"], rec)
+    text = '{"bot_id": 7, "ticker": "KRW-BTC", "price": "101.50", "nested": {"a": [1, "\\u00e9"]}}'
+    await bus.publish_encoded(
+        "bots", "bot.start", text, message_id="m-enc", request_id="r-enc", traceparent=None
+    )
+    await rec.wait_for("m-enc")
+    got = rec.received[0]
+    assert (got.message_id, got.request_id, got.type) == ("m-enc", "r-enc", "bot.start")
+    assert got.payload == {
+        "bot_id": 7,
+        "ticker": "KRW-BTC",
+        "price": "101.50",
+        "nested": {"a": [1, "\u00e9"]},
+    }
+    assert got.occurred_at.utcoffset() == timedelta(0)
+    assert rec.request_ids_seen == ["r-enc"]
+
+
 async def test_request_id_defaults_to_current_request(bus: AnyBus) -> None:
     rec = Recorder()
     await bus.subscribe("q", "bots", ["bot.#"], rec)

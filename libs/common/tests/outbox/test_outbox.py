@@ -44,15 +44,16 @@ class CrashAfterPublish(Bus):
         super().__init__(inner.namespace)
         self.inner, self.crashes, self.refusals = inner, crashes, refusals
 
-    async def publish(self, exchange: str, routing_key: str, payload: Any, **kw: Any) -> Envelope:
+    async def _send(
+        self, exchange: str, routing_key: str, envelope: Envelope, body: bytes, *, persistent: bool
+    ) -> None:
         if self.refusals:
             self.refusals -= 1
             raise PublishNotConfirmedError("refused (test)")
-        envelope = await self.inner.publish(exchange, routing_key, payload, **kw)
+        await self.inner._send(exchange, routing_key, envelope, body, persistent=persistent)
         if self.crashes:
             self.crashes -= 1
             raise ConnectionResetError("died after the broker confirmed (test)")
-        return envelope
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...

@@ -99,7 +99,29 @@ class BotRow:
     @property
     def wants_running(self) -> bool:
         """The user's intent as the bots service recorded it: running with no stop pending."""
-        return self.status == "running" and self.stop_command_id is None and not self.deleted
+        return wants_running(self.status, self.stop_command_id, self.deleted)
+
+
+@dataclass(slots=True, frozen=True)
+class Asks:
+    """What a bot's row asks of its core: the columns `needs_resume` compares, read without the rest (a
+    sweep over every recently changed row only needs these; the full row is read for the few that differ)."""
+
+    id: uuid.UUID
+    status: str
+    stop_command_id: str | None
+    config_version: int
+    deleted: bool
+
+    @property
+    def wants_running(self) -> bool:
+        """The user's intent as the bots service recorded it: running with no stop pending."""
+        return wants_running(self.status, self.stop_command_id, self.deleted)
+
+
+def wants_running(status: str, stop_command_id: str | None, deleted: bool) -> bool:
+    """Whether a row with these columns asks for its bot to run."""
+    return status == "running" and stop_command_id is None and not deleted
 
 
 @dataclass(slots=True, frozen=True)

@@ -394,11 +394,19 @@ class EngineRuntime:
             # Only rows changed lately: every command changes its bot's row, a row is looked at for a while
             # after each change (commits land after their timestamps), and a takeover reads every row anyway.
             # Reading all of them every few seconds made garbage enough for full collections to stall the loop.
+            # Only what each row asks is read for all of them (a thousand bots created in a minute made every
+            # sweep parse a thousand full rows); the full row only where the core differs or is not loaded.
             since = self._clock() - _RESUME_LOOKBACK
             try:
-                async with self.factory() as session:
-                    rows = [row for row in await reads.changed_rows(session, since) if ownership.owns(row.id)]
                 handles = self.registry.handles
+                async with self.factory() as session:
+                    differ = [
+                        asks.id
+                        for asks in await reads.changed_asks(session, since)
+                        if ownership.owns(asks.id)
+                        and ((handle := handles.get(asks.id)) is None or handlers.needs_resume(handle, asks))
+                    ]
+                    rows = await reads.load_rows(session, differ) if differ else []
                 await self._resume((row, handles.get(row.id)) for row in rows)
             except Exception as exc:
                 log.warning("resume sweep failed: %s", type(exc).__name__)

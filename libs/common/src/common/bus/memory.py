@@ -7,9 +7,6 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from pydantic import BaseModel
 
 from common import errortracking, metrics
 from common.bus.port import (
@@ -28,7 +25,6 @@ from common.bus.support import (
     decode,
     invoke,
     log_failure,
-    make_envelope,
     quarantined,
     topic_matches,
 )
@@ -225,21 +221,11 @@ class InMemoryBus(Bus):
         """True once started."""
         return self._started
 
-    async def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        payload: BaseModel | dict[str, Any],
-        *,
-        message_id: str | None = None,
-        request_id: str | None = None,
-        traceparent: str | None = None,
-        persistent: bool = True,
-    ) -> Envelope:
+    async def _send(
+        self, exchange: str, routing_key: str, envelope: Envelope, body: bytes, *, persistent: bool
+    ) -> None:
         """Route the envelope to every matching queue at once (the 'confirm' is immediate)."""
-        envelope = make_envelope(routing_key, payload, message_id, request_id, traceparent)
-        await self.publish_raw(exchange, routing_key, envelope.to_json(), envelope.message_id)
-        return envelope
+        await self.publish_raw(exchange, routing_key, body, envelope.message_id)
 
     async def publish_raw(
         self, exchange: str, routing_key: str, body: bytes, message_id: str | None = None

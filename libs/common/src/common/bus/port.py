@@ -11,7 +11,9 @@ from typing import Any, Self
 
 from pydantic import BaseModel
 
-from common.contracts.envelope import Envelope
+from common import tracing
+from common.context import request_id_var
+from common.contracts.envelope import Envelope, encoded_with, new_message_id, payload_to_dict
 
 Handler = Callable[[Envelope], Awaitable[None]]
 """A consumer: the message is acked only after it returns; raising asks for a redelivery."""
@@ -21,6 +23,23 @@ DLQ_SUFFIX = ".dlq"
 DLX_NAME = "dlx"
 INVALID_BODY_KEY = "_invalid_body"
 """`dead_letters()` puts the (decoded) body of a non-envelope message under this payload key."""
+
+
+def make_envelope(
+    routing_key: str,
+    payload: BaseModel | dict[str, Any],
+    message_id: str | None,
+    request_id: str | None,
+    traceparent: str | None = None,
+) -> Envelope:
+    """The envelope of one publication; the request id and trace context default to the current ones."""
+    return Envelope(
+        message_id=message_id or new_message_id(),
+        type=routing_key,
+        request_id=request_id if request_id is not None else request_id_var.get(),
+        traceparent=traceparent if traceparent is not None else tracing.current_traceparent(),
+        payload=payload_to_dict(payload),
+    )
 
 
 class QueueKind(StrEnum):
@@ -97,7 +116,6 @@ class Bus(ABC):
     async def ping(self) -> bool:
         """True when the bus can carry messages now (readiness probes)."""
 
-    @abstractmethod
     async def publish(
         self,
         exchange: str,
@@ -115,6 +133,32 @@ class Bus(ABC):
         span's (common.tracing; None while tracing is off). Raises
         PublishNotConfirmedError when the broker refuses or does not answer.
         """
+        envelope = make_envelope(routing_key, payload, message_id, request_id, traceparent)
+        await self._send(exchange, routing_key, envelope, envelope.to_json(), persistent=persistent)
+        return envelope
+
+    async def publish_encoded(
+        self,
+        exchange: str,
+        routing_key: str,
+        payload_json: str,
+        *,
+        message_id: str,
+        request_id: str | None = None,
+        traceparent: str | None = None,
+        persistent: bool = True,
+    ) -> None:
+        """`publish` a payload already encoded as the JSON text of an object (an outbox row's): the same
+        envelope on the wire, without decoding the payload and encoding it again."""
+        envelope = make_envelope(routing_key, {}, message_id, request_id, traceparent)
+        body = encoded_with(envelope, payload_json)
+        await self._send(exchange, routing_key, envelope, body, persistent=persistent)
+
+    @abstractmethod
+    async def _send(
+        self, exchange: str, routing_key: str, envelope: Envelope, body: bytes, *, persistent: bool
+    ) -> None:
+        """Publish `body` (the wire form of `envelope`); returns once the broker confirmed it."""
 
     @abstractmethod
     async def subscribe(

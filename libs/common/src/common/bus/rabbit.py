@@ -27,7 +27,6 @@ from aio_pika.exceptions import (
     DeliveryError,
 )
 from aiormq.exceptions import ChannelAccessRefused, ChannelLockedResource
-from pydantic import BaseModel
 
 from common import metrics
 from common.bus.port import (
@@ -47,7 +46,6 @@ from common.bus.rabbit_consumer import RabbitSubscription, original_routing_key
 from common.bus.support import (
     backoff_delay,
     check_subscribe_args,
-    make_envelope,
     quarantined,
 )
 from common.contracts.envelope import Envelope
@@ -140,26 +138,17 @@ class RabbitBus(Bus):
             return False
         return True
 
-    async def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        payload: BaseModel | dict[str, Any],
-        *,
-        message_id: str | None = None,
-        request_id: str | None = None,
-        traceparent: str | None = None,
-        persistent: bool = True,
-    ) -> Envelope:
+    async def _send(
+        self, exchange: str, routing_key: str, envelope: Envelope, body: bytes, *, persistent: bool
+    ) -> None:
         """Publish with a publisher confirm; raises PublishNotConfirmedError without one."""
-        envelope = make_envelope(routing_key, payload, message_id, request_id, traceparent)
         headers: dict[str, Any] = {}
         if envelope.request_id is not None:
             headers["x-request-id"] = envelope.request_id
         if envelope.traceparent is not None:
             headers["traceparent"] = envelope.traceparent  # for tools that read AMQP headers
         message = aio_pika.Message(
-            envelope.to_json(),
+            body,
             content_type="application/json",
             message_id=envelope.message_id,
             type=envelope.type,
@@ -168,7 +157,6 @@ class RabbitBus(Bus):
             delivery_mode=DeliveryMode.PERSISTENT if persistent else DeliveryMode.NOT_PERSISTENT,
         )
         await self._publish(exchange, routing_key, message)
-        return envelope
 
     async def publish_raw(
         self,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 from functools import lru_cache
-from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from common import errortracking, tracing
 from common.bus.port import INVALID_BODY_KEY, Handler
 from common.context import request_id_var
-from common.contracts.envelope import Envelope, new_message_id, payload_to_dict
+from common.contracts.envelope import Envelope, new_message_id
 from common.retry import Backoff, Jitter
 
 log = logging.getLogger(__name__)
@@ -36,23 +35,6 @@ def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
     if not words:
         return False
     return (head == "*" or head == words[0]) and _match(rest, words[1:])
-
-
-def make_envelope(
-    routing_key: str,
-    payload: BaseModel | dict[str, Any],
-    message_id: str | None,
-    request_id: str | None,
-    traceparent: str | None = None,
-) -> Envelope:
-    """The envelope of one publication; the request id and trace context default to the current ones."""
-    return Envelope(
-        message_id=message_id or new_message_id(),
-        type=routing_key,
-        request_id=request_id if request_id is not None else request_id_var.get(),
-        traceparent=traceparent if traceparent is not None else tracing.current_traceparent(),
-        payload=payload_to_dict(payload),
-    )
 
 
 def decode(body: bytes) -> Envelope | None:

@@ -14,7 +14,7 @@ from common.contracts.bots import BotStatus as WireStatus
 from engine import outgoing
 from engine.applying import paper_broker
 from engine.contracts import FILLS_QUEUE, OrderFilledMessage
-from engine.model import BotHandle, BotRow, OrderRef, new_core, same_grid, with_options
+from engine.model import Asks, BotHandle, BotRow, OrderRef, new_core, same_grid, with_options
 from engine.persistence import reads, tables, writes
 from engine.step import NEW, OPEN, Step
 from engine.work import (
@@ -255,7 +255,7 @@ async def _command(session: AsyncSession, step: Step, work: CommandWork) -> None
             step.feed(Stop())
 
 
-def needs_resume(handle: BotHandle, row: BotRow | None = None) -> bool:
+def needs_resume(handle: BotHandle, row: BotRow | Asks | None = None) -> bool:
     """Whether the bot's row (as loaded, or `row`) asks for something its core has not done: a start never
     heard, a stop never applied, newer settings. Read without a lock; `ResumeWork` checks again under one."""
     row = row or handle.row

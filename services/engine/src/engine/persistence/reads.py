@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.model import (
     STATE_FORMAT,
+    Asks,
     BotHandle,
     BotRow,
     LevelView,
@@ -98,10 +99,26 @@ async def load_row(session: AsyncSession, bot_id: uuid.UUID, *, lock: bool = Fal
     return None if bot is None else _bot_row(bot)
 
 
-async def changed_rows(session: AsyncSession, since: datetime) -> list[BotRow]:
-    """The rows of bots changed at or after `since` (unlocked)."""
-    result = await session.execute(select(*_BOT_COLUMNS).where(BOTS.c.updated_at >= since))
-    return [_bot_row(bot) for bot in result]
+async def changed_asks(session: AsyncSession, since: datetime) -> list[Asks]:
+    """What the rows of bots changed at or after `since` ask (unlocked)."""
+    result = await session.execute(
+        select(
+            BOTS.c.id, BOTS.c.status, BOTS.c.stop_command_id, BOTS.c.config_version, BOTS.c.deleted_at
+        ).where(BOTS.c.updated_at >= since)
+    )
+    return [
+        Asks(bot_id, status, stop, version, deleted_at is not None)
+        for bot_id, status, stop, version, deleted_at in result
+    ]
+
+
+async def load_rows(session: AsyncSession, bot_ids: Sequence[uuid.UUID]) -> list[BotRow]:
+    """The rows of these bots that exist (unlocked)."""
+    rows: list[BotRow] = []
+    for chunk in chunks(bot_ids, chunk_size(session)):
+        result = await session.execute(select(*_BOT_COLUMNS).where(among(session, BOTS.c.id, chunk)))
+        rows.extend(_bot_row(bot) for bot in result)
+    return rows
 
 
 async def load_levels(
