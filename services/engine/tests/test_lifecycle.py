@@ -201,13 +201,20 @@ def _config_applied(engine: EngineRuntime, bot_id: uuid.UUID, version: int) -> b
 async def test_commands_that_never_reached_the_engine_are_applied_from_the_rows(
     engine_factory: Any, bots: BotFactory, db: async_sessionmaker[AsyncSession]
 ) -> None:
-    # A start and a stop whose messages were lost (published while this replica's queue was away): the
-    # rows say what the user asked, and the resume sweep does it.
+    # A start, new settings and a stop whose messages were lost (published while this replica's queue was
+    # away): the rows say what the user asked, and the resume sweep does it.
     engine: EngineRuntime = await engine_factory(resume_interval_seconds=0.3)
     assert engine.cache is not None
     await cache_price(engine.cache, "KRW-BTC", "53500000")
     bot = await bots.create(BotSpec())  # running, as POST /bots with autoStart commits it; nothing published
     await eventually(lambda: _open_count(db, bot.id, 4), timeout=10)
+    async with db() as session:  # what PATCH /bots/:id commits; its bot.updated never sent
+        await session.execute(
+            update(Bot).where(Bot.id == bot.id).values(order_amount=D(20_000), config_version=2)
+        )
+        await session.commit()
+    await eventually(lambda: _config_applied(engine, bot.id, 2), timeout=10)
+    assert engine.registry.handles[bot.id].row.order_amount == D(20_000)
     stop = await bots.request_stop(bot.id)  # the pending stop command; its bot.stop never sent
     await eventually(lambda: _stopped(db, bot.id, stop.stop_command_id), timeout=10)
     assert not [o for o in await orders_of(db, bot.id) if o.status in ("new", "open")]

@@ -254,7 +254,7 @@ class OutboxRelay:
             if not locked:
                 return ()  # another replica's relay is publishing this table right now
         # The payload is read as the text it was stored as and published as is: decoding it only to encode it
-        # again was a tenth of an engine's time under a thousand bots' fills.
+        # again tripled the cost of a row's envelope (16.6 against 5.5 us for a fill's user events).
         query = (
             select(
                 table.c.id,
