@@ -86,8 +86,12 @@ class LiveSocket:
     def offer_price(self, pair: Pair, text: str) -> None:
         """The latest price of a ticker; sent at most once per price interval (newer replaces older)."""
         if self.close_code is None:
+            waiting = pair in self._prices
             self._prices[pair] = text
-            self._wake.set()
+            # A price already waiting is in the writer's reckoning of when to wake: a newer one only replaces
+            # its text. Waking the writer for every tick woke it several times for each price it could send.
+            if not waiting:
+                self._wake.set()
 
     def kick(self, code: int, reason: str) -> None:
         """Close the socket with `code` (the first reason given wins)."""

@@ -1,0 +1,59 @@
+"""One live socket's writer, driven directly: what wakes it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from common.exchanges.ids import Exchange
+from common.testing.wait import eventually
+from gateway.live.socket import Limits, LiveSocket
+
+PAIR = (Exchange.UPBIT, "KRW-BTC")
+
+
+async def _yield_to_writer() -> None:
+    """Let a woken writer take its turn (each wake-up is one pass of the loop; no time passes)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_ticks_of_a_price_not_due_yet_do_not_wake_the_writer() -> None:
+    # The writer reads the clock once per pass: its passes are counted through the clock it is given.
+    passes = 0
+
+    def clock() -> float:
+        nonlocal passes
+        passes += 1
+        return time.monotonic()
+
+    sent: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["text"])
+
+    closed = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await closed.wait()
+        return {"type": "websocket.disconnect"}
+
+    socket = LiveSocket("user", "jti", expires_at=0.0, limits=Limits(16, 5.0, 60.0), clock=clock)
+    writer = asyncio.create_task(socket.run(receive, send))
+    try:
+        socket.offer_price(PAIR, "p-0")
+        await eventually(lambda: sent == ["p-0"], timeout=5)
+        await _yield_to_writer()
+        after_first = passes
+        # The next price is due in a minute: the first tick after a send tells the writer when to wake,
+        # the 49 after it only replace the text.
+        for n in range(1, 51):
+            socket.offer_price(PAIR, f"p-{n}")
+            await _yield_to_writer()
+        assert passes == after_first + 1
+        socket.push("event")  # an event goes at once, the price still waits for its interval
+        await eventually(lambda: sent == ["p-0", "event"], timeout=5)
+    finally:
+        closed.set()
+        await writer
