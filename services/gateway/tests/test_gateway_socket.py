@@ -13,12 +13,6 @@ from gateway.live.socket import Limits, LiveSocket
 PAIR = (Exchange.UPBIT, "KRW-BTC")
 
 
-async def _yield_to_writer() -> None:
-    """Let a woken writer take its turn (each wake-up is one pass of the loop; no time passes)."""
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 async def test_ticks_of_a_price_not_due_yet_do_not_wake_the_writer() -> None:
     # The writer reads the clock once per pass: its passes are counted through the clock it is given.
     passes = 0
@@ -44,16 +38,17 @@ async def test_ticks_of_a_price_not_due_yet_do_not_wake_the_writer() -> None:
     try:
         socket.offer_price(PAIR, "p-0")
         await eventually(lambda: sent == ["p-0"], timeout=5)
-        await _yield_to_writer()
-        after_first = passes
-        # The next price is due in a minute: the first tick after a send tells the writer when to wake,
-        # the 49 after it only replace the text.
-        for n in range(1, 51):
+        # The first tick after a send wakes the writer once, to learn when the next price is due (in a
+        # minute). Once that pass cleared the wake-up, the writer is parked: nothing else runs it.
+        socket.offer_price(PAIR, "p-1")
+        await eventually(lambda: passes == 2 and not socket._wake.is_set(), timeout=5)
+        # The 49 ticks after it only replace the text: none of them wakes the writer.
+        for n in range(2, 51):
             socket.offer_price(PAIR, f"p-{n}")
-            await _yield_to_writer()
-        assert passes == after_first + 1
+            assert not socket._wake.is_set()
         socket.push("event")  # an event goes at once, the price still waits for its interval
         await eventually(lambda: sent == ["p-0", "event"], timeout=5)
+        assert passes == 3
     finally:
         closed.set()
         await writer
