@@ -50,6 +50,7 @@ from engine.metrics import Metrics
 from engine.model import BotHandle, BotRow
 from engine.ownership import Ownership, Partitions
 from engine.persistence import reads
+from engine.persistence.batch import KEYED_PLANS
 from engine.persistence.relay import PipelinedRelay
 from engine.scheduling.index import TickerKey
 from engine.scheduling.registry import Registry, ticker_key
@@ -123,7 +124,7 @@ class EngineRuntime:
             url,
             schemas=[SCHEMA],
             pool_size=settings.database_pool_size,
-            server_settings={"idle_in_transaction_session_timeout": _IDLE_IN_TRANSACTION_MS},
+            server_settings={"idle_in_transaction_session_timeout": _IDLE_IN_TRANSACTION_MS, **KEYED_PLANS},
             # A takeover reads every taken bot's state (JSON): orjson decodes it several times faster.
             json_deserializer=orjson.loads,
         )

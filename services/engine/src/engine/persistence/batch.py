@@ -58,6 +58,22 @@ PARTS: tuple[Part, ...] = (
 )
 """The batch's parts, by the name of their CTE (and prefix of their parameters)."""
 
+# Every statement of the engine names its rows by key (a bot's id, an order's id, a client order id), a few
+# rows at a time. The planner is told so on the engine's connections: with a table's statistics behind its
+# size (never analyzed yet, or autovacuum off as on these machines), a plan made while the table was small
+# joins a batch's arrays to it by a hash over a sequential scan, and asyncpg's cached statement keeps that
+# generic plan for the connection's life: every fill then read every order ever placed (6 ms a batch with
+# 10,000 orders; docs/api-load.md "Every fill read every order"). A sequential scan stays possible where no
+# index serves (the replicas' and partitions' few rows), at the planner's penalty cost; that cost would pass
+# the threshold of JIT compilation, tens of milliseconds to run a lookup of microseconds, hence no JIT.
+KEYED_PLANS: dict[str, str] = {
+    "enable_seqscan": "off",
+    "enable_hashjoin": "off",
+    "enable_mergejoin": "off",
+    "jit": "off",
+}
+"""Planner settings of the engine's connections (`server_settings`): index lookups by key, whatever the stats."""
+
 BATCH_SQL = with_statement(
     PARTS, "SELECT ARRAY(SELECT bot_id FROM s) AS updated, ARRAY(SELECT message_id FROM i) AS claimed"
 )
