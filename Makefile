@@ -84,6 +84,7 @@ bench: install ## Run every benchmark of bench/ (they print figures); BENCH_ARGS
 	$(UV) run --frozen python bench/api_load.py --users 100
 	$(UV) run --frozen python bench/bots_reads.py
 	$(UV) run --frozen python bench/outbox_envelope.py
+	$(UV) run --frozen python bench/batch_plan.py
 	$(UV) run --frozen python bench/market_data.py
 	$(UV) run --frozen python bench/exchange_sim_history.py
 	$(UV) run --frozen python bench/recovery.py
