@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -52,3 +53,42 @@ async def test_ticks_of_a_price_not_due_yet_do_not_wake_the_writer() -> None:
     finally:
         closed.set()
         await writer
+
+
+async def test_sockets_of_one_ticker_spread_their_prices_over_the_interval() -> None:
+    # Eight sockets of one ticker, each with its own phase, fed the same ticks (four a second) for ten
+    # seconds. The writer sends only what is due whenever it runs; here it runs every 10 ms of a clock
+    # the test moves, which sends exactly what the writer's own timer would.
+    now = 0.0
+    sends: dict[int, list[float]] = {k: [] for k in range(8)}
+
+    def clock() -> float:
+        return now
+
+    def sender(k: int) -> Any:
+        async def send(message: dict[str, Any]) -> None:
+            sends[k].append(now)
+
+        return send
+
+    limits = Limits(16, 5.0, 1.0)
+    sockets = [
+        LiveSocket("user", f"jti-{k}", expires_at=0.0, limits=limits, clock=clock, phase=k / 8)
+        for k in range(8)
+    ]
+    for step in range(1000):
+        now = step / 100
+        if step % 25 == 0:
+            for socket in sockets:
+                socket.offer_price(PAIR, f"tick-{step}")
+        for k, socket in enumerate(sockets):
+            await socket._send_due_prices(sender(k))
+
+    for times in sends.values():
+        # Never more than one price per interval to a client.
+        assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(times))
+        assert len(times) >= 9  # and still about one a second
+    # The first tick reached every socket at once; from then on no two sockets write at the same instant.
+    later = sorted(t for times in sends.values() for t in times if t > 0)
+    assert len(later) == len(set(later))
+    assert all(times[0] == 0.0 for times in sends.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +32,8 @@ POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 # Bound on the close frame of a client that stopped reading (its transport may never drain).
 CLOSE_TIMEOUT_SECONDS = 1.0
+# A price sent this late after its due time (a fraction of the interval) was sent by a tick, not the timer.
+ON_SCHEDULE_SLACK = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class LiveSocket:
         expires_at: float,
         limits: Limits,
         clock: Callable[[], float] = time.monotonic,
+        phase: float | None = None,
     ) -> None:
         self.user_id = user_id
         self.jti = jti
@@ -61,6 +65,8 @@ class LiveSocket:
         self._queue: deque[str] = deque()
         self._prices: dict[Pair, str] = {}
         self._price_due: dict[Pair, float] = {}
+        # This socket's own offset in the price interval (a fraction of it, drawn once; see _next_due).
+        self._phase = random.random() if phase is None else phase  # noqa: S311 (spreading, not secrecy)
         self._wake = asyncio.Event()
         self._kicked = asyncio.Event()
         self.close_code: int | None = None
@@ -140,14 +146,26 @@ class LiveSocket:
         now = self._clock()
         next_due: float | None = None
         for pair in list(self._prices):
-            due = self._price_due.get(pair, 0.0)
-            if due <= now:
+            due = self._price_due.get(pair)
+            if due is None or due <= now:
                 text = self._prices.pop(pair)
-                self._price_due[pair] = now + self._limits.price_interval
+                self._price_due[pair] = self._next_due(now, due)
                 await self._send(send, text)
             else:
                 next_due = due if next_due is None else min(next_due, due)
         return None if next_due is None else max(0.0, next_due - now)
+
+    def _next_due(self, now: float, due: float | None) -> float:
+        """When this socket may send the ticker's next price, having sent one at `now`."""
+        interval = self._limits.price_interval
+        if due is not None and now - due <= interval * ON_SCHEDULE_SLACK:
+            return now + interval  # sent on this socket's own timer: it keeps its schedule
+        # Sent as its tick arrived (the first price, or the first after a quiet spell): that tick reached
+        # every socket of the ticker at once. Left one interval apart, they would all write in the same
+        # instant every second, a burst that holds up the HTTP requests behind it on the event loop. The
+        # socket's own phase, added once, spreads their writes over the interval; a client still gets at
+        # most one price per interval.
+        return now + interval + self._phase * interval
 
     async def _send(self, send: Send, text: str) -> None:
         try:
