@@ -88,6 +88,7 @@ MIN_SAMPLES = 1000
 REQUEST_TIMEOUT = 10.0
 EXTRA_BOTS_PER_USER = 250
 READINGS_LEAD = 1.0  # seconds before the window at which the CPU and engine readings start
+BURST_MS = 10  # the slice in which prices received together count as one burst
 # Quote amount per grid order: above each venue's minimum (Upbit 5,000 KRW; Binance 5 USDT).
 ORDER_AMOUNT = {"upbit": 10_000, "binance": 20}
 # The polling users' grid (offset, half-width, step in %): price ± 2 % in 0.2 % steps, about 20 levels.
@@ -355,19 +356,42 @@ async def poll(user: User, client: Client, times: list[float], offset: int, rec:
     client.close()
 
 
-async def listen(ws: ClientConnection, rec: Recorder, events: Counter[str], closed: Counter[str]) -> None:
-    """Count a socket's events by type (those inside the measured window); note a close by the server."""
+async def listen(
+    ws: ClientConnection, rec: Recorder, events: Counter[str], closed: Counter[str], prices: list[float]
+) -> None:
+    """Count a socket's events by type (those inside the measured window), note when each price came and
+    whether the server closed the socket."""
     loop = asyncio.get_running_loop()
     async for message in ws:
-        if rec.counts(loop.time()):
-            events[str(orjson.loads(message).get("type"))] += 1
+        now = loop.time()
+        if rec.counts(now):
+            kind = str(orjson.loads(message).get("type"))
+            events[kind] += 1
+            if kind == "price":
+                prices.append(now)
     closed[f"{ws.close_code} {ws.close_reason}"] += 1
+
+
+def price_bursts(times: list[float]) -> dict[str, int]:
+    """How many prices (all sockets) arrived in the same `BURST_MS`: the busiest slice and the p99 slice.
+
+    The gateway writes a socket's frames as it goes through its sockets on one event-loop pass: prices that
+    arrive together were written together, and an HTTP request that came in meanwhile waited for all of them.
+    """
+    slices = Counter(int(t * 1000 // BURST_MS) for t in times)
+    counts = sorted(slices.values()) or [0]
+    return {
+        "max": counts[-1],
+        "p99": int(percentile([float(c) for c in counts], 0.99)),
+        "slices": len(slices),
+    }
 
 
 async def measure(args: argparse.Namespace, stack: Stack, users: list[User], database: str) -> dict[str, Any]:
     """Warm-up, then the measured window: the figures, the sockets' events, CPU by process."""
     port = stack.port("gateway")
     events: Counter[str] = Counter()
+    prices: list[float] = []
     closed: Counter[str] = Counter()
     sockets: list[ClientConnection] = []
     if args.ws:
@@ -390,7 +414,7 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
     if args.timeline:
         rec.timeline = []
     rng = random.Random(args.seed)
-    listeners = [asyncio.create_task(listen(ws, rec, events, closed)) for ws in sockets]
+    listeners = [asyncio.create_task(listen(ws, rec, events, closed, prices)) for ws in sockets]
     pollers = [
         asyncio.create_task(
             poll(
@@ -436,7 +460,12 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
             "p99": round(percentile(lateness, 0.99) * 1000, 1),
             "max": round(lateness[-1] * 1000, 1),
         },
-        "ws": {"sockets": len(sockets), "events": dict(events), "closed_by_server": dict(closed)}
+        "ws": {
+            "sockets": len(sockets),
+            "events": dict(events),
+            "price_bursts": price_bursts(prices),
+            "closed_by_server": dict(closed),
+        }
         if args.ws
         else None,
         "cpu": cpu,
@@ -559,6 +588,11 @@ def report(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"websockets: {ws['sockets']} open, {received} events received in the window ({kinds}); "
             f"closed by the server: {ws['closed_by_server'] or 'none'}"
+        )
+        bursts = ws["price_bursts"]
+        lines.append(
+            f"  prices received in the same {BURST_MS} ms (every socket): busiest {bursts['max']}, "
+            f"p99 {bursts['p99']} (over {bursts['slices']} slices that had any)"
         )
     cpu = result["cpu"]
     lines.append(
