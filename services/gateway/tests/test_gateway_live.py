@@ -216,6 +216,18 @@ async def test_the_token_in_the_protocol_header_is_answered_with_the_bearer_subp
         assert await next_json(ws) == {"type": "bot_status", "botId": "b1", "status": "running"}
 
 
+async def test_frames_are_not_compressed_even_when_the_client_offers_it(live: Live, tokens: Tokens) -> None:
+    me = user()
+    # The websockets client offers permessage-deflate, as browsers do.
+    async with connect(live.url(f"?token={tokens.access(me)}"), compression="deflate") as ws:
+        assert (
+            ws.request is not None and "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+        )
+        assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
+        await live.events(me, "b1", {"type": "bot_status", "botId": "b1", "status": "running"})
+        assert await next_json(ws) == {"type": "bot_status", "botId": "b1", "status": "running"}
+
+
 async def test_sockets_per_user_are_capped(
     bus_url: str, namespace: str, redis_url: str, tokens: Tokens
 ) -> None:
