@@ -57,8 +57,6 @@ from enginereplicas import scrape_port, tick_to_order  # noqa: E402
 from limits import parse  # noqa: E402
 from loadkit import Client, Recorder, percentile, schedule  # noqa: E402
 from prockit import CpuMeter, CpuSlices  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-from websockets.typing import Subprotocol  # noqa: E402
 
 from common.testing.infra import (  # noqa: E402
     DEFAULT_POSTGRES,
@@ -356,20 +354,51 @@ async def poll(user: User, client: Client, times: list[float], offset: int, rec:
     client.close()
 
 
-async def listen(
-    ws: ClientConnection, rec: Recorder, events: Counter[str], closed: Counter[str], prices: list[float]
-) -> None:
-    """Count a socket's events by type (those inside the measured window), note when each price came and
-    whether the server closed the socket."""
-    loop = asyncio.get_running_loop()
-    async for message in ws:
-        now = loop.time()
-        if rec.counts(now):
-            kind = str(orjson.loads(message).get("type"))
-            events[kind] += 1
-            if kind == "price":
-                prices.append(now)
-    closed[f"{ws.close_code} {ws.close_reason}"] += 1
+class Sockets:
+    """Every user's `/api/ws`, held by bench/wsclient.py in a process of its own (why: its docstring)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        self.pid = process.pid
+
+    @classmethod
+    async def open(cls, port: int, users: list[User]) -> Sockets:
+        """Start the child and wait until every socket is open."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(_HERE / "wsclient.py"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        sockets = cls(process)
+        await sockets._send({"port": port, "users": [[u.token, u.ip] for u in users]})
+        if not (await sockets._receive()).get("ready"):
+            raise RuntimeError("the sockets' process did not open the sockets")
+        return sockets
+
+    async def window(self, start: float, end: float) -> None:
+        """Tell the child the measured window (loop.time() is time.monotonic() in both processes)."""
+        await self._send({"window": [start, end]})
+
+    async def stop(self) -> dict[str, Any]:
+        """Close the sockets; their counts."""
+        await self._send({"stop": True})
+        counted = await self._receive()
+        await self._process.wait()
+        return counted
+
+    async def _send(self, document: dict[str, Any]) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(orjson.dumps(document) + b"\n")
+        await self._process.stdin.drain()
+
+    async def _receive(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        line = await self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the sockets' process ended (exit {await self._process.wait()})")
+        document: dict[str, Any] = orjson.loads(line)
+        return document
 
 
 def price_bursts(times: list[float]) -> dict[str, int]:
@@ -390,31 +419,15 @@ def price_bursts(times: list[float]) -> dict[str, int]:
 async def measure(args: argparse.Namespace, stack: Stack, users: list[User], database: str) -> dict[str, Any]:
     """Warm-up, then the measured window: the figures, the sockets' events, CPU by process."""
     port = stack.port("gateway")
-    events: Counter[str] = Counter()
-    prices: list[float] = []
-    closed: Counter[str] = Counter()
-    sockets: list[ClientConnection] = []
-    if args.ws:
-        sockets = list(
-            await asyncio.gather(
-                *(
-                    connect(
-                        f"ws://127.0.0.1:{port}/api/ws",
-                        subprotocols=[Subprotocol("bearer"), Subprotocol(u.token)],
-                        additional_headers={"x-forwarded-for": u.ip},
-                        open_timeout=30,
-                    )
-                    for u in users
-                )
-            )
-        )
+    sockets = await Sockets.open(port, users) if args.ws else None
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
     rec = Recorder(start + args.warmup, start + args.warmup + args.duration)
     if args.timeline:
         rec.timeline = []
     rng = random.Random(args.seed)
-    listeners = [asyncio.create_task(listen(ws, rec, events, closed, prices)) for ws in sockets]
+    if sockets is not None:
+        await sockets.window(rec.window_start, rec.window_end)
     pollers = [
         asyncio.create_task(
             poll(
@@ -429,6 +442,8 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
     ]
     meter = CpuMeter(database)
     names = {popen.pid: key for key, popen in stack.processes.items()} | {os.getpid(): "bench client"}
+    if sockets is not None:
+        names[sockets.pid] = "bench sockets"
     slices = CpuSlices(meter, names) if args.timeline else None
     # The first readings walk /proc and scrape the engines, in this process: taken before the window, so the
     # client's own stall is not charged to the requests that open it (the CPU figures then span a second more).
@@ -448,10 +463,7 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
         cut = await asyncio.to_thread(slices.stop)
         write_timeline(args.timeline, rec.timeline or [], cut)
         tail = attribute(rec.timeline or [], cut)
-    for task in listeners:
-        task.cancel()
-    await asyncio.gather(*listeners, return_exceptions=True)
-    await asyncio.gather(*(ws.close() for ws in sockets))
+    counted = await sockets.stop() if sockets is not None else None
     lateness = sorted(rec.lateness) or [0.0]
     return {
         "routes": rec.figures(),
@@ -461,12 +473,12 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
             "max": round(lateness[-1] * 1000, 1),
         },
         "ws": {
-            "sockets": len(sockets),
-            "events": dict(events),
-            "price_bursts": price_bursts(prices),
-            "closed_by_server": dict(closed),
+            "sockets": len(users),
+            "events": counted["events"],
+            "price_bursts": price_bursts(counted["prices"]),
+            "closed_by_server": counted["closed"],
         }
-        if args.ws
+        if counted is not None
         else None,
         "cpu": cpu,
         "engine_tick_to_order": engine_latency,
@@ -601,11 +613,15 @@ def report(result: dict[str, Any]) -> list[str]:
     )
     shares = {k: v / cpu["seconds"] for k, v in cpu["cpu_s"].items()}
     services = {k: v for k, v in shares.items() if k in result["processes"]}
-    infrastructure = {k: v for k, v in shares.items() if k not in services and k != "bench client"}
+    clients = ("bench client", "bench sockets")
+    infrastructure = {k: v for k, v in shares.items() if k not in services and k not in clients}
     lines.append(
         f"  services {sum(services.values()):.2f}: " + "  ".join(f"{k} {v:.2f}" for k, v in services.items())
     )
-    lines.append(f"  bench client {shares.get('bench client', 0.0):.2f}")
+    lines.append(
+        f"  bench client {shares.get('bench client', 0.0):.2f}"
+        + (f" (its sockets' process {shares['bench sockets']:.2f})" if "bench sockets" in shares else "")
+    )
     lines.append(
         "  servers (shared by the machine unless 'this run'): "
         + "  ".join(f"{k} {v:.2f}" for k, v in infrastructure.items())
