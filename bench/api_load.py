@@ -86,6 +86,7 @@ MIN_SAMPLES = 1000
 REQUEST_TIMEOUT = 10.0
 EXTRA_BOTS_PER_USER = 250
 READINGS_LEAD = 1.0  # seconds before the window at which the CPU and engine readings start
+PIPE_LINE_LIMIT = 64 * 1024 * 1024
 BURST_MS = 10  # the slice in which prices received together count as one burst
 # Quote amount per grid order: above each venue's minimum (Upbit 5,000 KRW; Binance 5 USDT).
 ORDER_AMOUNT = {"upbit": 10_000, "binance": 20}
@@ -369,6 +370,7 @@ class Sockets:
             str(_HERE / "wsclient.py"),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=PIPE_LINE_LIMIT,  # the counts' line carries every price's arrival time
         )
         sockets = cls(process)
         await sockets._send({"port": port, "users": [[u.token, u.ip] for u in users]})
