@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from engine.persistence.batch import BATCH_SQL, KEYED_PLANS
+from engine.persistence.reads import changed_asks_query
 from engine.runtime import EngineRuntime
 
 UPDATED = {"orders", "grid_levels", "bots", "engine_states"}
@@ -59,3 +62,18 @@ async def test_the_engines_connections_plan_by_key(engine: EngineRuntime) -> Non
     assert {relation for kind, relation in scans if kind == "Index Scan"} == UPDATED
     assert not {relation for kind, relation in scans if kind == "Seq Scan"}
     assert not [node["Node Type"] for node in nodes if node["Node Type"] in ("Hash Join", "Merge Join")]
+
+
+async def test_the_resume_sweep_reads_the_bots_changed_lately_through_their_index(
+    engine: EngineRuntime,
+) -> None:
+    """Every replica runs the sweep every few seconds: it reads the last minute's rows, not the whole table."""
+    compiled = changed_asks_query(datetime.now(UTC)).compile(dialect=PGDialect_asyncpg())
+    assert engine.db is not None
+    async with engine.db.connect() as connection:
+        raw: Any = (await connection.get_raw_connection()).driver_connection
+        document = await raw.fetchval(f"EXPLAIN (FORMAT JSON) {compiled}", datetime.now(UTC))
+    plans = orjson.loads(document) if isinstance(document, str) else document
+    nodes = list(_nodes(plans[0]["Plan"]))
+    assert {node.get("Index Name") for node in nodes} & {"ix_bots_updated_at"}
+    assert not [node for node in nodes if node["Node Type"] == "Seq Scan"]

@@ -126,6 +126,9 @@ class Bot(Base):
     __table_args__ = (
         Index("ix_bots_user_id_status", "user_id", "status"),
         Index("ix_bots_exchange_ticker_status", "exchange", "ticker", "status"),
+        # The engines' resume sweep reads the rows changed in the last minute. A fill changes
+        # last_executed_at, never updated_at, so the fill's update of the row stays a HOT update.
+        Index("ix_bots_updated_at", "updated_at"),
         _one_of("status", BotStatus),
         _one_of("stop_reason", StopReason),
         _one_of("mode", BotMode),

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.model import (
@@ -99,13 +99,16 @@ async def load_row(session: AsyncSession, bot_id: uuid.UUID, *, lock: bool = Fal
     return None if bot is None else _bot_row(bot)
 
 
+def changed_asks_query(since: datetime) -> Select[Any]:
+    """The resume sweep's statement: the rows of bots changed at or after `since` (ix_bots_updated_at)."""
+    return select(
+        BOTS.c.id, BOTS.c.status, BOTS.c.stop_command_id, BOTS.c.config_version, BOTS.c.deleted_at
+    ).where(BOTS.c.updated_at >= since)
+
+
 async def changed_asks(session: AsyncSession, since: datetime) -> list[Asks]:
     """What the rows of bots changed at or after `since` ask (unlocked)."""
-    result = await session.execute(
-        select(
-            BOTS.c.id, BOTS.c.status, BOTS.c.stop_command_id, BOTS.c.config_version, BOTS.c.deleted_at
-        ).where(BOTS.c.updated_at >= since)
-    )
+    result = await session.execute(changed_asks_query(since))
     return [
         Asks(bot_id, status, stop, version, deleted_at is not None)
         for bot_id, status, stop, version, deleted_at in result
