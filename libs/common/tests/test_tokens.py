@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from pydantic import SecretStr
 
-from common.cache import create_cache
+from common.cache import RedisCache, create_cache
 from common.errors import AppError, ErrorCode
 from common.security import AuthState, RevocationList, TokenService, TokenType
 
@@ -133,3 +134,36 @@ async def _code(state: AuthState, header: str | None) -> ErrorCode | None:
     except AppError as exc:
         return exc.code
     return None
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def revocations(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[RevocationList]:
+    if request.param == "memory":
+        yield RevocationList(create_cache("memory://", namespace))
+        return
+    cache = RedisCache(request.getfixturevalue("redis_url"), namespace)
+    try:
+        yield RevocationList(cache)
+    finally:
+        keys = [k async for k in cache.client.scan_iter(match=f"{namespace}*")]
+        if keys:
+            await cache.client.delete(*keys)
+        await cache.close()
+
+
+async def test_refusals_of_many_tokens_answer_as_each_tokens_own_refusal(revocations: RevocationList) -> None:
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    await revocations.revoke("logged-out", later)
+    await revocations.revoke("both", later)
+    await revocations.disable_user("disabled")
+    tokens = [
+        ("fine", "u1"),
+        ("logged-out", "u2"),
+        ("fine-too", "disabled"),
+        ("both", "disabled"),
+        ("fine", "u1"),  # the same token twice (two sockets) gets the same answer twice
+    ]
+    expected = [None, ErrorCode.INVALID_TOKEN, ErrorCode.ACCOUNT_DISABLED, ErrorCode.ACCOUNT_DISABLED, None]
+    assert await revocations.refusals(tokens) == expected
+    assert [await revocations.refusal(jti, user) for jti, user in tokens] == expected
+    assert await revocations.refusals([]) == []

@@ -9,7 +9,7 @@ the key back at start-up should the cache have lost it).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from common.cache import Cache
@@ -60,6 +60,15 @@ class RevocationList:
         """Why a verified token is refused now (INVALID_TOKEN: logged out; ACCOUNT_DISABLED), or None."""
         revoked, disabled = await self._cache.exists_each(_PREFIX + jti, _USER_PREFIX + user_id)
         return refusal_of(revoked=revoked, disabled=disabled)
+
+    async def refusals(self, tokens: Sequence[tuple[str, str]]) -> list[ErrorCode | None]:
+        """`refusal` of each (jti, user id), all read in one round trip."""
+        keys = [key for jti, user_id in tokens for key in (_PREFIX + jti, _USER_PREFIX + user_id)]
+        found = await self._cache.exists_each(*keys)
+        return [
+            refusal_of(revoked=revoked, disabled=disabled)
+            for revoked, disabled in zip(found[::2], found[1::2], strict=True)
+        ]
 
 
 def refusal_of(*, revoked: bool, disabled: bool) -> ErrorCode | None:

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Bounds the replica's queue of user events if the gateway falls behind (the oldest are dropped).
 EVENTS_QUEUE_MAX_LENGTH = 10_000
-# Revocation reads per Redis round of a sweep (the pool has a bounded number of connections).
+# Tokens per Redis round trip of a sweep (two keys each, pipelined).
 SWEEP_BATCH = 200
 INVALID_TOKEN = "INVALID_TOKEN"
 
@@ -279,7 +279,9 @@ class LiveHub:
             batch = tokens[start : start + SWEEP_BATCH]
             try:
                 async with asyncio.timeout(self._redis_timeout):
-                    refusals = await asyncio.gather(*(self._revocations.refusal(j, u) for j, u in batch))
+                    # One round trip for the batch: a read per socket, all at once, took a pooled
+                    # connection each and held the event loop for tens of milliseconds every sweep.
+                    refusals = await self._revocations.refusals(batch)
             except Exception as exc:
                 # Open sockets stay open while Redis cannot answer (a logout cannot be written then either).
                 log.warning("revocation sweep failed: %r", exc)
