@@ -82,6 +82,7 @@ bench: install ## Run every benchmark of bench/ (they print figures); BENCH_ARGS
 	$(UV) run --frozen python bench/gateway.py
 	$(UV) run --frozen python bench/observability.py
 	$(UV) run --frozen python bench/api_load.py --users 100
+	$(UV) run --frozen python bench/live_costs.py
 	$(UV) run --frozen python bench/bots_reads.py
 	$(UV) run --frozen python bench/outbox_envelope.py
 	$(UV) run --frozen python bench/batch_plan.py
