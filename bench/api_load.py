@@ -367,7 +367,8 @@ class Sockets:
         """Start the child and wait until every socket is open."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(_HERE / "wsclient.py"),
+            "-c",
+            f"import asyncio, sys; sys.path.append({str(_HERE)!r}); import wsclient; asyncio.run(wsclient.main())",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=PIPE_LINE_LIMIT,  # the counts' line carries every price's arrival time

@@ -1,4 +1,4 @@
-"""The users' live sockets for bench/api_load.py, in a process of their own.
+"""The users' live sockets for bench/api_load.py, in a process of their own (started by it; not a benchmark).
 
 A browser reads its socket on its own; here one client plays every user, so the sockets' traffic (every frame
 parsed by the websockets library) would run on the same event loop that times the HTTP requests, and a burst
@@ -92,7 +92,3 @@ async def main() -> None:
     await asyncio.gather(*listeners, return_exceptions=True)
     await asyncio.gather(*(ws.close() for ws in sockets))
     write({"events": dict(events), "prices": prices, "closed": dict(closed)})
-
-
-if __name__ == "__main__":
-    asyncio.run(main())
