@@ -153,8 +153,15 @@ async def test_a_second_replica_shares_the_bots_and_a_clean_stop_hands_them_over
         assert bot.id in owner.registry.handles
         assert (owner.settings.engine_id, owner.ownership.epoch(bot.id)) == await _owner(db, bot.id)
     await first.stop()  # SIGTERM's path: its partitions are released, and the second takes them
-    await eventually(lambda: all(second.ownership.owns(bot.id) for bot in created), timeout=10)
-    assert len(second.ownership.held) == ENGINE_PARTITIONS
+    # All of them, over its next rounds (not necessarily those of the test's bots first), each one owned
+    # once its bots are loaded.
+    await eventually(
+        lambda: (
+            len(second.ownership.held) == ENGINE_PARTITIONS
+            and all(second.ownership.owns(bot.id) for bot in created)
+        ),
+        timeout=10,
+    )
     for bot in created:
         assert bot.id in second.registry.handles
     placed = [len(await orders_of(db, bot.id)) for bot in created]
