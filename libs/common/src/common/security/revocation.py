@@ -58,8 +58,7 @@ class RevocationList:
 
     async def refusal(self, jti: str, user_id: str) -> ErrorCode | None:
         """Why a verified token is refused now (INVALID_TOKEN: logged out; ACCOUNT_DISABLED), or None."""
-        revoked, disabled = await self._cache.exists_each(_PREFIX + jti, _USER_PREFIX + user_id)
-        return refusal_of(revoked=revoked, disabled=disabled)
+        return (await self.refusals([(jti, user_id)]))[0]
 
     async def refusals(self, tokens: Sequence[tuple[str, str]]) -> list[ErrorCode | None]:
         """`refusal` of each (jti, user id), all read in one round trip."""
