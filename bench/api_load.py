@@ -23,7 +23,11 @@ Why an asyncio client and not locust: locust runs closed-loop users (a wait afte
 would be a new dependency, and costs far more CPU per request than the httptools client of loadkit.py, on a
 2-core machine where the client competes with the services it measures (its CPU share is printed).
 
+`--ws-paired N` measures the sockets' share on one stack instead: 2N phases alternating without and with every
+user's socket (bench/wspaired.py says why and how).
+
     uv run python bench/api_load.py [--users 100] [--duration 60] [--warmup 40] [--rate 1.4] [--ws]
+                                    [--ws-paired N [--phase 30]]
                                     [--extra-bots 0] [--same-grids] [--timeline FILE] [--json]
 """
 
@@ -40,7 +44,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -52,11 +55,12 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 import httpx  # noqa: E402
-import orjson  # noqa: E402
+from dashboard import BURST_MS, MIX, Sockets, User, poll, price_bursts  # noqa: E402
 from enginereplicas import scrape_port, tick_to_order  # noqa: E402
 from limits import parse  # noqa: E402
 from loadkit import Client, Recorder, percentile, schedule  # noqa: E402
 from prockit import CpuMeter, CpuSlices  # noqa: E402
+from wspaired import measure_paired, paired_report  # noqa: E402
 
 from common.testing.infra import (  # noqa: E402
     DEFAULT_POSTGRES,
@@ -72,38 +76,14 @@ from launcher.testing import random_client_ip  # noqa: E402
 from launcher.topology import SERVICES, service  # noqa: E402
 
 D = Decimal
-# The dashboard: (label, path); {bot}, {exchange}, {ticker} are the user's bot and its market.
-MIX = [
-    ("GET /api/bots", "/api/bots"),
-    ("GET /api/bots/:id", "/api/bots/{bot}"),
-    ("GET /api/bots/:id/trades", "/api/bots/{bot}/trades?limit=50"),
-    ("GET /api/bots/:id/grid-levels", "/api/bots/{bot}/grid-levels"),
-    ("GET /api/bots/:id/performance", "/api/bots/{bot}/performance"),
-    ("GET /api/exchange/price/:exchange/:ticker", "/api/exchange/price/{exchange}/{ticker}"),
-    ("GET /api/auth/me", "/api/auth/me"),
-]
 MIN_SAMPLES = 1000
-REQUEST_TIMEOUT = 10.0
 EXTRA_BOTS_PER_USER = 250
 READINGS_LEAD = 1.0  # seconds before the window at which the CPU and engine readings start
-PIPE_LINE_LIMIT = 64 * 1024 * 1024
-BURST_MS = 10  # the slice in which prices received together count as one burst
 # Quote amount per grid order: above each venue's minimum (Upbit 5,000 KRW; Binance 5 USDT).
 ORDER_AMOUNT = {"upbit": 10_000, "binance": 20}
 # The polling users' grid (offset, half-width, step in %): price ± 2 % in 0.2 % steps, about 20 levels.
 USERS_GRID = (D(0), D(2), D("0.2"))
 SETUP_CONCURRENCY = 4  # registrations are bcrypt: more at once only queues them in auth
-
-
-@dataclass
-class User:
-    """A registered user, the client IP it comes from, and its one running paper bot."""
-
-    ip: str
-    token: str
-    bot: str = ""
-    exchange: str = ""
-    ticker: str = ""
 
 
 @dataclass(frozen=True)
@@ -322,103 +302,6 @@ def write_timeline(
     Path(path).write_text(json.dumps(document))
 
 
-async def fire(client: Client, label: str, path: str, scheduled: float, rec: Recorder) -> None:
-    """One request at its scheduled time, recorded with its latency from that time."""
-    loop = asyncio.get_running_loop()
-    sent = loop.time()
-    outcome: int | str
-    body = b""
-    try:
-        async with asyncio.timeout(REQUEST_TIMEOUT):
-            outcome, body = await client.get(path)
-    except TimeoutError:
-        outcome = "timeout"
-    except (OSError, ConnectionError) as exc:
-        outcome = f"connection: {type(exc).__name__}"
-    rec.add(label, scheduled, sent, loop.time(), outcome, body)
-
-
-async def poll(user: User, client: Client, times: list[float], offset: int, rec: Recorder) -> None:
-    """One user's dashboard: the mix's routes in turn, each at its scheduled time."""
-    loop = asyncio.get_running_loop()
-    pending: set[asyncio.Task[None]] = set()
-    for k, scheduled in enumerate(times):
-        delay = scheduled - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        label, template = MIX[(offset + k) % len(MIX)]
-        path = template.format(bot=user.bot, exchange=user.exchange, ticker=user.ticker)
-        task = asyncio.create_task(fire(client, label, path, scheduled, rec))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-    await asyncio.gather(*pending)
-    client.close()
-
-
-class Sockets:
-    """Every user's `/api/ws`, held by bench/wsclient.py in a process of its own (why: its docstring)."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self._process = process
-        self.pid = process.pid
-
-    @classmethod
-    async def open(cls, port: int, users: list[User]) -> Sockets:
-        """Start the child and wait until every socket is open."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            f"import asyncio, sys; sys.path.append({str(_HERE)!r}); import wsclient; asyncio.run(wsclient.main())",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=PIPE_LINE_LIMIT,  # the counts' line carries every price's arrival time
-        )
-        sockets = cls(process)
-        await sockets._send({"port": port, "users": [[u.token, u.ip] for u in users]})
-        if not (await sockets._receive()).get("ready"):
-            raise RuntimeError("the sockets' process did not open the sockets")
-        return sockets
-
-    async def window(self, start: float, end: float) -> None:
-        """Tell the child the measured window (loop.time() is time.monotonic() in both processes)."""
-        await self._send({"window": [start, end]})
-
-    async def stop(self) -> dict[str, Any]:
-        """Close the sockets; their counts."""
-        await self._send({"stop": True})
-        counted = await self._receive()
-        await self._process.wait()
-        return counted
-
-    async def _send(self, document: dict[str, Any]) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.write(orjson.dumps(document) + b"\n")
-        await self._process.stdin.drain()
-
-    async def _receive(self) -> dict[str, Any]:
-        assert self._process.stdout is not None
-        line = await self._process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the sockets' process ended (exit {await self._process.wait()})")
-        document: dict[str, Any] = orjson.loads(line)
-        return document
-
-
-def price_bursts(times: list[float]) -> dict[str, int]:
-    """How many prices (all sockets) arrived in the same `BURST_MS`: the busiest slice and the p99 slice.
-
-    The gateway writes a socket's frames as it goes through its sockets on one event-loop pass: prices that
-    arrive together were written together, and an HTTP request that came in meanwhile waited for all of them.
-    """
-    slices = Counter(int(t * 1000 // BURST_MS) for t in times)
-    counts = sorted(slices.values()) or [0]
-    return {
-        "max": counts[-1],
-        "p99": int(percentile([float(c) for c in counts], 0.99)),
-        "slices": len(slices),
-    }
-
-
 async def measure(args: argparse.Namespace, stack: Stack, users: list[User], database: str) -> dict[str, Any]:
     """Warm-up, then the measured window: the figures, the sockets' events, CPU by process."""
     port = stack.port("gateway")
@@ -523,8 +406,18 @@ async def run(args: argparse.Namespace, database_url: str, namespace: str) -> di
         shapes = random.Random(args.seed)
         grids: Callable[[], Grid] = Grid if args.same_grids else (lambda: Grid.varied(shapes))
         users, owners, extra_seconds = await setup(gateway, sim, args.users, args.extra_bots, grids)
-        say(f"polling: {args.warmup:g} s warm-up, then {args.duration:g} s measured ...")
-        figures = await measure(args, stack, users, database_url.rsplit("/", 1)[1])
+        measured = (
+            f"{2 * args.ws_paired} phases without and with sockets"
+            if args.ws_paired
+            else f"{args.duration:g} s measured"
+        )
+        say(f"polling: {args.warmup:g} s warm-up, then {measured} ...")
+        database = database_url.rsplit("/", 1)[1]
+        figures: dict[str, Any]
+        if args.ws_paired:
+            figures = {"paired": await measure_paired(args, stack, users, database)}
+        else:
+            figures = await measure(args, stack, users, database)
         figures["bots_trading"] = await trading(gateway, users)
         figures["extra_bots_running"] = await running(gateway, owners)
     finally:
@@ -665,6 +558,16 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=1.4, help="requests/s of each user")
     parser.add_argument("--ws", action="store_true", help="open /api/ws for every user and count its events")
+    parser.add_argument(
+        "--ws-paired",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of one window: N pairs of phases without and with every user's socket, on one stack",
+    )
+    parser.add_argument(
+        "--phase", type=float, default=30.0, help="measured seconds of each --ws-paired phase"
+    )
     parser.add_argument("--extra-bots", type=int, default=0, help="running paper bots under a few more users")
     parser.add_argument(
         "--same-grids",
@@ -689,13 +592,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.users < 1 or args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.extra_bots < 0:
         parser.error("--users ≥ 1, --rate > 0, --duration > 0, --warmup ≥ 0, --extra-bots ≥ 0")
+    if args.ws_paired < 0 or args.phase <= 0 or (args.ws_paired and (args.ws or args.json or args.timeline)):
+        parser.error("--ws-paired N ≥ 0 and --phase > 0, without --ws, --json or --timeline")
     namespace = f"load{uuid.uuid4().hex[:8]}"
     try:
         with scratch_database(os.environ.get("POSTGRES_ADMIN_URL", DEFAULT_POSTGRES)) as database_url:
             result = asyncio.run(run(args, database_url, namespace))
     finally:
         sweep_namespaces(DEFAULT_RABBITMQ, [namespace])
-    print(json.dumps(result, indent=2) if args.json else "\n".join(report(result)))
+    if args.ws_paired:
+        print("\n".join(paired_report(result)))
+    else:
+        print(json.dumps(result, indent=2) if args.json else "\n".join(report(result)))
 
 
 if __name__ == "__main__":
