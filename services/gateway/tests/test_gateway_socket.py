@@ -15,7 +15,8 @@ PAIR = (Exchange.UPBIT, "KRW-BTC")
 
 
 async def test_ticks_of_a_price_not_due_yet_do_not_wake_the_writer() -> None:
-    # The writer reads the clock once per pass: its passes are counted through the clock it is given.
+    # Each pass of the writer reads the clock once, and so does a tick that arms the writer's timer: the
+    # reads are counted through the clock it is given.
     passes = 0
 
     def clock() -> float:
@@ -34,25 +35,27 @@ async def test_ticks_of_a_price_not_due_yet_do_not_wake_the_writer() -> None:
         await closed.wait()
         return {"type": "websocket.disconnect"}
 
-    socket = LiveSocket("user", "jti", expires_at=0.0, limits=Limits(16, 5.0, 60.0), clock=clock)
+    socket = LiveSocket("user", "jti", expires_at=0.0, limits=Limits(16, 5.0, 0.5), clock=clock, phase=0.0)
     writer = asyncio.create_task(socket.run(receive, send))
     try:
         socket.offer_price(PAIR, "p-0")
         await eventually(lambda: sent == ["p-0"], timeout=5)
-        # The first tick after a send wakes the writer once, to learn when the next price is due (in a
-        # minute). Once that pass cleared the wake-up, the writer is parked: nothing else runs it.
-        socket.offer_price(PAIR, "p-1")
-        await eventually(lambda: passes == 2 and not socket._wake.is_set(), timeout=5)
-        # The 49 ticks after it only replace the text: none of them wakes the writer.
-        for n in range(2, 51):
+        assert passes == 1
+        # The next price is due half a second after the first. The tick after the send only arms a timer
+        # for then (one clock read), and the 49 ticks after it only replace the text: none wakes the writer.
+        for n in range(1, 51):
             socket.offer_price(PAIR, f"p-{n}")
             assert not socket._wake.is_set()
-        socket.push("event")  # an event goes at once, the price still waits for its interval
-        await eventually(lambda: sent == ["p-0", "event"], timeout=5)
+        assert passes == 2
+        # When the price is due, the timer wakes the writer once, and it sends the newest one.
+        await eventually(lambda: sent == ["p-0", "p-50"], timeout=5)
         assert passes == 3
+        socket.push("event")  # an event goes at once
+        await eventually(lambda: sent == ["p-0", "p-50", "event"], timeout=5)
     finally:
         closed.set()
         await writer
+    assert socket._timer is None  # nothing of the socket is left on the loop
 
 
 async def test_sockets_of_one_ticker_spread_their_prices_over_the_interval() -> None:

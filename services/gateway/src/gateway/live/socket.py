@@ -68,6 +68,8 @@ class LiveSocket:
         # This socket's own offset in the price interval (a fraction of it, drawn once; see _next_due).
         self._phase = random.random() if phase is None else phase  # noqa: S311 (spreading, not secrecy)
         self._wake = asyncio.Event()
+        # The writer's one pending wake-up for a price coming due (a loop timer, not a task waiting on one).
+        self._timer: asyncio.TimerHandle | None = None
         self._kicked = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
@@ -91,13 +93,22 @@ class LiveSocket:
 
     def offer_price(self, pair: Pair, text: str) -> None:
         """The latest price of a ticker; sent at most once per price interval (newer replaces older)."""
-        if self.close_code is None:
-            waiting = pair in self._prices
-            self._prices[pair] = text
-            # A price already waiting is in the writer's reckoning of when to wake: a newer one only replaces
-            # its text. Waking the writer for every tick woke it several times for each price it could send.
-            if not waiting:
-                self._wake.set()
+        if self.close_code is not None:
+            return
+        waiting = pair in self._prices
+        self._prices[pair] = text
+        # A price already waiting is in the writer's reckoning of when to wake: a newer one only replaces
+        # its text. Waking the writer for every tick woke it several times for each price it could send.
+        if waiting:
+            return
+        due = self._price_due.get(pair)
+        wait = None if due is None else due - self._clock()
+        if wait is None or wait <= 0:
+            self._wake.set()
+        else:
+            # Not due yet: a timer wakes the writer when it is. Waking it now had it find the price early,
+            # arm a timeout, and be woken a second time by that timeout's cancellation of its wait.
+            self._arm(wait)
 
     def kick(self, code: int, reason: str) -> None:
         """Close the socket with `code` (the first reason given wins)."""
@@ -128,18 +139,35 @@ class LiveSocket:
             log.debug("close frame to user %s not sent", self.user_id)
 
     async def _write(self, send: Send) -> None:
-        while True:
-            self._wake.clear()
-            while self._queue:
-                await self._send(send, self._queue.popleft())
-            wait = await self._send_due_prices(send)
-            if self._queue:
-                continue
-            try:
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+        try:
+            while True:
+                self._wake.clear()
+                while self._queue:
+                    await self._send(send, self._queue.popleft())
+                wait = await self._send_due_prices(send)
+                if self._queue:
+                    continue
+                if wait is not None:
+                    self._arm(wait)
+                await self._wake.wait()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _arm(self, wait: float) -> None:
+        """Wake the writer in `wait` seconds, unless a wake-up as early is pending already."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(0.0, wait)
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return  # the writer reckons every pending price's due time whenever it runs
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._wake.set()
 
     async def _send_due_prices(self, send: Send) -> float | None:
         """Send every price whose interval passed; seconds until the next one is due (None: none pending)."""
