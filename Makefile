@@ -24,7 +24,8 @@ TEST_WORKERS ?= 2
 # `make bench BENCH_ARGS=` runs the issue's 10,000 bots and 10 kills (about a quarter of an hour).
 # bench/recovery.py runs its defaults: the exchange and bus faults, never the restarts of the shared servers
 # (those need --restart-servers, on a machine of your own).
-# bench/api_load.py runs 100 polling users against a whole `make dev` stack (a few minutes with its set-up).
+# bench/api_load.py runs 100 polling users against a whole `make dev` stack (a few minutes with its set-up),
+# then the sockets' share of their figures, in 20 alternating phases on one stack (--ws-paired 10, ~7 minutes).
 BENCH_ARGS ?= --quick
 SRC := $(wildcard libs/*/src services/*/src tools/*/src)
 
@@ -82,7 +83,9 @@ bench: install ## Run every benchmark of bench/ (they print figures); BENCH_ARGS
 	$(UV) run --frozen python bench/gateway.py
 	$(UV) run --frozen python bench/observability.py
 	$(UV) run --frozen python bench/api_load.py --users 100
+	$(UV) run --frozen python bench/api_load.py --users 100 --ws-paired 10
 	$(UV) run --frozen python bench/live_costs.py
+	$(UV) run --frozen python bench/log_costs.py
 	$(UV) run --frozen python bench/bots_reads.py
 	$(UV) run --frozen python bench/outbox_envelope.py
 	$(UV) run --frozen python bench/batch_plan.py

@@ -10,6 +10,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from common import tracing
 from common.context import request_id_var
 
@@ -43,9 +45,25 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 }
 
 
+# Every pattern above starts with one of these words (in any case): text without any of them has nothing to
+# mask. Most lines (every access line) have none, and a few substring searches cost far less than the
+# three patterns' scans.
+_TRIGGERS = ("bearer", "eyj", "signals/tradingview", "key", "secret", "signature", "pass", "token")
+# Set on a record by RedactingFilter once its message is masked, so the formatter does not mask it again.
+_REDACTED = "_gridbot_redacted"
+
+
 def redact_text(text: str) -> str:
     """Mask bearer tokens, JWTs, key fields (apiKey, signature, listenKey, secret, …) and signal URLs' tokens
     inside free text."""
+    lowered = text.lower()
+    if not any(word in lowered for word in _TRIGGERS):
+        return text
+    return redact_every_pattern(text)
+
+
+def redact_every_pattern(text: str) -> str:
+    """`redact_text` without its quick check: every pattern applied to the text."""
     text = _SENSITIVE_TEXT.sub(lambda m: (m.group(1) or "") + "[REDACTED]", text)
     text = _SECRET_PATH.sub(lambda m: m.group(1) + "[REDACTED]", text)
     return _SENSITIVE_FIELD.sub(lambda m: m.group("head") + "[REDACTED]", text)
@@ -60,9 +78,9 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):
             return True  # a malformed record: the formatter reports it as logging does
-        redacted = redact_text(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
+        # The message is formatted once, here: the formatter and later handlers read it as it is.
+        record.msg, record.args = redact_text(message), None
+        setattr(record, _REDACTED, True)
         return True
 
 
@@ -93,7 +111,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
-            "msg": redact_text(record.getMessage()),
+            "msg": _masked_message(record),
         }
         rid = request_id_var.get()
         if rid:
@@ -106,7 +124,16 @@ class JsonFormatter(logging.Formatter):
                 entry[k] = redact(v, k)
         if record.exc_info:
             entry["exc"] = redact_text(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # what orjson refuses and json writes (an integer beyond 64 bits)
+            return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def _masked_message(record: logging.LogRecord) -> str:
+    """The record's message with secrets masked (once: RedactingFilter may have done it already)."""
+    message = record.getMessage()
+    return message if getattr(record, _REDACTED, False) else redact_text(message)
 
 
 class TextFormatter(logging.Formatter):
@@ -115,7 +142,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as text."""
         rid = request_id_var.get()
-        base = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {redact_text(record.getMessage())}"
+        base = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {_masked_message(record)}"
         if rid:
             base += f" [rid={rid}]"
         ids = tracing.log_ids()
