@@ -27,7 +27,7 @@ would be a new dependency, and costs far more CPU per request than the httptools
 user's socket (bench/wspaired.py says why and how).
 
     uv run python bench/api_load.py [--users 100] [--duration 60] [--warmup 40] [--rate 1.4] [--ws]
-                                    [--ws-paired N [--phase 30]]
+                                    [--ws-paired N [--phase 12] [--first-on]]
                                     [--extra-bots 0] [--same-grids] [--timeline FILE] [--json]
 """
 
@@ -305,7 +305,7 @@ def write_timeline(
 async def measure(args: argparse.Namespace, stack: Stack, users: list[User], database: str) -> dict[str, Any]:
     """Warm-up, then the measured window: the figures, the sockets' events, CPU by process."""
     port = stack.port("gateway")
-    sockets = await Sockets.open(port, users) if args.ws else None
+    sockets = await Sockets.open(port, users, args.sockets_nice) if args.ws else None
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
     rec = Recorder(start + args.warmup, start + args.warmup + args.duration)
@@ -566,7 +566,18 @@ def main() -> None:
         help="instead of one window: N pairs of phases without and with every user's socket, on one stack",
     )
     parser.add_argument(
-        "--phase", type=float, default=30.0, help="measured seconds of each --ws-paired phase"
+        "--phase", type=float, default=12.0, help="measured seconds of each --ws-paired phase"
+    )
+    parser.add_argument(
+        "--first-on", action="store_true", help="--ws-paired in the mirror order: on, off, off, on, …"
+    )
+    parser.add_argument(
+        "--sockets-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the sockets' process at this niceness: they stand for browsers elsewhere, and here they "
+        "share the services' cores",
     )
     parser.add_argument("--extra-bots", type=int, default=0, help="running paper bots under a few more users")
     parser.add_argument(

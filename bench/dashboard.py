@@ -84,12 +84,13 @@ class Sockets:
         self.pid = process.pid
 
     @classmethod
-    async def open(cls, port: int, users: list[User]) -> Sockets:
-        """Start the child and wait until every socket is open."""
+    async def open(cls, port: int, users: list[User], nice: int = 0) -> Sockets:
+        """Start the child (at `nice`) and wait until every socket is open."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            f"import asyncio, sys; sys.path.append({str(_HERE)!r}); import wsclient; asyncio.run(wsclient.main())",
+            f"import asyncio, os, sys; os.nice({nice}); sys.path.append({str(_HERE)!r}); import wsclient; "
+            "asyncio.run(wsclient.main())",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=PIPE_LINE_LIMIT,  # the counts' line carries every price's arrival time

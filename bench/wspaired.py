@@ -3,8 +3,10 @@
 Two separate runs (one without sockets, one with) differ in more than the sockets: each starts its own stack,
 and this machine's pace drifts by more than the difference sought (runs alone ranged 14–20 ms p99 in one hour).
 Here one stack, one set of users and one polling schedule serve both conditions: after the warm-up, 2N phases
-alternate without and with every user's `/api/ws` open, ordered off, on, on, off, off, on, … so that a steady
-drift weighs on both alike. A phase opens (or closes) the sockets, leaves `settle` seconds for the handshakes
+alternate without and with every user's `/api/ws` open, ordered off, on, on, off, off, on, … (or the mirror
+image, `--first-on`) so that a steady drift weighs on both alike. The market's own activity is not steady (the
+simulator replays real candles: some phases see more fills than others, and more work in every service), so
+many short phases beat a few long ones, and a run in each order (same seed, same replay) pools best. A phase opens (or closes) the sockets, leaves `settle` seconds for the handshakes
 (or the unbinds) to pass, then measures. The requests scheduled in the measured parts of the phases are pooled
 by condition; the change from off to on is the sockets' share of the figures. Not a benchmark by itself.
 """
@@ -26,15 +28,17 @@ from launcher.dev import Stack
 
 # Seconds after the sockets open or close that no condition counts: the handshakes (a token check, a
 # binding on the bus and a bots lookup each) or the unbinds are the switch's cost, not the steady state's.
-SETTLE_SECONDS = 8.0
+# 100 sockets open in well under a second, and their bots lookups are done within another.
+SETTLE_SECONDS = 3.0
 # A condition's processes' CPU shares are printed for these, and for any process above this share.
 NAMED = ("gateway", "bench client", "bench sockets")
 SHOWN_SHARE = 0.05
 
 
-def order(pairs: int) -> list[bool]:
-    """Whether the sockets are open in each phase: off, on, on, off, off, on, … (2·pairs phases)."""
-    return [(k % 4) in (1, 2) for k in range(2 * pairs)]
+def order(pairs: int, first_on: bool = False) -> list[bool]:
+    """Whether the sockets are open in each phase: off, on, on, off, off, on, … (2·pairs phases), or the
+    mirror image (on, off, off, on, …) when `first_on`."""
+    return [((k % 4) in (1, 2)) != first_on for k in range(2 * pairs)]
 
 
 @dataclass
@@ -62,7 +66,7 @@ async def measure_paired(
     port = stack.port("gateway")
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
-    plan = order(args.ws_paired)
+    plan = order(args.ws_paired, args.first_on)
     first = start + args.warmup
     step = SETTLE_SECONDS + args.phase
     end = first + len(plan) * step
@@ -88,7 +92,7 @@ async def measure_paired(
     for k, on in enumerate(plan):
         boundary = first + k * step
         phase = Phase(on, boundary + SETTLE_SECONDS, boundary + step)
-        sockets = await Sockets.open(port, users) if on else None
+        sockets = await Sockets.open(port, users, args.sockets_nice) if on else None
         if sockets is not None:
             names[sockets.pid] = "bench sockets"
             await sockets.window(phase.start, phase.end)
@@ -140,7 +144,8 @@ def _busy(phases: list[Phase], on: bool) -> float:
     """The machine's busy share of all its cores over one condition's measured parts."""
     chosen = [p.cpu for p in phases if p.on is on]
     busy: float = sum(c["machine_busy_share"] * c["seconds"] for c in chosen)
-    return busy / sum(c["seconds"] for c in chosen)
+    seconds: float = sum(c["seconds"] for c in chosen)
+    return busy / seconds
 
 
 def paired_report(result: dict[str, Any]) -> list[str]:
@@ -153,7 +158,8 @@ def paired_report(result: dict[str, Any]) -> list[str]:
     lines = [
         f"api_load --ws-paired: {result['users']} users x {result['rate_per_user']:g} req/s (offered "
         f"{result['offered_rps']:g} req/s) on one stack, {len(phases)} phases after a {result['warmup_s']:g} s "
-        f"warm-up: sockets off, on, on, off, …, each measured {phases[0].end - phases[0].start:g} s after "
+        f"warm-up: sockets {', '.join('on' if p.on else 'off' for p in phases[:4])}, …, each measured "
+        f"{phases[0].end - phases[0].start:g} s after "
         f"{SETTLE_SECONDS:g} s to settle (the sockets opened at most {paired['late_s']:.1f} s late into it)",
         "",
         f"{'route':<42} {'samples off/on':>15} {'p50 ms off/on':>15} {'p90 ms off/on':>15} "
@@ -201,8 +207,7 @@ def paired_report(result: dict[str, Any]) -> list[str]:
     shown = [
         name
         for name in sorted(set(cpu_off) | set(cpu_on), key=lambda n: -cpu_on.get(n, 0.0))
-        if name in NAMED
-        or max(cpu_off.get(name, 0), cpu_on.get(name, 0)) >= SHOWN_SHARE
+        if name in NAMED or max(cpu_off.get(name, 0), cpu_on.get(name, 0)) >= SHOWN_SHARE
     ]
     lines.append(
         "  "
