@@ -55,10 +55,10 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 import httpx  # noqa: E402
-from dashboard import BURST_MS, MIX, Sockets, User, poll, price_bursts  # noqa: E402
+from dashboard import BURST_MS, Sockets, User, price_bursts, start_polling  # noqa: E402
 from enginereplicas import scrape_port, tick_to_order  # noqa: E402
 from limits import parse  # noqa: E402
-from loadkit import Client, Recorder, percentile, schedule  # noqa: E402
+from loadkit import Recorder, percentile  # noqa: E402
 from prockit import CpuMeter, CpuSlices  # noqa: E402
 from wspaired import measure_paired, paired_report  # noqa: E402
 
@@ -314,18 +314,7 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
     rng = random.Random(args.seed)
     if sockets is not None:
         await sockets.window(rec.window_start, rec.window_end)
-    pollers = [
-        asyncio.create_task(
-            poll(
-                u,
-                Client(port, {"authorization": f"Bearer {u.token}", "x-forwarded-for": u.ip}),
-                schedule(start, rec.window_end, args.rate, rng),
-                rng.randrange(len(MIX)),
-                rec,
-            )
-        )
-        for u in users
-    ]
+    pollers = start_polling(users, port, start, rec.window_end, args.rate, rng, rec)
     meter = CpuMeter(database)
     names = {popen.pid: key for key, popen in stack.processes.items()} | {os.getpid(): "bench client"}
     if sockets is not None:

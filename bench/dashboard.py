@@ -6,6 +6,7 @@ Shared by the whole-window measurement (api_load.py) and the paired one (wspaire
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from loadkit import Client, Recorder, percentile
+from loadkit import Client, Recorder, percentile, schedule
 
 _HERE = Path(__file__).resolve().parent
 
@@ -74,6 +75,24 @@ async def poll(user: User, client: Client, times: list[float], offset: int, rec:
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
     client.close()
+
+
+def start_polling(
+    users: list[User], port: int, start: float, end: float, rate: float, rng: random.Random, rec: Recorder
+) -> list[asyncio.Task[None]]:
+    """Every user's dashboard polling, each on its own schedule in [start, end) from a random point of the mix."""
+    return [
+        asyncio.create_task(
+            poll(
+                u,
+                Client(port, {"authorization": f"Bearer {u.token}", "x-forwarded-for": u.ip}),
+                schedule(start, end, rate, rng),
+                rng.randrange(len(MIX)),
+                rec,
+            )
+        )
+        for u in users
+    ]
 
 
 class Sockets:

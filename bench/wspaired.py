@@ -6,8 +6,9 @@ Here one stack, one set of users and one polling schedule serve both conditions:
 alternate without and with every user's `/api/ws` open, ordered off, on, on, off, off, on, … (or the mirror
 image, `--first-on`) so that a steady drift weighs on both alike. The market's own activity is not steady (the
 simulator replays real candles: some phases see more fills than others, and more work in every service), so
-many short phases beat a few long ones, and a run in each order (same seed, same replay) pools best. A phase opens (or closes) the sockets, leaves `settle` seconds for the handshakes
-(or the unbinds) to pass, then measures. The requests scheduled in the measured parts of the phases are pooled
+many short phases beat a few long ones, and a run in each order (same seed, same replay) pools best. A phase
+opens (or closes) the sockets, leaves `SETTLE_SECONDS` for the handshakes (or the unbinds) to pass, then
+measures. The requests scheduled in the measured parts of the phases are pooled
 by condition; the change from off to on is the sockets' share of the figures. Not a benchmark by itself.
 """
 
@@ -20,8 +21,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboard import MIX, Sockets, User, poll, price_bursts
-from loadkit import Client, Recorder, schedule, summary
+from dashboard import Sockets, User, price_bursts, start_polling
+from loadkit import Recorder, summary
 from prockit import CpuMeter
 
 from launcher.dev import Stack
@@ -73,18 +74,7 @@ async def measure_paired(
     rec = Recorder(first, end)
     rec.timeline = []
     rng = random.Random(args.seed)
-    pollers = [
-        asyncio.create_task(
-            poll(
-                u,
-                Client(port, {"authorization": f"Bearer {u.token}", "x-forwarded-for": u.ip}),
-                schedule(start, end, args.rate, rng),
-                rng.randrange(len(MIX)),
-                rec,
-            )
-        )
-        for u in users
-    ]
+    pollers = start_polling(users, port, start, end, args.rate, rng, rec)
     names = {popen.pid: key for key, popen in stack.processes.items()} | {os.getpid(): "bench client"}
     phases: list[Phase] = []
     late: list[float] = []
@@ -129,15 +119,14 @@ def _change(before: float, after: float) -> str:
 
 
 def _shares(phases: list[Phase], on: bool) -> dict[str, float]:
-    """Mean CPU share (1.00 = one core) by process over one condition's measured parts, and the machine's."""
+    """Mean CPU share (1.00 = one core) by process over one condition's measured parts."""
     chosen = [p.cpu for p in phases if p.on is on]
     seconds = sum(c["seconds"] for c in chosen)
     spent: dict[str, float] = {}
     for c in chosen:
         for name, cpu in c["cpu_s"].items():
             spent[name] = spent.get(name, 0.0) + cpu
-    shares = {name: cpu / seconds for name, cpu in spent.items()}
-    return shares
+    return {name: cpu / seconds for name, cpu in spent.items()}
 
 
 def _busy(phases: list[Phase], on: bool) -> float:
