@@ -28,7 +28,7 @@ from common.bus import Bus, RabbitBus
 from common.cache import Cache
 from common.contracts.bots import BOTS_EXCHANGE, BotEvent, BotLifecycle, BotStatus
 from common.contracts.events import EVENTS_EXCHANGE, user_events_key
-from common.contracts.market import MARKET_EXCHANGE, PriceTick, price_routing_key
+from common.contracts.market import MARKET_EXCHANGE, PriceTick, display_routing_key
 from common.exchanges.ids import Exchange
 from common.runtime import acquire_bus, release_bus
 from common.security import RevocationList, TokenType
@@ -378,8 +378,8 @@ def tick(exchange: Exchange, ticker: str, price: str, seq: int) -> PriceTick:
 
 
 async def publish_tick(bus: Bus, t: PriceTick) -> None:
-    """Publish a tick as market-data does (non-persistent)."""
-    await bus.publish(MARKET_EXCHANGE, price_routing_key(t.exchange, t.ticker), t, persistent=False)
+    """Publish a display tick as market-data does (non-persistent)."""
+    await bus.publish(MARKET_EXCHANGE, display_routing_key(t.exchange, t.ticker), t, persistent=False)
 
 
 async def test_prices_of_the_users_bots_are_pushed_throttled_to_the_latest(

@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from common.bus import Bus, QueueKind, create_bus
-from common.contracts.market import MARKET_EXCHANGE
+from common.contracts.market import DISPLAY_ROUTING_PREFIX, MARKET_EXCHANGE
 from common.security import TokenService, TokenType
 from exchange_sim import SimServer
 from exchange_sim.testing import sim_fixtures
@@ -134,6 +134,20 @@ async def ticks(consumer_bus: Bus, app: FastAPI) -> TickSink:
     sink = TickSink()
     await consumer_bus.subscribe(
         "test.ticks", MARKET_EXCHANGE, ["price.#"], sink.handle, kind=QueueKind.TRANSIENT
+    )
+    return sink
+
+
+@pytest.fixture
+async def display_ticks(consumer_bus: Bus, app: FastAPI) -> TickSink:
+    """Every display tick on the app's `market` exchange (bound to display.price.#)."""
+    sink = TickSink()
+    await consumer_bus.subscribe(
+        "test.display",
+        MARKET_EXCHANGE,
+        [f"{DISPLAY_ROUTING_PREFIX}.#"],
+        sink.handle,
+        kind=QueueKind.TRANSIENT,
     )
     return sink
 

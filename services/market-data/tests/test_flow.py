@@ -204,3 +204,37 @@ async def test_ready_names_a_stream_that_cannot_connect(client: httpx.AsyncClien
     assert details["checks"]["stream:binance"] in ("connecting", "reconnecting")
     assert details["checks"]["cache"] == details["checks"]["bus"] == "ok"
     assert details["streams"]["binance"]["lastError"]
+
+
+@pytest.mark.settings(display_tick_ms=2000)
+async def test_the_display_stream_folds_the_ticks_to_one_per_display_interval(
+    client: httpx.AsyncClient,
+    sim_http: httpx.AsyncClient,
+    ticks: TickSink,
+    display_ticks: TickSink,
+    set_price: PriceMover,
+) -> None:
+    await _stream_btc(client, sim_http)
+    started = time.time()
+    prices: list[str] = []
+    for group in range(5):
+        # Each group reaches the full stream before the next starts: several full ticks within one display one.
+        batch = [str(95000 + (group * 8 + i) * 7919 % 2000) for i in range(8)] + [str(96000 + group)]
+        for price in batch:
+            await set_price("binance", "BTCUSDT", price)
+        prices += batch
+        await ticks.wait_for(lambda t, p=Decimal(batch[-1]): t.ticker == "BTCUSDT" and t.last == p)
+    await display_ticks.wait_for(
+        lambda t: t.ticker == "BTCUSDT" and t.last == 96004 and t.last_trade_at.timestamp() >= started
+    )
+    shown = _after(display_ticks.of("binance", "BTCUSDT"), started)
+    full = _after(ticks.of("binance", "BTCUSDT"), started)
+    # Every trade of the full stream is in the display stream, in fewer ticks, spaced by the interval.
+    assert sum(t.trades for t in shown) == len(prices) == sum(t.trades for t in full)
+    assert len(full) >= 5 and len(shown) < len(full)
+    assert max(t.high for t in shown) == max(Decimal(p) for p in prices)
+    assert min(t.low for t in shown) == min(Decimal(p) for p in prices)
+    gaps = [b.published_at.timestamp() - a.published_at.timestamp() for a, b in itertools.pairwise(shown)]
+    assert all(gap >= 2.0 * 0.9 for gap in gaps), gaps
+    every = display_ticks.of("binance", "BTCUSDT")
+    assert [t.seq for t in every] == list(range(every[0].seq, every[0].seq + len(every)))

@@ -34,6 +34,7 @@ from market_data.backfill import Backfiller
 from market_data.candles import CandleService
 from market_data.conflate import Conflator, TickerBook
 from market_data.consumers import subscribe_lifecycle
+from market_data.display import DisplayStream
 from market_data.endpoints import router
 from market_data.pricecache import PriceStore, PriceWriter
 from market_data.service import MarketDataService
@@ -103,6 +104,7 @@ class Runtime:
         self.store = store
         self.epoch = uuid.uuid4().hex[:12]
         self.conflator = Conflator(settings.price_tick_ms, self._publish, self.epoch)
+        self.display = DisplayStream(settings.display_tick_ms, self._publish_display)
         self.writer = PriceWriter(store, self.conflator, settings.price_tick_ms)
         self.catalog = MarketCatalog(
             settings, settings.markets_ttl_seconds, ExchangeBudget.for_settings(store.cache, settings)
@@ -138,6 +140,11 @@ class Runtime:
 
     async def _publish(self, tick: PriceTick) -> None:
         await self.bus.publish(MARKET_EXCHANGE, tick.routing_key, tick, persistent=False)
+        # Only a tick the broker took: one folded back into the next would otherwise be counted twice.
+        self.display.offer(tick)
+
+    async def _publish_display(self, routing_key: str, tick: PriceTick) -> None:
+        await self.bus.publish(MARKET_EXCHANGE, routing_key, tick, persistent=False)
 
     def _on_tickers(self, exchange: Exchange, wanted: frozenset[str], previous: frozenset[str]) -> None:
         for ticker in wanted ^ previous:
@@ -193,6 +200,7 @@ class Runtime:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.display.close()
         with contextlib.suppress(ValueError):
             gc.callbacks.remove(self.gc)
         await self.backfiller.close()
@@ -208,6 +216,8 @@ class Runtime:
             "duplicates": self.conflator.duplicates,
             "published": self.conflator.published,
             "publishFailures": self.conflator.publish_failures,
+            "displayPublished": self.display.published,
+            "displayPublishFailures": self.display.publish_failures,
             "gc": self.gc.as_json(),
             "cacheWrites": self.writer.writes,
             "cacheWriteFailures": self.writer.failures,

@@ -22,6 +22,8 @@ class Settings(TickersTokenSettings, CacheSettings, BusSettings, JwtSettings, Ex
     port: int = Field(default=3005, ge=0, le=65535)
     # At most one price tick per ticker per interval on the bus, and one price-cache write.
     price_tick_ms: int = Field(default=100, ge=1, le=60_000)
+    # The same ticks folded to at most one per ticker per interval (display.price.*): what sockets show.
+    display_tick_ms: int = Field(default=1000, ge=1, le=60_000)
     # Closed 1-minute candles kept per ticker in Redis.
     candle_cache_size: int = Field(default=500, ge=10, le=10_000)
     # How long a ticker asked for through the API keeps being streamed.

@@ -1,7 +1,8 @@
 """Market-data messages: conflated price ticks on the durable topic exchange `market`.
 
 A tick is published non-persistent (transient semantics: a newer tick supersedes it) with the routing key
-`price.<exchange>.<ticker>`. `high`/`low` are the extremes of every trade since the previous tick of the
+`price.<exchange>.<ticker>` (and, folded again to at most one a second, `display.price.<exchange>.<ticker>`).
+`high`/`low` are the extremes of every trade since the previous tick of the
 same ticker (including trades fetched over REST after a reconnection), so a consumer sees every crossing
 of a price level even though ticks are conflated. `seq` grows by one per tick of a ticker within one
 `epoch` (a publisher process lifetime): a jump means lost ticks, a new epoch a publisher restart.
@@ -20,11 +21,20 @@ MARKET_EXCHANGE = "market"
 """The durable topic exchange carrying price ticks."""
 
 PRICE_ROUTING_PREFIX = "price"
+DISPLAY_ROUTING_PREFIX = "display.price"
 
 
 def price_routing_key(exchange: Exchange | str, ticker: str) -> str:
     """`price.<exchange>.<ticker>`, e.g. price.upbit.KRW-BTC (tickers contain no dots)."""
     return f"{PRICE_ROUTING_PREFIX}.{Exchange(exchange).value}.{ticker}"
+
+
+def display_routing_key(exchange: Exchange | str, ticker: str) -> str:
+    """`display.price.<exchange>.<ticker>`: the same ticks folded to at most one per display interval.
+
+    For what shows a price rather than trades on it (the gateway's sockets); `price.#` does not match it.
+    """
+    return f"{DISPLAY_ROUTING_PREFIX}.{Exchange(exchange).value}.{ticker}"
 
 
 def price_binding_key(exchange: Exchange | str | None = None, ticker: str | None = None) -> str:

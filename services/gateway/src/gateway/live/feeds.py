@@ -1,6 +1,8 @@
 """Price subscriptions of one gateway replica: one small transient queue per ticker some socket needs.
 
-Each needed `price.<exchange>.<ticker>` gets a queue of its own, capped at the newest few ticks (so one busy
+Sockets show prices, so they listen to the display stream (`display.price.<exchange>.<ticker>`, at most one
+tick per ticker per second) rather than the engine's full one: receiving a tick costs more than sending it.
+Each needed ticker gets a queue of its own, capped at the newest few ticks (so one busy
 market cannot push another's price out), subscribed when the first socket needs the ticker and
 cancelled when the last one stops needing it. One task reconciles the wanted set with the subscriptions, so
 a burst of connects and disconnects never races two subscribes of one ticker.
@@ -14,7 +16,7 @@ from collections.abc import Callable
 
 from common.bus import Bus, BusError, QueueKind, Subscription
 from common.contracts.envelope import Envelope
-from common.contracts.market import MARKET_EXCHANGE, PriceTick, price_routing_key
+from common.contracts.market import MARKET_EXCHANGE, PriceTick, display_routing_key
 from common.errortracking import background_task
 from common.exchanges.ids import Exchange
 
@@ -81,7 +83,7 @@ class PriceFeeds:
             self._active[pair] = await self._subscribe(pair)
 
     async def _subscribe(self, pair: Pair) -> Subscription:
-        key = price_routing_key(*pair)
+        key = display_routing_key(*pair)
 
         async def handle(envelope: Envelope) -> None:
             try:
