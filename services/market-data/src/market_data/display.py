@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -78,7 +77,7 @@ class DisplayStream:
             return
         loop = asyncio.get_running_loop()
         due = state.last_sent + self.interval
-        if due <= time.monotonic():
+        if due <= loop.time():
             self._send(state)
         else:
             state.timer = loop.call_at(due, self._due, state)
@@ -93,7 +92,8 @@ class DisplayStream:
             return
         state.seq += 1
         tick = tick.model_copy(update={"seq": state.seq, "published_at": datetime.now(UTC)})
-        state.last_sent = time.monotonic()
+        # The loop's clock, as call_at's (uvloop's is not time.monotonic()'s to the millisecond).
+        state.last_sent = asyncio.get_running_loop().time()
         state.inflight = True
         task = asyncio.create_task(self._publish(state, tick))
         self._tasks.add(task)
