@@ -209,7 +209,7 @@ def paired_report(result: dict[str, Any]) -> list[str]:
     ]
     lines.append(
         "  "
-        + "  ".join(f"{name} {cpu_off.get(name, 0.0):.2f} → {cpu_on.get(name, 0.0):.2f}" for name in shown)
+        + "  ".join(f"{name} {cpu_off.get(name, 0.0):.3f} → {cpu_on.get(name, 0.0):.3f}" for name in shown)
     )
     errors = paired["errors"]
     lines.append(
