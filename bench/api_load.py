@@ -59,7 +59,7 @@ from dashboard import BURST_MS, Sockets, User, price_bursts, start_polling  # no
 from enginereplicas import scrape_port, tick_to_order  # noqa: E402
 from limits import parse  # noqa: E402
 from loadkit import Recorder, percentile  # noqa: E402
-from prockit import CpuMeter, CpuSlices  # noqa: E402
+from prockit import CpuMeter, CpuSlices, write_timeline  # noqa: E402
 from wspaired import measure_paired, paired_report  # noqa: E402
 
 from common.testing.infra import (  # noqa: E402
@@ -289,17 +289,6 @@ def attribute(
         3,
     )
     return found
-
-
-def write_timeline(
-    path: str, requests: list[tuple[float, float, str]], slices: list[tuple[float, dict[str, float]]]
-) -> None:
-    """The requests and the CPU slices of the window, on one clock (time.monotonic, as the event loop's)."""
-    document = {
-        "requests": [[round(t, 4), round(latency * 1000, 2), route] for t, latency, route in requests],
-        "slices": [[round(t, 4), {k: round(v, 3) for k, v in shares.items()}] for t, shares in slices],
-    }
-    Path(path).write_text(json.dumps(document))
 
 
 async def measure(args: argparse.Namespace, stack: Stack, users: list[User], database: str) -> dict[str, Any]:
@@ -586,14 +575,15 @@ def main() -> None:
         "--timeline",
         metavar="FILE",
         help="write every request (scheduled time, latency, route) and each process's CPU share in 50-ms "
-        "slices to FILE as JSON, to see who was busy when requests were slow",
+        "slices to FILE as JSON, to see who was busy when requests were slow (with --ws-paired: over every "
+        "phase, and the phases' windows)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args()
     if args.users < 1 or args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.extra_bots < 0:
         parser.error("--users ≥ 1, --rate > 0, --duration > 0, --warmup ≥ 0, --extra-bots ≥ 0")
-    if args.ws_paired < 0 or args.phase <= 0 or (args.ws_paired and (args.ws or args.json or args.timeline)):
-        parser.error("--ws-paired N ≥ 0 and --phase > 0, without --ws, --json or --timeline")
+    if args.ws_paired < 0 or args.phase <= 0 or (args.ws_paired and (args.ws or args.json)):
+        parser.error("--ws-paired N ≥ 0 and --phase > 0, without --ws or --json")
     namespace = f"load{uuid.uuid4().hex[:8]}"
     try:
         with scratch_database(os.environ.get("POSTGRES_ADMIN_URL", DEFAULT_POSTGRES)) as database_url:

@@ -5,6 +5,7 @@ Shared by the benches (bench/engine.py, bench/api_load.py, ...)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import threading
@@ -152,3 +153,20 @@ class CpuSlices:
                     shares[labels[pid]] = shares.get(labels[pid], 0.0) + spent / (t - at)
             self._slices.append(((at + t) / 2, shares))
             before, at = now, t
+
+
+def write_timeline(
+    path: str,
+    requests: list[tuple[float, float, str]],
+    slices: list[tuple[float, dict[str, float]]],
+    phases: list[dict[str, Any]] | None = None,
+) -> None:
+    """The requests and the CPU slices of the window (and `--ws-paired`'s phases), on one clock (time.monotonic,
+    as the event loop's)."""
+    document: dict[str, Any] = {
+        "requests": [[round(t, 4), round(latency * 1000, 2), route] for t, latency, route in requests],
+        "slices": [[round(t, 4), {k: round(v, 3) for k, v in shares.items()}] for t, shares in slices],
+    }
+    if phases is not None:
+        document["phases"] = phases
+    Path(path).write_text(json.dumps(document))

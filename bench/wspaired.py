@@ -24,7 +24,7 @@ from typing import Any
 
 from dashboard import Sockets, User, price_bursts, start_polling
 from loadkit import Recorder, summary
-from prockit import CpuMeter
+from prockit import CpuMeter, CpuSlices, write_timeline
 
 from launcher.dev import Stack
 
@@ -80,6 +80,11 @@ async def measure_paired(
     phases: list[Phase] = []
     late: list[float] = []
     await _until(first)
+    # --timeline: every request and each process's CPU in 50-ms slices over all the phases (the sockets'
+    # process is not among them: a new one opens with each phase).
+    slices = CpuSlices(CpuMeter(database), dict(names)) if args.timeline else None
+    if slices is not None:
+        slices.start()
     for k, on in enumerate(plan):
         boundary = first + k * step
         phase = Phase(on, boundary + SETTLE_SECONDS, boundary + step)
@@ -99,6 +104,10 @@ async def measure_paired(
             phase.events, phase.prices, phase.closed = counted["events"], counted["prices"], counted["closed"]
         phases.append(phase)
     await asyncio.gather(*pollers)
+    if slices is not None:
+        cut = await asyncio.to_thread(slices.stop)
+        windows = [{"on": p.on, "start": round(p.start, 4), "end": round(p.end, 4)} for p in phases]
+        write_timeline(args.timeline, rec.timeline, cut, windows)
     return {"phases": phases, "timeline": rec.timeline, "errors": dict(rec.errors), "late_s": max(late)}
 
 
