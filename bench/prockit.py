@@ -113,6 +113,10 @@ def _machine_busy() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
 
 
+# The key of the machine's busy share (all processes and the kernel, all cores) in each slice.
+MACHINE = "machine (all)"
+
+
 class CpuSlices:
     """Each process's CPU share in consecutive slices of `period` seconds, read by a thread: what a burst
     looks like, and who was busy when a request was slow (`--timeline`). Times are time.monotonic()."""
@@ -144,15 +148,20 @@ class CpuSlices:
             if not group.startswith("other: ") or pid in self._names
         }
         before, at = {pid: proc_cpu(pid) for pid in labels}, time.monotonic()
+        busy_before = _machine_busy()
         while not self._stop.wait(self._period):
             now, t = {pid: proc_cpu(pid) for pid in labels}, time.monotonic()
+            busy = _machine_busy()
             shares: dict[str, float] = {}
             for pid, cpu in now.items():
                 spent = cpu - before[pid]
                 if spent > 0:
                     shares[labels[pid]] = shares.get(labels[pid], 0.0) + spent / (t - at)
+            # The whole machine too: a process started after the first slice (the sockets' reader of a
+            # --ws-paired phase) or the kernel is busy time no label above accounts for.
+            shares[MACHINE] = (busy - busy_before) / (t - at)
             self._slices.append(((at + t) / 2, shares))
-            before, at = now, t
+            before, at, busy_before = now, t, busy
 
 
 def write_timeline(
