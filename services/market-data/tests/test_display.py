@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -33,8 +33,7 @@ class Recorder:
             raise ConnectionError("broker down")
         self.sent.append((time.monotonic(), routing_key, tick))
 
-    async def until(self, predicate: object) -> list[PriceTick]:
-        assert callable(predicate)
+    async def until(self, predicate: Callable[[PriceTick], bool]) -> list[PriceTick]:
         await eventually(lambda: any(predicate(t) for _, _, t in self.sent), timeout=3)
         return [t for _, _, t in self.sent]
 
