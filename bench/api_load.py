@@ -331,6 +331,7 @@ async def measure(args: argparse.Namespace, stack: Stack, users: list[User], dat
     lateness = sorted(rec.lateness) or [0.0]
     return {
         "routes": rec.figures(),
+        "answered": rec.answered_figures(),
         "errors": {f"{route}: {code}": n for (route, code), n in sorted(rec.errors.items())},
         "client_lateness_ms": {
             "p99": round(percentile(lateness, 0.99) * 1000, 1),
@@ -444,8 +445,14 @@ def report(result: dict[str, Any]) -> list[str]:
             f"{route:<42}{m['samples']:>8}{m['rps']:>8.1f}{m['p50_ms']:>9.1f}{m['p90_ms']:>9.1f}"
             f"{m['p99_ms']:>9.1f}{m['max_ms']:>9.1f}{m['errors']:>8}"
         )
-    lines.append("")
     errors = result["errors"]
+    if errors:
+        ok = result["answered"]
+        lines.append(
+            f"{'answered without an error':<42}{ok['samples']:>8}{ok['rps']:>8.1f}{ok['p50_ms']:>9.1f}"
+            f"{ok['p90_ms']:>9.1f}{ok['p99_ms']:>9.1f}{ok['max_ms']:>9.1f}"
+        )
+    lines.append("")
     lines.append(
         f"bots running with resting orders after the window: {result['bots_trading']}/{result['users']}"
     )

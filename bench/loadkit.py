@@ -137,6 +137,8 @@ class Recorder:
     lateness: list[float] = field(default_factory=list)
     # (scheduled, latency, route) of every request in the window, when a timeline is asked for.
     timeline: list[tuple[float, float, str]] | None = None
+    # Latencies of the requests answered without an error: past capacity, what the served users saw.
+    answered: list[float] = field(default_factory=list)
 
     def counts(self, scheduled: float) -> bool:
         """Whether a request scheduled then is inside the measured window."""
@@ -154,6 +156,8 @@ class Recorder:
             self.errors[(route, outcome)] += 1
         elif outcome >= 400:
             self.errors[(route, f"{outcome} {error_code(body)}")] += 1
+        else:
+            self.answered.append(done - scheduled)
 
     def figures(self) -> dict[str, dict[str, float]]:
         """Per route and `overall`: samples, requests/s over the window, p50/p90/p99/max (ms), errors."""
@@ -167,6 +171,10 @@ class Recorder:
             rows[route] = summary(samples, seconds, errors)
         rows["overall"] = summary(everything, seconds, sum(self.errors.values()))
         return rows
+
+    def answered_figures(self) -> dict[str, float]:
+        """Samples, requests/s and p50/p90/p99/max (ms) of the requests answered without an error."""
+        return summary(self.answered, self.window_end - self.window_start, 0)
 
 
 def error_code(body: bytes) -> str:
