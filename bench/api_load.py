@@ -188,14 +188,21 @@ async def setup(
     return list(polling), owners, time.monotonic() - began
 
 
+TRADING_CHECKS_AT_ONCE = 16
+
+
 async def trading(gateway: str, users: list[User]) -> int:
     """How many of the users' bots are running with at least one resting order (the engine drives them)."""
+    # A few users at a time: all of them at once would be refused by the gateway's admission (a 503 is not
+    # a stopped bot).
+    gate = asyncio.Semaphore(TRADING_CHECKS_AT_ONCE)
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as api:
 
         async def one(user: User) -> bool:
             headers = {"authorization": f"Bearer {user.token}", "x-forwarded-for": user.ip}
-            bot = (await api.get(f"/api/bots/{user.bot}", headers=headers)).json().get("data") or {}
-            levels = await api.get(f"/api/bots/{user.bot}/grid-levels?status=pending", headers=headers)
+            async with gate:
+                bot = (await api.get(f"/api/bots/{user.bot}", headers=headers)).json().get("data") or {}
+                levels = await api.get(f"/api/bots/{user.bot}/grid-levels?status=pending", headers=headers)
             return bot.get("status") == "running" and bool(
                 (levels.json().get("data") or {}).get("gridLevels")
             )
