@@ -103,6 +103,8 @@ async def test_error_responses_carry_the_envelope_an_example_per_code_and_header
     assert "`BOT_NOT_FOUND`" in not_found["description"]
     limited = doc["paths"]["/things/{exchange}"]["get"]["responses"]["429"]["headers"]
     assert {"Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(limited)
+    busy = doc["paths"]["/things/{exchange}"]["get"]["responses"]["503"]["headers"]["Retry-After"]
+    assert busy["required"] is False  # only the gateway's refusals carry it, not a service that is down
     success = doc["paths"]["/things/{exchange}"]["get"]["responses"]["200"]
     assert success["headers"]["X-Request-ID"]["required"] is True
 

@@ -201,6 +201,13 @@ MARKET_BACKFILLS = _metric(
 GATEWAY_WS_CONNECTIONS = _metric(
     Gauge, f"{PREFIX}gateway_ws_connections", "Live-update WebSockets open on this replica", registry=REGISTRY
 )
+GATEWAY_SHED = _metric(
+    Counter,
+    f"{PREFIX}gateway_shed",
+    "Requests the gateway answered 503 because the service already had its cap of requests in flight",
+    ["service"],
+    registry=REGISTRY,
+)
 GATEWAY_WS_SLOW_DROPPED = _metric(
     Counter,
     f"{PREFIX}gateway_ws_slow_dropped",

@@ -70,6 +70,13 @@ _RATE_LIMIT_HEADERS = {
     },
 }
 
+_BUSY_RETRY_HEADER = {
+    "description": "Only when the gateway refused the request because the service already had its cap of "
+    "requests in flight (it never reached the service): seconds to wait before trying again.",
+    "required": False,
+    **_INT_HEADER,
+}
+
 
 def one_of(*values: str) -> dict[str, Any]:
     """The JSON schema of a string that must be one of `values` (for parameters a handler checks itself)."""
@@ -194,6 +201,8 @@ def error_response_doc(codes: list[ErrorCode]) -> dict[str, Any]:
     headers: dict[str, Any] = {"X-Request-ID": dict(_REQUEST_ID_HEADER)}
     if ErrorCode.RATE_LIMIT_EXCEEDED in codes:
         headers.update(_RATE_LIMIT_HEADERS)
+    if ErrorCode.SERVICE_UNAVAILABLE in codes:
+        headers["Retry-After"] = _BUSY_RETRY_HEADER
     return {
         "description": "; ".join(f"`{code.value}`: {ERRORS[code].en}" for code in codes),
         "headers": headers,

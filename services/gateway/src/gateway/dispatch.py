@@ -11,6 +11,7 @@ from common import tracing
 from common.errors import AppError, ErrorCode
 from common.security import ADMIN_ROLE, Principal, VerifiedTokens
 from common.web import error_response
+from gateway.admission import RETRY_AFTER_SECONDS, Admission
 from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
 from gateway.live.endpoint import LIVE_PATH, LiveEndpoint
@@ -25,6 +26,8 @@ from gateway.routing import (
     is_api_path,
 )
 
+_RETRY = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+
 
 @dataclass(frozen=True, slots=True)
 class Components:
@@ -37,6 +40,7 @@ class Components:
     rules: Rules
     proxies: TrustedProxies
     forwarder: Forwarder
+    admission: Admission
     live: LiveEndpoint | None = None
 
 
@@ -80,6 +84,19 @@ class GatewayMiddleware:
 
         # The HTTP metrics' route label of a proxied request: the service, never the raw path.
         scope.setdefault("state", {})["metrics_route"] = f"proxy:{service}"
+        if not c.admission.enter(service, scope["method"]):
+            # Before any other work: past the cap a refusal must cost next to nothing.
+            await _error(scope, receive, send, ErrorCode.SERVICE_UNAVAILABLE, {"service": service}, _RETRY)
+            return
+        try:
+            await self._serve(c, scope, receive, send, service, path)
+        finally:
+            c.admission.leave(service)
+
+    async def _serve(
+        self, c: Components, scope: Scope, receive: Receive, send: Send, service: str, path: str
+    ) -> None:
+        """Verify, count and forward one admitted request."""
         method: str = scope["method"]
         tracing.name_server_span(f"{method} proxy:{service}")  # not the raw path: ids in it are unbounded
         authorization: str | None = None

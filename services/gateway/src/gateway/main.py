@@ -17,6 +17,7 @@ from common.runtime import acquire_bus, acquire_cache, release_bus, release_cach
 from common.security import RevocationList, TokenService, VerifiedTokens
 from common.web import JsonResponse, RequestContextMiddleware, install_error_handlers, serve
 from gateway.admin import router as admin_router
+from gateway.admission import Admission, caps_for
 from gateway.checks import RequestChecks
 from gateway.clientip import TrustedProxies
 from gateway.cors import EdgeMiddleware
@@ -86,6 +87,9 @@ def create_app(
                 rules=rules,
                 proxies=proxies,
                 forwarder=Forwarder(upstreams),
+                admission=Admission(
+                    caps_for({u.name: len(u.urls) for u in upstreams}, settings.upstream_max_in_flight)
+                ),
                 live=LiveEndpoint(hub, tokens, checks, rules, limits, settings.frontend_url),
             )
             app.state.live = hub

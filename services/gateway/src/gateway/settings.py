@@ -72,6 +72,9 @@ class Settings(CacheSettings, BusSettings, JwtSettings):
     upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     upstream_max_connections: int = Field(default=100, ge=1, le=10_000)
     upstream_max_keepalive: int = Field(default=50, ge=0, le=10_000)
+    # Requests in flight to one replica of a service (the cap is this times its replicas); beyond it the
+    # gateway answers 503 with Retry-After at once instead of queueing (gateway/admission.py).
+    upstream_max_in_flight: int = Field(default=32, ge=1, le=100_000)
     # Below the services' keep-alive timeout (uvicorn: 5 s): never reuse a socket they closed.
     upstream_keepalive_seconds: float = Field(default=4.0, ge=0)
 

@@ -51,7 +51,7 @@ def _upstream_app(upstream: Upstream) -> FastAPI:
         return {"status": "ready"}
 
     # Under any prefix (/api/auth/_slow, /api/bots/_slow...), so that every route can reach them.
-    @app.get("/{prefix:path}/_slow")
+    @app.api_route("/{prefix:path}/_slow", methods=["GET", "POST"], include_in_schema=False)
     async def slow(prefix: str) -> dict[str, str]:
         # Answers only when the test lets it: a hung upstream.
         upstream.waiting += 1
