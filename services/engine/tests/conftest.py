@@ -50,7 +50,7 @@ def migrated_postgres(postgres_admin_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def db(migrated_postgres: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions on the test database, for the tests' own reads and writes."""
-    engine = create_engine(migrated_postgres, schemas=[SCHEMA], pool_size=5)
+    engine = create_engine(migrated_postgres, schemas=[SCHEMA], pool_size=10)
     yield create_session_factory(engine)
     await engine.dispose()
 

@@ -47,7 +47,7 @@ def make_settings(
         environment="test",
         log_json=False,
         database_url=database_url,
-        database_pool_size=10,
+        database_pool_size=20,
         redis_url=redis_url,
         cache_namespace=namespace,
         rabbitmq_url=rabbitmq_url,

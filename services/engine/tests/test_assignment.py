@@ -119,7 +119,7 @@ def scratch_url(postgres_admin_url: str) -> Iterator[str]:
 @pytest.fixture
 async def factory(scratch_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions on the scratch database."""
-    engine = create_engine(scratch_url, schemas=[SCHEMA], pool_size=5)
+    engine = create_engine(scratch_url, schemas=[SCHEMA], pool_size=10)
     yield create_session_factory(engine)
     await engine.dispose()
 

@@ -171,6 +171,7 @@ class DatabaseSettings(ServiceSettings):
     """A service that owns a schema in the database."""
 
     database_url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/gridbot")
+    # Connections per process, at most, each kept once opened (common.db.create_engine: no overflow).
     database_pool_size: int = Field(default=10, ge=1, le=200)
 
     def secret_fields(self) -> dict[str, SecretStr]:

@@ -106,7 +106,7 @@ async def db(db_url: str, namespace: str) -> AsyncIterator[Db]:
     schema = f"outbox_{namespace}"
     metadata = MetaData(schema=schema)
     table = outbox_table(metadata, "test_outbox")
-    engine = create_engine(db_url, schemas=[schema], pool_size=4)
+    engine = create_engine(db_url, schemas=[schema], pool_size=8)
     postgres = engine.dialect.name == "postgresql"
     async with engine.begin() as conn:
         if postgres:

@@ -37,7 +37,7 @@ class Backend:
             "environment": "test",
             "log_json": False,
             "database_url": self.database_url,
-            "database_pool_size": 5,
+            "database_pool_size": 10,
             "redis_url": self.cache_url,
             "cache_namespace": namespace,
             "rabbitmq_url": self.bus_url,
