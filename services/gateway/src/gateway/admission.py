@@ -50,10 +50,6 @@ class Admission:
         if service in self._in_flight:
             self._in_flight[service] -= 1
 
-    def in_flight(self, service: str) -> int:
-        """Requests to `service` admitted and not yet answered."""
-        return self._in_flight.get(service, 0)
-
 
 def caps_for(replicas: Mapping[str, int], per_replica: int) -> dict[str, int]:
     """Each service's cap: `per_replica` for each of its replicas."""
