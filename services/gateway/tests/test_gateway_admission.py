@@ -17,9 +17,12 @@ def _shed(service: str) -> float:
 
 
 def _hold(
-    client: httpx.AsyncClient, path: str, tokens: Tokens, count: int
+    client: httpx.AsyncClient, path: str, tokens: Tokens, count: int, method: str = "GET"
 ) -> list[asyncio.Task[httpx.Response]]:
-    return [asyncio.create_task(client.get(path, headers=bearer(tokens.access()))) for _ in range(count)]
+    return [
+        asyncio.create_task(client.request(method, path, headers=bearer(tokens.access())))
+        for _ in range(count)
+    ]
 
 
 async def test_past_the_cap_a_request_is_refused_at_once_and_never_reaches_the_service(
@@ -85,10 +88,7 @@ async def test_writes_get_through_where_reads_are_refused(bots_up: Upstream, tok
         reads = _hold(client, "/api/bots/b1/_slow", tokens, 2)
         await wait_until(lambda: bots_up.waiting == 2)
         refused_read = await client.get("/api/bots", headers=bearer(tokens.access()))
-        writes = [
-            asyncio.create_task(client.post("/api/bots/b1/_slow", headers=bearer(tokens.access())))
-            for _ in range(2)
-        ]
+        writes = _hold(client, "/api/bots/b1/_slow", tokens, 2, method="POST")
         await wait_until(lambda: bots_up.waiting == 4)
         refused_write = await client.post("/api/bots/b1/stop", headers=bearer(tokens.access()))
         bots_up.release.set()
